@@ -1,0 +1,95 @@
+// fleetconf serve SITE: every service present in this build, on one site file, in one process.
+#include "commands.hpp"
+
+#include "fleetconf/blockcfg/service.hpp"
+#include "fleetconf/common/log.hpp"
+#include "fleetconf/common/runtime.hpp"
+#include "fleetconf/common/site.hpp"
+#include "fleetconf/dhcp/service.hpp"
+#include "fleetconf/gitconf/service.hpp"
+
+#include <iostream>
+#include <memory>
+
+namespace fleetconf::cli {
+namespace {
+
+struct ServeArgs {
+    std::string site;
+    std::string data_dir;
+    bool no_dhcp = false, no_git = false, no_block = false;
+};
+
+common::Site load(const ServeArgs& a) {
+    auto site = common::load_site(a.site);
+    if (!a.data_dir.empty()) {
+        // Re-derive the defaults that hang off data_dir.
+        const auto old_dir = site.services.data_dir;
+        site.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
+        if (!site.services.block.key_file_given) site.services.block.key_file = site.services.data_dir / "block" / "keys";
+        for (auto& u : site.unikernels)
+            if (u.block && !u.block->device_given) u.block->device = site.services.data_dir / "block" / (u.name + ".img");
+    }
+    return site;
+}
+
+int run(const ServeArgs& a) {
+    auto log = common::log::get("serve");
+    common::Site site;
+    try {
+        site = load(a);
+    } catch (const common::SiteLoadError& e) {
+        std::cerr << e.what() << "\n";
+        return kExitInvalid;
+    }
+    log->info("site {}: {} networks, {} unikernels, data in {}", a.site, site.networks.size(), site.unikernels.size(),
+              site.services.data_dir.string());
+
+    common::Runtime rt;
+    struct Entry {
+        common::ServiceInfo info;
+        bool enabled;
+    };
+    const Entry services[] = {
+        {dhcp::service_info(), site.services.dhcp.enabled && !a.no_dhcp},
+        {gitconf::service_info(), site.services.git.enabled && !a.no_git},
+        {blockcfg::service_info(), site.services.block.enabled && !a.no_block},
+    };
+    int running = 0;
+    for (const auto& s : services) {
+        if (!s.enabled) log->info("{}: disabled", s.info.name);
+        else if (!s.info.available) log->warn("{}: {}", s.info.name, s.info.summary);
+        else ++running;
+    }
+    log->info("{} service(s) running; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
+
+    rt.on_reload([&] {
+        try {
+            auto fresh = load(a);
+            site = std::move(fresh);
+            log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
+        } catch (const common::SiteLoadError& e) {
+            log->error("reload refused, keeping the running configuration:\n{}", e.what());
+        }
+    });
+    rt.on_stop([&] { log->info("stopping"); });
+    const bool clean = rt.run();
+    log->info("stopped{}", clean ? "" : " (forced)");
+    return clean ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, Action& action) {
+    auto a = std::make_shared<ServeArgs>();
+    auto* c = app.add_subcommand("serve", "Run the services of a site file in the foreground until SIGINT/SIGTERM; "
+                                          "SIGHUP reloads the site file");
+    c->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
+    c->add_option("--data-dir", a->data_dir, "Override services.data_dir from the site file");
+    c->add_flag("--no-dhcp", a->no_dhcp, "Do not start the DHCP server");
+    c->add_flag("--no-git", a->no_git, "Do not start the git host");
+    c->add_flag("--no-block", a->no_block, "Do not start the block-config editor");
+    c->callback([&action, a] { action = [a] { return run(*a); }; });
+}
+
+}  // namespace fleetconf::cli

@@ -1,0 +1,26 @@
+// The `fleetconf` command line: each subcommand registers itself on the CLI11 app and runs as a thin
+// layer over a library call. Exit codes: 0 success, 1 runtime failure, 2 invalid input or usage.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace fleetconf::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitInvalid = 2;
+
+// The action to run once parsing succeeded; set by whichever subcommand was selected.
+using Action = std::function<int()>;
+
+void add_site_commands(CLI::App& app, Action& action);
+void add_bootargs_command(CLI::App& app, Action& action);
+void add_serve_command(CLI::App& app, Action& action);
+
+// Prints "fleetconf: <message>" to stderr (one line, for the operator).
+void print_error(const std::string& message);
+
+}  // namespace fleetconf::cli

@@ -1,0 +1,62 @@
+#include "commands.hpp"
+
+#include "fleetconf/common/log.hpp"
+
+#include <iostream>
+
+using namespace fleetconf;
+
+namespace fleetconf::cli {
+void print_error(const std::string& message) { std::cerr << "fleetconf: " << message << "\n"; }
+}  // namespace fleetconf::cli
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "fleetconf: run-time configuration for MirageOS unikernel fleets.\n"
+        "One site file describes the fleet; fleetconf serves each unikernel its address and site options\n"
+        "(DHCP), its configuration repository (git) and its proxy routes (block device).\n"
+        "Docs: docs/README.md. Exit codes: 0 ok, 1 failure, 2 invalid input."};
+    app.name("fleetconf");
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "fleetconf 0.1.0");
+
+    std::string log_level = "info";
+    std::string log_format = "text";
+    bool log_syslog = false;
+    app.add_option("--log-level", log_level,
+                   "Log level, optionally per service: 'info' or 'warn,dhcp=debug,git=trace'")
+        ->capture_default_str();
+    app.add_option("--log-format", log_format, "Log format on stderr: text or json (one object per line)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
+    app.add_flag("--syslog", log_syslog, "Also send logs to the local syslog");
+
+    cli::Action action;
+    cli::add_site_commands(app, action);
+    cli::add_bootargs_command(app, action);
+    cli::add_serve_command(app, action);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? cli::kExitOk : cli::kExitInvalid;
+    }
+
+    common::log::Options lo;
+    lo.format = *common::log::parse_format(log_format);
+    lo.syslog = log_syslog;
+    if (auto err = common::log::parse_levels(log_level, lo)) {
+        cli::print_error("--log-level: " + *err);
+        return cli::kExitInvalid;
+    }
+    common::log::setup(lo);
+
+    if (!action) return cli::kExitInvalid;
+    try {
+        return action();
+    } catch (const std::exception& e) {
+        cli::print_error(e.what());
+        return cli::kExitFailure;
+    }
+}

@@ -1,0 +1,36 @@
+// The boot arguments a unikernel still needs once the site file and the services have done their part.
+#pragma once
+
+#include "fleetconf/common/site.hpp"
+
+#include <string>
+#include <vector>
+
+namespace fleetconf::common {
+
+struct BootArgs {
+    // Arguments for the solo5-hvt tender (Albatross passes the same through its create command).
+    std::vector<std::string> tender;
+    // Arguments for the unikernel itself (MirageOS runtime keys).
+    std::vector<std::string> unikernel;
+    // Why each group of arguments is there, for humans.
+    std::vector<std::string> notes;
+};
+
+// Network device name the unikernel expects (MirageOS' default "service").
+inline constexpr const char* kNetDevice = "service";
+inline constexpr const char* kBlockDevice = "storage";
+
+// Computes the arguments for unikernel `u` of `site`:
+// - tender: --net:service=<tap> --net-mac:service=<mac> [--block:storage=<device>]
+// - --ipv4=<addr>/<len> and --ipv4-gateway=<gw> when the unikernel does not use DHCP;
+// - --syslog=<ip> and --monitor=<ip> from its effective site options
+//   (a unikernel on DHCP also receives them as options 7 and 125, but MirageOS only reads them
+//   from the command line today, so they are printed in both modes);
+// - its extra boot_args last, so they can override anything above.
+BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name);
+
+// Default tap device name for a unikernel: "tap-" + name, cut to the 15-character interface limit.
+std::string default_tap_name(std::string_view unikernel);
+
+}  // namespace fleetconf::common

@@ -1,0 +1,27 @@
+// File helpers with the durability and permission rules the daemons rely on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace fleetconf::common {
+
+// Reads a whole file if it is at most `limit` bytes. Returns an error message on failure.
+std::optional<std::string> read_file_limited(const std::filesystem::path& p, std::size_t limit, std::string& out);
+
+// Writes via a temporary file in the same directory, fsync, rename, fsync of the directory:
+// after a crash the file holds either the old or the new content. `mode` applies to the new file.
+void write_file_atomic(const std::filesystem::path& p, std::span<const std::uint8_t> data, unsigned mode = 0644);
+
+// Reads a secret file: must be a regular file not readable or writable by group or others.
+// Returns an error message (naming the file and the fix) on failure.
+std::optional<std::string> read_secret_file(const std::filesystem::path& p, std::size_t limit, std::string& out);
+
+// Creates the directory (and parents) with the given mode if missing.
+void ensure_directory(const std::filesystem::path& p, unsigned mode = 0750);
+
+}  // namespace fleetconf::common

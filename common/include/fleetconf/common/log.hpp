@@ -1,0 +1,34 @@
+// Logging on spdlog: one named logger per service ("dhcp", "git", "block", "site", "serve"),
+// human text or JSON lines on stderr, optionally also to syslog.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace fleetconf::common::log {
+
+enum class Format { text, json };
+
+struct Options {
+    Format format = Format::text;
+    bool syslog = false;
+    spdlog::level::level_enum level = spdlog::level::info;
+    std::map<std::string, spdlog::level::level_enum, std::less<>> service_levels;
+};
+
+// Parses "info" or "warn,dhcp=debug,git=trace" into `opts`; returns an error message on failure.
+std::optional<std::string> parse_levels(std::string_view spec, Options& opts);
+std::optional<Format> parse_format(std::string_view s);
+
+// Installs the sinks and levels. Safe to call again (for example after a reload).
+void setup(const Options& opts);
+
+// The logger for a service; created on first use with the current sinks and levels.
+std::shared_ptr<spdlog::logger> get(std::string_view service);
+
+}  // namespace fleetconf::common::log

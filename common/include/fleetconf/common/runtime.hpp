@@ -1,0 +1,48 @@
+// The Asio runtime every daemon shares: an io_context, graceful stop on SIGINT/SIGTERM with a
+// deadline, and a reload hook on SIGHUP.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+namespace fleetconf::common {
+
+class Runtime {
+public:
+    Runtime();
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    asio::io_context& io() { return io_; }
+
+    // Called once, on the first SIGINT/SIGTERM or request_stop(): cancel acceptors and sessions here.
+    void on_stop(std::function<void()> f) { stop_handlers_.push_back(std::move(f)); }
+    // Called on every SIGHUP (or request_reload()).
+    void on_reload(std::function<void()> f) { reload_handlers_.push_back(std::move(f)); }
+
+    void request_stop();
+    void request_reload();
+    [[nodiscard]] bool stopping() const { return stopping_; }
+
+    // Runs until all work has finished after a stop, or `grace` has passed since the stop (then the
+    // remaining work is abandoned).
+    // Returns true when the stop was clean.
+    bool run(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+private:
+    void wait_signal();
+
+    asio::io_context io_;
+    asio::signal_set signals_;
+    std::vector<std::function<void()>> stop_handlers_;
+    std::vector<std::function<void()>> reload_handlers_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> forced_{false};
+};
+
+}  // namespace fleetconf::common

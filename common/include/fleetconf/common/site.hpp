@@ -1,0 +1,162 @@
+// The fleet site file: one JSON document (comments allowed) describing networks, unikernels and the
+// services that serve them. Loading validates everything and reports every error with its JSON pointer.
+// docs/site-file.md documents each key.
+#pragma once
+
+#include "fleetconf/common/net.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fleetconf::common {
+
+struct SiteError {
+    std::string pointer;  // JSON pointer (RFC 6901) of the offending value, "" for the document
+    std::string message;  // what is wrong, lower-case, no trailing period
+    bool operator==(const SiteError&) const = default;
+};
+
+// Thrown by load_site/parse_site; what() is every error, one per line, "FILE: POINTER: MESSAGE".
+class SiteLoadError : public std::runtime_error {
+public:
+    SiteLoadError(std::string source, std::vector<SiteError> errors);
+    const std::string& source() const { return source_; }
+    const std::vector<SiteError>& errors() const { return errors_; }
+
+private:
+    std::string source_;
+    std::vector<SiteError> errors_;
+};
+
+// A DHCP option given literally in the site file, already encoded to its wire value.
+struct CustomOption {
+    std::uint8_t code = 0;
+    std::string type;  // ip, ips, u8, u16, u32, i32, bool, string, hex
+    std::vector<std::uint8_t> data;
+    bool always_send = false;
+    bool operator==(const CustomOption&) const = default;
+};
+
+// Where the monitoring sink goes: by default option 125 (RFC 3925), enterprise 49836 (the MirageOS
+// convention used by DNSvizor), sub-option 0. code 125 means a vendor-identifying block; any other code
+// is sent as a plain string option.
+struct MonitoringOption {
+    std::uint8_t code = 125;
+    std::uint32_t enterprise = 49836;
+    std::uint8_t suboption = 0;
+    bool operator==(const MonitoringOption&) const = default;
+};
+
+// Site options (sent over DHCP, or as boot arguments when DHCP is not used).
+// Every field is optional so that a unikernel's options can override a network's field by field.
+struct SiteOptions {
+    std::optional<Endpoint> syslog;      // DHCP option 7 (address only); --syslog / --syslog-port
+    std::optional<Endpoint> monitoring;  // DHCP option 125/49836/0 as "ip:port"; --monitor
+    std::optional<std::vector<Ipv4>> ntp;  // DHCP option 42
+    std::vector<CustomOption> custom;    // by code; a unikernel's entry replaces the network's
+    std::set<std::string> always_send;   // "syslog", "monitoring", "ntp": sent even when not requested
+    bool operator==(const SiteOptions&) const = default;
+};
+
+inline constexpr std::uint32_t kDefaultLeaseTime = 3600;
+
+struct Network {
+    std::string name;       // the bridge name (part of the Albatross MAC derivation)
+    std::string interface;  // where the DHCP server listens; defaults to name
+    Prefix subnet;
+    std::optional<Ipv4> gateway;
+    std::vector<Ipv4> dns;
+    std::string domain;
+    std::vector<Range> pools;
+    std::uint32_t lease_time = kDefaultLeaseTime;  // seconds
+    SiteOptions options;
+    MonitoringOption monitoring_option;
+};
+
+struct GitSettings {
+    bool enabled = true;
+    bool writable = false;  // "access": "read-only" (default) or "read-write"
+    std::string branch = "main";
+};
+
+struct BlockSettings {
+    std::filesystem::path device;  // absolute; default <data_dir>/block/<name>.img
+    bool device_given = false;     // false: created on first start
+    std::uint32_t sector_size = 512;
+    std::uint64_t size = 1 << 20;  // bytes, used when the service creates the image
+};
+
+struct Unikernel {
+    std::string name;
+    std::string network;
+    Mac mac;
+    bool mac_derived = false;  // true when absent from the site file and derived as Albatross does
+    std::optional<Ipv4> address;
+    bool dhcp = true;  // false: the address is given as --ipv4 boot arguments
+    SiteOptions options;
+    GitSettings git;
+    std::optional<BlockSettings> block;
+    std::vector<std::string> boot_args;
+};
+
+struct DhcpService {
+    bool enabled = true;
+    std::uint16_t server_port = 67;
+    std::uint16_t client_port = 68;
+    bool authoritative = true;
+};
+
+struct GitService {
+    bool enabled = true;
+    std::optional<Endpoint> http;   // smart HTTP listener
+    std::optional<Endpoint> git;    // git:// listener (development only)
+    std::string public_host;        // host name or address unikernels use in --remote
+};
+
+struct BlockService {
+    bool enabled = true;
+    Endpoint listen{Ipv4{127, 0, 0, 1}, 7300};
+    std::filesystem::path key_file;  // absolute; default <data_dir>/block/keys
+    bool key_file_given = false;     // false: generated on first start
+};
+
+struct Services {
+    std::filesystem::path data_dir;  // absolute
+    DhcpService dhcp;
+    GitService git;
+    BlockService block;
+};
+
+struct Site {
+    std::string source;  // file name used in messages
+    std::string name;
+    std::vector<Network> networks;
+    std::vector<Unikernel> unikernels;
+    Services services;
+
+    [[nodiscard]] const Network* network(std::string_view name) const;
+    [[nodiscard]] const Unikernel* unikernel(std::string_view name) const;
+    // The network's options with the unikernel's fields laid over them.
+    [[nodiscard]] SiteOptions effective_options(const Unikernel& u) const;
+};
+
+// The MAC Albatross gives a unikernel: 00:80:41 then the first three bytes of MD5(bridge ++ name).
+Mac albatross_mac(std::string_view bridge, std::string_view unikernel);
+
+// Parses and validates. Relative paths resolve against base_dir. Throws SiteLoadError with all errors.
+Site parse_site(std::string_view text, const std::filesystem::path& base_dir, std::string_view source_name);
+// Reads the file (at most 16 MiB) and calls parse_site with its directory as base.
+Site load_site(const std::filesystem::path& file);
+
+// Limits on the site file, so that a hostile or broken file cannot exhaust memory.
+inline constexpr std::size_t kMaxSiteFileBytes = 16u << 20;
+inline constexpr std::size_t kMaxNetworks = 256;
+inline constexpr std::size_t kMaxUnikernels = 65536;
+
+}  // namespace fleetconf::common

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The fleetconf command line against the example site and the invalid fixtures.
+set -u
+FC=$1
+SRC=$2
+fail=0
+check() { # description, command...
+    local desc=$1; shift
+    if "$@"; then echo "ok   $desc"; else echo "FAIL $desc"; fail=1; fi
+}
+out=$("$FC" site check "$SRC/examples/site.json"); rc=$?
+check "site check exits 0 on the example" test $rc -eq 0
+check "summary line" test "$out" = "$SRC/examples/site.json: ok: site example.fleet, 1 network, 4 unikernels (3 on DHCP, 3 with fixed addresses)"
+
+err=$("$FC" site check "$SRC/tests/sites/invalid/20-many-errors.json" 2>&1 >/dev/null); rc=$?
+check "site check exits 2 on errors" test $rc -eq 2
+check "every error listed" test "$(echo "$err" | grep -c ': /')" -eq 4
+check "error line format" grep -qx "$SRC/tests/sites/invalid/20-many-errors.json: /networks/0/pools/1: range 10.0.0.15-10.0.0.30 overlaps 10.0.0.10-10.0.0.20" <<<"$err"
+check "error count line" grep -qx "$SRC/tests/sites/invalid/20-many-errors.json: 4 errors" <<<"$err"
+
+json=$("$FC" site check --json "$SRC/tests/sites/invalid/03-reversed-pool.json"); rc=$?
+check "json errors exit 2" test $rc -eq 2
+check "json errors content" grep -q '"pointer":"/networks/0/pools/0"' <<<"$json"
+
+# The MAC derivation, checked against md5sum computed here.
+h=$(printf 'br-fleetcalendar' | md5sum | cut -c1-6)
+want="00:80:41:${h:0:2}:${h:2:2}:${h:4:2}"
+show=$("$FC" site show "$SRC/examples/site.json")
+check "site show derives the Albatross MAC ($want)" grep -q "^calendar .*${want}\*" <<<"$show"
+
+args=$("$FC" bootargs resolver --site "$SRC/examples/site.json" | tail -n 1)
+check "bootargs static unikernel" test "$args" = "--ipv4=10.42.0.53/24 --ipv4-gateway=10.42.0.1 --syslog=10.42.0.1 --monitor=10.42.0.1 --dns-upstream=10.42.0.1"
+j=$("$FC" bootargs web --site "$SRC/examples/site.json" --json)
+check "bootargs --json" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["tender"][1]=="--net-mac:service=00:80:41:88:19:f5", d' "$j"
+"$FC" bootargs nosuch --site "$SRC/examples/site.json" >/dev/null 2>&1; rc=$?
+check "bootargs unknown name exits 2" test $rc -eq 2
+
+"$FC" --help >/dev/null; check "--help" test $? -eq 0
+for sub in site "site check" bootargs serve; do
+    # shellcheck disable=SC2086
+    "$FC" $sub --help | grep -q -- "--help"; check "$sub --help" test $? -eq 0
+done
+"$FC" frobnicate >/dev/null 2>&1; check "unknown subcommand exits 2" test $? -eq 2
+"$FC" --log-level loud site check "$SRC/examples/site.json" >/dev/null 2>&1; check "bad --log-level exits 2" test $? -eq 2
+
+# serve with JSON logs: starts, reports unbuilt services, stops on SIGTERM.
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+"$FC" --log-format json serve "$SRC/examples/site.json" --data-dir "$tmp/data" --no-block 2>"$tmp/log" &
+pid=$!
+for _ in $(seq 50); do grep -q 'service(s) running' "$tmp/log" && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; rc=$?
+check "serve stops cleanly on SIGTERM" test $rc -eq 0
+check "serve logs JSON lines" python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/log"
+check "serve says what is not built" grep -q '"service":"serve".*not built yet' "$tmp/log"
+
+exit $fail

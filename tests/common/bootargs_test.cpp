@@ -1,0 +1,42 @@
+#include "fleetconf/common/bootargs.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace fleetconf::common;
+
+namespace {
+const std::filesystem::path kSrc = FLEETCONF_SOURCE_DIR;
+using V = std::vector<std::string>;
+}  // namespace
+
+TEST_CASE("boot arguments for each kind of unikernel in the example site", "[bootargs]") {
+    auto site = load_site(kSrc / "examples/site.json");
+
+    auto web = boot_args(site, *site.unikernel("web"), "tap-web");
+    CHECK(web.tender == V{"--net:service=tap-web", "--net-mac:service=00:80:41:88:19:f5"});
+    CHECK(web.unikernel == V{"--syslog=10.42.0.1", "--monitor=10.42.0.1"});
+
+    auto resolver = boot_args(site, *site.unikernel("resolver"), default_tap_name("resolver"));
+    CHECK(resolver.tender == V{"--net:service=tap-resolver", "--net-mac:service=00:80:41:00:00:53"});
+    CHECK(resolver.unikernel == V{"--ipv4=10.42.0.53/24", "--ipv4-gateway=10.42.0.1", "--syslog=10.42.0.1",
+                                  "--monitor=10.42.0.1", "--dns-upstream=10.42.0.1"});
+
+    auto proxy = boot_args(site, *site.unikernel("proxy"), "tap-proxy");
+    REQUIRE(proxy.tender.size() == 3);
+    CHECK(proxy.tender[2] == "--block:storage=/var/lib/fleetconf/block/proxy.img");
+}
+
+TEST_CASE("tap names fit the interface name limit", "[bootargs]") {
+    CHECK(default_tap_name("web") == "tap-web");
+    CHECK(default_tap_name("averyveryverylongname").size() == 15);
+}
+
+TEST_CASE("a non-default syslog port is noted, not invented as an argument", "[bootargs]") {
+    auto site = parse_site(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24","options":{"syslog":"10.0.0.2:1514"}}],
+        "unikernels":[{"name":"a","network":"br0"}]})", "/tmp", "t.json");
+    auto a = boot_args(site, site.unikernels[0], "tap-a");
+    CHECK(a.unikernel == V{"--syslog=10.0.0.2"});
+    bool noted = false;
+    for (const auto& n : a.notes) noted = noted || n.find("syslog port 1514") != std::string::npos;
+    CHECK(noted);
+}

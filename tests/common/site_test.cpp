@@ -1,0 +1,217 @@
+#include "fleetconf/common/site.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace fleetconf::common;
+
+namespace {
+
+const std::filesystem::path kSrc = FLEETCONF_SOURCE_DIR;
+
+std::vector<SiteError> load_errors(const std::filesystem::path& file) {
+    try {
+        load_site(file);
+    } catch (const SiteLoadError& e) {
+        return e.errors();
+    }
+    return {};
+}
+
+Site parse(const std::string& text) { return parse_site(text, std::filesystem::temp_directory_path(), "t.json"); }
+
+}  // namespace
+
+TEST_CASE("the example site file is valid", "[site]") {
+    auto site = load_site(kSrc / "examples/site.json");
+    CHECK(site.name == "example.fleet");
+    REQUIRE(site.networks.size() == 1);
+    CHECK(site.networks[0].pools.size() == 1);
+    REQUIRE(site.unikernels.size() == 4);
+    CHECK(site.unikernel("proxy")->block.has_value());
+    CHECK(site.unikernel("calendar")->git.writable);
+    CHECK_FALSE(site.unikernel("web")->git.writable);
+    CHECK_FALSE(site.unikernel("resolver")->dhcp);
+    CHECK(site.unikernel("resolver")->mac.to_string() == "00:80:41:00:00:53");
+}
+
+TEST_CASE("Albatross MAC derivation matches md5sum", "[site][mac]") {
+    // printf 'br-fleetproxy' | md5sum  -> 29331026b8deb2f86eefe407b6af40be
+    CHECK(albatross_mac("br-fleet", "proxy").to_string() == "00:80:41:29:33:10");
+    // printf 'br-fleetweb' | md5sum    -> 8819f5255bef1086bd3b5ff4e8bd7fc5
+    CHECK(albatross_mac("br-fleet", "web").to_string() == "00:80:41:88:19:f5");
+    // printf 'br0test' | md5sum        -> 183022be33dc73619894baceb681664a
+    CHECK(albatross_mac("br0", "test").to_string() == "00:80:41:18:30:22");
+    auto site = load_site(kSrc / "examples/site.json");
+    CHECK(site.unikernel("web")->mac_derived);
+    CHECK(site.unikernel("web")->mac == albatross_mac("br-fleet", "web"));
+}
+
+struct InvalidCase {
+    const char* file;
+    std::vector<SiteError> errors;
+};
+
+TEST_CASE("invalid site files report every error with its JSON pointer", "[site]") {
+    const std::vector<InvalidCase> cases = {
+        {"02-unknown-key.json",
+         {{"/networks/0/gatway",
+           "unknown key \"gatway\" (expected one of: name, interface, subnet, gateway, dns, domain, pools, lease_time, "
+           "options, monitoring_option)"}}},
+        {"03-reversed-pool.json", {{"/networks/0/pools/0", "range 10.0.0.50-10.0.0.20 is reversed"}}},
+        {"04-pool-outside-subnet.json",
+         {{"/networks/0/pools/0",
+           "range 10.0.1.10-10.0.1.20 is not inside subnet 10.0.0.0/24 (network and broadcast addresses excluded)"}}},
+        {"05-address-outside-subnet.json",
+         {{"/unikernels/0/address", "192.168.1.5 is not a host address in subnet 10.0.0.0/24 of network \"br0\""}}},
+        {"06-address-in-pool.json",
+         {{"/unikernels/0/address",
+           "10.0.0.150 is inside dynamic pool 10.0.0.100-10.0.0.199; fixed addresses must be outside the pools"}}},
+        {"07-duplicate-address.json", {{"/unikernels/1/address", "10.0.0.5 is also assigned to unikernel \"a\""}}},
+        {"08-duplicate-mac.json", {{"/unikernels/1/mac", "MAC 00:80:41:aa:bb:cc is also used by unikernel \"a\""}}},
+        {"09-bad-name.json",
+         {{"/unikernels/0/name",
+           "\"web_server\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')"}}},
+        {"10-duplicate-name.json",
+         {{"/unikernels/1/name", "unikernel \"web\" is defined twice"},
+          {"/unikernels/1/name", "MAC 00:80:41:d4:1a:a4 (derived) is also used by unikernel \"web\""}}},
+        {"11-unknown-network.json", {{"/unikernels/0/network", "no network named \"br1\" (defined: br0)"}}},
+        {"13-host-bits.json",
+         {{"/networks/0/subnet", "\"10.0.0.1/24\" is not an IPv4 prefix with no host bits set (like 10.0.0.0/24)"}}},
+        {"14-bad-mac.json", {{"/unikernels/0/mac", "\"00:80:41:zz:00:01\" is not a MAC address like 00:80:41:12:34:56"}}},
+        {"15-managed-option.json",
+         {{"/networks/0/options/custom/0/code", "option 53 is managed by the server and cannot be set"}}},
+        {"16-bad-port.json", {{"/services/block/listen", "\"127.0.0.1:70000\" is not an address with :port"}}},
+        {"17-duplicate-key.json", {{"/networks/0/name", "duplicate key \"name\""}}},
+        {"18-static-without-address.json",
+         {{"/unikernels/0/dhcp", "a unikernel without DHCP needs a fixed \"address\""}}},
+        {"19-wrong-types.json",
+         {{"/networks/0/dns", "expected an array, found a string"},
+          {"/networks/0/lease_time", "expected a whole number, found a string"}}},
+        {"20-many-errors.json",
+         {{"/services/dhcp/client_port", "must differ from server_port"},
+          {"/networks/0/gateway", "10.0.1.1 is not a host address in subnet 10.0.0.0/24"},
+          {"/networks/0/pools/1", "range 10.0.0.15-10.0.0.30 overlaps 10.0.0.10-10.0.0.20"},
+          {"/unikernels/0/name",
+           "\"-bad\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')"}}},
+        {"21-custom-value-type.json",
+         {{"/networks/0/options/custom/0/value", "must be between 0 and 65535, found 70000"},
+          {"/networks/0/options/custom/1/value", "\"10.0.0\" is not an IPv4 address"}}},
+        {"22-no-networks.json", {{"/networks", "at least one network is required"}}},
+    };
+    for (const auto& c : cases) {
+        INFO(c.file);
+        auto errs = load_errors(kSrc / "tests/sites/invalid" / c.file);
+        REQUIRE(errs.size() == c.errors.size());
+        for (std::size_t i = 0; i < errs.size(); ++i) {
+            CHECK(errs[i].pointer == c.errors[i].pointer);
+            CHECK(errs[i].message == c.errors[i].message);
+        }
+    }
+}
+
+TEST_CASE("syntax errors name the line and column", "[site]") {
+    auto errs = load_errors(kSrc / "tests/sites/invalid/01-syntax.json");
+    REQUIRE(errs.size() == 1);
+    CHECK(errs[0].pointer.empty());
+    CHECK_THAT(errs[0].message, Catch::StartsWith("invalid JSON: parse error at line 1, column"));
+}
+
+TEST_CASE("a referenced file that does not exist is reported with its resolved path", "[site]") {
+    const auto dir = kSrc / "tests/sites/invalid";
+    auto errs = load_errors(dir / "12-missing-file.json");
+    REQUIRE(errs.size() == 1);
+    CHECK(errs[0].pointer == "/services/block/key_file");
+    CHECK(errs[0].message == "file " + (std::filesystem::absolute(dir) / "does-not-exist.key").lexically_normal().string() +
+                                 " does not exist");
+}
+
+TEST_CASE("SiteLoadError::what lists FILE: POINTER: MESSAGE one per line", "[site]") {
+    try {
+        parse(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24","pools":["10.0.0.50-10.0.0.20"],"lease_time":5}]})");
+        FAIL("no error");
+    } catch (const SiteLoadError& e) {
+        CHECK(std::string(e.what()) ==
+              "t.json: /networks/0/pools/0: range 10.0.0.50-10.0.0.20 is reversed\n"
+              "t.json: /networks/0/lease_time: must be between 60 and 2147483647, found 5");
+    }
+}
+
+TEST_CASE("site options: custom encoding, overrides and defaults", "[site]") {
+    auto site = parse(R"({
+      "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1",
+        "options": {"syslog": "10.0.0.2", "ntp": ["10.0.0.3", "10.0.0.4"],
+          "custom": [{"code": 224, "type": "ips", "value": ["1.2.3.4", "5.6.7.8"]},
+                     {"code": 225, "type": "u16", "value": 513},
+                     {"code": 226, "type": "i32", "value": -2},
+                     {"code": 227, "type": "hex", "value": "00ff"},
+                     {"code": 228, "type": "bool", "value": true}]}}],
+      "unikernels": [{"name": "a", "network": "br0",
+        "options": {"syslog": "10.0.0.9:1514", "custom": [{"code": 225, "type": "u8", "value": 7, "always_send": true}],
+                    "always_send": ["ntp"]}}]
+    })");
+    const auto& n = site.networks[0];
+    CHECK(n.options.syslog->port == 514);
+    REQUIRE(n.options.custom.size() == 5);
+    CHECK(n.options.custom[0].data == std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6, 7, 8});
+    CHECK(n.options.custom[1].data == std::vector<std::uint8_t>{0x02, 0x01});
+    CHECK(n.options.custom[2].data == std::vector<std::uint8_t>{0xff, 0xff, 0xff, 0xfe});
+    CHECK(n.options.custom[3].data == std::vector<std::uint8_t>{0x00, 0xff});
+    CHECK(n.options.custom[4].data == std::vector<std::uint8_t>{1});
+    CHECK(n.monitoring_option == MonitoringOption{125, 49836, 0});
+    CHECK(n.lease_time == kDefaultLeaseTime);
+    CHECK(n.interface == "br0");
+
+    auto eff = site.effective_options(*site.unikernel("a"));
+    CHECK(eff.syslog->to_string() == "10.0.0.9:1514");
+    CHECK(eff.ntp->size() == 2);
+    REQUIRE(eff.custom.size() == 5);
+    CHECK(eff.custom[1].data == std::vector<std::uint8_t>{7});
+    CHECK(eff.custom[1].always_send);
+    CHECK(eff.always_send == std::set<std::string>{"ntp"});
+}
+
+TEST_CASE("data_dir defaults derive paths, relative paths resolve against the site file", "[site]") {
+    auto site = parse(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24"}],
+        "unikernels":[{"name":"p","network":"br0","block":{}}], "services":{"data_dir":"state"}})");
+    const auto base = std::filesystem::temp_directory_path();
+    CHECK(site.services.data_dir == (base / "state").lexically_normal());
+    CHECK(site.services.block.key_file == site.services.data_dir / "block" / "keys");
+    CHECK(site.unikernel("p")->block->device == site.services.data_dir / "block" / "p.img");
+    CHECK_FALSE(site.unikernel("p")->block->device_given);
+}
+
+TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site]") {
+    auto errors_of = [](const std::string& text) {
+        try {
+            parse(text);
+        } catch (const SiteLoadError& e) {
+            return e.errors();
+        }
+        return std::vector<SiteError>{};
+    };
+    auto e1 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/16"},{"name":"b","subnet":"10.0.5.0/24"}]})");
+    REQUIRE(e1.size() == 1);
+    CHECK(e1[0] == SiteError{"/networks/1/subnet", "10.0.5.0/24 overlaps 10.0.0.0/16 of network \"a\""});
+    auto e2 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],
+        "unikernels":[{"name":"p","network":"a","block":{"sector_size":1024}}]})");
+    REQUIRE(e2.size() == 1);
+    CHECK(e2[0] == SiteError{"/unikernels/0/block/sector_size", "must be 512 or 4096"});
+    auto e3 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}], "extra": 1})");
+    REQUIRE(e3.size() == 1);
+    CHECK(e3[0].pointer == "/extra");
+    auto e4 = errors_of(R"([1,2])");
+    REQUIRE(e4.size() == 1);
+    CHECK(e4[0] == SiteError{"", "expected an object, found an array"});
+    auto e5 = errors_of(R"({"networks":[{"name":"a/b","subnet":"10.0.0.0/24"}]})");
+    REQUIRE(e5.size() == 1);
+    CHECK(e5[0].pointer == "/networks/0/name");
+}
+
+TEST_CASE("a file over the size limit or missing is refused", "[site]") {
+    auto errs = load_errors("/nonexistent/site.json");
+    REQUIRE(errs.size() == 1);
+    CHECK_THAT(errs[0].message, Catch::Contains("cannot open"));
+}
