@@ -3,7 +3,7 @@
 namespace fleetconf::blockcfg {
 
 common::ServiceInfo service_info() {
-    return {"block", false, "not built yet (issue #3): block-device configuration store"};
+    return {"block", true, "block-device configuration store with an authenticated control socket"};
 }
 
 }  // namespace fleetconf::blockcfg
