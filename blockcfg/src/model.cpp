@@ -51,6 +51,13 @@ std::string to_payload(const Config& c) {
 
 namespace {
 
+// A JSON whole number >= 0 (nlohmann keeps small literals as signed integers).
+std::optional<std::uint64_t> as_count(const json& j) {
+    if (j.is_number_unsigned()) return j.get<std::uint64_t>();
+    if (j.is_number_integer() && j.get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(j.get<std::int64_t>());
+    return std::nullopt;
+}
+
 std::variant<Backend, Failure> parse_backend(const json& j, const std::string& where) {
     auto bad = [&](const std::string& m) { return Failure{errc::invalid, where + m}; };
     if (!j.is_object()) return bad("expected an object with address and port");
@@ -200,8 +207,8 @@ std::variant<Request, Failure> parse_request(const json& body) {
     const auto name = opit->get<std::string>();
     std::optional<std::uint64_t> expect;
     if (auto e = body.find("expect_generation"); e != body.end()) {
-        if (!e->is_number_unsigned()) return Failure{errc::bad_request, "\"expect_generation\" must be a whole number"};
-        expect = e->get<std::uint64_t>();
+        expect = as_count(*e);
+        if (!expect) return Failure{errc::bad_request, "\"expect_generation\" must be a whole number"};
     }
     static const std::pair<std::string_view, ReadRequest::Kind> reads[] = {
         {"list", ReadRequest::Kind::list}, {"get", ReadRequest::Kind::get}, {"status", ReadRequest::Kind::status},
@@ -222,9 +229,8 @@ std::variant<Request, Failure> parse_request(const json& body) {
     c.expect_generation = expect;
     if (name == "rollback") {
         auto g = body.find("generation");
-        if (g == body.end() || !g->is_number_unsigned() || g->get<std::uint64_t>() == 0)
-            return Failure{errc::invalid, "rollback needs \"generation\" (a whole number)"};
-        c.rollback_to = g->get<std::uint64_t>();
+        c.rollback_to = g == body.end() ? std::nullopt : as_count(*g);
+        if (!c.rollback_to || *c.rollback_to == 0) return Failure{errc::invalid, "rollback needs \"generation\" (a whole number)"};
         return Request{c};
     }
     if (name == "transaction") {

@@ -1,0 +1,100 @@
+#include "fleetconf/blockcfg/model.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace fleetconf::blockcfg;
+using nlohmann::json;
+
+namespace {
+
+ChangeRequest change(const json& j) {
+    auto r = parse_request(j);
+    INFO(j.dump());
+    REQUIRE(std::holds_alternative<Request>(r));
+    REQUIRE(std::holds_alternative<ChangeRequest>(std::get<Request>(r)));
+    return std::get<ChangeRequest>(std::get<Request>(r));
+}
+
+Failure failure(const json& j) {
+    auto r = parse_request(j);
+    INFO(j.dump());
+    REQUIRE(std::holds_alternative<Failure>(r));
+    return std::get<Failure>(r);
+}
+
+}  // namespace
+
+TEST_CASE("host names are validated and lower-cased", "[model]") {
+    CHECK(std::get<std::string>(normalize_host("WWW.Example.ORG")) == "www.example.org");
+    CHECK(std::get<std::string>(normalize_host("*.example.org")) == "*.example.org");
+    CHECK(std::get<std::string>(normalize_host("Default")) == "default");
+    for (const char* bad : {"", "*", "a.*.b", "**.a", "-a.b", "a..b", "a_b.c", "a.b.", "*."}) {
+        INFO(bad);
+        CHECK(std::holds_alternative<Failure>(normalize_host(bad)));
+    }
+}
+
+TEST_CASE("operations: add, update, upsert, remove, replace and their failures", "[model]") {
+    Config c;
+    auto run = [&](const json& j) { return apply_all(c, change(j).ops); };
+    CHECK_FALSE(run({{"op", "add"}, {"host", "a.example"}, {"address", "10.0.0.1"}, {"port", 443}}));
+    auto f = run({{"op", "add"}, {"host", "A.example"}, {"address", "10.0.0.2"}, {"port", 443}});
+    REQUIRE(f);
+    CHECK(f->code == errc::exists);
+    CHECK(c.routes.at("a.example").to_string() == "10.0.0.1:443");
+    CHECK(run({{"op", "update"}, {"host", "b.example"}, {"address", "10.0.0.2"}, {"port", 80}})->code == errc::not_found);
+    CHECK_FALSE(run({{"op", "update"}, {"host", "a.example"}, {"address", "2001:db8::1"}, {"port", 8443}}));
+    CHECK(c.routes.at("a.example").to_string() == "[2001:db8::1]:8443");
+    CHECK_FALSE(run({{"op", "upsert"}, {"host", "default"}, {"address", "10.0.0.9"}, {"port", 80}}));
+    CHECK(c.default_route->port == 80);
+    CHECK(run({{"op", "remove"}, {"host", "nope.example"}})->code == errc::not_found);
+    CHECK_FALSE(run({{"op", "remove"}, {"host", "default"}}));
+    CHECK_FALSE(c.default_route);
+    CHECK_FALSE(run({{"op", "replace"}, {"routes", json::array({{{"host", "x.example"}, {"address", "10.1.1.1"}, {"port", 1}}})}}));
+    CHECK(c.routes.size() == 1);
+    CHECK(c.routes.contains("x.example"));
+}
+
+TEST_CASE("a transaction applies all or nothing", "[model]") {
+    Config c;
+    auto t = change({{"op", "transaction"},
+                     {"ops", {{{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}},
+                              {{"op", "remove"}, {"host", "missing.x"}}}}});
+    auto f = apply_all(c, t.ops);
+    REQUIRE(f);
+    CHECK(f->code == errc::not_found);
+    CHECK(f->message == "operation 2: no route for missing.x");
+    CHECK(c.routes.empty());
+}
+
+TEST_CASE("request validation table", "[model]") {
+    CHECK(failure(json::array()).code == errc::bad_request);
+    CHECK(failure({{"op", "frobnicate"}}).message == "unknown operation \"frobnicate\"");
+    CHECK(failure({{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 0}}).message == "port 0 is outside 1-65535");
+    CHECK(failure({{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 65536}}).code == errc::invalid);
+    CHECK(failure({{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.256"}, {"port", 1}}).message ==
+          "\"10.0.0.256\" is not an IPv4 or IPv6 address");
+    CHECK(failure({{"op", "add"}, {"host", "a x"}, {"address", "10.0.0.1"}, {"port", 1}}).code == errc::invalid);
+    CHECK(failure({{"op", "add"}, {"address", "10.0.0.1"}, {"port", 1}}).message == "add needs \"host\"");
+    CHECK(failure({{"op", "list"}, {"expect_generation", -1}}).code == errc::bad_request);
+    CHECK(failure({{"op", "rollback"}}).code == errc::invalid);
+    CHECK(failure({{"op", "transaction"}, {"ops", json::array()}}).code == errc::invalid);
+    CHECK(failure({{"op", "replace"}, {"routes", {{{"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}},
+                                                   {{"host", "A.x"}, {"address", "10.0.0.2"}, {"port", 1}}}}})
+              .message == "routes[1]: host a.x is given twice");
+    auto c = change({{"op", "upsert"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}, {"expect_generation", 7}});
+    CHECK(*c.expect_generation == 7);
+}
+
+TEST_CASE("payload round trip and schema check", "[model]") {
+    Config c;
+    c.routes["b.example"] = {*fleetconf::common::parse_ip("10.0.0.2"), 443};
+    c.routes["a.example"] = {*fleetconf::common::parse_ip("::1"), 8443};
+    c.default_route = Backend{*fleetconf::common::parse_ip("10.0.0.9"), 80};
+    const auto p = to_payload(c);
+    CHECK(p == R"({"default":{"address":"10.0.0.9","port":80},"routes":[{"address":"::1","host":"a.example","port":8443},)"
+               R"({"address":"10.0.0.2","host":"b.example","port":443}],"schema":1})");
+    CHECK(std::get<Config>(from_payload(p)) == c);
+    CHECK(std::get<Failure>(from_payload(R"({"schema":2,"routes":[]})")).code == errc::damaged);
+    CHECK(std::get<Failure>(from_payload("not json")).code == errc::damaged);
+}

@@ -1,0 +1,247 @@
+#include "fleetconf/blockcfg/client.hpp"
+#include "fleetconf/blockcfg/server.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/log.hpp"
+
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
+
+using namespace fleetconf::blockcfg;
+using namespace std::chrono_literals;
+using nlohmann::json;
+namespace cm = fleetconf::common;
+
+namespace {
+
+protocol::Key test_key() { return {"admin", cm::random_bytes(32)}; }
+
+// A server on 127.0.0.1 (ephemeral port) over an in-memory device, run on its own thread.
+struct Fixture {
+    MemoryDevice* mem = nullptr;
+    std::unique_ptr<ConfigService> svc;
+    asio::io_context io;
+    std::unique_ptr<Server> server;
+    std::thread thread;
+    protocol::Key key = test_key();
+    cm::Endpoint ep;
+
+    explicit Fixture(ServerOptions opts = {}) {
+        auto dev = std::make_unique<MemoryDevice>(512, 512);
+        mem = dev.get();
+        REQUIRE_FALSE(Store::format(*dev, {}, to_payload(Config{})));
+        std::error_code ec;
+        std::string msg;
+        auto store = Store::open(*dev, ec, msg);
+        REQUIRE(store);
+        svc = std::make_unique<ConfigService>("proxy", std::move(dev), std::move(*store), cm::log::get("block"));
+        opts.listen = cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, 0};
+        server = std::make_unique<Server>(io, std::map<std::string, ConfigService*>{{"proxy", svc.get()}},
+                                          protocol::KeyRing{{key}}, opts, cm::log::get("block"));
+        server->start();
+        ep = cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, server->port()};
+        thread = std::thread([this] { io.run(); });
+    }
+    ~Fixture() {
+        asio::post(io, [this] { server->stop(); });
+        thread.join();
+    }
+    Client client() { return Client(ep, key); }
+    std::uint64_t generation() const { return svc->snapshot().gen.generation; }
+};
+
+// A raw TCP peer: reads the hello, then lets the test send arbitrary bytes.
+struct Raw {
+    asio::io_context io;
+    asio::ip::tcp::socket s{io};
+    protocol::Nonce nonce{};
+    explicit Raw(const cm::Endpoint& ep) {
+        s.connect({asio::ip::make_address("127.0.0.1"), ep.port});
+        std::uint8_t hdr[4];
+        asio::read(s, asio::buffer(hdr));
+        std::vector<std::uint8_t> body(37);
+        asio::read(s, asio::buffer(body));
+        nonce = *protocol::decode_hello(body);
+    }
+    void send(const std::vector<std::uint8_t>& bytes) { asio::write(s, asio::buffer(bytes)); }
+    std::vector<std::uint8_t> read_frame() {
+        std::uint8_t h[4];
+        asio::read(s, asio::buffer(h));
+        std::vector<std::uint8_t> b(std::uint32_t{h[0]} << 24 | std::uint32_t{h[1]} << 16 | std::uint32_t{h[2]} << 8 | h[3]);
+        asio::read(s, asio::buffer(b));
+        return b;
+    }
+    // True when the server closed the connection without a reply.
+    bool closed_by_server() {
+        std::uint8_t b;
+        std::error_code ec;
+        s.read_some(asio::buffer(&b, 1), ec);
+        return ec == asio::error::eof || ec == asio::error::connection_reset;
+    }
+};
+
+json add(const std::string& host, int port) { return {{"op", "add"}, {"host", host}, {"address", "10.0.0.1"}, {"port", port}}; }
+
+}  // namespace
+
+TEST_CASE("control socket: changes are durable and replies carry the generation", "[server]") {
+    Fixture f;
+    auto c = f.client();
+    auto r = c.call(add("a.example", 443));
+    CHECK(r["ok"] == true);
+    CHECK(r["generation"] == 2);
+    CHECK(r["previous_generation"] == 1);
+    r = c.call(add("a.example", 443));
+    CHECK(r["ok"] == false);
+    CHECK(r["error"]["code"] == "EXISTS");
+    CHECK(r["generation"] == 2);
+    r = c.call({{"op", "upsert"}, {"host", "b.example"}, {"address", "10.0.0.2"}, {"port", 80}, {"expect_generation", 1}});
+    CHECK(r["error"]["code"] == "CONFLICT");
+    r = c.call({{"op", "list"}});
+    CHECK(r["routes"].size() == 1);
+    r = c.call({{"op", "get"}, {"host", "A.EXAMPLE"}});
+    CHECK(r["route"]["port"] == 443);
+    CHECK(c.call({{"op", "rollback"}, {"generation", 1}})["generation"] == 3);
+    CHECK(c.call({{"op", "list"}})["routes"].empty());
+    CHECK(c.call({{"op", "history"}})["generations"].size() == 3);
+    CHECK(c.call({{"op", "status"}})["device"] == "proxy");
+    CHECK(c.call({{"op", "nope"}})["error"]["code"] == "BAD_REQUEST");
+    CHECK(c.call({{"op", "list"}, {"device", "other"}})["error"]["code"] == "NOT_FOUND");
+    // What was acknowledged is on the device: reopen the raw bytes.
+    MemoryDevice copy = *f.mem;
+    std::error_code ec;
+    std::string msg;
+    auto s = Store::open(copy, ec, msg);
+    REQUIRE(s);
+    CHECK(s->generation() == 3);
+}
+
+TEST_CASE("control socket: attacks close the connection and change nothing", "[server][security]") {
+    ServerOptions opts;
+    opts.read_timeout = 300ms;
+    opts.max_frame = 4096;
+    opts.max_auth_failures = 1000;  // this test is about single failures
+    Fixture f(opts);
+    const auto before = f.generation();
+    const std::string body = add("evil.example", 1).dump();
+
+    SECTION("forged tag") {
+        Raw r(f.ep);
+        protocol::Key wrong{"admin", cm::random_bytes(32)};
+        r.send(protocol::frame(protocol::encode_request(wrong, r.nonce, 1, body)));
+        CHECK(r.closed_by_server());
+    }
+    SECTION("unknown key id") {
+        Raw r(f.ep);
+        protocol::Key other{"intruder", f.key.secret};
+        r.send(protocol::frame(protocol::encode_request(other, r.nonce, 1, body)));
+        CHECK(r.closed_by_server());
+    }
+    SECTION("replay on the same connection and on a new one") {
+        Raw r(f.ep);
+        const auto req = protocol::frame(protocol::encode_request(f.key, r.nonce, 1, body));
+        r.send(req);
+        (void)r.read_frame();  // the first copy is answered (and the route added once)
+        r.send(req);
+        CHECK(r.closed_by_server());
+        Raw r2(f.ep);
+        r2.send(req);
+        CHECK(r2.closed_by_server());
+        CHECK(f.generation() == before + 1);
+        CHECK(f.client().call({{"op", "list"}})["routes"].size() == 1);
+        return;
+    }
+    SECTION("reordered sequence number") {
+        Raw r(f.ep);
+        r.send(protocol::frame(protocol::encode_request(f.key, r.nonce, 2, body)));
+        CHECK(r.closed_by_server());
+    }
+    SECTION("length above the cap") {
+        Raw r(f.ep);
+        r.send({0x00, 0x10, 0x00, 0x00});
+        CHECK(r.closed_by_server());
+    }
+    SECTION("truncated frame, then silence: read timeout") {
+        Raw r(f.ep);
+        auto req = protocol::frame(protocol::encode_request(f.key, r.nonce, 1, body));
+        req.resize(req.size() / 2);
+        r.send(req);
+        CHECK(r.closed_by_server());
+    }
+    SECTION("garbage bytes") {
+        Raw r(f.ep);
+        r.send({0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'});
+        CHECK(r.closed_by_server());
+    }
+    CHECK(f.generation() == before);
+    CHECK(f.client().call({{"op", "list"}})["routes"].empty());
+}
+
+TEST_CASE("control socket: an altered reply is refused by the client", "[server][security]") {
+    Fixture f;
+    Raw r(f.ep);
+    protocol::ClientSession c(f.key);
+    REQUIRE_FALSE(c.on_hello(protocol::encode_hello(r.nonce)));
+    r.send(protocol::frame(c.request(R"({"op":"list"})")));
+    auto reply = r.read_frame();
+    reply[reply.size() - 3] ^= 0x01;  // tamper in transit
+    std::string body;
+    CHECK(c.on_reply(reply, body) == errc::unauthorized);
+}
+
+TEST_CASE("control socket: repeated failures from one address are rate-limited", "[server][security]") {
+    ServerOptions opts;
+    opts.max_auth_failures = 3;
+    Fixture f(opts);
+    for (int i = 0; i < 3; ++i) {
+        Raw r(f.ep);
+        r.send(protocol::frame(protocol::encode_request({"admin", cm::random_bytes(32)}, r.nonce, 1, "{}")));
+        CHECK(r.closed_by_server());
+    }
+    // Now even a correct client is turned away (no hello at all).
+    CHECK_THROWS_AS(f.client(), ClientError);
+}
+
+TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server][concurrency]") {
+    Fixture f;
+    REQUIRE(f.client().call({{"op", "add"}, {"host", "counter.example"}, {"address", "10.0.0.1"}, {"port", 1000}})["ok"] == true);
+    constexpr int kClients = 8, kEach = 20;
+    std::vector<std::thread> threads;
+    std::atomic<bool> ordered{true}, only_conflicts{true};
+    std::atomic<int> conflicts{0};
+    for (int t = 0; t < kClients; ++t)
+        threads.emplace_back([&] {
+            auto c = f.client();
+            std::uint64_t last = 0;
+            for (int done = 0; done < kEach;) {
+                auto g = c.call({{"op", "get"}, {"host", "counter.example"}});
+                const std::uint64_t gen = g["generation"];
+                if (gen < last) ordered = false;
+                last = gen;
+                const int port = g["route"]["port"];
+                auto r = c.call({{"op", "update"}, {"host", "counter.example"}, {"address", "10.0.0.1"}, {"port", port + 1},
+                                 {"expect_generation", gen}});
+                if (r["ok"] == true) {
+                    const std::uint64_t ng = r["generation"];
+                    if (ng <= last) ordered = false;
+                    last = ng;
+                    ++done;
+                } else {
+                    if (r["error"]["code"] != "CONFLICT") only_conflicts = false;
+                    ++conflicts;
+                }
+            }
+        });
+    for (auto& t : threads) t.join();
+    auto r = f.client().call({{"op", "get"}, {"host", "counter.example"}});
+    CHECK(r["route"]["port"] == 1000 + kClients * kEach);
+    CHECK(ordered);
+    CHECK(only_conflicts);
+    CHECK(f.generation() == 2 + kClients * kEach);
+}
