@@ -8,6 +8,7 @@
 #include "fleetconf/dhcp/service.hpp"
 #include "fleetconf/gitconf/service.hpp"
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -56,10 +57,22 @@ int run(const ServeArgs& a) {
         {blockcfg::service_info(), site.services.block.enabled && !a.no_block},
     };
     int running = 0;
+    std::unique_ptr<blockcfg::SiteService> block;
     for (const auto& s : services) {
         if (!s.enabled) log->info("{}: disabled", s.info.name);
         else if (!s.info.available) log->warn("{}: {}", s.info.name, s.info.summary);
         else ++running;
+    }
+    const bool any_device = std::any_of(site.unikernels.begin(), site.unikernels.end(), [](const auto& u) { return u.block.has_value(); });
+    if (services[2].enabled && !any_device) log->info("block: no unikernel in the site file has a block device; not started");
+    if (services[2].enabled && any_device) {
+        try {
+            block = std::make_unique<blockcfg::SiteService>(rt.io(), site, common::log::get("block"));
+            block->start();
+        } catch (const std::exception& e) {
+            print_error("block: " + std::string(e.what()));
+            return kExitFailure;
+        }
     }
     log->info("{} service(s) running; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
@@ -72,7 +85,10 @@ int run(const ServeArgs& a) {
             log->error("reload refused, keeping the running configuration:\n{}", e.what());
         }
     });
-    rt.on_stop([&] { log->info("stopping"); });
+    rt.on_stop([&] {
+        log->info("stopping");
+        if (block) block->stop();
+    });
     const bool clean = rt.run();
     log->info("stopped{}", clean ? "" : " (forced)");
     return clean ? kExitOk : kExitFailure;

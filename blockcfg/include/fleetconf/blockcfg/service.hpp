@@ -9,3 +9,31 @@ namespace fleetconf::blockcfg {
 common::ServiceInfo service_info();
 
 }  // namespace fleetconf::blockcfg
+
+#include "fleetconf/blockcfg/server.hpp"
+#include "fleetconf/common/site.hpp"
+
+#include <asio/io_context.hpp>
+
+namespace fleetconf::blockcfg {
+
+// Opens (and on first start creates and formats) one device. A device that exists but is blank is NOT
+// formatted implicitly: that needs `fleetconf block format`. Throws std::runtime_error with a clear message.
+std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path,
+                                           std::uint32_t sector_size, std::optional<std::uint64_t> create_bytes,
+                                           std::shared_ptr<spdlog::logger> log);
+
+// blockcfg as `fleetconf serve` runs it: every unikernel with a "block" entry, one control socket.
+class SiteService {
+public:
+    SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log);
+    void start() { server_->start(); }
+    void stop() { server_->stop(); }
+    [[nodiscard]] std::uint16_t port() const { return server_->port(); }
+
+private:
+    std::vector<std::unique_ptr<ConfigService>> devices_;
+    std::unique_ptr<Server> server_;
+};
+
+}  // namespace fleetconf::blockcfg

@@ -1,0 +1,319 @@
+// fleetconf block ...: the blockcfg editor's client (online) and device tools (offline).
+#include "commands.hpp"
+
+#include "fleetconf/blockcfg/client.hpp"
+#include "fleetconf/blockcfg/service.hpp"
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+#include "fleetconf/common/log.hpp"
+#include "fleetconf/common/runtime.hpp"
+
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+
+namespace fleetconf::cli {
+namespace {
+
+using nlohmann::json;
+namespace bc = fleetconf::blockcfg;
+
+struct BlockArgs {
+    // online
+    std::string connect = "127.0.0.1:7300";
+    std::string key_file;
+    std::string key_id;
+    std::string device_name;
+    bool json_out = false;
+    std::optional<std::uint64_t> expect;
+    std::string host, address, file;
+    int port = 0;
+    std::uint64_t generation = 0;
+    // offline / serve
+    std::string device;
+    std::uint32_t sector_size = 0;
+    std::uint64_t size = 0;
+    std::uint32_t slots = 0;
+    bool force = false;
+    std::string listen = "127.0.0.1:7300";
+};
+
+bc::protocol::Key pick_key(const BlockArgs& a) {
+    std::string kf = a.key_file;
+    if (kf.empty())
+        if (const char* e = std::getenv("FLEETCONF_BLOCK_KEY_FILE")) kf = e;
+    if (kf.empty()) throw std::runtime_error("no key: give --key-file FILE or set FLEETCONF_BLOCK_KEY_FILE");
+    auto ring = bc::load_key_file(kf);
+    if (a.key_id.empty()) return ring.keys.front();
+    if (const auto* k = ring.find(a.key_id)) return *k;
+    throw std::runtime_error(kf + ": no key with id \"" + a.key_id + "\"");
+}
+
+void print_routes(const json& routes) {
+    std::cout << std::left << std::setw(40) << "HOST" << std::setw(42) << "ADDRESS" << "PORT\n";
+    for (const auto& r : routes)
+        std::cout << std::setw(40) << r["host"].get<std::string>() << std::setw(42) << r["address"].get<std::string>()
+                  << r["port"].get<int>() << "\n";
+}
+
+int online(const BlockArgs& a, json req) {
+    auto ep = common::Endpoint::parse(a.connect, 7300);
+    if (!ep) {
+        print_error("--connect: \"" + a.connect + "\" is not ADDRESS[:PORT]");
+        return kExitInvalid;
+    }
+    if (!a.device_name.empty()) req["device"] = a.device_name;
+    if (a.expect) req["expect_generation"] = *a.expect;
+    bc::Client client(*ep, pick_key(a));
+    const json r = client.call(req);
+    if (a.json_out) std::cout << r.dump() << "\n";
+    if (r.value("ok", false) != true) {
+        const auto& e = r["error"];
+        print_error(e.value("code", "ERROR") + ": " + e.value("message", "") + " (generation " +
+                    std::to_string(r.value("generation", 0)) + ")");
+        return kExitFailure;
+    }
+    if (a.json_out) return kExitOk;
+    const std::string op = req["op"];
+    if (op == "list") print_routes(r["routes"]);
+    else if (op == "get") print_routes(json::array({r["route"]}));
+    else if (op == "history") {
+        std::cout << std::left << std::setw(12) << "GENERATION" << std::setw(24) << "TIMESTAMP (ns)" << "BYTES\n";
+        for (const auto& g : r["generations"])
+            std::cout << std::setw(12) << g["generation"].get<std::uint64_t>() << std::setw(24) << g["timestamp_ns"].get<std::uint64_t>()
+                      << g["bytes"].get<std::uint64_t>() << "\n";
+    } else if (op == "status") {
+        for (const auto& [k, v] : r.items())
+            if (k != "ok") std::cout << k << ": " << v.dump() << "\n";
+    } else {
+        std::cout << op << ": ok, generation " << r["previous_generation"].get<std::uint64_t>() << " -> "
+                  << r["generation"].get<std::uint64_t>() << "\n";
+    }
+    return kExitOk;
+}
+
+// Opens a device read-write for the offline commands; prints recovery warnings.
+std::optional<bc::Store> open_store(bc::Device& dev, std::string& err) {
+    std::error_code ec;
+    std::vector<std::string> warnings;
+    auto s = bc::Store::open(dev, ec, err, &warnings);
+    for (const auto& w : warnings) std::cerr << "fleetconf: warning: " << w << "\n";
+    return s;
+}
+
+int offline(const BlockArgs& a, const std::string& what) {
+    if (what == "format") {
+        if (!std::filesystem::exists(a.device)) {
+            if (a.size == 0) {
+                print_error(a.device + " does not exist; give --size BYTES to create an image file");
+                return kExitInvalid;
+            }
+            bc::FileDevice::create_image(a.device, a.size);
+        }
+        auto dev = bc::FileDevice::open(a.device, a.sector_size);
+        bc::FormatOptions o;
+        o.force = a.force;
+        o.slots = a.slots;
+        std::string msg;
+        if (auto ec = bc::Store::format(*dev, o, bc::to_payload(bc::Config{}), &msg)) {
+            print_error(a.device + ": " + (msg.empty() ? ec.message() : msg));
+            return ec == bc::errc::not_blank ? kExitInvalid : kExitFailure;
+        }
+        std::error_code ec;
+        auto s = bc::Store::open(*dev, ec, msg);
+        std::cout << a.device << ": formatted: " << s->geometry().sectors << " sectors of " << s->geometry().sector_size
+                  << " bytes, " << s->geometry().slots << " slots of " << s->geometry().max_payload()
+                  << " bytes, uuid " << common::to_hex(s->uuid()) << "\n";
+        return kExitOk;
+    }
+    const bool writes = what == "import";
+    auto dev = bc::FileDevice::open(a.device, a.sector_size, !writes);
+    std::string err;
+    auto s = open_store(*dev, err);
+    if (!s) {
+        print_error(a.device + ": " + err);
+        return kExitFailure;
+    }
+    if (what == "fsck") {
+        const auto& g = s->geometry();
+        std::cout << a.device << ": ok: generation " << s->generation() << ", " << s->history().size() << " of " << g.slots
+                  << " slots hold intact generations, uuid " << common::to_hex(s->uuid()) << "\n";
+        auto c = bc::from_payload(s->payload());
+        if (auto* f = std::get_if<bc::Failure>(&c)) {
+            print_error(a.device + ": " + f->message);
+            return kExitFailure;
+        }
+        return kExitOk;
+    }
+    std::string payload = s->payload();
+    if (a.generation) {
+        auto p = s->read_generation(a.generation);
+        if (!p) {
+            print_error(a.device + ": generation " + std::to_string(a.generation) + " is not on the device");
+            return kExitFailure;
+        }
+        payload = *p;
+    }
+    if (what == "dump" || what == "export") {
+        auto c = bc::from_payload(payload);
+        if (auto* f = std::get_if<bc::Failure>(&c)) {
+            print_error(a.device + ": " + f->message);
+            return kExitFailure;
+        }
+        if (what == "export" || a.json_out) std::cout << json::parse(bc::to_payload(std::get<bc::Config>(c))).dump(2) << "\n";
+        else print_routes(bc::routes_json(std::get<bc::Config>(c)));
+        return kExitOk;
+    }
+    // import FILE: a new generation from an exported document
+    std::string text;
+    if (auto e = common::read_file_limited(a.file, 16 << 20, text)) {
+        print_error(*e);
+        return kExitInvalid;
+    }
+    auto c = bc::from_payload(text);
+    if (auto* f = std::get_if<bc::Failure>(&c)) {
+        print_error(a.file + ": " + f->message);
+        return kExitInvalid;
+    }
+    if (auto ec = s->commit(bc::to_payload(std::get<bc::Config>(c)), bc::now_ns())) {
+        print_error(a.device + ": " + ec.message());
+        return kExitFailure;
+    }
+    std::cout << a.device << ": imported " << std::get<bc::Config>(c).routes.size() << " routes as generation " << s->generation() << "\n";
+    return kExitOk;
+}
+
+int serve(const BlockArgs& a) {
+    auto log = common::log::get("block");
+    auto ep = common::Endpoint::parse(a.listen);
+    if (!ep) {
+        print_error("--listen: \"" + a.listen + "\" is not ADDRESS:PORT");
+        return kExitInvalid;
+    }
+    if (a.key_file.empty()) {
+        print_error("--key-file is required (create one with: fleetconf block keygen FILE)");
+        return kExitInvalid;
+    }
+    const auto name = std::filesystem::path(a.device).stem().string();
+    auto svc = bc::open_device(name, a.device, 0, std::nullopt, log);
+    common::Runtime rt;
+    bc::ServerOptions opts;
+    opts.listen = *ep;
+    bc::Server server(rt.io(), {{name, svc.get()}}, bc::load_key_file(a.key_file), opts, log);
+    server.start();
+    rt.on_stop([&] { server.stop(); });
+    rt.on_reload([&] {
+        try {
+            server.set_keys(bc::load_key_file(a.key_file));
+            log->info("reloaded keys from {}", a.key_file);
+        } catch (const std::exception& e) {
+            log->error("key reload refused, keeping the current keys: {}", e.what());
+        }
+    });
+    return rt.run() ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+void add_block_commands(CLI::App& app, Action& action) {
+    auto* b = app.add_subcommand("block", "The block-device configuration store: edit a running editor over its "
+                                          "authenticated control socket, or work on a device offline");
+    b->require_subcommand(1);
+    auto a = std::make_shared<BlockArgs>();
+    auto add_online = [&](const char* name, const char* help) {
+        auto* c = b->add_subcommand(name, help);
+        c->add_option("--connect", a->connect, "Editor address HOST:PORT")->capture_default_str();
+        c->add_option("--key-file", a->key_file, "Key file (or FLEETCONF_BLOCK_KEY_FILE); never a key on the command line");
+        c->add_option("--key-id", a->key_id, "Key id in the key file (default: the first)");
+        c->add_option("--device", a->device_name, "Device name when the editor serves several");
+        c->add_flag("--json", a->json_out, "Print the raw JSON reply");
+        return c;
+    };
+    auto mutating = [&](CLI::App* c) {
+        c->add_option("--expect-generation", a->expect, "Fail with CONFLICT unless the configuration is at this generation");
+    };
+    auto bind = [&](CLI::App* c, std::function<json(const BlockArgs&)> req) {
+        c->callback([&action, a, req] { action = [a, req] { return online(*a, req(*a)); }; });
+    };
+    bind(add_online("list", "List the routes"), [](const BlockArgs&) { return json{{"op", "list"}}; });
+    auto* get = add_online("get", "Show one route");
+    get->add_option("HOST", a->host, "Host name (\"default\" for the default route)")->required();
+    bind(get, [](const BlockArgs& x) { return json{{"op", "get"}, {"host", x.host}}; });
+    for (const char* op : {"add", "update", "upsert"}) {
+        auto* c = add_online(op, op == std::string("add") ? "Add a route (fails if present)"
+                                 : op == std::string("update") ? "Change a route (fails if absent)"
+                                                                : "Add or change a route");
+        c->add_option("HOST", a->host, "TLS SNI host name, *.wildcard, or \"default\"")->required();
+        c->add_option("ADDRESS", a->address, "Backend IPv4 or IPv6 address")->required();
+        c->add_option("PORT", a->port, "Backend port")->required()->check(CLI::Range(1, 65535));
+        mutating(c);
+        std::string o = op;
+        bind(c, [o](const BlockArgs& x) { return json{{"op", o}, {"host", x.host}, {"address", x.address}, {"port", x.port}}; });
+    }
+    auto* rm = add_online("remove", "Remove a route (fails if absent)");
+    rm->add_option("HOST", a->host, "Host name")->required();
+    mutating(rm);
+    bind(rm, [](const BlockArgs& x) { return json{{"op", "remove"}, {"host", x.host}}; });
+    auto* rep = add_online("replace", "Replace every route with those of a JSON file ({\"routes\":[...],\"default\":...})");
+    rep->add_option("FILE", a->file, "JSON file, as written by `block export`")->required()->check(CLI::ExistingFile);
+    mutating(rep);
+    rep->callback([&action, a] {
+        action = [a] {
+            std::string text;
+            if (auto e = common::read_file_limited(a->file, 16 << 20, text)) throw std::runtime_error(*e);
+            json doc = json::parse(text, nullptr, false);
+            if (doc.is_discarded() || !doc.is_object() || !doc.contains("routes"))
+                throw std::runtime_error(a->file + ": expected a JSON object with \"routes\"");
+            json req{{"op", "replace"}, {"routes", doc["routes"]}};
+            if (doc.contains("default")) req["default"] = doc["default"];
+            return online(*a, req);
+        };
+    });
+    bind(add_online("history", "List the generations still on the device"), [](const BlockArgs&) { return json{{"op", "history"}}; });
+    auto* rb = add_online("rollback", "Restore an earlier generation's routes (as a new generation)");
+    rb->add_option("GENERATION", a->generation, "Generation number (see history)")->required();
+    mutating(rb);
+    bind(rb, [](const BlockArgs& x) { return json{{"op", "rollback"}, {"generation", x.generation}}; });
+    bind(add_online("status", "Generation, device geometry, route count"), [](const BlockArgs&) { return json{{"op", "status"}}; });
+
+    auto add_offline = [&](const char* name, const char* help) {
+        auto* c = b->add_subcommand(name, help);
+        c->add_option("DEVICE", a->device, "Image file or block device")->required();
+        c->add_option("--sector-size", a->sector_size, "512 or 4096 (default: detected)");
+        std::string n = name;
+        c->callback([&action, a, n] { action = [a, n] { return offline(*a, n); }; });
+        return c;
+    };
+    auto* fmt = add_offline("format", "Initialise a device (refuses one that holds data unless --force)");
+    fmt->add_option("--size", a->size, "Create an image file of this many bytes if DEVICE does not exist");
+    fmt->add_option("--slots", a->slots, "Number of generations kept (2-16; default: as many 64 KiB slots as fit)");
+    fmt->add_flag("--force", a->force, "Erase a device that holds data");
+    auto* dump = add_offline("dump", "Print the routes stored on a device, without a server");
+    dump->add_option("--generation", a->generation, "An older generation");
+    dump->add_flag("--json", a->json_out, "JSON output");
+    add_offline("fsck", "Check a device: headers, payload checksums, history; exit 1 if it cannot be read");
+    auto* exp = add_offline("export", "Write the stored configuration as JSON to standard output");
+    exp->add_option("--generation", a->generation, "An older generation");
+    auto* imp = add_offline("import", "Commit a JSON configuration (from export) as a new generation");
+    imp->add_option("FILE", a->file, "JSON file")->required()->check(CLI::ExistingFile);
+
+    auto* srv = b->add_subcommand("serve", "Run the editor for one device in the foreground (SIGHUP reloads the key file)");
+    srv->add_option("DEVICE", a->device, "Formatted image file or block device")->required()->check(CLI::ExistingFile);
+    srv->add_option("--listen", a->listen, "Control socket ADDRESS:PORT (loopback by default)")->capture_default_str();
+    srv->add_option("--key-file", a->key_file, "Key file (mode 600)")->required();
+    srv->callback([&action, a] { action = [a] { return serve(*a); }; });
+
+    auto* kg = b->add_subcommand("keygen", "Create a key file with one fresh 32-byte key (mode 600)");
+    kg->add_option("FILE", a->file, "Key file to create (never overwritten)")->required();
+    kg->add_option("--key-id", a->key_id, "Key id (default: admin)");
+    kg->callback([&action, a] {
+        action = [a] {
+            auto k = bc::create_key_file(a->file, a->key_id.empty() ? "admin" : a->key_id);
+            std::cout << a->file << ": created key \"" << k.id << "\"\n";
+            return kExitOk;
+        };
+    });
+}
+
+}  // namespace fleetconf::cli

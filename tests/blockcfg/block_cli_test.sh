@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# fleetconf block end to end on loopback: keygen, format, serve, edits, kill -9 during a stream of
+# updates, restart: every update acknowledged before the kill is on the device.
+set -u
+FC=$1
+fail=0
+check() { local d=$1; shift; if "$@"; then echo "ok   $d"; else echo "FAIL $d"; fail=1; fi; }
+tmp=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+port=$((20000 + RANDOM % 20000))
+C=(--connect "127.0.0.1:$port" --key-file "$tmp/keys")
+
+"$FC" block keygen "$tmp/keys" >/dev/null
+check "key file is mode 600" test "$(stat -c %a "$tmp/keys")" = 600
+"$FC" block format "$tmp/d.img" --size 1048576 >/dev/null
+check "format refuses a formatted device" bash -c "! '$FC' block format '$tmp/d.img' 2>/dev/null"
+
+start() {
+  "$FC" block serve "$tmp/d.img" --key-file "$tmp/keys" --listen "127.0.0.1:$port" 2>>"$tmp/log" &
+  pid=$!
+  for _ in $(seq 50); do "$FC" block status "${C[@]}" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "server did not start"; cat "$tmp/log"; return 1
+}
+start || exit 1
+check "add" "$FC" block add www.example.org 10.0.0.5 443 "${C[@]}"
+out=$("$FC" block add www.example.org 10.0.0.5 443 "${C[@]}" 2>&1); rc=$?
+check "add of an existing route exits 1 with EXISTS" test $rc -eq 1 -a -n "$(grep EXISTS <<<"$out")"
+out=$("$FC" block upsert a.example.org 10.0.0.6 80 --expect-generation 1 "${C[@]}" 2>&1); rc=$?
+check "stale --expect-generation gives CONFLICT" grep -q CONFLICT <<<"$out"
+check "json list" bash -c "'$FC' block list --json ${C[*]} | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"routes\"][0][\"host\"]==\"www.example.org\"'"
+bad=$(mktemp -p "$tmp"); printf 'admin %s\n' "$(head -c 32 /dev/urandom | base64)" >"$bad"; chmod 600 "$bad"
+out=$("$FC" block list --connect "127.0.0.1:$port" --key-file "$bad" 2>&1); rc=$?
+check "a wrong key is refused" test $rc -ne 0
+check "the refusal is logged" grep -q "authentication failed" "$tmp/log"
+chmod 644 "$bad"
+out=$("$FC" block list --connect "127.0.0.1:$port" --key-file "$bad" 2>&1)
+check "a world-readable key file is refused" grep -q "chmod 600" <<<"$out"
+
+# A stream of updates, kill -9 in the middle, restart: every acknowledged one is present.
+: >"$tmp/acked"
+( for i in $(seq 1 400); do
+    "$FC" block upsert "h$i.example.org" 10.0.1.1 $((1000 + i)) "${C[@]}" >/dev/null 2>&1 && echo "$i" >>"$tmp/acked"
+  done ) &
+writer=$!
+sleep 1.5
+kill -9 "$pid"; wait "$pid" 2>/dev/null; pid=""
+wait "$writer" 2>/dev/null
+n=$(wc -l <"$tmp/acked")
+check "some updates were acknowledged before the kill ($n)" test "$n" -gt 0
+"$FC" block dump --json "$tmp/d.img" >"$tmp/dump.json"
+missing=$(python3 - "$tmp/acked" "$tmp/dump.json" <<'PY'
+import json, sys
+acked = [int(x) for x in open(sys.argv[1]).read().split()]
+routes = {r["host"]: r["port"] for r in json.load(open(sys.argv[2]))["routes"]}
+print(sum(1 for i in acked if routes.get(f"h{i}.example.org") != 1000 + i))
+PY
+)
+check "every acknowledged update survived kill -9 (missing: $missing)" test "$missing" = 0
+check "fsck after the crash" "$FC" block fsck "$tmp/d.img"
+start || exit 1
+check "the restarted server serves them" bash -c "'$FC' block get h1.example.org ${C[*]} >/dev/null"
+kill -TERM "$pid"; wait "$pid"; rc=$?; pid=""
+check "SIGTERM stops the server cleanly" test $rc -eq 0
+"$FC" block export "$tmp/d.img" >"$tmp/x.json"
+"$FC" block format --force "$tmp/d.img" >/dev/null
+"$FC" block import "$tmp/d.img" "$tmp/x.json" >/dev/null
+check "export, format --force, import round trip" cmp -s <("$FC" block export "$tmp/d.img") "$tmp/x.json"
+exit $fail
