@@ -70,7 +70,7 @@ TEST_CASE("history keeps as many generations as there are slots", "[store]") {
     o.slots = 4;
     REQUIRE_FALSE(Store::format(d, o, "g1"));
     auto s = open_ok(d);
-    for (int i = 2; i <= 10; ++i) REQUIRE_FALSE(s.commit("g" + std::to_string(i), 0));
+    for (int i = 2; i <= 10; ++i) REQUIRE_FALSE(s.commit(std::string(1, 'g').append(std::to_string(i)), 0));
     auto h = s.history();
     REQUIRE(h.size() == 4);
     CHECK(h.front().generation == 10);
@@ -282,4 +282,17 @@ TEST_CASE("file device: create, lock, detect the sector size", "[store][device]"
     std::string msg;
     CHECK(Store::open(*d, ec, msg)->payload() == "x");
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the header example of docs/blockcfg-format.md", "[store][layout]") {
+    MemoryDevice d(512, 64);
+    FormatOptions o;
+    o.slots = 4;
+    o.uuid = Uuid{};
+    REQUIRE_FALSE(Store::format(d, o, R"({"default":null,"routes":[],"schema":1})"));
+    const std::span<const std::uint8_t> h(d.bytes().data(), 512);
+    CHECK(fleetconf::common::to_hex(h.first(112)) ==
+          "464c4545544346470001000000000200000000000000004000000000000000000000000000000000000000040000000f0000000000000001"
+          "000000000000000000000000000000000000000000000027cbea5ca429306de219c8bff2fb8713947b75b95e6fbbc373ab1db9bb1c8814bf");
+    CHECK(fleetconf::common::to_hex(h.last(32)) == "413a55c2510b1467fdb2c190d484482a0cd85725a31c96579a03773439cda674");
 }
