@@ -50,6 +50,8 @@ ConfigService::~ConfigService() {
     }
     queue_cv_.notify_all();
     thread_.join();
+    std::lock_guard lock(store_mutex_);
+    if (store_.flush()) log_->warn("{}: final flush failed; the second header copy may be one generation behind", name_);
 }
 
 ConfigService::Snapshot ConfigService::snapshot() const {

@@ -145,16 +145,22 @@ std::error_code write_generation(Device& dev, const Geometry& g, const Uuid& uui
     try {
         dev.write(slot_start(g, gen.slot), buf);
         dev.sync();
-        // 2. Each header copy, each followed by a sync: at every instant one copy is whole.
-        for (std::uint16_t copy = 0; copy < 2; ++copy) {
-            layout::Header h{copy, g, uuid, gen, digest};
-            dev.write(copy == 0 ? 0 : g.sectors - 1, layout::encode_header(h));
-            dev.sync();
-        }
+        // 2. Header copy 0, then a sync: the commit point. Copy 1 still holds the previous generation, so
+        //    a torn copy 0 falls back to it.
+        dev.write(0, layout::encode_header(layout::Header{0, g, uuid, gen, digest}));
+        dev.sync();
+        // 3. Header copy 1, without a sync of its own: it becomes durable with the next commit's first
+        //    sync (or Store::flush). Until then copy 0 alone carries the new generation, which is enough.
     } catch (const std::system_error&) {
         return errc::io_error;
     } catch (const std::out_of_range&) {
         return errc::internal;
+    }
+    // Past the commit point: the change is durable whatever happens to this write, so a failure here
+    // must not be reported as a failed commit (the next commit, or open's fallback, handles the stale copy).
+    try {
+        dev.write(g.sectors - 1, layout::encode_header(layout::Header{1, g, uuid, gen, digest}));
+    } catch (const std::exception&) {
     }
     return {};
 }
@@ -210,7 +216,13 @@ std::error_code Store::format(Device& dev, const FormatOptions& opts, std::strin
         return errc::io_error;
     }
     GenerationInfo gen{1, 0, initial_payload.size(), 0};
-    return write_generation(dev, g, uuid, gen, initial_payload);
+    if (auto ec = write_generation(dev, g, uuid, gen, initial_payload)) return ec;
+    try {
+        dev.sync();  // a freshly formatted device has both copies durable
+    } catch (const std::system_error&) {
+        return errc::io_error;
+    }
+    return {};
 }
 
 std::optional<std::pair<GenerationInfo, std::string>> Store::read_slot(std::uint32_t slot) const {
@@ -299,7 +311,7 @@ std::optional<Store> Store::open(Device& dev, std::error_code& ec, std::string& 
         return std::nullopt;
     }
     for (int c = 0; c < 2; ++c)
-        if (!hdr[c]) warn(std::string(c == 0 ? "first" : "last") + " header copy is damaged (" + why[c] + "); the other copy is used and both are rewritten on the next commit");
+        if (!hdr[c]) warn(std::string(c == 0 ? "first" : "last") + " header copy is damaged (" + why[c] + "); the other copy is used and the next commit rewrites both");
     const layout::Header& any = hdr[0] ? *hdr[0] : *hdr[1];
     Store st(dev);
     st.geo_ = any.geometry;
@@ -310,7 +322,7 @@ std::optional<Store> Store::open(Device& dev, std::error_code& ec, std::string& 
     std::sort(cands.begin(), cands.end(), [](const auto& a, const auto& b) { return a.gen.generation > b.gen.generation; });
     if (cands.size() == 2 && cands[0].gen.generation != cands[1].gen.generation)
         warn("header copies disagree (generation " + std::to_string(cands[0].gen.generation) + " and " +
-             std::to_string(cands[1].gen.generation) + "): the last commit was interrupted after its first header write");
+             std::to_string(cands[1].gen.generation) + "): the device was not closed cleanly after its last commit");
     st.highest_seen_ = cands[0].gen.generation;
     for (const auto& h : cands) {
         auto slot = st.read_slot(h.gen.slot);
@@ -350,6 +362,15 @@ std::error_code Store::commit(std::string_view payload, std::uint64_t timestamp_
     highest_seen_ = gen.generation;
     current_ = gen;
     payload_.assign(payload);
+    return {};
+}
+
+std::error_code Store::flush() {
+    try {
+        dev_->sync();
+    } catch (const std::system_error&) {
+        return errc::io_error;
+    }
     return {};
 }
 

@@ -1,7 +1,8 @@
 // The on-disk store (docs/blockcfg-format.md): two header copies (first and last sector) and a ring of
 // payload slots in between. A commit writes the new payload to a slot that does not hold the current
-// generation, syncs, then writes and syncs each header copy: after a crash the device holds the old or
-// the new generation, and older generations stay readable as history while their slots last.
+// generation, syncs, writes header copy 0 and syncs (two syncs per commit), then writes copy 1, which the
+// next sync makes durable: after a crash the device holds the old or the new generation, and older
+// generations stay readable as history while their slots last.
 #pragma once
 
 #include "fleetconf/blockcfg/device.hpp"
@@ -58,6 +59,8 @@ public:
 
     // Writes `payload` as the next generation, durably. On error nothing in memory changes.
     std::error_code commit(std::string_view payload, std::uint64_t timestamp_ns);
+    // Makes the second header copy of the last commit durable too (call before closing the device).
+    std::error_code flush();
 
     // Every generation still readable on the device, newest first (the current one included).
     [[nodiscard]] std::vector<GenerationInfo> history() const;
