@@ -37,6 +37,7 @@ struct BlockArgs {
     std::uint32_t slots = 0;
     bool force = false;
     std::string listen = "127.0.0.1:7300";
+    std::string commit_mode = "ordered";
 };
 
 bc::protocol::Key pick_key(const BlockArgs& a) {
@@ -196,7 +197,8 @@ int serve(const BlockArgs& a) {
         return kExitInvalid;
     }
     const auto name = std::filesystem::path(a.device).stem().string();
-    auto svc = bc::open_device(name, a.device, 0, std::nullopt, log);
+    auto svc = bc::open_device(name, a.device, 0, std::nullopt, log,
+                               a.commit_mode == "checksummed" ? bc::CommitMode::checksummed : bc::CommitMode::ordered);
     common::Runtime rt;
     bc::ServerOptions opts;
     opts.listen = *ep;
@@ -302,6 +304,11 @@ void add_block_commands(CLI::App& app, Action& action) {
     srv->add_option("DEVICE", a->device, "Formatted image file or block device")->required()->check(CLI::ExistingFile);
     srv->add_option("--listen", a->listen, "Control socket ADDRESS:PORT (loopback by default)")->capture_default_str();
     srv->add_option("--key-file", a->key_file, "Key file (mode 600)")->required();
+    srv->add_option("--commit-mode", a->commit_mode,
+                    "ordered: sync the payload, then the header (2 syncs per commit); checksummed: one sync, safe "
+                    "through checksum-verified recovery (docs/blockcfg-format.md)")
+        ->check(CLI::IsMember({"ordered", "checksummed"}))
+        ->capture_default_str();
     srv->callback([&action, a] { action = [a] { return serve(*a); }; });
 
     auto* kg = b->add_subcommand("keygen", "Create a key file with one fresh 32-byte key (mode 600)");

@@ -81,8 +81,14 @@ int run(const ServeArgs& a) {
             auto fresh = load(a);
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
+            if (block) {
+                block->reload_keys();
+                log->info("block: control keys reloaded");
+            }
         } catch (const common::SiteLoadError& e) {
             log->error("reload refused, keeping the running configuration:\n{}", e.what());
+        } catch (const std::exception& e) {
+            log->error("reload: {}; keeping the current keys", e.what());
         }
     });
     rt.on_stop([&] {

@@ -160,6 +160,43 @@ void PowerLossDevice::write(std::uint64_t sector, std::span<const std::uint8_t> 
     inner_.write(sector, data);
 }
 
+bool CrashDevice::tick() {
+    if (crashed_) return false;
+    if (crash_at_ && ops_ == *crash_at_) {
+        crashed_ = true;
+        return false;
+    }
+    ++ops_;
+    return true;
+}
+
+void CrashDevice::read(std::uint64_t sector, std::span<std::uint8_t> out) {
+    inner_.read(sector, out);
+    const std::uint32_t ss = inner_.sector_size();
+    for (const auto& [s, data] : pending_) {  // read your own (cached) writes
+        const std::uint64_t a = std::max(s, sector), b = std::min(s + data.size() / ss, sector + out.size() / ss);
+        for (std::uint64_t x = a; x < b; ++x)
+            std::copy_n(data.begin() + static_cast<std::ptrdiff_t>((x - s) * ss), ss, out.begin() + static_cast<std::ptrdiff_t>((x - sector) * ss));
+    }
+}
+
+void CrashDevice::write(std::uint64_t sector, std::span<const std::uint8_t> data) {
+    if (!tick()) return;
+    pending_.emplace_back(sector, std::vector<std::uint8_t>(data.begin(), data.end()));
+}
+
+void CrashDevice::sync() {
+    if (!tick()) return;
+    persist(~std::uint64_t{0});
+    inner_.sync();
+}
+
+void CrashDevice::persist(std::uint64_t mask) {
+    for (std::size_t i = 0; i < pending_.size(); ++i)
+        if (i < 64 && (mask >> i & 1)) inner_.write(pending_[i].first, pending_[i].second);
+    pending_.clear();
+}
+
 void FailingDevice::write(std::uint64_t sector, std::span<const std::uint8_t> data) {
     if (++writes_ == fail_write_) throw std::system_error(EIO, std::generic_category(), "injected write failure");
     inner_.write(sector, data);

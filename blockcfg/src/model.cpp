@@ -150,13 +150,18 @@ std::optional<Failure> apply(Config& c, const Op& op) {
     return std::nullopt;
 }
 
-std::optional<Failure> apply_all(Config& c, const std::vector<Op>& ops) {
-    Config work = c;
+std::optional<Failure> apply_in_place(Config& c, const std::vector<Op>& ops) {
     for (std::size_t i = 0; i < ops.size(); ++i)
-        if (auto f = apply(work, ops[i])) {
+        if (auto f = apply(c, ops[i])) {
             if (ops.size() > 1) f->message = "operation " + std::to_string(i + 1) + ": " + f->message;
             return f;
         }
+    return std::nullopt;
+}
+
+std::optional<Failure> apply_all(Config& c, const std::vector<Op>& ops) {
+    Config work = c;
+    if (auto f = apply_in_place(work, ops)) return f;
     c = std::move(work);
     return std::nullopt;
 }

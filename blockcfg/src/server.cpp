@@ -118,7 +118,6 @@ void ConfigService::writer() {
                             std::to_string(changed ? gen + 1 : gen) + (changed ? " (being committed)" : "");
                 continue;
             }
-            Config next = work;
             if (p.req.rollback_to) {
                 std::optional<std::string> old;
                 {
@@ -136,13 +135,13 @@ void ConfigService::writer() {
                     o.message = f->message;
                     continue;
                 }
-                next = std::get<Config>(std::move(c));
-            } else if (auto f = apply_all(next, p.req.ops)) {
+                work = std::get<Config>(std::move(c));
+            } else if (auto f = p.req.ops.size() == 1 ? apply(work, p.req.ops[0])  // one op is atomic by itself
+                                                        : apply_all(work, p.req.ops)) {
                 o.ec = f->code;
                 o.message = f->message;
                 continue;
             }
-            work = std::move(next);
             changed = true;
             accepted[i] = true;
         }
@@ -330,6 +329,7 @@ asio::awaitable<void> Server::Impl::accept_loop() {
             s.close(pec);
             continue;
         }
+        s.set_option(tcp::no_delay(true), pec);  // request/response: never wait to coalesce a reply
         auto sock = std::make_shared<tcp::socket>(std::move(s));
         sockets.remove_if([](const auto& w) { return w.expired(); });
         sockets.push_back(sock);

@@ -10,7 +10,7 @@ common::ServiceInfo service_info() {
 
 std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path,
                                            std::uint32_t sector_size, std::optional<std::uint64_t> create_bytes,
-                                           std::shared_ptr<spdlog::logger> log) {
+                                           std::shared_ptr<spdlog::logger> log, CommitMode mode) {
     bool created = false;
     if (create_bytes && !std::filesystem::exists(path)) {
         common::ensure_directory(path.parent_path());
@@ -30,7 +30,9 @@ std::unique_ptr<ConfigService> open_device(const std::string& name, const std::f
     auto store = Store::open(*dev, ec, msg, &warnings);
     if (!store) throw std::runtime_error(path.string() + ": " + msg);
     for (const auto& w : warnings) log->warn("{}: {}", name, w);
-    log->info("{}: {} at generation {}", name, path.string(), store->generation());
+    store->set_commit_mode(mode);
+    log->info("{}: {} at generation {} ({} commits)", name, path.string(), store->generation(),
+              mode == CommitMode::ordered ? "ordered" : "checksummed");
     return std::make_unique<ConfigService>(name, std::move(dev), std::move(*store), log);
 }
 
@@ -39,11 +41,13 @@ SiteService::SiteService(asio::io_context& io, const common::Site& site, std::sh
     for (const auto& u : site.unikernels) {
         if (!u.block) continue;
         devices_.push_back(open_device(u.name, u.block->device, u.block->sector_size,
-                                       u.block->device_given ? std::nullopt : std::optional<std::uint64_t>(u.block->size), log));
+                                       u.block->device_given ? std::nullopt : std::optional<std::uint64_t>(u.block->size), log,
+                                       site.services.block.checksummed_commits ? CommitMode::checksummed : CommitMode::ordered));
         by_name[u.name] = devices_.back().get();
     }
     if (devices_.empty()) throw std::runtime_error("no unikernel in the site file has a \"block\" device");
     const auto& kf = site.services.block.key_file;
+    key_file_ = kf;
     if (!site.services.block.key_file_given && !std::filesystem::exists(kf)) {
         common::ensure_directory(kf.parent_path(), 0700);
         auto k = create_key_file(kf);

@@ -133,7 +133,7 @@ namespace {
 std::uint64_t slot_start(const Geometry& g, std::uint32_t slot) { return 1 + std::uint64_t{slot} * g.slot_sectors; }
 
 std::error_code write_generation(Device& dev, const Geometry& g, const Uuid& uuid, const GenerationInfo& gen,
-                                 std::string_view payload) {
+                                 std::string_view payload, CommitMode mode = CommitMode::ordered) {
     const auto digest = cm::sha256(payload);
     // 1. The payload and its slot header, in one write, then sync.
     const std::uint64_t payload_sectors = (payload.size() + g.sector_size - 1) / g.sector_size;
@@ -144,9 +144,9 @@ std::error_code write_generation(Device& dev, const Geometry& g, const Uuid& uui
     std::memcpy(buf.data() + g.sector_size, payload.data(), payload.size());
     try {
         dev.write(slot_start(g, gen.slot), buf);
-        dev.sync();
+        if (mode == CommitMode::ordered) dev.sync();
         // 2. Header copy 0, then a sync: the commit point. Copy 1 still holds the previous generation, so
-        //    a torn copy 0 falls back to it.
+        //    a torn copy 0 (or, in checksummed mode, a copy 0 whose slot did not make it) falls back to it.
         dev.write(0, layout::encode_header(layout::Header{0, g, uuid, gen, digest}));
         dev.sync();
         // 3. Header copy 1, without a sync of its own: it becomes durable with the next commit's first
@@ -323,33 +323,27 @@ std::optional<Store> Store::open(Device& dev, std::error_code& ec, std::string& 
     if (cands.size() == 2 && cands[0].gen.generation != cands[1].gen.generation)
         warn("header copies disagree (generation " + std::to_string(cands[0].gen.generation) + " and " +
              std::to_string(cands[1].gen.generation) + "): the device was not closed cleanly after its last commit");
-    st.highest_seen_ = cands[0].gen.generation;
-    for (const auto& h : cands) {
-        auto slot = st.read_slot(h.gen.slot);
-        if (slot && slot->first.generation == h.gen.generation && slot->first.length == h.gen.length) {
-            st.current_ = slot->first;
-            st.payload_ = std::move(slot->second);
-            if (h.gen.generation != cands[0].gen.generation)
-                warn("generation " + std::to_string(cands[0].gen.generation) + " is damaged; using generation " +
-                     std::to_string(h.gen.generation));
-            return st;
-        }
-    }
-    // Neither header's generation verifies: fall back to the newest intact slot not newer than the headers.
+    // The newest intact slot whose generation is not above the newest valid header wins. Such a slot was
+    // either acknowledged (a later commit's header exists, and commits are sequential) or is that
+    // header's own generation. This also covers a header that reached the disk without its slot, and a
+    // header copy whose last write was still in the cache when power went.
+    const std::uint64_t newest = cands[0].gen.generation;
+    st.highest_seen_ = newest;
     std::optional<std::pair<GenerationInfo, std::string>> best;
     for (std::uint32_t i = 0; i < st.geo_.slots; ++i) {
         auto s = st.read_slot(i);
-        if (s) st.highest_seen_ = std::max(st.highest_seen_, s->first.generation);
-        if (s && s->first.generation <= cands[0].gen.generation && (!best || s->first.generation > best->first.generation))
-            best = std::move(s);
+        if (!s) continue;
+        st.highest_seen_ = std::max(st.highest_seen_, s->first.generation);
+        if (s->first.generation <= newest && (!best || s->first.generation > best->first.generation)) best = std::move(s);
     }
     if (!best) {
         ec = errc::damaged;
-        message = "generation " + std::to_string(cands[0].gen.generation) + " is damaged and no older generation survives";
+        message = "generation " + std::to_string(newest) + " is damaged and no older generation survives";
         return std::nullopt;
     }
-    warn("generation " + std::to_string(cands[0].gen.generation) + " is damaged; fell back to generation " +
-         std::to_string(best->first.generation));
+    if (best->first.generation != newest)
+        warn("generation " + std::to_string(newest) + " is damaged or was not completely written; fell back to generation " +
+             std::to_string(best->first.generation));
     st.current_ = best->first;
     st.payload_ = std::move(best->second);
     return st;
@@ -358,7 +352,7 @@ std::optional<Store> Store::open(Device& dev, std::error_code& ec, std::string& 
 std::error_code Store::commit(std::string_view payload, std::uint64_t timestamp_ns) {
     if (payload.size() > geo_.max_payload()) return errc::too_large;
     GenerationInfo gen{highest_seen_ + 1, timestamp_ns, payload.size(), (current_.slot + 1) % geo_.slots};
-    if (auto ec = write_generation(*dev_, geo_, uuid_, gen, payload)) return ec;
+    if (auto ec = write_generation(*dev_, geo_, uuid_, gen, payload, mode_)) return ec;
     highest_seen_ = gen.generation;
     current_ = gen;
     payload_.assign(payload);

@@ -11,6 +11,20 @@
 namespace fleetconf::common {
 namespace {
 
+// Fetched once: an implicit fetch on every call costs a provider lookup (OpenSSL 3 "fetching" docs).
+const EVP_MD* md_sha256() {
+    static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md;
+}
+const EVP_MD* md_md5() {
+    static EVP_MD* md = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    return md;
+}
+EVP_MAC* mac_hmac() {
+    static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    return mac;
+}
+
 template <std::size_t N>
 std::array<std::uint8_t, N> digest(const EVP_MD* md, std::span<const std::uint8_t> data) {
     std::array<std::uint8_t, N> out{};
@@ -22,11 +36,11 @@ std::array<std::uint8_t, N> digest(const EVP_MD* md, std::span<const std::uint8_
 
 }  // namespace
 
-Sha256Digest sha256(std::span<const std::uint8_t> data) { return digest<32>(EVP_sha256(), data); }
-Md5Digest md5(std::span<const std::uint8_t> data) { return digest<16>(EVP_md5(), data); }
+Sha256Digest sha256(std::span<const std::uint8_t> data) { return digest<32>(md_sha256(), data); }
+Md5Digest md5(std::span<const std::uint8_t> data) { return digest<16>(md_md5(), data); }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
+    if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), md_sha256(), nullptr) != 1)
         throw std::runtime_error("sha256 init failed");
 }
 Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
@@ -45,10 +59,9 @@ Sha256Digest hmac_sha256(std::span<const std::uint8_t> key,
                          std::initializer_list<std::span<const std::uint8_t>> parts) {
     if (key.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
         throw std::invalid_argument("hmac key too long");
-    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    EVP_MAC* mac = mac_hmac();
     if (mac == nullptr) throw std::runtime_error("HMAC unavailable");
     EVP_MAC_CTX* mctx = EVP_MAC_CTX_new(mac);
-    EVP_MAC_free(mac);
     if (mctx == nullptr) throw std::runtime_error("HMAC context allocation failed");
     char digest_name[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0), OSSL_PARAM_construct_end()};

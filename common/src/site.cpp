@@ -478,7 +478,11 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (services.contains("block")) {
             const auto& j = services["block"];
             auto& s = site.services.block;
-            if (c.object(j, "/services/block", {"enabled", "listen", "key_file"})) {
+            if (c.object(j, "/services/block", {"enabled", "listen", "key_file", "commit_mode"})) {
+                if (auto m = c.string(j, "/services/block", "commit_mode")) {
+                    if (*m == "checksummed") s.checksummed_commits = true;
+                    else if (*m != "ordered") c.error("/services/block/commit_mode", "\"" + *m + "\" is not ordered or checksummed");
+                }
                 s.enabled = c.boolean(j, "/services/block", "enabled").value_or(true);
                 if (auto e = c.parsed(j, "/services/block", "listen", parse_endpoint_required_port, "an address with :port"))
                     s.listen = *e;

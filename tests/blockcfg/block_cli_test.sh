@@ -38,6 +38,17 @@ chmod 644 "$bad"
 out=$("$FC" block list --connect "127.0.0.1:$port" --key-file "$bad" 2>&1)
 check "a world-readable key file is refused" grep -q "chmod 600" <<<"$out"
 
+# Key rotation: add a second key, SIGHUP, use it; a broken key file on SIGHUP keeps the old keys.
+printf 'next %s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >>"$tmp/keys"
+check "the new key is refused before the reload" bash -c "! '$FC' block list --connect 127.0.0.1:$port --key-file '$tmp/keys' --key-id next >/dev/null 2>&1"
+kill -HUP "$pid"; sleep 0.3
+check "after SIGHUP the new key works" "$FC" block list --connect "127.0.0.1:$port" --key-file "$tmp/keys" --key-id next
+cp "$tmp/keys" "$tmp/keys.good"; echo "broken line" >>"$tmp/keys"
+kill -HUP "$pid"; sleep 0.3
+cp "$tmp/keys.good" "$tmp/keys"
+check "a broken key file on SIGHUP keeps the keys" "$FC" block list --connect "127.0.0.1:$port" --key-file "$tmp/keys" --key-id admin
+check "the refused reload is logged" grep -q "key reload refused" "$tmp/log"
+
 # A stream of updates, kill -9 in the middle, restart: every acknowledged one is present.
 : >"$tmp/acked"
 ( for i in $(seq 1 400); do

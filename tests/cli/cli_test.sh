@@ -53,4 +53,23 @@ check "serve stops cleanly on SIGTERM" test $rc -eq 0
 check "serve logs JSON lines" python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/log"
 check "serve says what is not built" grep -q '"service":"serve".*not built yet' "$tmp/log"
 
+# serve runs blockcfg from the site file: device and key file created on first start, edits durable.
+port=$((20000 + RANDOM % 20000))
+cat >"$tmp/site.json" <<JSON
+{ "networks": [ { "name": "br0", "subnet": "10.9.0.0/24" } ],
+  "unikernels": [ { "name": "proxy", "network": "br0", "block": { "size": 262144 } } ],
+  "services": { "data_dir": "data2", "block": { "listen": "127.0.0.1:$port", "commit_mode": "checksummed" } } }
+JSON
+"$FC" serve "$tmp/site.json" --no-dhcp --no-git 2>"$tmp/log2" &
+pid=$!
+for _ in $(seq 50); do grep -q "control socket listening" "$tmp/log2" && break; sleep 0.1; done
+check "serve created the device" test -f "$tmp/data2/block/proxy.img"
+check "serve created a mode-600 key file" test "$(stat -c %a "$tmp/data2/block/keys" 2>/dev/null)" = 600
+check "block add through serve" "$FC" block add www.example.org 10.9.0.5 443 --connect "127.0.0.1:$port" --key-file "$tmp/data2/block/keys"
+kill -HUP $pid; sleep 0.3
+check "SIGHUP reloads the site and the keys" grep -q "control keys reloaded" "$tmp/log2"
+kill -TERM $pid; wait $pid; rc=$?
+check "serve with blockcfg stops cleanly" test $rc -eq 0
+check "the route is on the device" bash -c "'$FC' block dump '$tmp/data2/block/proxy.img' | grep -q www.example.org"
+
 exit $fail

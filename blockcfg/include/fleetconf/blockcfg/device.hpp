@@ -89,6 +89,31 @@ private:
     bool lost_ = false;
 };
 
+// Simulates a crash with a volatile write cache that may reorder: writes are held until sync().
+// When the `crash_at`-th operation (write or sync, counting from 0) is reached, everything from then on
+// is dropped; the test then chooses which of the pending (unsynced) writes reached the medium.
+class CrashDevice final : public Device {
+public:
+    CrashDevice(Device& inner, std::optional<std::uint64_t> crash_at) : inner_(inner), crash_at_(crash_at) {}
+    std::uint32_t sector_size() const override { return inner_.sector_size(); }
+    std::uint64_t sectors() const override { return inner_.sectors(); }
+    void read(std::uint64_t sector, std::span<std::uint8_t> out) override;
+    void write(std::uint64_t sector, std::span<const std::uint8_t> data) override;
+    void sync() override;
+    [[nodiscard]] std::uint64_t operations() const { return ops_; }
+    [[nodiscard]] std::size_t pending() const { return pending_.size(); }
+    // Applies the pending writes selected by the bits of `mask` (bit i = i-th pending write).
+    void persist(std::uint64_t mask);
+
+private:
+    bool tick();
+    Device& inner_;
+    std::optional<std::uint64_t> crash_at_;
+    std::uint64_t ops_ = 0;
+    bool crashed_ = false;
+    std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> pending_;
+};
+
 // Fails (throws EIO) on the n-th write call or sync call, counting from 1; 0 disables.
 class FailingDevice final : public Device {
 public:

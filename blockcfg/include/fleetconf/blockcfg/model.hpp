@@ -64,6 +64,9 @@ struct Op {
 std::optional<Failure> apply(Config& c, const Op& op);
 // Applies all or nothing.
 std::optional<Failure> apply_all(Config& c, const std::vector<Op>& ops);
+// Applies in order and stops at the first failure, leaving `c` partly changed: for callers that work on
+// a scratch copy anyway (the writer), to avoid a second copy.
+std::optional<Failure> apply_in_place(Config& c, const std::vector<Op>& ops);
 
 // A decoded request body (see docs/blockcfg-protocol.md).
 struct ReadRequest {

@@ -21,7 +21,7 @@ namespace fleetconf::blockcfg {
 // formatted implicitly: that needs `fleetconf block format`. Throws std::runtime_error with a clear message.
 std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path,
                                            std::uint32_t sector_size, std::optional<std::uint64_t> create_bytes,
-                                           std::shared_ptr<spdlog::logger> log);
+                                           std::shared_ptr<spdlog::logger> log, CommitMode mode = CommitMode::ordered);
 
 // blockcfg as `fleetconf serve` runs it: every unikernel with a "block" entry, one control socket.
 class SiteService {
@@ -29,11 +29,14 @@ public:
     SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log);
     void start() { server_->start(); }
     void stop() { server_->stop(); }
+    // Re-reads the key file (rotation). On error the current keys stay and the error is thrown.
+    void reload_keys() { server_->set_keys(load_key_file(key_file_)); }
     [[nodiscard]] std::uint16_t port() const { return server_->port(); }
 
 private:
     std::vector<std::unique_ptr<ConfigService>> devices_;
     std::unique_ptr<Server> server_;
+    std::filesystem::path key_file_;
 };
 
 }  // namespace fleetconf::blockcfg

@@ -18,6 +18,14 @@ namespace fleetconf::blockcfg {
 
 using Uuid = std::array<std::uint8_t, 16>;
 
+// How a commit reaches the device.
+// - ordered (default): write slot, fdatasync, write header copy 0, fdatasync (commit point), write copy 1.
+//   Safe on any device that honours fdatasync, even without the checksums.
+// - checksummed: write slot, write header copy 0, fdatasync (commit point), write copy 1. One sync per
+//   commit. Safe because recovery accepts a header only when its slot holds the same generation with a
+//   matching checksum: a header that reached the disk without its slot falls back to the other copy.
+enum class CommitMode { ordered, checksummed };
+
 struct FormatOptions {
     std::uint32_t slots = 0;       // 0: as many as fit, 2 to 16, each at least min_slot_bytes
     std::uint64_t min_slot_bytes = 64 * 1024;
@@ -61,6 +69,8 @@ public:
     std::error_code commit(std::string_view payload, std::uint64_t timestamp_ns);
     // Makes the second header copy of the last commit durable too (call before closing the device).
     std::error_code flush();
+    void set_commit_mode(CommitMode m) { mode_ = m; }
+    [[nodiscard]] CommitMode commit_mode() const { return mode_; }
 
     // Every generation still readable on the device, newest first (the current one included).
     [[nodiscard]] std::vector<GenerationInfo> history() const;
@@ -75,7 +85,8 @@ private:
     Geometry geo_;
     Uuid uuid_{};
     GenerationInfo current_;
-    std::uint64_t highest_seen_ = 0;  // next generation = highest ever seen + 1 (never reuse a number)
+    std::uint64_t highest_seen_ = 0;
+    CommitMode mode_ = CommitMode::ordered;  // next generation = highest ever seen + 1 (never reuse a number)
     std::string payload_;
 };
 

@@ -124,6 +124,7 @@ struct BlockService {
     Endpoint listen{Ipv4{127, 0, 0, 1}, 7300};
     std::filesystem::path key_file;  // absolute; default <data_dir>/block/keys
     bool key_file_given = false;     // false: generated on first start
+    bool checksummed_commits = false;  // "commit_mode": "ordered" (default, 2 syncs) or "checksummed" (1 sync)
 };
 
 struct Services {
