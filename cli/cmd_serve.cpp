@@ -6,6 +6,7 @@
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/dhcp/service.hpp"
+#include "fleetconf/dhcp/wire.hpp"
 #include "fleetconf/gitconf/service.hpp"
 
 #include <algorithm>
@@ -58,10 +59,23 @@ int run(const ServeArgs& a) {
     };
     int running = 0;
     std::unique_ptr<blockcfg::SiteService> block;
+    std::unique_ptr<dhcp::Service> dhcp_service;
     for (const auto& s : services) {
         if (!s.enabled) log->info("{}: disabled", s.info.name);
         else if (!s.info.available) log->warn("{}: {}", s.info.name, s.info.summary);
         else ++running;
+    }
+    if (services[0].enabled) {
+        try {
+            dhcp::ServiceOptions o;
+            o.server_port = site.services.dhcp.server_port;
+            o.client_port = site.services.dhcp.client_port;
+            dhcp_service = std::make_unique<dhcp::Service>(rt.io(), site, o, common::log::get("dhcp"));
+            dhcp_service->start();
+        } catch (const std::exception& e) {
+            print_error("dhcp: " + std::string(e.what()));
+            return kExitFailure;
+        }
     }
     const bool any_device = std::any_of(site.unikernels.begin(), site.unikernels.end(), [](const auto& u) { return u.block.has_value(); });
     if (services[2].enabled && !any_device) log->info("block: no unikernel in the site file has a block device; not started");
@@ -81,6 +95,7 @@ int run(const ServeArgs& a) {
             auto fresh = load(a);
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
+            if (dhcp_service) dhcp_service->reload(site);
             if (block) {
                 block->reload_keys();
                 log->info("block: control keys reloaded");
@@ -94,6 +109,7 @@ int run(const ServeArgs& a) {
     rt.on_stop([&] {
         log->info("stopping");
         if (block) block->stop();
+        if (dhcp_service) dhcp_service->stop();
     });
     const bool clean = rt.run();
     log->info("stopped{}", clean ? "" : " (forced)");

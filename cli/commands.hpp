@@ -20,6 +20,7 @@ void add_site_commands(CLI::App& app, Action& action);
 void add_bootargs_command(CLI::App& app, Action& action);
 void add_serve_command(CLI::App& app, Action& action);
 void add_block_commands(CLI::App& app, Action& action);
+void add_dhcp_commands(CLI::App& app, Action& action);
 
 // Prints "fleetconf: <message>" to stderr (one line, for the operator).
 void print_error(const std::string& message);

@@ -453,7 +453,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (services.contains("dhcp")) {
             const auto& j = services["dhcp"];
             auto& s = site.services.dhcp;
-            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative"})) {
+            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option"})) {
+                s.config_uri_option = static_cast<std::uint8_t>(c.integer(j, "/services/dhcp", "config_uri_option", 224, 254).value_or(224));
                 s.enabled = c.boolean(j, "/services/dhcp", "enabled").value_or(true);
                 s.server_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "server_port", 1, 65535).value_or(67));
                 s.client_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "client_port", 1, 65535).value_or(68));
@@ -506,7 +507,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 const auto& j = (*it)[i];
                 const auto p = join("/networks", i);
                 if (!c.object(j, p, {"name", "interface", "subnet", "gateway", "dns", "domain", "pools", "lease_time",
-                                     "options", "monitoring_option"},
+                                     "options", "monitoring_option", "server_address", "ignore_client_id"},
                               {"name", "subnet"}))
                     continue;
                 Network n;
@@ -535,6 +536,9 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                         c.error(ptr, a.to_string() + " is not a host address in subnet " + subnet->to_string());
                 };
                 if ((n.gateway = c.parsed(j, p, "gateway", parse_ipv4, "an IPv4 address"))) inside(*n.gateway, join(p, "gateway"));
+                if ((n.server_address = c.parsed(j, p, "server_address", parse_ipv4, "an IPv4 address")))
+                    inside(*n.server_address, join(p, "server_address"));
+                n.ignore_client_id = c.boolean(j, p, "ignore_client_id").value_or(false);
                 n.dns = c.parsed_list(j, p, "dns", parse_ipv4, "an IPv4 address", 16).value_or(std::vector<Ipv4>{});
                 if (auto d = c.string(j, p, "domain")) {
                     if (!is_dns_name(*d)) c.error(join(p, "domain"), "\"" + *d + "\" is not a valid domain name");
@@ -594,7 +598,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             for (std::size_t i = 0; i < it->size(); ++i) {
                 const auto& j = (*it)[i];
                 const auto p = join("/unikernels", i);
-                if (!c.object(j, p, {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args"},
+                if (!c.object(j, p, {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args",
+                                     "client_id", "config_uri"},
                               {"name", "network"}))
                     continue;
                 Unikernel u;
@@ -627,6 +632,15 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                                 "MAC " + u.mac.to_string() + (u.mac_derived ? " (derived)" : "") + " is also used by unikernel \"" + m->second + "\"");
                 }
                 u.dhcp = c.boolean(j, p, "dhcp").value_or(true);
+                if (auto cid = c.string(j, p, "client_id")) {
+                    auto b = from_hex(*cid);
+                    if (!b || b->size() < 2 || b->size() > 255) c.error(join(p, "client_id"), "\"" + *cid + "\" is not 2-255 bytes of hex");
+                    else u.client_id = *b;
+                }
+                if (auto uri = c.string(j, p, "config_uri")) {
+                    if (uri->empty() || uri->size() > 255) c.error(join(p, "config_uri"), "must be 1-255 characters");
+                    else u.config_uri = *uri;
+                }
                 if ((u.address = c.parsed(j, p, "address", parse_ipv4, "an IPv4 address"))) {
                     const auto ap = join(p, "address");
                     if (net) {

@@ -77,6 +77,8 @@ struct Network {
     std::uint32_t lease_time = kDefaultLeaseTime;  // seconds
     SiteOptions options;
     MonitoringOption monitoring_option;
+    std::optional<Ipv4> server_address;  // the DHCP server's address here (option 54); default: gateway
+    bool ignore_client_id = false;       // identify clients by hardware address only
 };
 
 struct GitSettings {
@@ -103,6 +105,8 @@ struct Unikernel {
     GitSettings git;
     std::optional<BlockSettings> block;
     std::vector<std::string> boot_args;
+    std::vector<std::uint8_t> client_id;  // DHCP option 61 to reserve by (hex in the site file); empty: none
+    std::string config_uri;               // sent in the configuration-URI option when set
 };
 
 struct DhcpService {
@@ -110,6 +114,7 @@ struct DhcpService {
     std::uint16_t server_port = 67;
     std::uint16_t client_port = 68;
     bool authoritative = true;
+    std::uint8_t config_uri_option = 224;  // private-use code carrying a unikernel's configuration URI
 };
 
 struct GitService {

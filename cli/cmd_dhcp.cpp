@@ -1,0 +1,132 @@
+// fleetconf dhcp serve|leases
+#include "commands.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+#include "fleetconf/common/log.hpp"
+#include "fleetconf/common/runtime.hpp"
+#include "fleetconf/dhcp/service.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+
+namespace fleetconf::cli {
+namespace {
+
+struct DhcpArgs {
+    std::string site;
+    std::string data_dir;
+    std::string lease_file;
+    bool json = false;
+    bool no_sync = false;
+};
+
+common::Site load(const DhcpArgs& a) {
+    auto site = common::load_site(a.site);
+    if (!a.data_dir.empty()) site.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
+    return site;
+}
+
+int serve(const DhcpArgs& a) {
+    common::Site site;
+    try {
+        site = load(a);
+    } catch (const common::SiteLoadError& e) {
+        std::cerr << e.what() << "\n";
+        return kExitInvalid;
+    }
+    auto log = common::log::get("dhcp");
+    common::Runtime rt;
+    dhcp::ServiceOptions o;
+    o.server_port = site.services.dhcp.server_port;
+    o.client_port = site.services.dhcp.client_port;
+    o.durable = !a.no_sync;
+    if (!a.lease_file.empty()) o.lease_file = a.lease_file;
+    dhcp::Service svc(rt.io(), site, o, log);
+    svc.start();
+    if (a.no_sync) log->warn("--no-sync: leases are NOT synced before replies; a crash can lose acknowledged leases");
+    rt.on_stop([&] { svc.stop(); });
+    rt.on_reload([&] {
+        try {
+            svc.reload(load(a));
+        } catch (const std::exception& e) {
+            log->error("reload refused, keeping the running configuration:\n{}", e.what());
+        }
+    });
+    return rt.run() ? kExitOk : kExitFailure;
+}
+
+int leases(const DhcpArgs& a) {
+    common::Site site;
+    try {
+        site = load(a);
+    } catch (const common::SiteLoadError& e) {
+        std::cerr << e.what() << "\n";
+        return kExitInvalid;
+    }
+    const auto file = a.lease_file.empty() ? site.services.data_dir / "dhcp" / "leases.journal" : std::filesystem::path(a.lease_file);
+    if (!std::filesystem::exists(file)) {
+        print_error(file.string() + ": no lease journal (has the DHCP service run with this data directory?)");
+        return kExitFailure;
+    }
+    std::vector<std::string> warnings;
+    // Read-only use: replay into memory without touching the file (copy it first).
+    dhcp::MemoryLeaseStore mem;
+    {
+        std::string text;
+        if (auto err = common::read_file_limited(file, std::size_t{1} << 30, text)) {
+            print_error(*err);
+            return kExitFailure;
+        }
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            auto nl = text.find('\n', pos);
+            if (nl == std::string::npos) break;
+            if (auto r = dhcp::JournalLeaseStore::decode_record(std::string_view(text).substr(pos, nl - pos))) mem.apply({*r});
+            pos = nl + 1;
+        }
+    }
+    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    if (a.json) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& l : mem.all())
+            arr.push_back({{"address", l.address.to_string()}, {"mac", l.mac.to_string()}, {"client", common::to_hex(l.client)},
+                           {"hostname", l.hostname}, {"network", l.network}, {"state", dhcp::to_string(l.state)},
+                           {"expires", l.expires}, {"active", l.expires > now}});
+        std::cout << arr.dump(2) << "\n";
+        return kExitOk;
+    }
+    std::cout << std::left << std::setw(16) << "ADDRESS" << std::setw(19) << "MAC" << std::setw(20) << "HOST" << std::setw(10)
+              << "STATE" << "EXPIRES IN\n";
+    for (const auto& l : mem.all())
+        std::cout << std::setw(16) << l.address.to_string() << std::setw(19) << l.mac.to_string() << std::setw(20)
+                  << (l.hostname.empty() ? "-" : l.hostname.substr(0, 19)) << std::setw(10) << dhcp::to_string(l.state)
+                  << (l.expires > now ? std::to_string(l.expires - now) + " s" : "expired") << "\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+void add_dhcp_commands(CLI::App& app, Action& action) {
+    auto* d = app.add_subcommand("dhcp", "The DHCPv4 server");
+    d->require_subcommand(1);
+    auto a = std::make_shared<DhcpArgs>();
+    auto* s = d->add_subcommand("serve", "Run the DHCP server alone, on the interfaces the site file names (SIGHUP reloads)");
+    s->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
+    s->add_option("--data-dir", a->data_dir, "Override services.data_dir");
+    s->add_option("--lease-file", a->lease_file, "Lease journal (default DATA_DIR/dhcp/leases.journal)");
+    s->add_flag("--no-sync", a->no_sync, "Do not sync leases before replying (benchmarks only: loses leases on a crash)");
+    s->callback([&action, a] { action = [a] { return serve(*a); }; });
+    auto* l = d->add_subcommand("leases", "List the leases in the journal");
+    l->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
+    l->add_option("--data-dir", a->data_dir, "Override services.data_dir");
+    l->add_option("--lease-file", a->lease_file, "Lease journal");
+    l->add_flag("--json", a->json, "JSON output");
+    l->callback([&action, a] { action = [a] { return leases(*a); }; });
+}
+
+}  // namespace fleetconf::cli

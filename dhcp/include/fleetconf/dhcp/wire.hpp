@@ -1,0 +1,122 @@
+// DHCPv4 messages <-> bytes (RFC 2131 section 2, RFC 2132), without sockets.
+// Options are kept as raw bytes by code, in order of first appearance; several instances of one code
+// are joined (RFC 3396), and the sname/file fields are read as options when option 52 says so.
+#pragma once
+
+#include "fleetconf/common/net.hpp"
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace fleetconf::dhcp {
+
+using Bytes = std::vector<std::uint8_t>;
+
+enum class MessageType : std::uint8_t {
+    discover = 1, offer = 2, request = 3, decline = 4, ack = 5, nak = 6, release = 7, inform = 8,
+};
+std::string_view to_string(MessageType t);
+
+// Option codes used by the server logic (RFC 2132 unless noted).
+namespace opt {
+inline constexpr std::uint8_t pad = 0, subnet_mask = 1, router = 3, dns = 6, log_server = 7, hostname = 12,
+                              domain = 15, broadcast = 28, ntp = 42, vendor_specific = 43, requested_address = 50,
+                              lease_time = 51, overload = 52, message_type = 53, server_id = 54, parameter_list = 55,
+                              message = 56, max_size = 57, renewal_t1 = 58, rebinding_t2 = 59, vendor_class = 60,
+                              client_id = 61, client_fqdn = 81 /* RFC 4702 */, relay_agent = 82 /* RFC 3046 */,
+                              classless_routes = 121 /* RFC 3442 */, vivso = 125 /* RFC 3925 */, end = 255;
+}
+
+struct Option {
+    std::uint8_t code;
+    Bytes data;
+    bool operator==(const Option&) const = default;
+};
+
+struct Message {
+    std::uint8_t op = 1;  // 1 BOOTREQUEST, 2 BOOTREPLY
+    std::uint8_t htype = 1;
+    std::uint8_t hlen = 6;
+    std::uint8_t hops = 0;
+    std::uint32_t xid = 0;
+    std::uint16_t secs = 0;
+    std::uint16_t flags = 0;  // bit 15: broadcast
+    common::Ipv4 ciaddr, yiaddr, siaddr, giaddr;
+    std::array<std::uint8_t, 16> chaddr{};
+    std::array<std::uint8_t, 64> sname{};
+    std::array<std::uint8_t, 128> file{};
+    std::vector<Option> options;
+
+    [[nodiscard]] bool broadcast_flag() const { return (flags & 0x8000) != 0; }
+    [[nodiscard]] const Option* find(std::uint8_t code) const;
+    [[nodiscard]] std::optional<MessageType> type() const;
+    [[nodiscard]] std::optional<common::Ipv4> address_option(std::uint8_t code) const;
+    [[nodiscard]] std::optional<std::string> string_option(std::uint8_t code) const;
+    [[nodiscard]] common::Mac mac() const;  // chaddr as a MAC (htype 1, hlen 6)
+    void set(std::uint8_t code, Bytes data);  // replaces or appends
+    bool operator==(const Message&) const = default;
+};
+
+enum class DecodeError {
+    too_short = 1,        // shorter than the 236-byte header plus the magic cookie
+    bad_op,               // op is not 1 or 2
+    bad_hlen,             // hlen above 16
+    bad_cookie,           // not 99.130.83.99
+    option_truncated,     // an option's length runs past the end of its area
+    missing_end,          // no END option in the options area
+    bad_overload,         // option 52 malformed, or not 1-3
+    too_long,             // over 65,507 bytes (the largest UDP payload)
+};
+const std::error_category& decode_category();
+inline std::error_code make_error_code(DecodeError e) { return {static_cast<int>(e), decode_category()}; }
+
+inline constexpr std::size_t kHeaderSize = 236;
+inline constexpr std::size_t kMinMessageSize = 576 - 28;  // RFC 2131: 576-byte IP datagrams -> 548 of DHCP
+inline constexpr std::size_t kBootpMinSize = 300;          // pad replies to at least this (RFC 1542 2.1)
+
+// Strictly bounds-checked; never reads past `data`.
+std::optional<Message> decode(std::span<const std::uint8_t> data, std::error_code& ec);
+// Encodes in the order of `m.options`; options longer than 255 bytes are split (RFC 3396). Options that
+// do not fit in `max_size` are left out (the required ones must come first); returns the codes left out.
+Bytes encode(const Message& m, std::size_t max_size = 1500, std::vector<std::uint8_t>* dropped = nullptr);
+
+// ---- option value helpers ----
+Bytes u32_bytes(std::uint32_t v);
+Bytes addr_bytes(common::Ipv4 a);
+Bytes addrs_bytes(const std::vector<common::Ipv4>& v);
+// RFC 3925: enterprise number, then a block of sub-options.
+Bytes vivso_bytes(std::uint32_t enterprise, const std::vector<std::pair<std::uint8_t, Bytes>>& suboptions);
+// Parses option 125 into (enterprise, suboptions) blocks; nullopt if malformed.
+std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>>> parse_vivso(std::span<const std::uint8_t>);
+// RFC 3442 classless static routes.
+struct ClasslessRoute {
+    common::Prefix destination;
+    common::Ipv4 router;
+    bool operator==(const ClasslessRoute&) const = default;
+};
+Bytes classless_routes_bytes(const std::vector<ClasslessRoute>& routes);
+std::optional<std::vector<ClasslessRoute>> parse_classless_routes(std::span<const std::uint8_t>);
+
+// ---- the option table (docs/dhcp-options.md is generated from the same facts) ----
+enum class OptionType { address, addresses, u8, u16, u32, i32, string, flag, bytes, client_id, parameter_list,
+                        classless_routes, vivso, relay_agent };
+struct OptionDef {
+    std::uint8_t code;
+    std::string_view name;
+    OptionType type;
+};
+const OptionDef* option_def(std::uint8_t code);
+std::span<const OptionDef> option_table();
+// Human form for logs and `fleetconf dhcp leases` ("10.0.0.1", "[1,3,6]", "\"text\"", hex otherwise).
+std::string format_option(std::uint8_t code, std::span<const std::uint8_t> data);
+
+}  // namespace fleetconf::dhcp
+
+template <>
+struct std::is_error_code_enum<fleetconf::dhcp::DecodeError> : std::true_type {};

@@ -1,0 +1,207 @@
+#include "fleetconf/dhcp/service.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ip/udp.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <net/if_arp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+
+namespace fleetconf::dhcp {
+
+using asio::ip::udp;
+using common::Ipv4;
+
+namespace {
+
+std::uint64_t unix_now() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+}  // namespace
+
+struct Service::Impl {
+    asio::io_context& io;
+    ServiceOptions opts;
+    std::shared_ptr<spdlog::logger> log;
+    Config cfg;
+    std::unique_ptr<LeaseStore> store;
+    JournalLeaseStore* journal = nullptr;
+    struct Socket {
+        std::string ifname;
+        udp::socket sock;
+    };
+    std::vector<std::unique_ptr<Socket>> sockets;
+    bool stopped = false;
+
+    Impl(asio::io_context& i, ServiceOptions o, std::shared_ptr<spdlog::logger> l) : io(i), opts(std::move(o)), log(std::move(l)) {}
+
+    asio::awaitable<void> receive_loop(Socket& s);
+    void send_reply(Socket& s, const Message& reply, std::size_t max_size);
+    void add_arp(const std::string& ifname, Ipv4 ip, const Message& m);
+};
+
+Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_unique<Impl>(io, std::move(opts), std::move(log))) {
+    if (impl_->opts.lease_file.empty()) impl_->opts.lease_file = site.services.data_dir / "dhcp" / "leases.journal";
+    impl_->cfg = make_config(site, interface_ipv4);
+    std::vector<std::string> warnings;
+    auto j = std::make_unique<JournalLeaseStore>(impl_->opts.lease_file, &warnings);
+    for (const auto& w : warnings) impl_->log->warn("{}", w);
+    impl_->log->info("leases: {} ({} records replayed, {} leases)", impl_->opts.lease_file.string(), j->records(), j->size());
+    impl_->journal = j.get();
+    impl_->store = std::move(j);
+}
+
+Service::~Service() = default;
+
+const LeaseStore& Service::leases() const { return *impl_->store; }
+
+void Service::reload(const common::Site& site) {
+    impl_->cfg = make_config(site, interface_ipv4);
+    impl_->log->info("configuration reloaded: {} networks", impl_->cfg.networks.size());
+}
+
+void Service::start() {
+    for (const auto& n : impl_->cfg.networks) {
+        auto s = std::make_unique<Impl::Socket>(Impl::Socket{n.interface, udp::socket(impl_->io)});
+        auto& sock = s->sock;
+        sock.open(udp::v4());
+        sock.set_option(udp::socket::reuse_address(true));
+        sock.set_option(asio::socket_base::broadcast(true));
+        // Bound to the named device only: the server never listens on, or sends from, other interfaces.
+        if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_BINDTODEVICE, n.interface.c_str(),
+                         static_cast<socklen_t>(n.interface.size() + 1)) != 0)
+            throw std::system_error(errno, std::generic_category(), "cannot bind to interface " + n.interface);
+        sock.bind(udp::endpoint(asio::ip::address_v4::any(), impl_->opts.server_port));
+        impl_->log->info("listening on {} (network {}, server id {}, port {})", n.interface, n.name, n.server_id.to_string(),
+                         impl_->opts.server_port);
+        auto* raw = s.get();
+        impl_->sockets.push_back(std::move(s));
+        asio::co_spawn(impl_->io, impl_->receive_loop(*raw), [log = impl_->log](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log->error("receive loop ended: {}", ex.what());
+            }
+        });
+    }
+}
+
+void Service::stop() {
+    impl_->stopped = true;
+    std::error_code ec;
+    for (auto& s : impl_->sockets) s->sock.close(ec);
+    impl_->store->sync();
+}
+
+asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
+    std::vector<std::uint8_t> buf(65536);
+    struct Pending {
+        Message reply;
+        std::size_t max_size;
+    };
+    while (!stopped) {
+        udp::endpoint from;
+        auto [ec, n] = co_await s.sock.async_receive_from(asio::buffer(buf), from, use_tuple);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || stopped) co_return;
+            log->warn("{}: receive: {}", s.ifname, ec.message());
+            continue;
+        }
+        // Drain what else is already queued, decide on all of it, make the changes durable with one
+        // sync (group commit), then send every reply: no ACK leaves before its lease is on disk.
+        std::vector<Pending> replies;
+        bool need_sync = false;
+        const std::uint64_t now = unix_now();
+        std::size_t len = n;
+        for (int batch = 0; batch < 256; ++batch) {
+            std::error_code dec;
+            auto msg = decode(std::span<const std::uint8_t>(buf.data(), len), dec);
+            if (!msg) {
+                log->debug("{}: malformed packet from {}: {}", s.ifname, from.address().to_string(), dec.message());
+            } else {
+                auto d = decide(Request{std::move(*msg), s.ifname}, now, *store, cfg);
+                if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
+                if (!d.changes.empty()) {
+                    store->apply(d.changes);
+                    need_sync = need_sync || d.durable_before_reply || opts.durable;
+                }
+                if (d.reply) replies.push_back({std::move(*d.reply), d.max_reply_size});
+            }
+            std::error_code aec;
+            if (s.sock.available(aec) == 0 || aec) break;
+            len = s.sock.receive_from(asio::buffer(buf), from, 0, aec);
+            if (aec) break;
+        }
+        if (need_sync) {
+            try {
+                if (opts.durable) store->sync();
+            } catch (const std::exception& e) {
+                log->error("{}: lease journal: {}; {} replies withheld", s.ifname, e.what(), replies.size());
+                continue;  // never promise a lease that is not on disk
+            }
+        }
+        if (journal && journal->records() > 2 * journal->size() + 10000) {
+            journal->compact();
+            log->info("lease journal compacted to {} records", journal->records());
+        }
+        for (const auto& r : replies) send_reply(s, r.reply, r.max_size);
+    }
+}
+
+void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m) {
+    arpreq req{};
+    auto* pa = reinterpret_cast<sockaddr_in*>(&req.arp_pa);
+    pa->sin_family = AF_INET;
+    pa->sin_addr.s_addr = htonl(ip.value());
+    req.arp_ha.sa_family = ARPHRD_ETHER;
+    std::memcpy(req.arp_ha.sa_data, m.chaddr.data(), 6);
+    req.arp_flags = ATF_COM;
+    std::strncpy(req.arp_dev, ifname.c_str(), sizeof req.arp_dev - 1);
+    if (::ioctl(sockets.front()->sock.native_handle(), SIOCSARP, &req) != 0) throw std::system_error(errno, std::generic_category(), "SIOCSARP");
+}
+
+void Service::Impl::send_reply(Socket& s, const Message& reply, std::size_t max_size) {
+    std::vector<std::uint8_t> dropped;
+    const auto bytes = encode(reply, max_size, &dropped);
+    if (!dropped.empty()) log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size, dropped.size());
+    // RFC 2131 4.1: where a server reply goes.
+    udp::endpoint to;
+    const bool is_nak = reply.type() == MessageType::nak;
+    const auto bcast = asio::ip::address_v4::broadcast();
+    if (!reply.giaddr.is_unspecified()) {
+        to = udp::endpoint(asio::ip::address_v4(reply.giaddr.value()), opts.server_port);
+    } else if (is_nak) {
+        to = udp::endpoint(bcast, opts.client_port);
+    } else if (!reply.ciaddr.is_unspecified()) {
+        to = udp::endpoint(asio::ip::address_v4(reply.ciaddr.value()), opts.client_port);
+    } else if (reply.broadcast_flag() || reply.yiaddr.is_unspecified() || reply.htype != 1 || reply.hlen != 6) {
+        to = udp::endpoint(bcast, opts.client_port);
+    } else {
+        // Unicast to an address the client does not answer ARP for yet: put its MAC in the ARP table.
+        try {
+            add_arp(s.ifname, reply.yiaddr, reply);
+            to = udp::endpoint(asio::ip::address_v4(reply.yiaddr.value()), opts.client_port);
+        } catch (const std::exception& e) {
+            log->debug("{}: no ARP entry for {} ({}); broadcasting", s.ifname, reply.yiaddr.to_string(), e.what());
+            to = udp::endpoint(bcast, opts.client_port);
+        }
+    }
+    std::error_code ec;
+    s.sock.send_to(asio::buffer(bytes), to, 0, ec);
+    if (ec) log->warn("{}: send to {}: {}", s.ifname, to.address().to_string(), ec.message());
+}
+
+}  // namespace fleetconf::dhcp

@@ -1,0 +1,394 @@
+#include "fleetconf/dhcp/server.hpp"
+
+#include <algorithm>
+
+namespace fleetconf::dhcp {
+
+using common::Ipv4;
+
+namespace {
+
+void add_site_options(std::vector<Option>& out, std::set<std::uint8_t>& always, const common::SiteOptions& o,
+                      const common::MonitoringOption& mon) {
+    auto put = [&](std::uint8_t code, Bytes data, bool send_always) {
+        out.push_back({code, std::move(data)});
+        if (send_always) always.insert(code);
+    };
+    if (o.syslog) {
+        if (auto* v4 = std::get_if<Ipv4>(&o.syslog->host)) put(opt::log_server, addr_bytes(*v4), o.always_send.contains("syslog"));
+    }
+    if (o.ntp && !o.ntp->empty()) put(opt::ntp, addrs_bytes(*o.ntp), o.always_send.contains("ntp"));
+    if (o.monitoring) {
+        const auto text = o.monitoring->to_string();
+        Bytes value(text.begin(), text.end());
+        if (mon.code == opt::vivso) put(opt::vivso, vivso_bytes(mon.enterprise, {{mon.suboption, value}}), o.always_send.contains("monitoring"));
+        else put(mon.code, value, o.always_send.contains("monitoring"));
+    }
+    for (const auto& c : o.custom) put(c.code, c.data, c.always_send);
+}
+
+std::vector<Option> network_base_options(const common::Network& n) {
+    std::vector<Option> v;
+    v.push_back({opt::subnet_mask, addr_bytes(n.subnet.netmask())});
+    if (n.gateway) v.push_back({opt::router, addr_bytes(*n.gateway)});
+    if (!n.dns.empty()) v.push_back({opt::dns, addrs_bytes(n.dns)});
+    if (!n.domain.empty()) v.push_back({opt::domain, Bytes(n.domain.begin(), n.domain.end())});
+    v.push_back({opt::broadcast, addr_bytes(n.subnet.broadcast())});
+    return v;
+}
+
+const Option* find_in(const std::vector<Option>& v, std::uint8_t code) {
+    for (const auto& o : v)
+        if (o.code == code) return &o;
+    return nullptr;
+}
+
+struct Context {
+    const Config& cfg;
+    const NetworkConfig& net;
+    const Host* host;  // nullptr: not a site unikernel
+    Bytes key;
+    std::uint64_t now;
+    const LeaseView& leases;
+};
+
+bool in_pools(const NetworkConfig& n, Ipv4 a) {
+    return std::any_of(n.pools.begin(), n.pools.end(), [&](const common::Range& r) { return r.contains(a); });
+}
+
+bool reserved_for_other(const NetworkConfig& n, Ipv4 a, const Host* me) {
+    return std::any_of(n.hosts.begin(), n.hosts.end(), [&](const Host& h) { return h.fixed && *h.fixed == a && &h != me; });
+}
+
+// May `a` be given to this client now?
+bool available(const Context& c, Ipv4 a) {
+    if (!c.net.subnet.is_host(a) || a == c.net.server_id || reserved_for_other(c.net, a, c.host)) return false;
+    const Lease* l = c.leases.by_address(a);
+    if (!l || l->client == c.key) return !(l && l->state == LeaseState::declined && l->expires > c.now);
+    if (l->expires <= c.now) return true;  // expired: anyone's
+    return l->state == LeaseState::released;  // released addresses are free (their owner is preferred elsewhere)
+}
+
+// RFC 2131 4.3.1: the address to offer, in order of preference.
+std::optional<Ipv4> choose(const Context& c, std::optional<Ipv4> requested) {
+    if (c.host && c.host->fixed) return c.host->fixed;
+    if (const Lease* l = c.leases.by_client(c.key); l && l->network == c.net.name && l->state != LeaseState::declined &&
+                                                    in_pools(c.net, l->address) && available(c, l->address))
+        return l->address;
+    if (requested && in_pools(c.net, *requested) && available(c, *requested) && !c.leases.by_address(*requested)) return requested;
+    std::optional<Ipv4> reusable;  // an expired or released address, if nothing never used is left
+    for (const auto& r : c.net.pools)
+        for (std::uint64_t v = r.first().value(); v <= r.last().value(); ++v) {
+            const Ipv4 a{static_cast<std::uint32_t>(v)};
+            if (!available(c, a)) continue;
+            if (!c.leases.by_address(a)) return a;
+            if (!reusable) reusable = a;
+        }
+    if (requested && in_pools(c.net, *requested) && available(c, *requested)) return requested;
+    return reusable;
+}
+
+// Is `a` this client's to confirm (REQUEST)?
+bool owns(const Context& c, Ipv4 a) {
+    if (c.host && c.host->fixed) return *c.host->fixed == a;
+    const Lease* l = c.leases.by_address(a);
+    return l && l->client == c.key && l->state != LeaseState::declined;
+}
+
+Message reply_base(const Message& req, MessageType t, const NetworkConfig& net) {
+    Message r;
+    r.op = 2;
+    r.htype = req.htype;
+    r.hlen = req.hlen;
+    r.xid = req.xid;
+    r.flags = req.flags;
+    r.giaddr = req.giaddr;
+    r.chaddr = req.chaddr;
+    r.options.push_back({opt::message_type, {static_cast<std::uint8_t>(t)}});
+    r.options.push_back({opt::server_id, addr_bytes(net.server_id)});
+    return r;
+}
+
+// Options in the order the client's parameter request list asks, then those marked always-send, then
+// the echoes (RFC 6842 client id; RFC 3046 relay agent information, which must come last).
+void add_options(Message& r, const Message& req, const Context& c, bool with_lease_options) {
+    const std::vector<Option>& base = c.host ? c.host->options : c.net.options;
+    const std::set<std::uint8_t>& always = c.host ? c.host->always_send : c.net.always_send;
+    std::set<std::uint8_t> done = {opt::message_type, opt::server_id};
+    auto emit = [&](std::uint8_t code) {
+        if (done.contains(code)) return;
+        if (const Option* o = find_in(base, code)) {
+            r.options.push_back(*o);
+            done.insert(code);
+        }
+    };
+    if (with_lease_options) {
+        for (std::uint8_t code : {opt::lease_time, opt::renewal_t1, opt::rebinding_t2}) done.insert(code);
+    }
+    // The mask and router first when asked: they are what a client cannot work without.
+    if (const Option* prl = req.find(opt::parameter_list)) {
+        for (std::uint8_t code : prl->data) emit(code);
+    } else {
+        for (std::uint8_t code : {opt::subnet_mask, opt::router, opt::dns, opt::domain}) emit(code);
+    }
+    for (std::uint8_t code : always) emit(code);
+    if (const Option* cid = req.find(opt::client_id)) r.options.push_back(*cid);
+    if (const Option* ra = req.find(opt::relay_agent)) r.options.push_back(*ra);
+}
+
+void add_lease_times(Message& r, const Context& c) {
+    const std::uint32_t lt = c.net.lease_time;
+    r.options.push_back({opt::lease_time, u32_bytes(lt)});
+    r.options.push_back({opt::renewal_t1, u32_bytes(static_cast<std::uint32_t>(lt * c.cfg.t1))});
+    r.options.push_back({opt::rebinding_t2, u32_bytes(static_cast<std::uint32_t>(lt * c.cfg.t2))});
+}
+
+std::size_t max_reply(const Message& req) {
+    std::size_t max = 576;
+    if (const Option* o = req.find(opt::max_size); o && o->data.size() == 2) max = std::max<std::size_t>(576, o->data[0] << 8 | o->data[1]);
+    return max - 28;  // the option counts the IP and UDP headers too
+}
+
+Lease make_lease(const Context& c, const Message& m, Ipv4 a, LeaseState s, std::uint64_t expires) {
+    Lease l;
+    l.address = a;
+    l.client = c.key;
+    l.mac = m.mac();
+    l.hostname = m.string_option(opt::hostname).value_or(c.host ? c.host->name : "");
+    if (l.hostname.size() > 63) l.hostname.resize(63);
+    l.network = c.net.name;
+    l.state = s;
+    l.expires = expires;
+    return l;
+}
+
+std::string who(const Context& c, const Message& m) {
+    std::string s = m.mac().to_string();
+    if (c.host) s += " (" + c.host->name + ")";
+    else if (auto h = m.string_option(opt::hostname)) s += " (host name \"" + h->substr(0, 63) + "\")";
+    return s;
+}
+
+Decision nak(const Message& req, const Context& c, const std::string& why) {
+    Decision d;
+    Message r = reply_base(req, MessageType::nak, c.net);
+    r.options.push_back({opt::message, Bytes(why.begin(), why.end())});
+    if (const Option* cid = req.find(opt::client_id)) r.options.push_back(*cid);
+    if (const Option* ra = req.find(opt::relay_agent)) r.options.push_back(*ra);
+    r.flags |= 0x8000;  // RFC 2131 4.3.2: a NAK is broadcast (or sent to the relay with the broadcast bit)
+    d.reply = std::move(r);
+    d.log = "NAK " + who(c, req) + ": " + why;
+    return d;
+}
+
+Decision ack(const Message& req, const Context& c, Ipv4 a, const std::string& what) {
+    Decision d;
+    Message r = reply_base(req, MessageType::ack, c.net);
+    r.yiaddr = a;
+    r.ciaddr = req.ciaddr;
+    add_lease_times(r, c);
+    add_options(r, req, c, true);
+    d.changes.push_back({make_lease(c, req, a, LeaseState::bound, c.now + c.net.lease_time)});
+    d.durable_before_reply = true;
+    d.reply = std::move(r);
+    d.max_reply_size = max_reply(req);
+    d.log = "ACK " + a.to_string() + " to " + who(c, req) + " (" + what + ")";
+    return d;
+}
+
+const Host* match_host(const NetworkConfig& net, const Message& m, std::string& note) {
+    const Option* cid = m.find(opt::client_id);
+    if (cid && !net.ignore_client_id)
+        for (const auto& h : net.hosts)
+            if (!h.client_id.empty() && h.client_id == cid->data) return &h;
+    const auto mac = m.mac();
+    if (m.htype == 1 && m.hlen == 6)
+        for (const auto& h : net.hosts)
+            if (h.mac == mac) return &h;
+    // A MirageOS unikernel names itself in option 12; without a matching MAC it stays unknown.
+    if (auto name = m.string_option(opt::hostname))
+        for (const auto& h : net.hosts)
+            if (h.name == *name) {
+                note = "host name \"" + *name + "\" is a site unikernel but the MAC " + mac.to_string() + " is not its " +
+                       (h.mac_derived ? "Albatross-derived " : "") + "MAC " + h.mac.to_string() + "; treated as unknown";
+                break;
+            }
+    return nullptr;
+}
+
+const NetworkConfig* select_network(const Config& cfg, const Request& req) {
+    if (!req.message.giaddr.is_unspecified()) {  // relayed: the relay's address names the network
+        for (const auto& n : cfg.networks)
+            if (n.subnet.contains(req.message.giaddr)) return &n;
+        return nullptr;
+    }
+    for (const auto& n : cfg.networks)
+        if (n.interface == req.interface) return &n;
+    return nullptr;
+}
+
+}  // namespace
+
+Bytes client_key(const Message& m, bool ignore_client_id) {
+    if (!ignore_client_id)
+        if (const Option* cid = m.find(opt::client_id); cid && !cid->data.empty()) {
+            Bytes k{0xFF};  // tag: keeps a client id from colliding with a hardware key
+            k.insert(k.end(), cid->data.begin(), cid->data.end());
+            return k;
+        }
+    Bytes k{m.htype};
+    k.insert(k.end(), m.chaddr.begin(), m.chaddr.begin() + std::min<std::size_t>(m.hlen, 16));
+    return k;
+}
+
+Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, const Config& cfg) {
+    const Message& m = req.message;
+    Decision none;
+    if (m.op != 1) return none.log = "ignored: not a BOOTREQUEST", none;
+    const auto type = m.type();
+    if (!type) return none.log = "ignored: no valid message type (option 53)", none;
+    const NetworkConfig* net = select_network(cfg, req);
+    if (!net) {
+        none.log = "ignored " + std::string(to_string(*type)) + " from " + m.mac().to_string() + ": no network for " +
+                   (m.giaddr.is_unspecified() ? "interface " + req.interface : "relay " + m.giaddr.to_string());
+        return none;
+    }
+    std::string note;
+    const Host* host = match_host(*net, m, note);
+    Context c{cfg, *net, host, client_key(m, net->ignore_client_id), now, leases};
+    auto with_note = [&](Decision d) {
+        if (!note.empty()) d.log += "; " + note;
+        return d;
+    };
+    const auto server_id = m.address_option(opt::server_id);
+    const auto requested = m.address_option(opt::requested_address);
+
+    switch (*type) {
+        case MessageType::discover: {
+            auto a = choose(c, requested);
+            if (!a) {
+                none.log = "no address for " + who(c, m) + ": network " + net->name + " has no free address (pool exhausted)";
+                return with_note(none);
+            }
+            Decision d;
+            Message r = reply_base(m, MessageType::offer, *net);
+            r.yiaddr = *a;
+            add_lease_times(r, c);
+            add_options(r, m, c, true);
+            d.changes.push_back({make_lease(c, m, *a, LeaseState::offered, now + cfg.offer_hold)});
+            // An offer holds the address only briefly; keep an existing binding's state instead.
+            if (const Lease* l = leases.by_address(*a); l && l->client == c.key && l->state == LeaseState::bound && l->expires > now)
+                d.changes.clear();
+            d.reply = std::move(r);
+            d.max_reply_size = max_reply(m);
+            d.log = "OFFER " + a->to_string() + " to " + who(c, m);
+            return with_note(d);
+        }
+        case MessageType::request: {
+            if (server_id) {  // SELECTING (RFC 2131 4.3.2)
+                if (*server_id != net->server_id) {
+                    Decision d;
+                    if (const Lease* l = leases.by_client(c.key); l && l->state == LeaseState::offered)
+                        d.changes.push_back({*l, true});
+                    d.log = who(c, m) + " chose server " + server_id->to_string() + "; our offer withdrawn";
+                    return d;
+                }
+                if (!requested) return with_note(nak(m, c, "REQUEST in SELECTING without a requested address"));
+                if (!owns(c, *requested)) return with_note(nak(m, c, requested->to_string() + " was not offered to this client"));
+                return with_note(ack(m, c, *requested, "selecting"));
+            }
+            if (requested && m.ciaddr.is_unspecified()) {  // INIT-REBOOT
+                if (!net->subnet.is_host(*requested))
+                    return with_note(nak(m, c, requested->to_string() + " is not on network " + net->subnet.to_string()));
+                if (owns(c, *requested)) return with_note(ack(m, c, *requested, "init-reboot"));
+                if (c.host && c.host->fixed) return with_note(nak(m, c, "this client's address is " + c.host->fixed->to_string()));
+                if (!cfg.authoritative) {
+                    none.log = "INIT-REBOOT for " + requested->to_string() + " from " + who(c, m) + ": no record, not authoritative: silent";
+                    return with_note(none);
+                }
+                if (in_pools(*net, *requested) && available(c, *requested)) return with_note(ack(m, c, *requested, "init-reboot, new binding"));
+                return with_note(nak(m, c, requested->to_string() + " is not available to this client"));
+            }
+            if (!m.ciaddr.is_unspecified()) {  // RENEWING (unicast) or REBINDING (broadcast)
+                if (owns(c, m.ciaddr)) return with_note(ack(m, c, m.ciaddr, "renew"));
+                if (cfg.authoritative && net->subnet.contains(m.ciaddr))
+                    return with_note(nak(m, c, m.ciaddr.to_string() + " is not leased to this client"));
+                none.log = "renewal of " + m.ciaddr.to_string() + " from " + who(c, m) + " not ours: silent";
+                return with_note(none);
+            }
+            return with_note(nak(m, c, "REQUEST without server identifier, requested address or ciaddr"));
+        }
+        case MessageType::decline: {
+            Decision d;
+            if (server_id && *server_id != net->server_id) return d.log = "DECLINE for another server ignored", d;
+            if (!requested) return d.log = "DECLINE without a requested address ignored", d;
+            if (!owns(c, *requested)) return d.log = "DECLINE of " + requested->to_string() + " by a client that does not hold it ignored", d;
+            Lease l = make_lease(c, m, *requested, LeaseState::declined, now + cfg.probation);
+            l.client.clear();  // the address is nobody's while on probation
+            d.changes.push_back({l});
+            d.log = "DECLINE: " + requested->to_string() + " in use by another host (says " + who(c, m) + "); on probation for " +
+                    std::to_string(cfg.probation) + " s";
+            return d;
+        }
+        case MessageType::release: {
+            Decision d;
+            if (!owns(c, m.ciaddr) || (c.host && c.host->fixed)) {
+                d.log = "RELEASE of " + m.ciaddr.to_string() + " from " + who(c, m) + (c.host && c.host->fixed ? ": reserved address, kept" : ": not its lease, ignored");
+                return d;
+            }
+            Lease l = *leases.by_address(m.ciaddr);
+            l.state = LeaseState::released;
+            l.expires = now;
+            d.changes.push_back({l});  // the binding is remembered: the same client gets it back
+            d.log = "RELEASE " + m.ciaddr.to_string() + " by " + who(c, m);
+            return d;
+        }
+        case MessageType::inform: {  // RFC 2131 4.3.5: options, no lease, no yiaddr
+            Decision d;
+            Message r = reply_base(m, MessageType::ack, *net);
+            r.ciaddr = m.ciaddr;
+            add_options(r, m, c, false);
+            d.reply = std::move(r);
+            d.max_reply_size = max_reply(m);
+            d.log = "INFORM from " + who(c, m) + " at " + m.ciaddr.to_string();
+            return with_note(d);
+        }
+        default: none.log = "ignored " + std::string(to_string(*type)) + " (a server message)"; return none;
+    }
+}
+
+Config make_config(const common::Site& site, const std::function<std::optional<Ipv4>(const std::string&)>& interface_address) {
+    Config cfg;
+    cfg.authoritative = site.services.dhcp.authoritative;
+    for (const auto& n : site.networks) {
+        NetworkConfig nc;
+        nc.name = n.name;
+        nc.interface = n.interface;
+        nc.subnet = n.subnet;
+        nc.pools = n.pools;
+        nc.lease_time = n.lease_time;
+        nc.ignore_client_id = n.ignore_client_id;
+        auto sid = n.server_address ? n.server_address : n.gateway ? n.gateway : interface_address(n.interface);
+        if (!sid) throw std::runtime_error("network " + n.name + ": no server_address, no gateway, and interface " + n.interface + " has no IPv4 address");
+        nc.server_id = *sid;
+        nc.options = network_base_options(n);
+        add_site_options(nc.options, nc.always_send, n.options, n.monitoring_option);
+        for (const auto& u : site.unikernels) {
+            if (u.network != n.name || !u.dhcp) continue;
+            Host h{u.name, u.mac, u.mac_derived, {}, {}, {}, {}};
+            h.client_id = u.client_id;
+            h.fixed = u.address;
+            h.options = network_base_options(n);
+            add_site_options(h.options, h.always_send, site.effective_options(u), n.monitoring_option);
+            if (!u.config_uri.empty()) {
+                h.options.push_back({site.services.dhcp.config_uri_option, Bytes(u.config_uri.begin(), u.config_uri.end())});
+                h.always_send.insert(site.services.dhcp.config_uri_option);
+            }
+            nc.hosts.push_back(std::move(h));
+        }
+        cfg.networks.push_back(std::move(nc));
+    }
+    return cfg;
+}
+
+}  // namespace fleetconf::dhcp

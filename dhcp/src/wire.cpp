@@ -1,0 +1,369 @@
+#include "fleetconf/dhcp/wire.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace fleetconf::dhcp {
+
+using common::Ipv4;
+
+std::string_view to_string(MessageType t) {
+    static constexpr std::string_view names[] = {"?", "DISCOVER", "OFFER", "REQUEST", "DECLINE", "ACK", "NAK", "RELEASE", "INFORM"};
+    const auto i = static_cast<std::size_t>(t);
+    return i < std::size(names) ? names[i] : "?";
+}
+
+namespace {
+
+class DecodeCategory final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "dhcp-decode"; }
+    std::string message(int ev) const override {
+        switch (static_cast<DecodeError>(ev)) {
+            case DecodeError::too_short: return "message shorter than the BOOTP header and magic cookie";
+            case DecodeError::bad_op: return "op is neither BOOTREQUEST nor BOOTREPLY";
+            case DecodeError::bad_hlen: return "hardware address length above 16";
+            case DecodeError::bad_cookie: return "no DHCP magic cookie";
+            case DecodeError::option_truncated: return "option length runs past the end";
+            case DecodeError::missing_end: return "no END option";
+            case DecodeError::bad_overload: return "malformed option overload (52)";
+            case DecodeError::too_long: return "message longer than a UDP datagram";
+        }
+        return "unknown decode error";
+    }
+};
+
+constexpr std::uint8_t kCookie[4] = {99, 130, 83, 99};
+
+std::uint32_t get32(const std::uint8_t* p) {
+    return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
+}
+void put32(Bytes& b, std::uint32_t v) {
+    for (int i = 3; i >= 0; --i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+
+// Parses one options area into `out`, joining repeated codes (RFC 3396).
+std::error_code parse_area(std::span<const std::uint8_t> area, std::vector<Option>& out, bool need_end) {
+    std::size_t i = 0;
+    while (i < area.size()) {
+        const std::uint8_t code = area[i];
+        if (code == opt::pad) {
+            ++i;
+            continue;
+        }
+        if (code == opt::end) return {};
+        if (i + 1 >= area.size()) return DecodeError::option_truncated;
+        const std::size_t len = area[i + 1];
+        if (i + 2 + len > area.size()) return DecodeError::option_truncated;
+        auto data = area.subspan(i + 2, len);
+        auto it = std::find_if(out.begin(), out.end(), [&](const Option& o) { return o.code == code; });
+        if (it == out.end()) out.push_back({code, Bytes(data.begin(), data.end())});
+        else it->data.insert(it->data.end(), data.begin(), data.end());
+        i += 2 + len;
+    }
+    return need_end ? std::error_code(DecodeError::missing_end) : std::error_code{};
+}
+
+}  // namespace
+
+const std::error_category& decode_category() {
+    static const DecodeCategory c;
+    return c;
+}
+
+const Option* Message::find(std::uint8_t code) const {
+    for (const auto& o : options)
+        if (o.code == code) return &o;
+    return nullptr;
+}
+
+std::optional<MessageType> Message::type() const {
+    const auto* o = find(opt::message_type);
+    if (!o || o->data.size() != 1 || o->data[0] < 1 || o->data[0] > 8) return std::nullopt;
+    return static_cast<MessageType>(o->data[0]);
+}
+
+std::optional<Ipv4> Message::address_option(std::uint8_t code) const {
+    const auto* o = find(code);
+    if (!o || o->data.size() != 4) return std::nullopt;
+    return Ipv4{get32(o->data.data())};
+}
+
+std::optional<std::string> Message::string_option(std::uint8_t code) const {
+    const auto* o = find(code);
+    if (!o || o->data.empty()) return std::nullopt;
+    std::string s(o->data.begin(), o->data.end());
+    while (!s.empty() && s.back() == '\0') s.pop_back();  // some clients NUL-terminate
+    return s;
+}
+
+common::Mac Message::mac() const {
+    std::array<std::uint8_t, 6> b{};
+    std::copy_n(chaddr.begin(), 6, b.begin());
+    return common::Mac{b};
+}
+
+void Message::set(std::uint8_t code, Bytes data) {
+    for (auto& o : options)
+        if (o.code == code) {
+            o.data = std::move(data);
+            return;
+        }
+    options.push_back({code, std::move(data)});
+}
+
+std::optional<Message> decode(std::span<const std::uint8_t> d, std::error_code& ec) {
+    ec = {};
+    if (d.size() > 65507) return ec = DecodeError::too_long, std::nullopt;
+    if (d.size() < kHeaderSize + 4) return ec = DecodeError::too_short, std::nullopt;
+    Message m;
+    m.op = d[0];
+    if (m.op != 1 && m.op != 2) return ec = DecodeError::bad_op, std::nullopt;
+    m.htype = d[1];
+    m.hlen = d[2];
+    if (m.hlen > 16) return ec = DecodeError::bad_hlen, std::nullopt;
+    m.hops = d[3];
+    m.xid = get32(&d[4]);
+    m.secs = static_cast<std::uint16_t>(d[8] << 8 | d[9]);
+    m.flags = static_cast<std::uint16_t>(d[10] << 8 | d[11]);
+    m.ciaddr = Ipv4{get32(&d[12])};
+    m.yiaddr = Ipv4{get32(&d[16])};
+    m.siaddr = Ipv4{get32(&d[20])};
+    m.giaddr = Ipv4{get32(&d[24])};
+    std::copy_n(d.begin() + 28, 16, m.chaddr.begin());
+    std::copy_n(d.begin() + 44, 64, m.sname.begin());
+    std::copy_n(d.begin() + 108, 128, m.file.begin());
+    if (!std::equal(std::begin(kCookie), std::end(kCookie), d.begin() + kHeaderSize))
+        return ec = DecodeError::bad_cookie, std::nullopt;
+    if ((ec = parse_area(d.subspan(kHeaderSize + 4), m.options, true))) return std::nullopt;
+    // RFC 2132 9.3: option overload moves more options into file (1), sname (2) or both (3).
+    if (const auto* ov = m.find(opt::overload)) {
+        if (ov->data.size() != 1 || ov->data[0] < 1 || ov->data[0] > 3) return ec = DecodeError::bad_overload, std::nullopt;
+        const std::uint8_t v = ov->data[0];
+        if (v & 1) {
+            if ((ec = parse_area(std::span<const std::uint8_t>(m.file), m.options, false))) return std::nullopt;
+            m.file.fill(0);
+        }
+        if (v & 2) {
+            if ((ec = parse_area(std::span<const std::uint8_t>(m.sname), m.options, false))) return std::nullopt;
+            m.sname.fill(0);
+        }
+    }
+    return m;
+}
+
+Bytes encode(const Message& m, std::size_t max_size, std::vector<std::uint8_t>* dropped) {
+    max_size = std::max(max_size, kMinMessageSize);
+    Bytes b;
+    b.reserve(std::max<std::size_t>(kBootpMinSize, 512));
+    b.push_back(m.op);
+    b.push_back(m.htype);
+    b.push_back(m.hlen);
+    b.push_back(m.hops);
+    put32(b, m.xid);
+    b.push_back(static_cast<std::uint8_t>(m.secs >> 8));
+    b.push_back(static_cast<std::uint8_t>(m.secs));
+    b.push_back(static_cast<std::uint8_t>(m.flags >> 8));
+    b.push_back(static_cast<std::uint8_t>(m.flags));
+    for (Ipv4 a : {m.ciaddr, m.yiaddr, m.siaddr, m.giaddr}) put32(b, a.value());
+    b.insert(b.end(), m.chaddr.begin(), m.chaddr.end());
+    b.insert(b.end(), m.sname.begin(), m.sname.end());
+    b.insert(b.end(), m.file.begin(), m.file.end());
+    b.insert(b.end(), std::begin(kCookie), std::end(kCookie));
+    for (const auto& o : m.options) {
+        if (o.code == opt::pad || o.code == opt::end) continue;
+        // Each 255-byte chunk costs 2 bytes of header; an empty option is one header (RFC 3396).
+        const std::size_t chunks = o.data.empty() ? 1 : (o.data.size() + 254) / 255;
+        const std::size_t need = o.data.size() + 2 * chunks;
+        if (b.size() + need + 1 > max_size) {
+            if (dropped) dropped->push_back(o.code);
+            continue;
+        }
+        std::size_t off = 0;
+        do {
+            const std::size_t n = std::min<std::size_t>(255, o.data.size() - off);
+            b.push_back(o.code);
+            b.push_back(static_cast<std::uint8_t>(n));
+            b.insert(b.end(), o.data.begin() + static_cast<std::ptrdiff_t>(off), o.data.begin() + static_cast<std::ptrdiff_t>(off + n));
+            off += n;
+        } while (off < o.data.size());
+    }
+    b.push_back(opt::end);
+    if (b.size() < kBootpMinSize) b.resize(kBootpMinSize, opt::pad);
+    return b;
+}
+
+Bytes u32_bytes(std::uint32_t v) {
+    Bytes b;
+    put32(b, v);
+    return b;
+}
+Bytes addr_bytes(Ipv4 a) { return u32_bytes(a.value()); }
+Bytes addrs_bytes(const std::vector<Ipv4>& v) {
+    Bytes b;
+    for (auto a : v) put32(b, a.value());
+    return b;
+}
+
+Bytes vivso_bytes(std::uint32_t enterprise, const std::vector<std::pair<std::uint8_t, Bytes>>& subs) {
+    Bytes data;
+    for (const auto& [code, value] : subs) {
+        data.push_back(code);
+        data.push_back(static_cast<std::uint8_t>(std::min<std::size_t>(value.size(), 255)));
+        data.insert(data.end(), value.begin(), value.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(value.size(), 255)));
+    }
+    Bytes b;
+    put32(b, enterprise);
+    b.push_back(static_cast<std::uint8_t>(std::min<std::size_t>(data.size(), 255)));
+    b.insert(b.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(data.size(), 255)));
+    return b;
+}
+
+std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>>> parse_vivso(
+    std::span<const std::uint8_t> d) {
+    std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>> out;
+    std::size_t i = 0;
+    while (i < d.size()) {
+        if (i + 5 > d.size()) return std::nullopt;
+        const std::uint32_t ent = get32(&d[i]);
+        const std::size_t len = d[i + 4];
+        if (i + 5 + len > d.size()) return std::nullopt;
+        std::vector<std::pair<std::uint8_t, Bytes>> subs;
+        std::size_t j = i + 5;
+        while (j < i + 5 + len) {
+            if (j + 2 > i + 5 + len || j + 2 + d[j + 1] > i + 5 + len) return std::nullopt;
+            subs.emplace_back(d[j], Bytes(d.begin() + static_cast<std::ptrdiff_t>(j + 2), d.begin() + static_cast<std::ptrdiff_t>(j + 2 + d[j + 1])));
+            j += 2 + d[j + 1];
+        }
+        out.emplace_back(ent, std::move(subs));
+        i += 5 + len;
+    }
+    return out;
+}
+
+Bytes classless_routes_bytes(const std::vector<ClasslessRoute>& routes) {
+    Bytes b;
+    for (const auto& r : routes) {
+        const int len = r.destination.length();
+        b.push_back(static_cast<std::uint8_t>(len));
+        const auto net = r.destination.network().bytes();
+        b.insert(b.end(), net.begin(), net.begin() + (len + 7) / 8);  // significant octets only
+        const auto gw = r.router.bytes();
+        b.insert(b.end(), gw.begin(), gw.end());
+    }
+    return b;
+}
+
+std::optional<std::vector<ClasslessRoute>> parse_classless_routes(std::span<const std::uint8_t> d) {
+    std::vector<ClasslessRoute> out;
+    std::size_t i = 0;
+    while (i < d.size()) {
+        const int len = d[i];
+        if (len > 32) return std::nullopt;
+        const std::size_t octets = static_cast<std::size_t>((len + 7) / 8);
+        if (i + 1 + octets + 4 > d.size()) return std::nullopt;
+        std::uint32_t net = 0;
+        for (std::size_t k = 0; k < 4; ++k) net = net << 8 | (k < octets ? d[i + 1 + k] : 0u);
+        out.push_back({common::Prefix::of(Ipv4{net}, len), Ipv4{get32(&d[i + 1 + octets])}});
+        i += 1 + octets + 4;
+    }
+    return out;
+}
+
+namespace {
+constexpr OptionDef kTable[] = {
+    {1, "subnet-mask", OptionType::address},        {2, "time-offset", OptionType::i32},
+    {3, "routers", OptionType::addresses},          {4, "time-servers", OptionType::addresses},
+    {5, "name-servers", OptionType::addresses},     {6, "domain-name-servers", OptionType::addresses},
+    {7, "log-servers", OptionType::addresses},      {8, "cookie-servers", OptionType::addresses},
+    {9, "lpr-servers", OptionType::addresses},      {10, "impress-servers", OptionType::addresses},
+    {11, "resource-location-servers", OptionType::addresses}, {12, "host-name", OptionType::string},
+    {13, "boot-size", OptionType::u16},             {14, "merit-dump", OptionType::string},
+    {15, "domain-name", OptionType::string},        {16, "swap-server", OptionType::address},
+    {17, "root-path", OptionType::string},          {18, "extensions-path", OptionType::string},
+    {19, "ip-forwarding", OptionType::flag},        {20, "non-local-source-routing", OptionType::flag},
+    {21, "policy-filter", OptionType::addresses},   {22, "max-dgram-reassembly", OptionType::u16},
+    {23, "default-ip-ttl", OptionType::u8},         {24, "path-mtu-aging-timeout", OptionType::u32},
+    {25, "path-mtu-plateau-table", OptionType::bytes}, {26, "interface-mtu", OptionType::u16},
+    {27, "all-subnets-local", OptionType::flag},    {28, "broadcast-address", OptionType::address},
+    {29, "perform-mask-discovery", OptionType::flag}, {30, "mask-supplier", OptionType::flag},
+    {31, "router-discovery", OptionType::flag},     {32, "router-solicitation-address", OptionType::address},
+    {33, "static-routes", OptionType::addresses},   {34, "trailer-encapsulation", OptionType::flag},
+    {35, "arp-cache-timeout", OptionType::u32},     {36, "ieee802-3-encapsulation", OptionType::flag},
+    {37, "default-tcp-ttl", OptionType::u8},        {38, "tcp-keepalive-interval", OptionType::u32},
+    {39, "tcp-keepalive-garbage", OptionType::flag}, {40, "nis-domain", OptionType::string},
+    {41, "nis-servers", OptionType::addresses},     {42, "ntp-servers", OptionType::addresses},
+    {43, "vendor-encapsulated-options", OptionType::bytes}, {44, "netbios-name-servers", OptionType::addresses},
+    {45, "netbios-dd-server", OptionType::addresses}, {46, "netbios-node-type", OptionType::u8},
+    {47, "netbios-scope", OptionType::string},      {48, "font-servers", OptionType::addresses},
+    {49, "x-display-manager", OptionType::addresses}, {50, "dhcp-requested-address", OptionType::address},
+    {51, "dhcp-lease-time", OptionType::u32},       {52, "dhcp-option-overload", OptionType::u8},
+    {53, "dhcp-message-type", OptionType::u8},      {54, "dhcp-server-identifier", OptionType::address},
+    {55, "dhcp-parameter-request-list", OptionType::parameter_list}, {56, "dhcp-message", OptionType::string},
+    {57, "dhcp-max-message-size", OptionType::u16}, {58, "dhcp-renewal-time", OptionType::u32},
+    {59, "dhcp-rebinding-time", OptionType::u32},   {60, "vendor-class-identifier", OptionType::string},
+    {61, "dhcp-client-identifier", OptionType::client_id}, {64, "nisplus-domain-name", OptionType::string},
+    {65, "nisplus-servers", OptionType::addresses}, {66, "tftp-server-name", OptionType::string},
+    {67, "boot-file-name", OptionType::string},     {68, "mobile-ip-home-agent", OptionType::addresses},
+    {69, "smtp-server", OptionType::addresses},     {70, "pop-server", OptionType::addresses},
+    {71, "nntp-server", OptionType::addresses},     {72, "www-server", OptionType::addresses},
+    {73, "finger-server", OptionType::addresses},   {74, "irc-server", OptionType::addresses},
+    {75, "streettalk-server", OptionType::addresses}, {76, "streettalk-directory-assistance-server", OptionType::addresses},
+    {81, "fqdn", OptionType::bytes},                {82, "dhcp-agent-options", OptionType::relay_agent},
+    {119, "domain-search", OptionType::bytes},      {121, "classless-static-route", OptionType::classless_routes},
+    {125, "vivso-suboptions", OptionType::vivso},
+};
+}  // namespace
+
+std::span<const OptionDef> option_table() { return kTable; }
+
+const OptionDef* option_def(std::uint8_t code) {
+    for (const auto& d : kTable)
+        if (d.code == code) return &d;
+    return nullptr;
+}
+
+std::string format_option(std::uint8_t code, std::span<const std::uint8_t> d) {
+    const auto* def = option_def(code);
+    const OptionType t = def ? def->type : (code >= 224 && code <= 254 ? OptionType::bytes : OptionType::bytes);
+    auto printable = [&] { return std::all_of(d.begin(), d.end(), [](std::uint8_t c) { return c >= 0x20 && c < 0x7f; }); };
+    switch (t) {
+        case OptionType::address:
+        case OptionType::addresses: {
+            if (d.empty() || d.size() % 4 != 0) break;
+            std::string s;
+            for (std::size_t i = 0; i < d.size(); i += 4) {
+                if (!s.empty()) s.push_back(',');
+                s.append(Ipv4{get32(&d[i])}.to_string());
+            }
+            return s;
+        }
+        case OptionType::u8: if (d.size() == 1) return std::to_string(d[0]); break;
+        case OptionType::u16: if (d.size() == 2) return std::to_string(d[0] << 8 | d[1]); break;
+        case OptionType::u32: if (d.size() == 4) return std::to_string(get32(d.data())); break;
+        case OptionType::i32: if (d.size() == 4) return std::to_string(static_cast<std::int32_t>(get32(d.data()))); break;
+        case OptionType::flag: if (d.size() == 1) return d[0] ? "true" : "false"; break;
+        case OptionType::string:
+            if (printable()) {
+                std::string s(1, '"');
+                s.append(d.begin(), d.end()).push_back('"');
+                return s;
+            }
+            break;
+        case OptionType::parameter_list: {
+            std::string s(1, '[');
+            for (auto c : d) {
+                if (s.size() > 1) s.push_back(',');
+                s.append(std::to_string(c));
+            }
+            s.push_back(']');
+            return s;
+        }
+        default: break;
+    }
+    return common::to_hex(d);
+}
+
+}  // namespace fleetconf::dhcp
