@@ -72,9 +72,12 @@ bool available(const Context& c, Ipv4 a) {
 // RFC 2131 4.3.1: the address to offer, in order of preference.
 std::optional<Ipv4> choose(const Context& c, std::optional<Ipv4> requested) {
     if (c.host && c.host->fixed) return c.host->fixed;
+    // RFC 2131 4.3.1: the client's current or previous binding (a lapsed offer is not a binding), ...
     if (const Lease* l = c.leases.by_client(c.key); l && l->network == c.net.name && l->state != LeaseState::declined &&
+                                                    !(l->state == LeaseState::offered && l->expires <= c.now) &&
                                                     in_pools(c.net, l->address) && available(c, l->address))
         return l->address;
+    // ... else the requested address if valid and free, else a new one.
     if (requested && in_pools(c.net, *requested) && available(c, *requested) && !c.leases.by_address(*requested)) return requested;
     std::optional<Ipv4> reusable;  // an expired or released address, if nothing never used is left
     for (const auto& r : c.net.pools)

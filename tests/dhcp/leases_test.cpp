@@ -1,0 +1,114 @@
+#include "fleetconf/dhcp/leases.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+using namespace fleetconf::dhcp;
+using fleetconf::common::Ipv4;
+
+namespace {
+
+std::filesystem::path temp_dir() {
+    auto d = std::filesystem::temp_directory_path() / ("fc-leases-" + fleetconf::common::to_hex(fleetconf::common::random_bytes(4)));
+    std::filesystem::create_directories(d);
+    return d;
+}
+
+Lease lease(std::uint8_t last, const std::string& host, LeaseState s = LeaseState::bound) {
+    Lease l;
+    l.address = Ipv4(10, 0, 0, last);
+    l.client = {1, 2, 0, 0, 0, 0, last};
+    l.mac = fleetconf::common::Mac({2, 0, 0, 0, 0, last});
+    l.hostname = host;
+    l.network = "br0";
+    l.state = s;
+    l.expires = 1'800'000'000 + last;
+    return l;
+}
+
+}  // namespace
+
+TEST_CASE("journal: replay after reopen, one sync for many changes", "[dhcp][leases]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    {
+        JournalLeaseStore j(f);
+        j.apply({{lease(1, "a")}, {lease(2, "b")}, {lease(3, "c")}});
+        j.sync();
+        CHECK(j.syncs() == 1);
+        j.apply({{lease(2, "b"), true}});
+        j.sync();
+    }
+    JournalLeaseStore r(f);
+    CHECK(r.size() == 2);
+    CHECK(r.by_address(Ipv4(10, 0, 0, 1))->hostname == "a");
+    CHECK(r.by_address(Ipv4(10, 0, 0, 2)) == nullptr);
+    CHECK(r.by_client(lease(3, "c").client)->address == Ipv4(10, 0, 0, 3));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: a torn or damaged last record is dropped, and the file is cut back", "[dhcp][leases]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    const std::string good = JournalLeaseStore::encode_record({lease(1, "a")});
+    const std::string next = JournalLeaseStore::encode_record({lease(2, "b")});
+    for (std::size_t cut = 1; cut < next.size(); ++cut) {
+        {
+            std::ofstream o(f, std::ios::trunc | std::ios::binary);
+            o << good << next.substr(0, cut);
+        }
+        std::vector<std::string> warnings;
+        JournalLeaseStore j(f, &warnings);
+        INFO("cut at " << cut);
+        CHECK(j.size() == 1);
+        CHECK(warnings.size() == 1);
+        j.apply({{lease(3, "c")}});
+        j.sync();
+        JournalLeaseStore again(f);
+        CHECK(again.size() == 2);  // the torn tail was cut, so the new record is readable
+    }
+    // A flipped bit in the last complete line: dropped too.
+    {
+        std::string bad = next;
+        bad[20] ^= 1;
+        std::ofstream o(f, std::ios::trunc | std::ios::binary);
+        o << good << bad;
+    }
+    std::vector<std::string> warnings;
+    JournalLeaseStore j(f, &warnings);
+    CHECK(j.size() == 1);
+    CHECK_THAT(warnings.at(0), Catch::Contains("damaged last record"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: compaction keeps exactly the live leases", "[dhcp][leases]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    JournalLeaseStore j(f);
+    for (int round = 0; round < 50; ++round) {
+        j.apply({{lease(1, "a" + std::to_string(round))}, {lease(2, "b")}});
+        j.sync();
+    }
+    CHECK(j.records() == 100);
+    j.compact();
+    CHECK(j.records() == 2);
+    j.apply({{lease(4, "d")}});
+    j.sync();
+    JournalLeaseStore r(f);
+    CHECK(r.size() == 3);
+    CHECK(r.by_address(Ipv4(10, 0, 0, 1))->hostname == "a49");
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal record codec", "[dhcp][leases]") {
+    const auto rec = JournalLeaseStore::encode_record({lease(7, "web")});
+    CHECK(rec.back() == '\n');
+    auto back = JournalLeaseStore::decode_record(std::string_view(rec).substr(0, rec.size() - 1));
+    REQUIRE(back);
+    CHECK(back->lease == lease(7, "web"));
+    CHECK_FALSE(JournalLeaseStore::decode_record("00000000 {}"));
+    CHECK_FALSE(JournalLeaseStore::decode_record("garbage"));
+}

@@ -1,0 +1,278 @@
+#include "fleetconf/dhcp/server.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace fleetconf::dhcp;
+using fleetconf::common::Ipv4;
+using fleetconf::common::Mac;
+
+namespace {
+
+constexpr std::uint64_t kNow = 1'800'000'000;
+
+fleetconf::common::Site site(bool authoritative = true) {
+    std::string text = R"({
+      "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "dns": ["10.0.0.1"],
+        "pools": ["10.0.0.100-10.0.0.102"], "lease_time": 600,
+        "options": {"syslog": "10.0.0.2", "monitoring": "10.0.0.3:8094", "ntp": ["10.0.0.4"], "always_send": ["syslog"],
+                    "custom": [{"code": 230, "type": "string", "value": "x"}]}}],
+      "unikernels": [
+        {"name": "fixed", "network": "br0", "mac": "00:80:41:00:00:01", "address": "10.0.0.10", "config_uri": "git://h/fixed.git"},
+        {"name": "web", "network": "br0"},
+        {"name": "cid", "network": "br0", "mac": "00:80:41:00:00:03", "client_id": "ff0102", "address": "10.0.0.12"}
+      ],
+      "services": {"dhcp": {"authoritative": AUTH}}
+    })";
+    text.replace(text.find("AUTH"), 4, authoritative ? "true" : "false");
+    return fleetconf::common::parse_site(text, "/tmp", "t.json");
+}
+
+Config cfg(bool authoritative = true) {
+    return make_config(site(authoritative), [](const std::string&) { return std::nullopt; });
+}
+
+Message request(MessageType t, const Mac& mac) {
+    Message m;
+    m.xid = 0x1234;
+    std::copy(mac.bytes().begin(), mac.bytes().end(), m.chaddr.begin());
+    m.options.push_back({opt::message_type, {static_cast<std::uint8_t>(t)}});
+    return m;
+}
+
+const Mac kA = *Mac::parse("02:00:00:00:00:0a");
+const Mac kB = *Mac::parse("02:00:00:00:00:0b");
+
+struct World {
+    Config c = cfg();
+    MemoryLeaseStore leases;
+    std::uint64_t now = kNow;
+    Decision run(const Message& m) {
+        auto d = decide(Request{m, "br0"}, now, leases, c);
+        leases.apply(d.changes);
+        return d;
+    }
+    // DISCOVER + REQUEST(SELECTING): the address bound.
+    Ipv4 dora(const Mac& mac, Message base = {}) {
+        auto disc = request(MessageType::discover, mac);
+        for (const auto& o : base.options) disc.options.push_back(o);
+        auto offer = run(disc);
+        REQUIRE(offer.reply);
+        auto req = request(MessageType::request, mac);
+        for (const auto& o : base.options) req.options.push_back(o);
+        req.options.push_back({opt::server_id, addr_bytes(Ipv4(10, 0, 0, 1))});
+        req.options.push_back({opt::requested_address, addr_bytes(offer.reply->yiaddr)});
+        auto ack = run(req);
+        REQUIRE(ack.reply);
+        REQUIRE(ack.reply->type() == MessageType::ack);
+        REQUIRE(ack.durable_before_reply);
+        return ack.reply->yiaddr;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("DISCOVER -> OFFER with lease times, server id and options in PRL order", "[dhcp][decide]") {
+    World w;
+    auto m = request(MessageType::discover, kA);
+    m.options.push_back({opt::parameter_list, {6, 3, 1, 42, 125, 230}});
+    m.options.push_back({opt::client_id, {1, 2, 0, 0, 0, 0, 0x0a}});
+    auto d = w.run(m);
+    REQUIRE(d.reply);
+    const auto& r = *d.reply;
+    CHECK(r.type() == MessageType::offer);
+    CHECK(r.op == 2);
+    CHECK(r.xid == 0x1234);
+    CHECK(r.yiaddr == Ipv4(10, 0, 0, 100));
+    CHECK(*r.address_option(opt::server_id) == Ipv4(10, 0, 0, 1));
+    CHECK(r.find(opt::lease_time)->data == u32_bytes(600));
+    CHECK(r.find(opt::renewal_t1)->data == u32_bytes(300));
+    CHECK(r.find(opt::rebinding_t2)->data == u32_bytes(525));
+    std::vector<std::uint8_t> order;
+    for (const auto& o : r.options) order.push_back(o.code);
+    // 53, 54, lease times, then the PRL order, then always-send (7), then the client id echo (RFC 6842).
+    CHECK(order == std::vector<std::uint8_t>{53, 54, 51, 58, 59, 6, 3, 1, 42, 125, 230, 7, 61});
+    CHECK(fleetconf::common::to_hex(r.find(opt::vivso)->data) == "0000c2ac0f000d31302e302e302e333a38303934");
+    REQUIRE(d.changes.size() == 1);
+    CHECK(d.changes[0].lease.state == LeaseState::offered);
+    CHECK(d.changes[0].lease.expires == kNow + 30);
+    CHECK_FALSE(d.durable_before_reply);
+}
+
+TEST_CASE("SELECTING: ACK for the offered address, NAK for another, silence for another server", "[dhcp][decide]") {
+    World w;
+    CHECK(w.dora(kA) == Ipv4(10, 0, 0, 100));
+    // B selects an address it was not offered.
+    auto bad = request(MessageType::request, kB);
+    bad.options.push_back({opt::server_id, addr_bytes(Ipv4(10, 0, 0, 1))});
+    bad.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 100))});
+    auto d = w.run(bad);
+    REQUIRE(d.reply);
+    CHECK(d.reply->type() == MessageType::nak);
+    CHECK(d.reply->broadcast_flag());
+    // B was offered something, then chose another server: the offer is withdrawn, no reply.
+    w.run(request(MessageType::discover, kB));
+    auto other = request(MessageType::request, kB);
+    other.options.push_back({opt::server_id, addr_bytes(Ipv4(10, 0, 0, 99))});
+    other.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 101))});
+    d = w.run(other);
+    CHECK_FALSE(d.reply);
+    CHECK(w.leases.by_address(Ipv4(10, 0, 0, 101)) == nullptr);
+}
+
+TEST_CASE("INIT-REBOOT: ACK own address, NAK wrong network or someone else's, authoritative switch", "[dhcp][decide]") {
+    World w;
+    const Ipv4 a = w.dora(kA);
+    auto reboot = [&](const Mac& mac, Ipv4 addr) {
+        auto m = request(MessageType::request, mac);
+        m.options.push_back({opt::requested_address, addr_bytes(addr)});
+        return w.run(m);
+    };
+    CHECK(reboot(kA, a).reply->type() == MessageType::ack);
+    CHECK(reboot(kA, Ipv4(192, 168, 9, 9)).reply->type() == MessageType::nak);  // moved to another network
+    CHECK(reboot(kB, a).reply->type() == MessageType::nak);                     // A's address
+    // Unknown client asking for a free pool address: authoritative server binds it.
+    CHECK(reboot(kB, Ipv4(10, 0, 0, 102)).reply->type() == MessageType::ack);
+    // Not authoritative: a client we have no record of gets silence (RFC 2131 4.3.2).
+    World na;
+    na.c = cfg(false);
+    auto m = request(MessageType::request, kB);
+    m.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 101))});
+    CHECK_FALSE(na.run(m).reply);
+}
+
+TEST_CASE("RENEWING and REBINDING extend; a stranger's ciaddr is NAKed", "[dhcp][decide]") {
+    World w;
+    const Ipv4 a = w.dora(kA);
+    w.now += 400;
+    auto renew = request(MessageType::request, kA);
+    renew.ciaddr = a;
+    auto d = w.run(renew);
+    REQUIRE(d.reply);
+    CHECK(d.reply->type() == MessageType::ack);
+    CHECK(d.reply->ciaddr == a);
+    CHECK(w.leases.by_address(a)->expires == w.now + 600);
+    auto stranger = request(MessageType::request, kB);
+    stranger.ciaddr = a;
+    CHECK(w.run(stranger).reply->type() == MessageType::nak);
+}
+
+TEST_CASE("DECLINE puts the address on probation; the next DISCOVER gets another", "[dhcp][decide]") {
+    World w;
+    const Ipv4 a = w.dora(kA);
+    auto dec = request(MessageType::decline, kA);
+    dec.options.push_back({opt::server_id, addr_bytes(Ipv4(10, 0, 0, 1))});
+    dec.options.push_back({opt::requested_address, addr_bytes(a)});
+    CHECK_FALSE(w.run(dec).reply);
+    CHECK(w.leases.by_address(a)->state == LeaseState::declined);
+    auto d = w.run(request(MessageType::discover, kA));
+    REQUIRE(d.reply);
+    CHECK(d.reply->yiaddr != a);
+    auto want = request(MessageType::discover, kB);
+    want.options.push_back({opt::requested_address, addr_bytes(a)});
+    CHECK(w.run(want).reply->yiaddr != a);  // still on probation
+    w.now += 3601;                           // probation over: it can be offered again
+    CHECK(w.run(want).reply->yiaddr == a);
+}
+
+TEST_CASE("RELEASE frees the address but the same client gets it back", "[dhcp][decide]") {
+    World w;
+    const Ipv4 a = w.dora(kA);
+    auto rel = request(MessageType::release, kA);
+    rel.ciaddr = a;
+    rel.options.push_back({opt::server_id, addr_bytes(Ipv4(10, 0, 0, 1))});
+    CHECK_FALSE(w.run(rel).reply);
+    CHECK(w.leases.by_address(a)->state == LeaseState::released);
+    // Another client prefers never-used addresses over A's released one.
+    CHECK(w.run(request(MessageType::discover, kB)).reply->yiaddr != a);
+    CHECK(w.dora(kA) == a);
+}
+
+TEST_CASE("pool exhaustion: no offer, and the log says why", "[dhcp][decide]") {
+    World w;
+    for (int i = 0; i < 3; ++i) {
+        auto mac = *Mac::parse("02:00:00:00:01:0" + std::to_string(i));
+        w.dora(mac);
+    }
+    auto d = w.run(request(MessageType::discover, kB));
+    CHECK_FALSE(d.reply);
+    CHECK_THAT(d.log, Catch::Contains("pool exhausted"));
+}
+
+TEST_CASE("reservations: by MAC, by client id, by Albatross-derived MAC; fixed wins over the pool", "[dhcp][decide]") {
+    World w;
+    const Mac fixed = *Mac::parse("00:80:41:00:00:01");
+    auto d = w.run(request(MessageType::discover, fixed));
+    CHECK(d.reply->yiaddr == Ipv4(10, 0, 0, 10));
+    CHECK(*d.reply->string_option(224) == "git://h/fixed.git");  // the configuration URI option, always sent
+    // Client id reservation, whatever the hardware address.
+    auto cid = request(MessageType::discover, kB);
+    cid.options.push_back({opt::client_id, {0xff, 0x01, 0x02}});
+    CHECK(w.run(cid).reply->yiaddr == Ipv4(10, 0, 0, 12));
+    // "web" has no MAC in the site file: the Albatross-derived one is recognised, with its host name.
+    const Mac web = fleetconf::common::albatross_mac("br0", "web");
+    auto m = request(MessageType::discover, web);
+    m.options.push_back({opt::hostname, {'w', 'e', 'b'}});
+    d = w.run(m);
+    CHECK(d.log.find("(web)") != std::string::npos);
+    // The name alone, from the wrong MAC, is not trusted and is logged.
+    auto spoof = request(MessageType::discover, kA);
+    spoof.options.push_back({opt::hostname, {'w', 'e', 'b'}});
+    d = w.run(spoof);
+    CHECK_THAT(d.log, Catch::Contains("not its Albatross-derived MAC"));
+    // A reserved address is never offered to anyone else, even when requested.
+    auto greedy = request(MessageType::discover, kB);
+    greedy.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 10))});
+    CHECK(w.run(greedy).reply->yiaddr != Ipv4(10, 0, 0, 10));
+}
+
+TEST_CASE("relayed requests: network by giaddr, option 82 echoed last, unknown relay ignored", "[dhcp][decide]") {
+    World w;
+    auto m = request(MessageType::discover, kA);
+    m.giaddr = Ipv4(10, 0, 0, 254);
+    m.options.push_back({opt::relay_agent, {1, 2, 'a', 'b'}});
+    auto d = decide(Request{m, "some-other-if"}, kNow, w.leases, w.c);
+    REQUIRE(d.reply);
+    CHECK(d.reply->giaddr == Ipv4(10, 0, 0, 254));
+    CHECK(d.reply->options.back().code == opt::relay_agent);
+    m.giaddr = Ipv4(172, 16, 0, 1);
+    CHECK_FALSE(decide(Request{m, "br0"}, kNow, w.leases, w.c).reply);
+}
+
+TEST_CASE("INFORM answers options without a lease; client identity rules", "[dhcp][decide]") {
+    World w;
+    auto m = request(MessageType::inform, kA);
+    m.ciaddr = Ipv4(10, 0, 0, 50);
+    m.options.push_back({opt::parameter_list, {1, 3}});
+    auto d = w.run(m);
+    REQUIRE(d.reply);
+    CHECK(d.reply->type() == MessageType::ack);
+    CHECK(d.reply->yiaddr.is_unspecified());
+    CHECK_FALSE(d.reply->find(opt::lease_time));
+    CHECK(d.changes.empty());
+    // Client id beats hardware address, unless ignored.
+    auto with_cid = request(MessageType::discover, kA);
+    with_cid.options.push_back({opt::client_id, {1, 2, 3}});
+    CHECK(client_key(with_cid, false) != client_key(with_cid, true));
+    CHECK(client_key(with_cid, true) == client_key(request(MessageType::discover, kA), false));
+    // Non-requests and messages without a type are ignored.
+    auto reply = request(MessageType::offer, kA);
+    CHECK_FALSE(w.run(reply).reply);
+    Message no_type;
+    CHECK_FALSE(w.run(no_type).reply);
+}
+
+TEST_CASE("ignore-client-id: a client that changes its client id keeps one lease", "[dhcp][decide]") {
+    auto s = site();
+    s.networks[0].ignore_client_id = true;
+    World w;
+    w.c = make_config(s, [](const std::string&) { return std::nullopt; });
+    Message first;
+    first.options.push_back({opt::client_id, {1, 1, 1}});
+    const Ipv4 a = w.dora(kA, first);
+    Message second;
+    second.options.push_back({opt::client_id, {2, 2, 2}});
+    CHECK(w.dora(kA, second) == a);
+    CHECK(w.leases.all().size() == 1);
+}
