@@ -45,7 +45,8 @@ done
 
 # serve with JSON logs: starts, reports unbuilt services, stops on SIGTERM.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$FC" --log-format json serve "$SRC/examples/site.json" --data-dir "$tmp/data" --no-block 2>"$tmp/log" &
+# (--no-dhcp: the example's bridge exists only inside ./dev run's namespace; never bind DHCP on the host.)
+"$FC" --log-format json serve "$SRC/examples/site.json" --data-dir "$tmp/data" --no-block --no-dhcp 2>"$tmp/log" &
 pid=$!
 for _ in $(seq 50); do grep -q 'service(s) running' "$tmp/log" && break; sleep 0.1; done
 kill -TERM $pid; wait $pid; rc=$?

@@ -59,7 +59,7 @@ TEST_CASE("invalid site files report every error with its JSON pointer", "[site]
         {"02-unknown-key.json",
          {{"/networks/0/gatway",
            "unknown key \"gatway\" (expected one of: name, interface, subnet, gateway, dns, domain, pools, lease_time, "
-           "options, monitoring_option)"}}},
+           "options, monitoring_option, server_address, ignore_client_id)"}}},
         {"03-reversed-pool.json", {{"/networks/0/pools/0", "range 10.0.0.50-10.0.0.20 is reversed"}}},
         {"04-pool-outside-subnet.json",
          {{"/networks/0/pools/0",

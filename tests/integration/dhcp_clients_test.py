@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""fleetconf's DHCP server against real clients, across veth pairs between network namespaces that this
+test creates and always deletes: udhcpc and dhclient (lease, options, renew, release, reservations,
+INIT-REBOOT after a restart), perfdhcp, and a kill -9 durability storm. Nothing touches a host interface.
+
+usage: dhcp_clients_test.py FLEETCONF_BINARY
+"""
+import json, os, signal, socket, struct, subprocess, sys, tempfile, time
+
+FC = os.path.abspath(sys.argv[1])
+if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+    if os.environ.get("CI"):
+        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
+    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+for tool in ("busybox", "dhclient", "perfdhcp"):
+    if subprocess.run(["which", tool], capture_output=True).returncode != 0:
+        print(f"FAIL: {tool} is not installed (./dev deps installs it)"); sys.exit(1)
+
+P = f"fdt{os.getpid() % 100000}"
+SRV, C1, C2 = f"{P}s", f"{P}a", f"{P}b"
+BR = f"{P}br"
+tmp = tempfile.mkdtemp(prefix="fleetconf-dhcp-")
+failures = []
+server = None
+
+
+def sh(*args, check=True, **kw):
+    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def ns(name, *args, **kw):
+    return sh("ip", "netns", "exec", name, *args, **kw)
+
+
+def check(desc, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
+    if not ok:
+        failures.append(desc)
+
+
+def mac_of(name):
+    return json.loads(sh(FC, "site", "show", "--json", f"{tmp}/site.json").stdout)
+
+
+def setup():
+    for n in (SRV, C1, C2):
+        sh("ip", "netns", "add", n)
+    sh("ip", "-n", SRV, "link", "add", BR, "type", "bridge")
+    for i, c in enumerate((C1, C2)):
+        sh("ip", "link", "add", f"{P}p{i}", "netns", SRV, "type", "veth", "peer", "name", "eth0", "netns", c)
+        sh("ip", "-n", SRV, "link", "set", f"{P}p{i}", "master", BR, "up")
+        sh("ip", "-n", c, "link", "set", "lo", "up")
+        sh("ip", "-n", c, "link", "set", "eth0", "address", f"02:00:00:00:00:0{i + 1}", "up")
+    sh("ip", "-n", SRV, "addr", "add", "10.88.0.1/24", "dev", BR)
+    for l in ("lo", BR):
+        sh("ip", "-n", SRV, "link", "set", l, "up")
+
+
+def teardown():
+    if server and server.poll() is None:
+        server.kill()
+    for n in (SRV, C1, C2):
+        sh("ip", "netns", "del", n, check=False)
+    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
+    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
+    if left:
+        failures.append("namespaces left behind")
+
+
+SITE = {
+    "networks": [{
+        "name": BR, "subnet": "10.88.0.0/24", "gateway": "10.88.0.1", "dns": ["10.88.0.1"], "domain": "t.example",
+        "pools": ["10.88.0.100-10.88.0.239"], "lease_time": 120,
+        "options": {"syslog": "10.88.0.2", "monitoring": "10.88.0.3:8094", "ntp": ["10.88.0.4"],
+                    "custom": [{"code": 230, "type": "string", "value": "private"}]}}],
+    "unikernels": [
+        {"name": "bymac", "network": BR, "mac": "02:00:00:00:00:02", "address": "10.88.0.20"},
+        {"name": "web", "network": BR, "address": "10.88.0.21", "config_uri": "git://10.88.0.1/web.git"}],
+    "services": {"data_dir": f"{tmp}/data"}}
+
+
+def start_server():
+    global server
+    log = open(f"{tmp}/server.log", "a")
+    server = subprocess.Popen(["ip", "netns", "exec", SRV, FC, "dhcp", "serve", f"{tmp}/site.json"], stderr=log)
+    for _ in range(50):
+        if "listening on" in open(f"{tmp}/server.log").read().split("SIGTERM")[-1]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("server did not start: " + open(f"{tmp}/server.log").read())
+
+
+def stop_server(sig=signal.SIGTERM):
+    server.send_signal(sig)
+    return server.wait(timeout=10)
+
+
+# Records what udhcpc received, and configures the address like a real script would (RELEASE and
+# renewals are sent from the leased address, so it must be on the interface).
+UDHCPC_SCRIPT = """#!/bin/sh
+env | grep -E '^(ip|router|dns|domain|subnet|opt[0-9]+|lease|serverid|ntpsrv|mask)=' | sort > "{dir}/udhcpc.$1"
+case "$1" in
+  deconfig) ip addr flush dev "$interface" ;;
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+"""
+
+
+def udhcpc(client, *extra):
+    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
+    os.chmod(f"{tmp}/u.sh", 0o755)
+    for f in os.listdir(tmp):
+        if f.startswith("udhcpc."):
+            os.unlink(f"{tmp}/{f}")
+    r = ns(client, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", f"{tmp}/u.sh", *extra,
+           check=False, timeout=30)
+    try:
+        env = dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l)
+    except FileNotFoundError:
+        env = {}
+    return r, env
+
+
+def dhclient(client, *args, conf=""):
+    open(f"{tmp}/dh.conf", "w").write(conf)
+    return ns(client, "dhclient", "-1", "-v", "-sf", "/bin/true", "-lf", f"{tmp}/dh.leases", "-pf", f"{tmp}/dh.pid",
+              "-cf", f"{tmp}/dh.conf", *args, "eth0", check=False, timeout=60)
+
+
+def leases():
+    return json.loads(sh(FC, "dhcp", "leases", "--json", f"{tmp}/site.json").stdout)
+
+
+def storm(n_clients, kill_after):
+    """A scripted relay in C1 (like perfdhcp: giaddr = its own address, replies to port 67) runs full
+    DORA exchanges; the server is killed with SIGKILL after `kill_after` seconds. Returns {mac: address}
+    for every ACK received."""
+    code = r'''
+import socket, struct, sys, time, random, json
+n, deadline = int(sys.argv[1]), time.time() + float(sys.argv[2]) + 2
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.88.0.250", 67)); s.settimeout(0.05)
+def pkt(t, mac, xid, extra=b""):
+    h = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, xid, 0, 0, b"\0"*4, b"\0"*4, b"\0"*4,
+                    socket.inet_aton("10.88.0.250"), mac + b"\0"*10, b"\0"*64, b"\0"*128)
+    return h + b"\x63\x82\x53\x63" + bytes([53, 1, t]) + extra + b"\xff"
+acked, state = {}, {}
+macs = [bytes([2, 0x55, 0, 0, i >> 8, i & 255]) for i in range(n)]
+i = 0
+while time.time() < deadline:
+    if i < n:
+        mac = macs[i]; state[i] = "d"; s.sendto(pkt(1, mac, i), ("10.88.0.1", 67)); i += 1
+    try:
+        data, _ = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    xid = struct.unpack("!I", data[4:8])[0]; yi = data[16:20]; opts = data[240:]
+    mtype = opts[opts.index(53) + 2] if 53 in opts else 0
+    if mtype == 2:
+        s.sendto(pkt(3, macs[xid], xid, bytes([50, 4]) + yi + bytes([54, 4]) + socket.inet_aton("10.88.0.1")), ("10.88.0.1", 67))
+    elif mtype == 5:
+        acked[macs[xid].hex(":")] = socket.inet_ntoa(yi)
+print(json.dumps(acked))
+'''
+    open(f"{tmp}/storm.py", "w").write(code)
+    sh("ip", "-n", C1, "addr", "add", "10.88.0.250/24", "dev", "eth0", check=False)
+    p = subprocess.Popen(["ip", "netns", "exec", C1, "python3", f"{tmp}/storm.py", str(n_clients), str(kill_after)],
+                         stdout=subprocess.PIPE, text=True)
+    time.sleep(kill_after)
+    server.kill()
+    server.wait()
+    out, _ = p.communicate(timeout=30)
+    sh("ip", "-n", C1, "addr", "del", "10.88.0.250/24", "dev", "eth0", check=False)
+    return json.loads(out)
+
+
+try:
+    setup()
+    json.dump(SITE, open(f"{tmp}/site.json", "w"))
+    start_server()
+
+    # udhcpc: lease with every site option it asks for (7, 42, 125, 230 requested by number).
+    r, env = udhcpc(C1, "-O", "7", "-O", "42", "-O", "125", "-O", "230")
+    check("udhcpc gets a lease from the pool", env.get("ip", "").startswith("10.88.0.1") and env.get("serverid") == "10.88.0.1", env)
+    check("routers, DNS, domain, mask", env.get("router") == "10.88.0.1" and env.get("dns") == "10.88.0.1" and
+          env.get("domain") == "t.example" and env.get("mask") == "24", env)
+    check("option 7 (syslog sink)", env.get("opt7") == "0a580002", env.get("opt7"))
+    check("option 42 (NTP)", env.get("ntpsrv") == "10.88.0.4", env.get("ntpsrv"))
+    check("option 125 (monitoring, enterprise 49836, sub-option 0)",
+          env.get("opt125") == "0000c2ac10000e" + b"10.88.0.3:8094".hex(), env.get("opt125"))
+    check("private option 230", env.get("opt230") == b"private".hex(), env.get("opt230"))
+    first = env.get("ip")
+
+    # Renew: udhcpc asking again for its address (-r) keeps it; dhclient renews below.
+    r, env = udhcpc(C1, "-r", first)
+    check("udhcpc gets the same address again", env.get("ip") == first, env.get("ip"))
+
+    # RENEWING and RELEASE from a running udhcpc: SIGUSR1 renews (unicast REQUEST from ciaddr), SIGUSR2
+    # releases. (busybox sends a RELEASE only from the BOUND state, so `-q -R` would not.)
+    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
+    d = subprocess.Popen(["ip", "netns", "exec", C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "4", "-T", "1",
+                          "-s", f"{tmp}/u.sh"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def wait_log(text, after):
+        for _ in range(50):
+            if text in open(f"{tmp}/server.log").read()[after:]:
+                return True
+            time.sleep(0.1)
+        return False
+    mark = len(open(f"{tmp}/server.log").read())
+    bound = wait_log(f"ACK {first}", mark)
+    mark = len(open(f"{tmp}/server.log").read())
+    sh("ip", "netns", "pids", C1)  # (namespace still there)
+    subprocess.run(["pkill", "-USR1", "-f", f"udhcpc -i eth0 -f -t 4 -T 1 -s {tmp}/u.sh"])
+    check("udhcpc RENEWING (SIGUSR1) is ACKed", bound and wait_log(f"ACK {first}", mark) and "(renew)" in open(f"{tmp}/server.log").read()[mark:])
+    mark = len(open(f"{tmp}/server.log").read())
+    subprocess.run(["pkill", "-USR2", "-f", f"udhcpc -i eth0 -f -t 4 -T 1 -s {tmp}/u.sh"])
+    wait_log("RELEASE", mark)
+    d.terminate()
+    d.wait()
+    state = {l["address"]: l["state"] for l in leases()}
+    check("RELEASE recorded", state.get(first) == "released", state)
+    r, env = udhcpc(C1)
+    check("after RELEASE the client gets its address back", env.get("ip") == first, env.get("ip"))
+
+    # Reservation by MAC (C2 has 02:00:00:00:00:02).
+    r, env = udhcpc(C2)
+    check("reservation by MAC gives the fixed address", env.get("ip") == "10.88.0.20", env.get("ip"))
+
+    # Reservation by host name: C1 takes the Albatross-derived MAC of "web" and names itself.
+    web_mac = next(u["mac"] for u in mac_of("web")["unikernels"] if u["name"] == "web")
+    sh("ip", "-n", C1, "link", "set", "eth0", "address", web_mac)
+    r, env = udhcpc(C1, "-x", "hostname:web", "-O", "224")
+    check("unikernel by name (derived MAC) gets its fixed address", env.get("ip") == "10.88.0.21", env.get("ip"))
+    check("and its configuration URI (option 224)", env.get("opt224") == b"git://10.88.0.1/web.git".hex(), env.get("opt224"))
+    sh("ip", "-n", C1, "link", "set", "eth0", "address", "02:00:00:00:00:01")
+
+    # dhclient: lease, a private option by name, then renewal (a second dhclient run uses its lease file).
+    conf = 'option fc-private code 230 = text;\nrequest subnet-mask, routers, domain-name-servers, log-servers, ntp-servers, fc-private;\n'
+    dhclient(C2, conf=conf)
+    lf = open(f"{tmp}/dh.leases").read()
+    check("dhclient gets the MAC reservation", "fixed-address 10.88.0.20;" in lf, lf[-300:])
+    check("dhclient receives options 7, 42 and the private one", "option log-servers 10.88.0.2;" in lf and
+          "option ntp-servers 10.88.0.4;" in lf and 'option fc-private "private";' in lf, lf[-400:])
+
+    # Two clients, distinct addresses (C1 on the pool, C2 reserved).
+    r, env1 = udhcpc(C1)
+    check("two clients get distinct addresses", env1.get("ip") not in (None, "10.88.0.20"), env1.get("ip"))
+
+    # Restart the server: dhclient's INIT-REBOOT (REQUEST for its recorded address) keeps it.
+    check("server stops cleanly on SIGTERM", stop_server() == 0)
+    start_server()
+    r = dhclient(C2, conf=conf)
+    log = open(f"{tmp}/server.log").read().split("SIGTERM")[-1]
+    check("INIT-REBOOT after a restart keeps the address", "ACK 10.88.0.20" in log and "init-reboot" in log, log[-600:])
+    mark = len(open(f"{tmp}/server.log").read())
+    dhclient(C2, "-r", conf=conf)  # dhclient's RELEASE
+    time.sleep(0.3)
+    check("dhclient RELEASE of a reserved address is logged and the reservation kept",
+          "RELEASE of 10.88.0.20" in open(f"{tmp}/server.log").read()[mark:] and "reserved address, kept" in open(f"{tmp}/server.log").read()[mark:])
+    ns(C2, "ip", "addr", "flush", "dev", "eth0", check=False)
+
+    # perfdhcp completes a run against the server (it acts as a relay from C1).
+    sh("ip", "-n", C1, "addr", "add", "10.88.0.240/24", "dev", "eth0")
+    # -W: keep listening 1 s after the last packet (without it the last answers count as drops).
+    r = ns(C1, "perfdhcp", "-4", "-r", "50", "-n", "100", "-R", "50", "-W", "1000000", "-l", "10.88.0.240", "10.88.0.1",
+           check=False, timeout=60)
+    out = r.stdout + r.stderr
+    print(f"     perfdhcp exit code {r.returncode}; " + " | ".join(l.strip() for l in out.split("\n") if "drops" in l or "sent packets" in l or "received packets" in l or "rejected" in l or "non unique" in l))
+    check("perfdhcp run without protocol errors", r.returncode == 0 and "received packets: 0" not in out, out[-800:])
+    sh("ip", "-n", C1, "addr", "del", "10.88.0.240/24", "dev", "eth0")
+
+    # Durability: kill -9 during a storm of DORA exchanges; after a restart every ACKed lease is there.
+    acked = storm(60, 1.5)
+    start_server()
+    stop_server()
+    have = {l["mac"]: l["address"] for l in leases() if l["state"] == "bound"}
+    missing = [m for m, a in acked.items() if have.get(m) != a]
+    check(f"kill -9 mid-storm: all {len(acked)} ACKed leases survived", len(acked) > 0 and not missing, missing[:5])
+finally:
+    teardown()
+print(f"{0 if failures else 1} passed, {1 if failures else 0} failed")
+sys.exit(1 if failures else 0)
