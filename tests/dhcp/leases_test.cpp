@@ -112,3 +112,13 @@ TEST_CASE("journal record codec", "[dhcp][leases]") {
     CHECK_FALSE(JournalLeaseStore::decode_record("00000000 {}"));
     CHECK_FALSE(JournalLeaseStore::decode_record("garbage"));
 }
+
+TEST_CASE("the record example of docs/dhcp-leases.md (CRC computed with Python's zlib)", "[dhcp][leases]") {
+    auto r = JournalLeaseStore::decode_record(
+        R"(a31584fa {"a":"10.88.0.100","c":"ff01020000aabbcc","m":"02:00:00:aa:bb:cc","h":"web","n":"br0","s":"bound","e":1800000600})");
+    REQUIRE(r);
+    CHECK(r->lease.address == Ipv4(10, 88, 0, 100));
+    CHECK(r->lease.state == LeaseState::bound);
+    CHECK(r->lease.expires == 1800000600);
+    CHECK(r->lease.client == Bytes{0xff, 0x01, 0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc});
+}

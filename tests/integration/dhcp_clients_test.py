@@ -248,6 +248,27 @@ try:
     r, env1 = udhcpc(C1)
     check("two clients get distinct addresses", env1.get("ip") not in (None, "10.88.0.20"), env1.get("ip"))
 
+    # SIGHUP: a unikernel added to the site file gets its reservation; leases are kept; a broken site
+    # file is refused and the running configuration stays.
+    before = {l["address"] for l in leases()}
+    SITE["unikernels"].append({"name": "late", "network": BR, "mac": "02:00:00:00:00:01", "address": "10.88.0.30"})
+    json.dump(SITE, open(f"{tmp}/site.json", "w"))
+    server.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    r, env = udhcpc(C1)
+    check("after SIGHUP a new reservation is served", env.get("ip") == "10.88.0.30", env.get("ip"))
+    after = {l["address"] for l in leases()}
+    # C1 itself moved to its new reservation (its old pool address is released by that); all others stay.
+    check("after SIGHUP the other clients' leases are still there", before - {first} <= after, sorted(before - after))
+    open(f"{tmp}/site.json", "w").write('{"networks": [')
+    server.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    r, env = udhcpc(C1)
+    check("a broken site file on SIGHUP is refused, the running configuration stays",
+          env.get("ip") == "10.88.0.30" and "reload refused" in open(f"{tmp}/server.log").read(), env.get("ip"))
+    json.dump(SITE, open(f"{tmp}/site.json", "w"))
+    ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)
+
     # Restart the server: dhclient's INIT-REBOOT (REQUEST for its recorded address) keeps it.
     check("server stops cleanly on SIGTERM", stop_server() == 0)
     start_server()
