@@ -7,6 +7,9 @@
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/dhcp/service.hpp"
 
+#include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/write.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -23,6 +26,7 @@ struct DhcpArgs {
     std::string lease_file;
     bool json = false;
     bool no_sync = false;
+    std::string command, args_json = "{}", socket;
 };
 
 common::Site load(const DhcpArgs& a) {
@@ -46,7 +50,10 @@ int serve(const DhcpArgs& a) {
     o.client_port = site.services.dhcp.client_port;
     o.durable = !a.no_sync;
     if (!a.lease_file.empty()) o.lease_file = a.lease_file;
+    o.metrics = site.services.dhcp.metrics;
+    o.site_file = std::filesystem::absolute(a.site);
     dhcp::Service svc(rt.io(), site, o, log);
+    svc.set_reload_hook([&] { svc.reload(load(a)); });
     svc.start();
     if (a.no_sync) log->warn("--no-sync: leases are NOT synced before replies; a crash can lose acknowledged leases");
     rt.on_stop([&] { svc.stop(); });
@@ -109,6 +116,55 @@ int leases(const DhcpArgs& a) {
     return kExitOk;
 }
 
+int ctl(const DhcpArgs& a) {
+    std::string path = a.socket;
+    if (path.empty()) {
+        if (a.site.empty()) {
+            print_error("give --socket PATH or --site SITE (the socket is DATA_DIR/dhcp/control.sock)");
+            return kExitInvalid;
+        }
+        try {
+            path = (load(a).services.data_dir / "dhcp" / "control.sock").string();
+        } catch (const common::SiteLoadError& e) {
+            std::cerr << e.what() << "\n";
+            return kExitInvalid;
+        }
+    }
+    auto args = nlohmann::json::parse(a.args_json, nullptr, false);
+    if (args.is_discarded() || !args.is_object()) {
+        print_error("--args: not a JSON object: " + a.args_json);
+        return kExitInvalid;
+    }
+    nlohmann::json req{{"command", a.command}};
+    if (!args.empty()) req["arguments"] = args;
+    asio::io_context io;
+    asio::local::stream_protocol::socket s(io);
+    std::error_code ec;
+    s.connect(asio::local::stream_protocol::endpoint(path), ec);
+    if (ec) {
+        print_error(path + ": cannot connect: " + ec.message() + " (is the DHCP service running?)");
+        return kExitFailure;
+    }
+    const auto out = req.dump();
+    asio::write(s, asio::buffer(out), ec);
+    s.shutdown(asio::socket_base::shutdown_send, ec);
+    std::string in;
+    char buf[65536];
+    while (true) {
+        const auto n = s.read_some(asio::buffer(buf), ec);
+        in.append(buf, n);
+        if (ec || in.size() > (64u << 20)) break;
+    }
+    auto r = nlohmann::json::parse(in, nullptr, false);
+    if (r.is_discarded()) {
+        print_error("reply is not JSON");
+        return kExitFailure;
+    }
+    std::cout << r.dump(2) << "\n";
+    const int result = r.value("result", 1);
+    return result == 0 || result == 3 ? kExitOk : kExitFailure;
+}
+
 }  // namespace
 
 void add_dhcp_commands(CLI::App& app, Action& action) {
@@ -127,6 +183,15 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     l->add_option("--lease-file", a->lease_file, "Lease journal");
     l->add_flag("--json", a->json, "JSON output");
     l->callback([&action, a] { action = [a] { return leases(*a); }; });
+    auto* c = d->add_subcommand("ctl", "Send a control command to a running DHCP service (Kea-compatible names: list-commands, "
+                                       "status-get, statistic-get-all, lease4-get, lease4-get-all, lease4-add, lease4-del, "
+                                       "config-get, config-reload); prints the JSON reply, exit 0 on result 0 or 3");
+    c->add_option("COMMAND", a->command, "Command name")->required();
+    c->add_option("--args", a->args_json, "Arguments as a JSON object, e.g. '{\"ip-address\": \"10.0.0.5\"}'");
+    c->add_option("--socket", a->socket, "Control socket path");
+    c->add_option("--site", a->site, "Site file (the socket is DATA_DIR/dhcp/control.sock)");
+    c->add_option("--data-dir", a->data_dir, "Override services.data_dir");
+    c->callback([&action, a] { action = [a] { return ctl(*a); }; });
 }
 
 }  // namespace fleetconf::cli

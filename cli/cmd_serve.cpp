@@ -70,7 +70,10 @@ int run(const ServeArgs& a) {
             dhcp::ServiceOptions o;
             o.server_port = site.services.dhcp.server_port;
             o.client_port = site.services.dhcp.client_port;
+            o.metrics = site.services.dhcp.metrics;
+            o.site_file = std::filesystem::absolute(a.site);
             dhcp_service = std::make_unique<dhcp::Service>(rt.io(), site, o, common::log::get("dhcp"));
+            dhcp_service->set_reload_hook([&] { rt.request_reload(); });
             dhcp_service->start();
         } catch (const std::exception& e) {
             print_error("dhcp: " + std::string(e.what()));

@@ -453,7 +453,12 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (services.contains("dhcp")) {
             const auto& j = services["dhcp"];
             auto& s = site.services.dhcp;
-            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option"})) {
+            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics"})) {
+                if (auto m = c.string(j, "/services/dhcp", "metrics")) {
+                    if (*m == "off") s.metrics.reset();
+                    else if (auto e = Endpoint::parse(*m)) s.metrics = *e;
+                    else c.error("/services/dhcp/metrics", "\"" + *m + "\" is not an address with :port, or \"off\"");
+                }
                 s.config_uri_option = static_cast<std::uint8_t>(c.integer(j, "/services/dhcp", "config_uri_option", 224, 254).value_or(224));
                 s.enabled = c.boolean(j, "/services/dhcp", "enabled").value_or(true);
                 s.server_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "server_port", 1, 65535).value_or(67));

@@ -1,4 +1,4 @@
-#include "fleetconf/dhcp/service.hpp"
+#include "service_impl.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -30,30 +30,11 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
 }  // namespace
 
-struct Service::Impl {
-    asio::io_context& io;
-    ServiceOptions opts;
-    std::shared_ptr<spdlog::logger> log;
-    Config cfg;
-    std::unique_ptr<LeaseStore> store;
-    JournalLeaseStore* journal = nullptr;
-    struct Socket {
-        std::string ifname;
-        udp::socket sock;
-    };
-    std::vector<std::unique_ptr<Socket>> sockets;
-    bool stopped = false;
-
-    Impl(asio::io_context& i, ServiceOptions o, std::shared_ptr<spdlog::logger> l) : io(i), opts(std::move(o)), log(std::move(l)) {}
-
-    asio::awaitable<void> receive_loop(Socket& s);
-    void send_reply(Socket& s, const Message& reply, std::size_t max_size);
-    void add_arp(const std::string& ifname, Ipv4 ip, const Message& m);
-};
-
 Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<Impl>(io, std::move(opts), std::move(log))) {
+    impl_->owner = this;
     if (impl_->opts.lease_file.empty()) impl_->opts.lease_file = site.services.data_dir / "dhcp" / "leases.journal";
+    if (impl_->opts.control_socket.empty()) impl_->opts.control_socket = site.services.data_dir / "dhcp" / "control.sock";
     impl_->cfg = make_config(site, interface_ipv4);
     std::vector<std::string> warnings;
     auto j = std::make_unique<JournalLeaseStore>(impl_->opts.lease_file, &warnings);
@@ -73,6 +54,8 @@ void Service::reload(const common::Site& site) {
 }
 
 void Service::start() {
+    impl_->start_control();
+    impl_->start_metrics();
     for (const auto& n : impl_->cfg.networks) {
         auto s = std::make_unique<Impl::Socket>(Impl::Socket{n.interface, udp::socket(impl_->io)});
         auto& sock = s->sock;
@@ -103,6 +86,11 @@ void Service::stop() {
     impl_->stopped = true;
     std::error_code ec;
     for (auto& s : impl_->sockets) s->sock.close(ec);
+    if (impl_->control) {
+        impl_->control->close(ec);
+        std::filesystem::remove(impl_->opts.control_socket, ec);
+    }
+    if (impl_->metrics) impl_->metrics->close(ec);
     impl_->store->sync();
 }
 
@@ -128,11 +116,16 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         std::size_t len = n;
         for (int batch = 0; batch < 256; ++batch) {
             std::error_code dec;
+            ++stats.received;
             auto msg = decode(std::span<const std::uint8_t>(buf.data(), len), dec);
             if (!msg) {
+                ++stats.parse_failed;
                 log->debug("{}: malformed packet from {}: {}", s.ifname, from.address().to_string(), dec.message());
             } else {
+                if (auto t = msg->type()) ++stats.received_by_type[static_cast<std::size_t>(*t)];
+                if (msg->type() == MessageType::decline) ++stats.declines;
                 auto d = decide(Request{std::move(*msg), s.ifname}, now, *store, cfg);
+                if (!d.reply) ++stats.receive_drop;
                 if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
                 if (!d.changes.empty()) {
                     store->apply(d.changes);
@@ -147,7 +140,10 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         }
         if (need_sync) {
             try {
-                if (opts.durable) store->sync();
+                if (opts.durable) {
+                    store->sync();
+                    ++stats.journal_syncs;
+                }
             } catch (const std::exception& e) {
                 log->error("{}: lease journal: {}; {} replies withheld", s.ifname, e.what(), replies.size());
                 continue;  // never promise a lease that is not on disk
@@ -201,7 +197,12 @@ void Service::Impl::send_reply(Socket& s, const Message& reply, std::size_t max_
     }
     std::error_code ec;
     s.sock.send_to(asio::buffer(bytes), to, 0, ec);
-    if (ec) log->warn("{}: send to {}: {}", s.ifname, to.address().to_string(), ec.message());
+    if (ec) {
+        log->warn("{}: send to {}: {}", s.ifname, to.address().to_string(), ec.message());
+        return;
+    }
+    ++stats.sent;
+    if (auto t = reply.type()) ++stats.sent_by_type[static_cast<std::size_t>(*t)];
 }
 
 }  // namespace fleetconf::dhcp

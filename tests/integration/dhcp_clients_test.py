@@ -269,6 +269,64 @@ try:
     json.dump(SITE, open(f"{tmp}/site.json", "w"))
     ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)
 
+    # Control channel (Kea-compatible commands) and the metrics endpoint, against the running server.
+    sock = f"{tmp}/data/dhcp/control.sock"
+    def ctl(cmd, args=None):
+        a = ["--args", json.dumps(args)] if args is not None else []
+        r = sh(FC, "dhcp", "ctl", cmd, "--socket", sock, *a, check=False)
+        return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"stderr": r.stderr})
+    def raw(data):
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); c.connect(sock); c.sendall(data); c.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            b = c.recv(65536)
+            if not b: break
+            out += b
+        return json.loads(out)
+    check("control socket is owner-only (0600)", oct(os.stat(sock).st_mode & 0o777) == "0o600", oct(os.stat(sock).st_mode))
+    rc, r = ctl("list-commands")
+    check("list-commands", rc == 0 and r["result"] == 0 and "lease4-get" in r["arguments"], r)
+    rc, r = ctl("status-get")
+    check("status-get", r.get("result") == 0 and r["arguments"]["pid"] > 0, r)
+    rc, r = ctl("lease4-get-all")
+    check("lease4-get-all", r.get("result") == 0 and len(r["arguments"]["leases"]) >= 2, r.get("text"))
+    rc, r = ctl("lease4-get", {"ip-address": "10.88.0.20"})
+    check("lease4-get by address", r.get("result") == 0 and r["arguments"]["hw-address"] == "02:00:00:00:00:02", r)
+    rc, r = ctl("lease4-get", {"identifier-type": "hw-address", "identifier": "02:00:00:00:00:02"})
+    check("lease4-get by hw-address", r.get("result") == 0 and r["arguments"]["ip-address"] == "10.88.0.20", r)
+    rc, r = ctl("lease4-get", {"ip-address": "10.88.0.222"})
+    check("lease4-get of an unknown address: result 3", r.get("result") == 3 and rc == 0, r)
+    rc, r = ctl("lease4-add", {"ip-address": "10.88.0.222", "hw-address": "02:00:00:00:00:99", "hostname": "manual"})
+    check("lease4-add", r.get("result") == 0, r)
+    rc, r = ctl("lease4-add", {"ip-address": "10.88.0.222", "hw-address": "02:00:00:00:00:98"})
+    check("lease4-add over another client's lease is refused", r.get("result") == 1 and "leased to" in r["text"], r)
+    rc, r = ctl("lease4-del", {"ip-address": "10.88.0.222"})
+    check("lease4-del", r.get("result") == 0 and ctl("lease4-get", {"ip-address": "10.88.0.222"})[1]["result"] == 3, r)
+    rc, r = ctl("lease4-del", {})
+    check("missing argument: clear error", r.get("result") == 1 and "missing parameter 'ip-address'" in r["text"] and rc == 1, r)
+    rc, r = ctl("lease4-frobnicate")
+    check("unknown command: result 2", r.get("result") == 2 and "not supported" in r["text"], r)
+    r = raw(b'{"command": "status-get", ')
+    check("bad JSON: clear error", r.get("result") == 1 and "invalid JSON" in r["text"], r)
+    rc, r = ctl("statistic-get-all")
+    st = r.get("arguments", {})
+    check("statistic-get-all counts packets and pool size", st.get("pkt4-received", [[0]])[0][0] > 0 and
+          st.get("pkt4-ack-sent", [[0]])[0][0] > 0 and st.get("subnet[1].total-addresses", [[0]])[0][0] == 140, r.get("text"))
+    rc, r = ctl("config-get")
+    check("config-get returns the site", r.get("result") == 0 and r["arguments"]["site"]["networks"][0]["name"] == BR, r.get("text"))
+    rc, r = ctl("config-reload")
+    check("config-reload", r.get("result") == 0, r)
+    m = ns(SRV, "python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9467/metrics').read().decode())",
+           check=False)
+    check("Prometheus metrics on loopback", "fleetconf_dhcp_packets_received_total" in m.stdout and
+          'fleetconf_dhcp_messages_total{type="ack",direction="sent"}' in m.stdout, m.stdout[:300] + m.stderr[-300:])
+    m = ns(SRV, "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://127.0.0.1:9467/other')\nexcept Exception as e: print(e)",
+           check=False)
+    check("other paths: 404", "404" in m.stdout, m.stdout + m.stderr)
+    r, env = udhcpc(C1)
+    check("the server still serves after the control tests", env.get("ip") == "10.88.0.30", env.get("ip"))
+    ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)
+
     # Restart the server: dhclient's INIT-REBOOT (REQUEST for its recorded address) keeps it.
     check("server stops cleanly on SIGTERM", stop_server() == 0)
     start_server()

@@ -115,6 +115,7 @@ struct DhcpService {
     std::uint16_t client_port = 68;
     bool authoritative = true;
     std::uint8_t config_uri_option = 224;  // private-use code carrying a unikernel's configuration URI
+    std::optional<Endpoint> metrics = Endpoint{Ipv4{127, 0, 0, 1}, 9467};  // Prometheus; "off" disables
 };
 
 struct GitService {

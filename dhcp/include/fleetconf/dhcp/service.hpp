@@ -9,7 +9,10 @@
 #include <asio/io_context.hpp>
 #include <spdlog/logger.h>
 
+#include <functional>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 namespace fleetconf::dhcp {
 
@@ -20,6 +23,9 @@ struct ServiceOptions {
     std::uint16_t client_port = 68;
     bool durable = true;              // sync leases before the reply that depends on them
     std::filesystem::path lease_file;  // default <data_dir>/dhcp/leases.journal
+    std::filesystem::path control_socket;         // default <data_dir>/dhcp/control.sock; "-" disables
+    std::optional<common::Endpoint> metrics;       // Prometheus text format over HTTP (GET /metrics)
+    std::filesystem::path site_file;               // for config-get / config-reload
 };
 
 // The IPv4 address of a local interface (getifaddrs), for the server identifier.
@@ -36,6 +42,14 @@ public:
     // Applies a new site file: new reservations and options; leases are kept.
     void reload(const common::Site& site);
     [[nodiscard]] const LeaseStore& leases() const;
+
+    // A Kea-style control command: {"command": NAME, "arguments": {...}} -> {"result": 0|1|2|3, "text", "arguments"}.
+    // result: 0 success, 1 error, 2 unsupported command, 3 empty (nothing found).
+    nlohmann::json command(const nlohmann::json& request);
+    // Statistics in Prometheus text exposition format.
+    [[nodiscard]] std::string prometheus() const;
+    // Called by config-reload: loads the site file and returns the site or throws SiteLoadError.
+    void set_reload_hook(std::function<void()> hook);
 
 private:
     struct Impl;

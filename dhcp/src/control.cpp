@@ -1,0 +1,393 @@
+// The DHCP control channel (Kea-compatible command names and reply shapes) on a unix socket, and the
+// statistics in Prometheus text format on an HTTP endpoint. HTTP is parsed by nodejs http-parser.
+#include "service_impl.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <http_parser.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+
+namespace fleetconf::dhcp {
+
+using nlohmann::json;
+using common::Ipv4;
+
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxCommandBytes = 1 << 20;
+constexpr auto kCommandTimeout = std::chrono::seconds(10);
+
+const char* const kCommands[] = {"config-get", "config-reload", "lease4-add", "lease4-del", "lease4-get", "lease4-get-all",
+                                 "list-commands", "statistic-get-all", "status-get"};
+
+json reply(int result, std::string text, json arguments = nullptr) {
+    json r{{"result", result}, {"text", std::move(text)}};
+    if (!arguments.is_null()) r["arguments"] = std::move(arguments);
+    return r;
+}
+
+std::uint64_t unix_now() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+std::string timestamp() {
+    char buf[40];
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S.000000", &tm);
+    return buf;
+}
+
+}  // namespace
+
+namespace {
+
+json lease_json(const Lease& l, const Config& cfg, std::uint64_t now) {
+    int subnet_id = 0;
+    for (std::size_t i = 0; i < cfg.networks.size(); ++i)
+        if (cfg.networks[i].name == l.network) subnet_id = static_cast<int>(i + 1);
+    json j{{"ip-address", l.address.to_string()}, {"hw-address", l.mac.to_string()}, {"hostname", l.hostname},
+           {"subnet-id", subnet_id}, {"valid-lft", l.expires > now ? l.expires - now : 0}, {"expire", l.expires},
+           {"state", l.state == LeaseState::declined ? 1 : (l.expires <= now ? 2 : 0)},
+           {"fleetconf-state", std::string(to_string(l.state))}};
+    if (!l.client.empty() && l.client[0] == 0xFF) j["client-id"] = common::to_hex(std::span(l.client).subspan(1));
+    return j;
+}
+
+}  // namespace
+
+json Service::command(const json& request) {
+    auto& im = *impl_;
+    if (!request.is_object() || !request.contains("command") || !request["command"].is_string())
+        return reply(1, "invalid command: expected {\"command\": NAME, \"arguments\": {...}}");
+    const std::string cmd = request["command"];
+    const json args = request.value("arguments", json::object());
+    if (!args.is_object()) return reply(1, "\"arguments\" must be an object");
+    const std::uint64_t now = unix_now();
+    auto arg_ip = [&](std::string& err) -> std::optional<Ipv4> {
+        if (!args.contains("ip-address") || !args["ip-address"].is_string()) {
+            err = "missing parameter 'ip-address'";
+            return std::nullopt;
+        }
+        auto a = Ipv4::parse(args["ip-address"].get<std::string>());
+        if (!a) err = "'" + args["ip-address"].get<std::string>().substr(0, 60) + "' is not an IPv4 address";
+        return a;
+    };
+    if (cmd == "list-commands") return reply(0, std::to_string(std::size(kCommands)) + " commands", json(kCommands));
+    if (cmd == "status-get") {
+        const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - im.started).count();
+        return reply(0, "", {{"pid", ::getpid()}, {"uptime", up}, {"leases", im.store->all().size()},
+                             {"durable", im.opts.durable}, {"interfaces", im.sockets.size()}});
+    }
+    if (cmd == "statistic-get-all") {
+        json a = json::object();
+        const std::string ts = timestamp();
+        auto put = [&](const std::string& name, std::uint64_t v) { a[name] = json::array({json::array({v, ts})}); };
+        put("pkt4-received", im.stats.received);
+        put("pkt4-parse-failed", im.stats.parse_failed);
+        put("pkt4-receive-drop", im.stats.receive_drop);
+        put("pkt4-sent", im.stats.sent);
+        static const char* rx[] = {"", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"};
+        for (int t = 1; t <= 8; ++t) {
+            put(std::string("pkt4-") + rx[t] + "-received", im.stats.received_by_type[t]);
+            put(std::string("pkt4-") + rx[t] + "-sent", im.stats.sent_by_type[t]);
+        }
+        const auto all = im.store->all();
+        for (std::size_t i = 0; i < im.cfg.networks.size(); ++i) {
+            const auto& n = im.cfg.networks[i];
+            std::uint64_t total = 0, assigned = 0, declined = 0;
+            for (const auto& r : n.pools) total += r.size();
+            for (const auto& l : all)
+                if (l.network == n.name && l.expires > now) {
+                    if (l.state == LeaseState::bound) ++assigned;
+                    if (l.state == LeaseState::declined) ++declined;
+                }
+            const std::string p = "subnet[" + std::to_string(i + 1) + "].";
+            put(p + "total-addresses", total);
+            put(p + "assigned-addresses", assigned);
+            put(p + "declined-addresses", declined);
+        }
+        return reply(0, "", a);
+    }
+    if (cmd == "lease4-get") {
+        const Lease* l = nullptr;
+        if (args.contains("ip-address")) {
+            std::string err;
+            auto a = arg_ip(err);
+            if (!a) return reply(1, err);
+            l = im.store->by_address(*a);
+        } else if (args.value("identifier-type", "") == "hw-address" && args.contains("identifier") && args["identifier"].is_string()) {
+            auto mac = common::Mac::parse(args["identifier"].get<std::string>());
+            if (!mac) return reply(1, "'identifier' is not a hardware address");
+            for (const auto& x : im.store->all())
+                if (x.mac == *mac && (!l || x.expires > l->expires)) l = im.store->by_address(x.address);
+        } else {
+            return reply(1, "missing parameter: 'ip-address', or 'identifier-type': 'hw-address' with 'identifier'");
+        }
+        if (!l) return reply(3, "Lease not found.");
+        return reply(0, "IPv4 lease found.", lease_json(*l, im.cfg, now));
+    }
+    if (cmd == "lease4-get-all") {
+        json leases = json::array();
+        for (const auto& l : im.store->all()) leases.push_back(lease_json(l, im.cfg, now));
+        const auto n = leases.size();
+        return reply(n ? 0 : 3, std::to_string(n) + " IPv4 lease(s) found.", {{"leases", leases}});
+    }
+    if (cmd == "lease4-del") {
+        std::string err;
+        auto a = arg_ip(err);
+        if (!a) return reply(1, err);
+        const Lease* l = im.store->by_address(*a);
+        if (!l) return reply(3, "IPv4 lease not found.");
+        im.store->apply({{*l, true}});
+        im.store->sync();
+        im.log->info("control: lease {} deleted", a->to_string());
+        return reply(0, "IPv4 lease deleted.");
+    }
+    if (cmd == "lease4-add") {
+        std::string err;
+        auto a = arg_ip(err);
+        if (!a) return reply(1, err);
+        if (!args.contains("hw-address") || !args["hw-address"].is_string()) return reply(1, "missing parameter 'hw-address'");
+        auto mac = common::Mac::parse(args["hw-address"].get<std::string>());
+        if (!mac) return reply(1, "'hw-address' is not a hardware address");
+        const NetworkConfig* net = nullptr;
+        for (const auto& n : im.cfg.networks)
+            if (n.subnet.is_host(*a)) net = &n;
+        if (!net) return reply(1, a->to_string() + " is not a host address of any network");
+        if (const Lease* old = im.store->by_address(*a); old && old->expires > now && old->mac != *mac)
+            return reply(1, a->to_string() + " is leased to " + old->mac.to_string());
+        Lease l;
+        l.address = *a;
+        l.mac = *mac;
+        l.client = {1};
+        l.client.insert(l.client.end(), mac->bytes().begin(), mac->bytes().end());
+        if (args.contains("client-id") && args["client-id"].is_string()) {
+            auto cid = common::from_hex(args["client-id"].get<std::string>());
+            if (!cid || cid->empty()) return reply(1, "'client-id' is not hex");
+            l.client = {0xFF};
+            l.client.insert(l.client.end(), cid->begin(), cid->end());
+        }
+        l.hostname = args.value("hostname", "");
+        l.network = net->name;
+        l.state = LeaseState::bound;
+        const auto valid = args.value("valid-lft", static_cast<std::uint64_t>(net->lease_time));
+        l.expires = now + valid;
+        im.store->apply({{l}});
+        im.store->sync();
+        im.log->info("control: lease {} added for {}", a->to_string(), mac->to_string());
+        return reply(0, "Lease for address " + a->to_string() + " added.");
+    }
+    if (cmd == "config-get") {
+        if (im.opts.site_file.empty()) return reply(1, "no site file known to this service");
+        std::string text;
+        if (auto e = common::read_file_limited(im.opts.site_file, common::kMaxSiteFileBytes, text)) return reply(1, *e);
+        return reply(0, "", {{"site-file", im.opts.site_file.string()},
+                             {"site", json::parse(text, nullptr, false, /*ignore_comments=*/true)}});
+    }
+    if (cmd == "config-reload") {
+        if (!im.reload_hook) return reply(1, "reload is not available here");
+        try {
+            im.reload_hook();
+        } catch (const std::exception& e) {
+            return reply(1, std::string("configuration refused, the running one stays: ") + e.what());
+        }
+        return reply(0, "Configuration successful.");
+    }
+    return reply(2, "'" + cmd.substr(0, 60) + "' command not supported.");
+}
+
+void Service::set_reload_hook(std::function<void()> hook) { impl_->reload_hook = std::move(hook); }
+
+std::string Service::prometheus() const {
+    const auto& im = *impl_;
+    std::string out;
+    auto metric = [&](const char* name, const char* help, const char* type, const std::string& labels, std::uint64_t v) {
+        out += "# HELP fleetconf_dhcp_" + std::string(name) + " " + help + "\n# TYPE fleetconf_dhcp_" + name + " " + type + "\n";
+        out += "fleetconf_dhcp_" + std::string(name) + labels + " " + std::to_string(v) + "\n";
+    };
+    metric("packets_received_total", "DHCP packets received", "counter", "", im.stats.received);
+    metric("packets_sent_total", "DHCP packets sent", "counter", "", im.stats.sent);
+    metric("parse_errors_total", "Malformed packets", "counter", "", im.stats.parse_failed);
+    metric("naks_sent_total", "DHCPNAK replies", "counter", "", im.stats.sent_by_type[6]);
+    metric("declines_received_total", "DHCPDECLINE messages", "counter", "", im.stats.declines);
+    metric("journal_syncs_total", "Lease journal fdatasync calls", "counter", "", im.stats.journal_syncs);
+    static const char* names[] = {"", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"};
+    out += "# HELP fleetconf_dhcp_messages_total DHCP messages by type and direction\n# TYPE fleetconf_dhcp_messages_total counter\n";
+    for (int t = 1; t <= 8; ++t) {
+        out += "fleetconf_dhcp_messages_total{type=\"" + std::string(names[t]) + "\",direction=\"received\"} " +
+               std::to_string(im.stats.received_by_type[t]) + "\n";
+        out += "fleetconf_dhcp_messages_total{type=\"" + std::string(names[t]) + "\",direction=\"sent\"} " +
+               std::to_string(im.stats.sent_by_type[t]) + "\n";
+    }
+    const auto now = unix_now();
+    const auto all = im.store->all();
+    out += "# HELP fleetconf_dhcp_pool_addresses Addresses in the dynamic pools\n# TYPE fleetconf_dhcp_pool_addresses gauge\n";
+    std::string assigned = "# HELP fleetconf_dhcp_leases_active Bound, unexpired leases\n# TYPE fleetconf_dhcp_leases_active gauge\n";
+    for (const auto& n : im.cfg.networks) {
+        std::uint64_t total = 0, active = 0;
+        for (const auto& r : n.pools) total += r.size();
+        for (const auto& l : all)
+            if (l.network == n.name && l.state == LeaseState::bound && l.expires > now) ++active;
+        out += "fleetconf_dhcp_pool_addresses{network=\"" + n.name + "\"} " + std::to_string(total) + "\n";
+        assigned += "fleetconf_dhcp_leases_active{network=\"" + n.name + "\"} " + std::to_string(active) + "\n";
+    }
+    return out + assigned;
+}
+
+void Service::Impl::start_control() {
+    if (opts.control_socket == "-") return;
+    common::ensure_directory(opts.control_socket.parent_path(), 0750);
+    std::error_code ec;
+    std::filesystem::remove(opts.control_socket, ec);  // a stale socket from a crash
+    control = std::make_unique<asio::local::stream_protocol::acceptor>(io);
+    const auto old = ::umask(0177);  // the socket is created 0600: the owner only
+    control->open();
+    control->bind(asio::local::stream_protocol::endpoint(opts.control_socket.string()));
+    ::umask(old);
+    control->listen();
+    log->info("control channel on {}", opts.control_socket.string());
+    asio::co_spawn(io, control_loop(), [l = log](std::exception_ptr e) {
+        if (e) try { std::rethrow_exception(e); } catch (const std::exception& x) { l->error("control channel: {}", x.what()); }
+    });
+}
+
+asio::awaitable<void> Service::Impl::control_loop() {
+    while (!stopped) {
+        auto [ec, s] = co_await control->async_accept(use_tuple);
+        if (ec) co_return;
+        asio::co_spawn(io, control_session(std::move(s)), [l = log](std::exception_ptr e) {
+            if (e) try { std::rethrow_exception(e); } catch (const std::exception& x) { l->warn("control session: {}", x.what()); }
+        });
+    }
+}
+
+asio::awaitable<void> Service::Impl::control_session(asio::local::stream_protocol::socket s) {
+    using namespace asio::experimental::awaitable_operators;
+    // One command per connection, as Kea's control socket: read until the bytes form a JSON document.
+    std::string in;
+    char buf[4096];
+    asio::steady_timer deadline(io, kCommandTimeout);
+    json request;
+    while (true) {
+        auto r = co_await (s.async_read_some(asio::buffer(buf), use_tuple) || deadline.async_wait(use_tuple));
+        if (r.index() == 1) co_return;  // timeout: close
+        auto [ec, n] = std::get<0>(r);
+        if (n) in.append(buf, n);
+        if (in.size() > kMaxCommandBytes) {
+            auto out = reply(1, "command larger than 1 MiB").dump();
+            co_await asio::async_write(s, asio::buffer(out), use_tuple);
+            co_return;
+        }
+        if (json::accept(in)) {
+            request = json::parse(in);
+            break;
+        }
+        if (ec) {
+            if (in.empty()) co_return;
+            auto out = reply(1, "invalid JSON: the command is not a complete JSON document").dump();
+            co_await asio::async_write(s, asio::buffer(out), use_tuple);
+            co_return;
+        }
+    }
+    json answer;
+    try {
+        answer = owner->command(request);
+    } catch (const std::exception& e) {
+        answer = reply(1, std::string("internal error: ") + e.what());
+    }
+    log->info("control: {} -> result {}", request.value("command", "?"), answer.value("result", -1));
+    auto out = answer.dump();
+    co_await asio::async_write(s, asio::buffer(out), use_tuple);
+}
+
+void Service::Impl::start_metrics() {
+    if (!opts.metrics) return;
+    metrics = std::make_unique<asio::ip::tcp::acceptor>(io);
+    asio::ip::tcp::endpoint ep(asio::ip::make_address(opts.metrics->host_string()), opts.metrics->port);
+    metrics->open(ep.protocol());
+    metrics->set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    metrics->bind(ep);
+    metrics->listen();
+    log->info("metrics on http://{}/metrics", opts.metrics->to_string());
+    asio::co_spawn(io, metrics_loop(), [l = log](std::exception_ptr e) {
+        if (e) try { std::rethrow_exception(e); } catch (const std::exception& x) { l->error("metrics: {}", x.what()); }
+    });
+}
+
+asio::awaitable<void> Service::Impl::metrics_loop() {
+    while (!stopped) {
+        auto [ec, s] = co_await metrics->async_accept(use_tuple);
+        if (ec) co_return;
+        asio::co_spawn(io, metrics_session(std::move(s)), asio::detached);
+    }
+}
+
+namespace {
+struct HttpRequest {
+    std::string url;
+    bool complete = false;
+    unsigned method = 0;
+};
+}  // namespace
+
+asio::awaitable<void> Service::Impl::metrics_session(asio::ip::tcp::socket s) {
+    using namespace asio::experimental::awaitable_operators;
+    http_parser_settings settings{};
+    settings.on_url = [](http_parser* p, const char* at, std::size_t len) {
+        auto* r = static_cast<HttpRequest*>(p->data);
+        if (r->url.size() + len > 2048) return 1;
+        r->url.append(at, len);
+        return 0;
+    };
+    settings.on_message_complete = [](http_parser* p) {
+        static_cast<HttpRequest*>(p->data)->complete = true;
+        return 0;
+    };
+    http_parser parser;
+    http_parser_init(&parser, HTTP_REQUEST);
+    HttpRequest req;
+    parser.data = &req;
+    char buf[4096];
+    std::size_t total = 0;
+    asio::steady_timer deadline(io, std::chrono::seconds(5));
+    while (!req.complete) {
+        auto r = co_await (s.async_read_some(asio::buffer(buf), use_tuple) || deadline.async_wait(use_tuple));
+        if (r.index() == 1) co_return;
+        auto [ec, n] = std::get<0>(r);
+        if (ec || (total += n) > 16384) co_return;
+        const auto used = http_parser_execute(&parser, &settings, buf, n);
+        if (parser.http_errno != HPE_OK || used != n) co_return;
+    }
+    std::string body, status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8";
+    if (parser.method != HTTP_GET) {
+        status = "405 Method Not Allowed";
+        body = "GET only\n";
+        type = "text/plain";
+    } else if (req.url != "/metrics") {
+        status = "404 Not Found";
+        body = "see /metrics\n";
+        type = "text/plain";
+    } else {
+        body = owner->prometheus();
+    }
+    const std::string head = "HTTP/1.1 " + status + "\r\nContent-Type: " + type + "\r\nContent-Length: " + std::to_string(body.size()) +
+                             "\r\nConnection: close\r\n\r\n";
+    const std::string out = head + body;
+    co_await asio::async_write(s, asio::buffer(out), use_tuple);
+}
+
+}  // namespace fleetconf::dhcp

@@ -1,0 +1,67 @@
+// Private: the state of a running DHCP service, shared by the packet path (io.cpp) and the control
+// and metrics endpoints (control.cpp). Everything here runs on the one io_context thread.
+#pragma once
+
+#include "fleetconf/dhcp/service.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/detached.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/udp.hpp>
+#include <asio/local/stream_protocol.hpp>
+
+#include <array>
+#include <chrono>
+
+namespace fleetconf::dhcp {
+
+using asio::ip::udp;
+
+// Counters, named as Kea names them where Kea has the same counter.
+struct Stats {
+    std::uint64_t received = 0;
+    std::array<std::uint64_t, 9> received_by_type{};  // index: message type 1..8
+    std::uint64_t parse_failed = 0;
+    std::uint64_t receive_drop = 0;  // decoded but no reply (ignored, silent, exhausted)
+    std::uint64_t sent = 0;
+    std::array<std::uint64_t, 9> sent_by_type{};
+    std::uint64_t declines = 0;
+    std::uint64_t journal_syncs = 0;
+};
+
+struct Service::Impl {
+    asio::io_context& io;
+    ServiceOptions opts;
+    std::shared_ptr<spdlog::logger> log;
+    Config cfg;
+    std::unique_ptr<LeaseStore> store;
+    JournalLeaseStore* journal = nullptr;
+    struct Socket {
+        std::string ifname;
+        udp::socket sock;
+    };
+    std::vector<std::unique_ptr<Socket>> sockets;
+    bool stopped = false;
+    Stats stats;
+    std::function<void()> reload_hook;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::unique_ptr<asio::local::stream_protocol::acceptor> control;
+    std::unique_ptr<asio::ip::tcp::acceptor> metrics;
+
+    asio::awaitable<void> control_loop();
+    asio::awaitable<void> control_session(asio::local::stream_protocol::socket s);
+    asio::awaitable<void> metrics_loop();
+    asio::awaitable<void> metrics_session(asio::ip::tcp::socket s);
+    void start_control();
+    void start_metrics();
+
+    Service* owner = nullptr;
+    Impl(asio::io_context& i, ServiceOptions o, std::shared_ptr<spdlog::logger> l) : io(i), opts(std::move(o)), log(std::move(l)) {}
+
+    asio::awaitable<void> receive_loop(Socket& s);
+    void send_reply(Socket& s, const Message& reply, std::size_t max_size);
+    void add_arp(const std::string& ifname, common::Ipv4 ip, const Message& m);
+};
+
+
+}  // namespace fleetconf::dhcp
