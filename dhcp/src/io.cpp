@@ -129,7 +129,9 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
                 if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
                 if (!d.changes.empty()) {
                     store->apply(d.changes);
-                    need_sync = need_sync || d.durable_before_reply || opts.durable;
+                    // Offers need no durability (a lost offer means a new DISCOVER); their records ride along
+                    // with the next sync. Anything that promises a binding is synced before its reply.
+                    need_sync = need_sync || d.durable_before_reply;
                 }
                 if (d.reply) replies.push_back({std::move(*d.reply), d.max_reply_size});
             }

@@ -44,6 +44,14 @@ const Lease* MemoryLeaseStore::by_client(const Bytes& client) const {
     return it == by_client_.end() ? nullptr : by_address(it->second);
 }
 
+std::optional<Ipv4> MemoryLeaseStore::highest_in(Ipv4 first, Ipv4 last) const {
+    auto it = by_addr_.upper_bound(last);
+    if (it == by_addr_.begin()) return std::nullopt;
+    --it;
+    if (it->first < first) return std::nullopt;
+    return it->first;
+}
+
 void MemoryLeaseStore::apply_one(const LeaseChange& c) {
     const Ipv4 a = c.lease.address;
     if (auto it = by_addr_.find(a); it != by_addr_.end()) {

@@ -79,6 +79,14 @@ std::optional<Ipv4> choose(const Context& c, std::optional<Ipv4> requested) {
         return l->address;
     // ... else the requested address if valid and free, else a new one.
     if (requested && in_pools(c.net, *requested) && available(c, *requested) && !c.leases.by_address(*requested)) return requested;
+    // Fast path: the part of each pool after its highest leased address has never been used.
+    for (const auto& r : c.net.pools) {
+        const auto h = c.leases.highest_in(r.first(), r.last());
+        for (std::uint64_t v = h ? std::uint64_t{h->value()} + 1 : r.first().value(); v <= r.last().value(); ++v) {
+            const Ipv4 a{static_cast<std::uint32_t>(v)};
+            if (available(c, a)) return a;  // skips reserved and server addresses; at most a few steps
+        }
+    }
     std::optional<Ipv4> reusable;  // an expired or released address, if nothing never used is left
     for (const auto& r : c.net.pools)
         for (std::uint64_t v = r.first().value(); v <= r.last().value(); ++v) {

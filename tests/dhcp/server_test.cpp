@@ -192,7 +192,7 @@ TEST_CASE("RELEASE frees the address but the same client gets it back", "[dhcp][
 TEST_CASE("pool exhaustion: no offer, and the log says why", "[dhcp][decide]") {
     World w;
     for (int i = 0; i < 3; ++i) {
-        auto mac = *Mac::parse("02:00:00:00:01:0" + std::to_string(i));
+        auto mac = *Mac::parse(std::string("02:00:00:00:01:0").append(std::to_string(i)));
         w.dora(mac);
     }
     auto d = w.run(request(MessageType::discover, kB));

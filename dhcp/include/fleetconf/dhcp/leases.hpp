@@ -37,6 +37,9 @@ public:
     virtual ~LeaseView() = default;
     [[nodiscard]] virtual const Lease* by_address(common::Ipv4 a) const = 0;
     [[nodiscard]] virtual const Lease* by_client(const Bytes& client) const = 0;
+    // The highest address in [first, last] that has a lease record, if any. Lets allocation start after
+    // the used part of a pool in O(log n) instead of walking it.
+    [[nodiscard]] virtual std::optional<common::Ipv4> highest_in(common::Ipv4 first, common::Ipv4 last) const = 0;
 };
 
 // A change the decision function asks for: upsert a lease record, or forget an address.
@@ -58,6 +61,7 @@ class MemoryLeaseStore : public LeaseStore {
 public:
     const Lease* by_address(common::Ipv4 a) const override;
     const Lease* by_client(const Bytes& client) const override;
+    std::optional<common::Ipv4> highest_in(common::Ipv4 first, common::Ipv4 last) const override;
     void apply(const std::vector<LeaseChange>& changes) override;
     void sync() override {}
     std::vector<Lease> all() const override;
