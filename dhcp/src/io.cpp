@@ -140,16 +140,16 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
             len = s.sock.receive_from(asio::buffer(buf), from, 0, aec);
             if (aec) break;
         }
-        if (need_sync) {
-            try {
-                if (opts.durable) {
-                    store->sync();
-                    ++stats.journal_syncs;
-                }
-            } catch (const std::exception& e) {
-                log->error("{}: lease journal: {}; {} replies withheld", s.ifname, e.what(), replies.size());
-                continue;  // never promise a lease that is not on disk
+        try {
+            if (need_sync && opts.durable) {
+                store->sync();
+                ++stats.journal_syncs;
+            } else {
+                store->flush();  // offers, releases, declines: written now, durable with the next sync
             }
+        } catch (const std::exception& e) {
+            log->error("{}: lease journal: {}; {} replies withheld", s.ifname, e.what(), replies.size());
+            continue;  // never promise a lease that is not on disk
         }
         if (journal && journal->records() > 2 * journal->size() + 10000) {
             journal->compact();

@@ -187,10 +187,10 @@ void JournalLeaseStore::apply(const std::vector<LeaseChange>& changes) {
         pending_ += encode_record(c);
         ++records_;
     }
+    unsynced_ = unsynced_ || !changes.empty();
 }
 
-void JournalLeaseStore::sync() {
-    if (pending_.empty()) return;
+void JournalLeaseStore::flush() {
     std::size_t off = 0;
     while (off < pending_.size()) {
         ssize_t n = ::write(fd_, pending_.data() + off, pending_.size() - off);
@@ -198,8 +198,14 @@ void JournalLeaseStore::sync() {
         if (n < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": journal write failed");
         off += static_cast<std::size_t>(n);
     }
-    if (::fdatasync(fd_) != 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": fdatasync failed");
     pending_.clear();
+}
+
+void JournalLeaseStore::sync() {
+    if (pending_.empty() && !unsynced_) return;
+    flush();
+    if (::fdatasync(fd_) != 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": fdatasync failed");
+    unsynced_ = false;
     ++syncs_;
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs fleetconf into a temporary prefix and builds examples/consumer against it with find_package.
 set -eu
-BUILD=$1; SRC=$2; CXX=$3
+BUILD=$1; SRC=$2; CXX=$3; FLAGS=${4:-}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cmake --install "$BUILD" --prefix "$tmp/prefix" >/dev/null
-cmake -S "$SRC/examples/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_CXX_COMPILER="$CXX" >/dev/null
+cmake -S "$SRC/examples/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_CXX_COMPILER="$CXX" \
+  -DCMAKE_CXX_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS" >/dev/null
 cmake --build "$tmp/build" >/dev/null
 out=$("$tmp/build/consumer" "$SRC/examples/site.json" web)
 echo "$out"

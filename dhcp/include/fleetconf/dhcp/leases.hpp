@@ -54,6 +54,9 @@ public:
     virtual void apply(const std::vector<LeaseChange>& changes) = 0;
     // Makes everything applied so far durable (one sync for all of it).
     virtual void sync() = 0;
+    // Hands what was applied to the operating system without waiting for the disk: visible to readers of
+    // the journal, durable with the next sync.
+    virtual void flush() {}
     [[nodiscard]] virtual std::vector<Lease> all() const = 0;
 };
 
@@ -84,6 +87,7 @@ public:
     ~JournalLeaseStore() override;
     void apply(const std::vector<LeaseChange>& changes) override;
     void sync() override;  // write + fdatasync of everything appended since the last sync
+    void flush() override;  // write only
     // Rewrites the journal with only the live leases (temporary file, fsync, rename, fsync of the directory).
     void compact();
     [[nodiscard]] std::uint64_t records() const { return records_; }
@@ -96,6 +100,7 @@ private:
     std::filesystem::path file_;
     int fd_ = -1;
     std::string pending_;
+    bool unsynced_ = false;  // records written (or pending) since the last fdatasync
     std::uint64_t records_ = 0;
     std::uint64_t syncs_ = 0;
 };
