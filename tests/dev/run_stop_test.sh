@@ -33,4 +33,17 @@ os.execv(sys.argv[1], sys.argv[1:])' "$SRC/dev" run >"$log" 2>&1 &
   [ $fail -eq 0 ] && echo "ok   SIG$sig: namespaces created, then removed"
   rm -rf "$state"
 done
+# A server that cannot start: dev run fails, and still deletes its namespaces.
+prefix="fct$$E"
+state=$(mktemp -d)
+if FLEETCONF_BIN=/nonexistent FLEETCONF_DEMO_PREFIX=$prefix FLEETCONF_DEMO_STATE=$state "$SRC/dev" run >"$state/log" 2>&1; then
+  echo "FAIL(early): dev run succeeded with a missing binary"; fail=1
+fi
+if ip netns list | grep -q "^$prefix-"; then
+  echo "FAIL(early): namespaces left behind after a failed start"; fail=1
+  ip netns del "$prefix-host" 2>/dev/null; ip netns del "$prefix-fleet" 2>/dev/null
+else
+  echo "ok   failed start: namespaces removed"
+fi
+rm -rf "$state"
 exit $fail
