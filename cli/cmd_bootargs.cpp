@@ -26,13 +26,9 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 int run(const BootargsArgs& a) {
-    common::Site site;
-    try {
-        site = common::load_site(a.site);
-    } catch (const common::SiteLoadError& e) {
-        std::cerr << e.what() << "\n";
-        return kExitInvalid;
-    }
+    auto loaded = load_site_or_report(a.site);
+    if (!loaded) return kExitInvalid;
+    const common::Site& site = *loaded;
     const auto* u = site.unikernel(a.name);
     if (!u) {
         print_error(a.site + ": no unikernel named \"" + a.name + "\" (see: fleetconf site show " + a.site + ")");

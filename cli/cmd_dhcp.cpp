@@ -35,14 +35,19 @@ common::Site load(const DhcpArgs& a) {
     return site;
 }
 
-int serve(const DhcpArgs& a) {
-    common::Site site;
+std::optional<common::Site> load_or_report(const DhcpArgs& a) {
     try {
-        site = load(a);
+        return load(a);
     } catch (const common::SiteLoadError& e) {
         std::cerr << e.what() << "\n";
-        return kExitInvalid;
+        return std::nullopt;
     }
+}
+
+int serve(const DhcpArgs& a) {
+    auto loaded = load_or_report(a);
+    if (!loaded) return kExitInvalid;
+    common::Site& site = *loaded;
     auto log = common::log::get("dhcp");
     common::Runtime rt;
     dhcp::ServiceOptions o;
@@ -68,13 +73,9 @@ int serve(const DhcpArgs& a) {
 }
 
 int leases(const DhcpArgs& a) {
-    common::Site site;
-    try {
-        site = load(a);
-    } catch (const common::SiteLoadError& e) {
-        std::cerr << e.what() << "\n";
-        return kExitInvalid;
-    }
+    auto loaded = load_or_report(a);
+    if (!loaded) return kExitInvalid;
+    common::Site& site = *loaded;
     const auto file = a.lease_file.empty() ? site.services.data_dir / "dhcp" / "leases.journal" : std::filesystem::path(a.lease_file);
     if (!std::filesystem::exists(file)) {
         print_error(file.string() + ": no lease journal (has the DHCP service run with this data directory?)");
@@ -123,12 +124,9 @@ int ctl(const DhcpArgs& a) {
             print_error("give --socket PATH or --site SITE (the socket is DATA_DIR/dhcp/control.sock)");
             return kExitInvalid;
         }
-        try {
-            path = (load(a).services.data_dir / "dhcp" / "control.sock").string();
-        } catch (const common::SiteLoadError& e) {
-            std::cerr << e.what() << "\n";
-            return kExitInvalid;
-        }
+        auto site = load_or_report(a);
+        if (!site) return kExitInvalid;
+        path = (site->services.data_dir / "dhcp" / "control.sock").string();
     }
     auto args = nlohmann::json::parse(a.args_json, nullptr, false);
     if (args.is_discarded() || !args.is_object()) {

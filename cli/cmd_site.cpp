@@ -50,13 +50,9 @@ int check(const SiteArgs& a) {
 }
 
 int show(const SiteArgs& a) {
-    common::Site site;
-    try {
-        site = common::load_site(a.file);
-    } catch (const common::SiteLoadError& e) {
-        std::cerr << e.what() << "\n";
-        return kExitInvalid;
-    }
+    auto loaded = load_site_or_report(a.file);
+    if (!loaded) return kExitInvalid;
+    const common::Site& site = *loaded;
     if (a.json) {
         nlohmann::json us = nlohmann::json::array();
         for (const auto& u : site.unikernels)

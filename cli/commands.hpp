@@ -2,7 +2,11 @@
 // layer over a library call. Exit codes: 0 success, 1 runtime failure, 2 invalid input or usage.
 #pragma once
 
+#include "fleetconf/common/site.hpp"
+
 #include <CLI/CLI.hpp>
+
+#include <optional>
 
 #include <functional>
 #include <string>
@@ -24,5 +28,9 @@ void add_dhcp_commands(CLI::App& app, Action& action);
 
 // Prints "fleetconf: <message>" to stderr (one line, for the operator).
 void print_error(const std::string& message);
+
+// Loads a site file; on failure prints every error (FILE: POINTER: MESSAGE) and returns nullopt, for the
+// caller to exit with kExitInvalid.
+std::optional<common::Site> load_site_or_report(const std::string& file);
 
 }  // namespace fleetconf::cli

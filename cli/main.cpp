@@ -8,6 +8,15 @@ using namespace fleetconf;
 
 namespace fleetconf::cli {
 void print_error(const std::string& message) { std::cerr << "fleetconf: " << message << "\n"; }
+
+std::optional<common::Site> load_site_or_report(const std::string& file) {
+    try {
+        return common::load_site(file);
+    } catch (const common::SiteLoadError& e) {
+        std::cerr << e.what() << "\n";
+        return std::nullopt;
+    }
+}
 }  // namespace fleetconf::cli
 
 int main(int argc, char** argv) {

@@ -2,6 +2,7 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/runtime.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
@@ -283,14 +284,7 @@ void Server::start() {
     impl_->log->info("control socket listening on {} ({} device(s), {} key(s)){}", common::Endpoint{e.host, port()}.to_string(),
                      impl_->devices.size(), impl_->keys.keys.size(),
                      common::is_loopback(e.host) ? "" : "; NOT loopback: reachable from the network");
-    asio::co_spawn(impl_->io, impl_->accept_loop(), [log = impl_->log](std::exception_ptr ep2) {
-        if (!ep2) return;
-        try {
-            std::rethrow_exception(ep2);
-        } catch (const std::exception& ex) {
-            log->error("control accept loop ended: {}", ex.what());
-        }
-    });
+    asio::co_spawn(impl_->io, impl_->accept_loop(), common::log_exception(impl_->log, "control accept loop ended"));
 }
 
 void Server::stop() {
@@ -334,14 +328,9 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         sockets.remove_if([](const auto& w) { return w.expired(); });
         sockets.push_back(sock);
         ++connections;
-        asio::co_spawn(io, session(sock, peer), [this, peer](std::exception_ptr e) {
+        asio::co_spawn(io, session(sock, peer), [this, report = common::log_exception(log, std::string("control ").append(peer).append(": session failed"))](std::exception_ptr e) {
             --connections;
-            if (!e) return;
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log->error("control {}: session failed: {}", peer, ex.what());
-            }
+            report(e);
         });
     }
 }

@@ -4,6 +4,7 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/runtime.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -260,18 +261,14 @@ void Service::Impl::start_control() {
     ::umask(old);
     control->listen();
     log->info("control channel on {}", opts.control_socket.string());
-    asio::co_spawn(io, control_loop(), [l = log](std::exception_ptr e) {
-        if (e) try { std::rethrow_exception(e); } catch (const std::exception& x) { l->error("control channel: {}", x.what()); }
-    });
+    asio::co_spawn(io, control_loop(), common::log_exception(log, "control channel"));
 }
 
 asio::awaitable<void> Service::Impl::control_loop() {
     while (!stopped) {
         auto [ec, s] = co_await control->async_accept(use_tuple);
         if (ec) co_return;
-        asio::co_spawn(io, control_session(std::move(s)), [l = log](std::exception_ptr e) {
-            if (e) try { std::rethrow_exception(e); } catch (const std::exception& x) { l->warn("control session: {}", x.what()); }
-        });
+        asio::co_spawn(io, control_session(std::move(s)), common::log_exception(log, "control session", spdlog::level::warn));
     }
 }
 
@@ -323,16 +320,14 @@ void Service::Impl::start_metrics() {
     metrics->bind(ep);
     metrics->listen();
     log->info("metrics on http://{}/metrics", opts.metrics->to_string());
-    asio::co_spawn(io, metrics_loop(), [l = log](std::exception_ptr e) {
-        if (e) try { std::rethrow_exception(e); } catch (const std::exception& x) { l->error("metrics: {}", x.what()); }
-    });
+    asio::co_spawn(io, metrics_loop(), common::log_exception(log, "metrics"));
 }
 
 asio::awaitable<void> Service::Impl::metrics_loop() {
     while (!stopped) {
         auto [ec, s] = co_await metrics->async_accept(use_tuple);
         if (ec) co_return;
-        asio::co_spawn(io, metrics_session(std::move(s)), asio::detached);
+        asio::co_spawn(io, metrics_session(std::move(s)), common::log_exception(log, "metrics session", spdlog::level::warn));
     }
 }
 

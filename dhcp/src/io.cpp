@@ -1,5 +1,7 @@
 #include "service_impl.hpp"
 
+#include "fleetconf/common/runtime.hpp"
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -71,14 +73,7 @@ void Service::start() {
                          impl_->opts.server_port);
         auto* raw = s.get();
         impl_->sockets.push_back(std::move(s));
-        asio::co_spawn(impl_->io, impl_->receive_loop(*raw), [log = impl_->log](std::exception_ptr e) {
-            if (!e) return;
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log->error("receive loop ended: {}", ex.what());
-            }
-        });
+        asio::co_spawn(impl_->io, impl_->receive_loop(*raw), common::log_exception(impl_->log, "receive loop ended"));
     }
 }
 

@@ -4,6 +4,11 @@
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <spdlog/logger.h>
+
+#include <exception>
+#include <memory>
+#include <string>
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +16,19 @@
 #include <vector>
 
 namespace fleetconf::common {
+
+// Completion handler for co_spawn: a coroutine that ends with an exception is logged, never lost.
+inline auto log_exception(std::shared_ptr<spdlog::logger> log, std::string what,
+                          spdlog::level::level_enum level = spdlog::level::err) {
+    return [log = std::move(log), what = std::move(what), level](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            log->log(level, "{}: {}", what, x.what());
+        }
+    };
+}
 
 class Runtime {
 public:
