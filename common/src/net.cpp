@@ -50,9 +50,17 @@ std::optional<Ipv4> Ipv4::parse(std::string_view text) {
 }
 
 std::string Ipv4::to_string() const {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", v_ >> 24, (v_ >> 16) & 0xFF, (v_ >> 8) & 0xFF, v_ & 0xFF);
-    return buf;
+    // Digit arithmetic, not snprintf: this is on the DHCP packet path.
+    std::string s;
+    s.reserve(15);
+    for (int i = 3; i >= 0; --i) {
+        const unsigned b = (v_ >> (8 * i)) & 0xFF;
+        if (b >= 100) s.push_back(static_cast<char>('0' + b / 100));
+        if (b >= 10) s.push_back(static_cast<char>('0' + b / 10 % 10));
+        s.push_back(static_cast<char>('0' + b % 10));
+        if (i) s.push_back('.');
+    }
+    return s;
 }
 
 std::array<std::uint8_t, 4> Ipv4::bytes() const {
@@ -160,9 +168,13 @@ std::optional<Mac> Mac::parse(std::string_view text) {
 }
 
 std::string Mac::to_string() const {
-    char buf[18];
-    std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", b_[0], b_[1], b_[2], b_[3], b_[4], b_[5]);
-    return buf;
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string s(17, ':');
+    for (std::size_t i = 0; i < 6; ++i) {
+        s[3 * i] = digits[b_[i] >> 4];
+        s[3 * i + 1] = digits[b_[i] & 0xF];
+    }
+    return s;
 }
 
 bool Mac::is_zero() const {
