@@ -2,10 +2,13 @@
 #include "commands.hpp"
 
 #include "fleetconf/common/bootargs.hpp"
+#include "fleetconf/common/files.hpp"
 #include "fleetconf/common/site.hpp"
+#include "fleetconf/gitconf/service.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -16,6 +19,8 @@ struct BootargsArgs {
     std::string name;
     std::string site = "site.json";
     std::string tap;
+    std::string token_file;
+    std::string data_dir;
     bool json = false;
 };
 
@@ -34,7 +39,33 @@ int run(const BootargsArgs& a) {
         print_error(a.site + ": no unikernel named \"" + a.name + "\" (see: fleetconf site show " + a.site + ")");
         return kExitInvalid;
     }
-    const auto args = common::boot_args(site, *u, a.tap.empty() ? common::default_tap_name(u->name) : a.tap);
+    common::GitBootInfo git;
+    common::Site effective = site;
+    if (!a.data_dir.empty()) effective.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
+    if (!a.token_file.empty()) {
+        std::string text;
+        if (auto err = common::read_secret_file(a.token_file, 4096, text)) {
+            print_error(*err);
+            return kExitInvalid;
+        }
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+        git.token = text;
+    } else if (const char* env = std::getenv("FLEETCONF_GIT_TOKEN"); env && *env) {
+        git.token = env;
+    }
+    if (site.services.git.https) {
+        std::error_code ec;
+        const auto cert = gitconf::tls_cert_file(effective);
+        if (std::filesystem::exists(cert, ec)) {
+            try {
+                git.tls_authenticator = gitconf::tls_key_fingerprint(cert);
+            } catch (const std::exception& e) {
+                print_error(e.what());
+                return kExitFailure;
+            }
+        }
+    }
+    const auto args = common::boot_args(site, *u, a.tap.empty() ? common::default_tap_name(u->name) : a.tap, git);
     if (a.json) {
         std::cout << nlohmann::json{{"name", u->name}, {"tender", args.tender}, {"unikernel", args.unikernel}, {"notes", args.notes}}.dump(2)
                   << "\n";
@@ -56,6 +87,11 @@ void add_bootargs_command(CLI::App& app, Action& action) {
     c->add_option("NAME", a->name, "Unikernel name from the site file")->required();
     c->add_option("--site", a->site, "Site file")->capture_default_str();
     c->add_option("--tap", a->tap, "Tap device for solo5-hvt (default: tap-NAME, cut to 15 characters)");
+    c->add_option("--git-token-file", a->token_file,
+                  "File holding the unikernel's git token (from `fleetconf git token NAME`), put into --remote; "
+                  "the environment variable FLEETCONF_GIT_TOKEN works too")
+        ->check(CLI::ExistingFile);
+    c->add_option("--data-dir", a->data_dir, "Override services.data_dir (where the TLS certificate is read from)");
     c->add_flag("--json", a->json, "Machine-readable output: {name, tender[], unikernel[], notes[]}");
     c->callback([&action, a] { action = [a] { return run(*a); }; });
 }

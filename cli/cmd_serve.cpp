@@ -60,6 +60,7 @@ int run(const ServeArgs& a) {
     int running = 0;
     std::unique_ptr<blockcfg::SiteService> block;
     std::unique_ptr<dhcp::Service> dhcp_service;
+    std::unique_ptr<gitconf::Service> git_service;
     for (const auto& s : services) {
         if (!s.enabled) log->info("{}: disabled", s.info.name);
         else if (!s.info.available) log->warn("{}: {}", s.info.name, s.info.summary);
@@ -77,6 +78,15 @@ int run(const ServeArgs& a) {
             dhcp_service->start();
         } catch (const std::exception& e) {
             print_error("dhcp: " + std::string(e.what()));
+            return kExitFailure;
+        }
+    }
+    if (services[1].enabled) {
+        try {
+            git_service = std::make_unique<gitconf::Service>(rt.io(), site, gitconf::ServiceOptions{}, common::log::get("git"));
+            git_service->start();
+        } catch (const std::exception& e) {
+            print_error("git: " + std::string(e.what()));
             return kExitFailure;
         }
     }
@@ -99,6 +109,7 @@ int run(const ServeArgs& a) {
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
             if (dhcp_service) dhcp_service->reload(site);
+            if (git_service) git_service->reload(site);
             if (block) {
                 block->reload_keys();
                 log->info("block: control keys reloaded");
@@ -113,6 +124,7 @@ int run(const ServeArgs& a) {
         log->info("stopping");
         if (block) block->stop();
         if (dhcp_service) dhcp_service->stop();
+        if (git_service) git_service->stop();
     });
     const bool clean = rt.run();
     log->info("stopped{}", clean ? "" : " (forced)");

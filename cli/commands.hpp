@@ -25,6 +25,7 @@ void add_bootargs_command(CLI::App& app, Action& action);
 void add_serve_command(CLI::App& app, Action& action);
 void add_block_commands(CLI::App& app, Action& action);
 void add_dhcp_commands(CLI::App& app, Action& action);
+void add_git_commands(CLI::App& app, Action& action);
 
 // Prints "fleetconf: <message>" to stderr (one line, for the operator).
 void print_error(const std::string& message);

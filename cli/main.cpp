@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     cli::add_serve_command(app, action);
     cli::add_block_commands(app, action);
     cli::add_dhcp_commands(app, action);
+    cli::add_git_commands(app, action);
 
     try {
         app.parse(argc, argv);

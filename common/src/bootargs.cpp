@@ -8,7 +8,26 @@ std::string default_tap_name(std::string_view unikernel) {
     return t;
 }
 
-BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name) {
+std::string git_remote(const Site& site, const Unikernel& u, std::string_view token) {
+    const auto& g = site.services.git;
+    if (!g.enabled || !u.git.enabled) return {};
+    auto host_of = [&](const Endpoint& e, std::uint16_t default_port) {
+        std::string h = g.public_host.empty() ? e.host_string() : g.public_host;
+        if (h.find(':') != std::string::npos) h = "[" + h + "]";
+        if (e.port != default_port) h += ":" + std::to_string(e.port);
+        return h;
+    };
+    const std::string cred = u.name + ":" + (token.empty() ? std::string("TOKEN") : std::string(token)) + "@";
+    std::string uri;
+    if (g.https) uri = "https://" + cred + host_of(*g.https, 443) + "/" + u.name + ".git";
+    else if (g.http) uri = "http://" + cred + host_of(*g.http, 80) + "/" + u.name + ".git";
+    else if (g.git && u.git.git_protocol) uri = "git://" + host_of(*g.git, 9418) + "/" + u.name + ".git";
+    else return {};
+    if (u.git.branch != "main") uri += "#" + u.git.branch;
+    return uri;
+}
+
+BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git) {
     BootArgs a;
     const Network* net = site.network(u.network);
     a.tender.push_back(std::string("--net:") + kNetDevice + "=" + std::string(tap_name));
@@ -35,6 +54,17 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
                               "the unikernel uses its built-in port");
     }
     if (o.monitoring) a.unikernel.push_back("--monitor=" + o.monitoring->host_string());
+    if (const auto remote = git_remote(site, u, git.token); !remote.empty()) {
+        a.unikernel.push_back("--remote=" + remote);
+        if (git.token.empty() && remote.find("TOKEN@") != std::string::npos)
+            a.notes.push_back("TOKEN: the unikernel's git credential; `fleetconf git token " + u.name +
+                              "` issues one (only its hash is kept), --git-token-file fills it in here");
+        if (remote.rfind("https://", 0) == 0) {
+            if (!git.tls_authenticator.empty()) a.unikernel.push_back("--tls-authenticator=" + git.tls_authenticator);
+            else a.notes.push_back("--tls-authenticator: the certificate is made when the git service first starts; run bootargs again then");
+        }
+        a.notes.push_back(std::string("configuration repository: ") + (u.git.writable ? "read-write" : "read-only") + ", branch " + u.git.branch);
+    }
     for (const auto& x : u.boot_args) a.unikernel.push_back(x);
     return a;
 }

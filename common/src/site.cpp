@@ -471,10 +471,30 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (services.contains("git")) {
             const auto& j = services["git"];
             auto& s = site.services.git;
-            if (c.object(j, "/services/git", {"enabled", "http", "git", "public_host"})) {
+            if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
+                                               "pack_cache_mb"})) {
                 s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
                 s.http = c.parsed(j, "/services/git", "http", parse_endpoint_required_port, "an address with :port");
+                s.https = c.parsed(j, "/services/git", "https", parse_endpoint_required_port, "an address with :port");
                 s.git = c.parsed(j, "/services/git", "git", parse_endpoint_required_port, "an address with :port");
+                s.pack_cache_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "pack_cache_mb", 0, 65536).value_or(64));
+                const auto cert = c.string(j, "/services/git", "tls_cert");
+                const auto key = c.string(j, "/services/git", "tls_key");
+                if (cert.has_value() != key.has_value())
+                    c.error(cert ? "/services/git/tls_key" : "/services/git/tls_cert", "tls_cert and tls_key go together");
+                if (cert && key) {
+                    s.tls_cert = resolve(base_dir, *cert);
+                    s.tls_key = resolve(base_dir, *key);
+                    check_file_exists(c, "/services/git/tls_cert", s.tls_cert, false);
+                    check_file_exists(c, "/services/git/tls_key", s.tls_key, false);
+                }
+                if (auto t = c.string(j, "/services/git", "template")) {
+                    s.template_dir = resolve(base_dir, *t);
+                    std::error_code ec;
+                    if (!std::filesystem::is_directory(s.template_dir, ec))
+                        c.error("/services/git/template", s.template_dir.string() + " is not a directory");
+                }
+
                 if (auto h = c.string(j, "/services/git", "public_host")) {
                     if (!is_dns_name(*h) && !parse_ip(*h)) c.error("/services/git/public_host", "\"" + *h + "\" is not a host name or IP address");
                     else s.public_host = *h;
@@ -500,6 +520,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             }
         }
     }
+    if (auto& g = site.services.git; !g.http && !g.https && !g.git) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
     if (!site.services.block.key_file_given) site.services.block.key_file = site.services.data_dir / "block" / "keys";
 
     // ---- networks ----
@@ -664,8 +685,9 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (j.contains("git")) {
                     const auto gp = join(p, "git");
                     const auto& g = j["git"];
-                    if (c.object(g, gp, {"enabled", "access", "branch"})) {
+                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol"})) {
                         u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
+                        u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
                         if (auto a = c.string(g, gp, "access")) {
                             if (*a == "read-write") u.git.writable = true;
                             else if (*a != "read-only") c.error(join(gp, "access"), "\"" + *a + "\" is not read-only or read-write");

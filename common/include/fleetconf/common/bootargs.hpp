@@ -28,7 +28,21 @@ inline constexpr const char* kBlockDevice = "storage";
 //   (a unikernel on DHCP also receives them as options 7 and 125, but MirageOS only reads them
 //   from the command line today, so they are printed in both modes);
 // - its extra boot_args last, so they can override anything above.
-BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name);
+// What the git host adds for a unikernel with a repository: its token (only its hash is stored, so
+// the caller supplies it; empty prints a TOKEN placeholder) and, for HTTPS, the certificate's
+// --tls-authenticator value.
+struct GitBootInfo {
+    std::string token;
+    std::string tls_authenticator;  // "key-fp:SHA256:..."; empty when unknown
+};
+
+// - --remote=<uri>[#branch] for a unikernel with a repository: https (preferred), http or git://,
+//   with NAME:TOKEN credentials over HTTP(S);
+BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git = {});
+
+// The URI a unikernel fetches its configuration from (empty when it has no repository or no
+// listener serves it). `token` empty: "TOKEN" stands in for it.
+std::string git_remote(const Site& site, const Unikernel& u, std::string_view token);
 
 // Default tap device name for a unikernel: "tap-" + name, cut to the 15-character interface limit.
 std::string default_tap_name(std::string_view unikernel);

@@ -85,6 +85,7 @@ struct GitSettings {
     bool enabled = true;
     bool writable = false;  // "access": "read-only" (default) or "read-write"
     std::string branch = "main";
+    bool git_protocol = false;  // also served read-only over git:// (no credentials: development only)
 };
 
 struct BlockSettings {
@@ -120,9 +121,13 @@ struct DhcpService {
 
 struct GitService {
     bool enabled = true;
-    std::optional<Endpoint> http;   // smart HTTP listener
+    std::optional<Endpoint> http;   // smart HTTP listener (default 127.0.0.1:8080 when no listener is given)
+    std::optional<Endpoint> https;  // smart HTTP over TLS
     std::optional<Endpoint> git;    // git:// listener (development only)
     std::string public_host;        // host name or address unikernels use in --remote
+    std::filesystem::path tls_cert, tls_key;  // PEM files; default: a self-signed pair made on first start
+    std::filesystem::path template_dir;       // files of every new repository's first commit
+    std::uint32_t pack_cache_mb = 64;         // packs kept for fleets fetching the same tip; 0 disables
 };
 
 struct BlockService {

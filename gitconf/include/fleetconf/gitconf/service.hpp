@@ -1,11 +1,75 @@
-// fleetconf::gitconf: git smart-protocol host, one repository per unikernel.
+// fleetconf::gitconf: the git host. One bare repository per unikernel of the site, served read-only
+// over smart HTTP(S) with per-unikernel credentials, and over git:// for repositories that allow it.
 #pragma once
 
+#include "fleetconf/common/net.hpp"
 #include "fleetconf/common/service.hpp"
+#include "fleetconf/common/site.hpp"
+
+#include <asio/io_context.hpp>
+#include <spdlog/logger.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace fleetconf::gitconf {
 
-// Not implemented in this build yet (tracked by issue #6); `fleetconf serve` reports it as such.
 common::ServiceInfo service_info();
+
+// Where things live under the site's data directory (documented in docs/gitconf.md).
+std::filesystem::path git_root(const common::Site& site);                            // <data_dir>/git
+std::filesystem::path repo_dir(const common::Site& site, std::string_view name);     // <root>/repos/NAME.git
+std::filesystem::path token_file(const common::Site& site);                         // <root>/tokens.json
+std::filesystem::path tls_cert_file(const common::Site& site);                      // site's tls_cert or <root>/tls/cert.pem
+std::filesystem::path tls_key_file(const common::Site& site);                       // site's tls_key or <root>/tls/key.pem
+
+// Unikernels of the site that have a repository (git enabled), in site order.
+std::vector<const common::Unikernel*> repo_unikernels(const common::Site& site);
+
+// Creates each missing repository of the site (bare, HEAD on the unikernel's branch, a first commit
+// from the site's template folder or an empty tree). Refuses a repository path that is a symbolic
+// link or not a directory. Returns the names created.
+std::vector<std::string> ensure_repositories(const common::Site& site, spdlog::logger* log = nullptr);
+
+// Creates a self-signed certificate (ECDSA P-256, 10 years, the public host as subject name) when
+// the site names no certificate and none was made before.
+void ensure_tls_pair(const common::Site& site, spdlog::logger* log = nullptr);
+// The unikernel's --tls-authenticator value for a certificate: "key-fp:SHA256:" + base64 of the
+// SHA-256 of its SubjectPublicKeyInfo. Throws std::runtime_error when the file cannot be read.
+std::string tls_key_fingerprint(const std::filesystem::path& cert_pem);
+
+struct ServiceOptions {
+    std::size_t pack_threads = 2;                   // pack building off the I/O thread
+    std::chrono::milliseconds read_timeout{30000};  // a request that stalls this long is dropped
+    std::chrono::milliseconds idle_timeout{60000};  // an idle keep-alive connection is closed
+    std::size_t max_connections = 2048;
+    std::size_t max_body = 8 << 20;                 // request body on the wire
+    std::size_t max_inflated_body = 32 << 20;       // after gzip decoding
+};
+
+class Service {
+public:
+    Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log);
+    ~Service();
+    // Creates missing repositories (and the TLS pair when HTTPS is on) and opens the listeners.
+    void start();
+    void stop();
+    // New unikernels get their repositories; access rules follow the new site; connections stay.
+    void reload(const common::Site& site);
+    [[nodiscard]] std::string prometheus() const;
+    // Bound addresses (after start), for tests that listen on port 0.
+    [[nodiscard]] std::optional<common::Endpoint> http_endpoint() const;
+    [[nodiscard]] std::optional<common::Endpoint> https_endpoint() const;
+    [[nodiscard]] std::optional<common::Endpoint> git_endpoint() const;
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
 
 }  // namespace fleetconf::gitconf

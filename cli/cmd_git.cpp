@@ -1,0 +1,325 @@
+// fleetconf git list|create|put|rm|log|show|token: the configuration repositories on this host,
+// edited through libgit2 so an operator needs no git client.
+#include "commands.hpp"
+
+#include "fleetconf/common/bootargs.hpp"
+#include "fleetconf/gitconf/auth.hpp"
+#include "fleetconf/gitconf/repo.hpp"
+#include "fleetconf/gitconf/service.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+namespace fleetconf::cli {
+namespace {
+
+constexpr std::size_t kMaxFile = 16 << 20;
+
+struct GitArgs {
+    std::string site = "site.json";
+    std::string data_dir;
+    std::string name, path, message, author = "fleetconf operator <operator@fleetconf>", rev, file;
+    std::size_t max = 20;
+    bool json = false, revoke = false;
+};
+
+std::optional<common::Site> load(const GitArgs& a) {
+    auto site = load_site_or_report(a.site);
+    if (site && !a.data_dir.empty()) site->services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
+    return site;
+}
+
+// The unikernel named on the command line, if it has a repository; reports otherwise.
+const common::Unikernel* repo_unikernel(const common::Site& site, const GitArgs& a) {
+    const auto* u = site.unikernel(a.name);
+    if (!u) print_error(a.site + ": no unikernel named \"" + a.name + "\"");
+    else if (!u->git.enabled) print_error(a.site + ": unikernel \"" + a.name + "\" has git disabled (/unikernels/.../git/enabled)");
+    else return u;
+    return nullptr;
+}
+
+std::optional<gitconf::Repository> open_repo(const common::Site& site, const std::string& name) {
+    const auto dir = gitconf::repo_dir(site, name);
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) {
+        print_error("repository " + dir.string() + " does not exist yet (fleetconf git create " + name + ", or start the service)");
+        return std::nullopt;
+    }
+    try {
+        return gitconf::Repository::open(dir);
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return std::nullopt;
+    }
+}
+
+std::optional<gitconf::Author> parse_author(const std::string& s) {
+    const auto lt = s.find('<'), gt = s.rfind('>');
+    if (lt == std::string::npos || gt == std::string::npos || gt < lt || lt == 0) return std::nullopt;
+    std::string name = s.substr(0, lt);
+    while (!name.empty() && name.back() == ' ') name.pop_back();
+    if (name.empty()) return std::nullopt;
+    return gitconf::Author{name, s.substr(lt + 1, gt - lt - 1)};
+}
+
+std::string iso_time(std::int64_t t) {
+    const std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+int cmd_list(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    gitconf::TokenStore tokens;
+    try {
+        tokens = gitconf::TokenStore::load(gitconf::token_file(*site));
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto* u : gitconf::repo_unikernels(*site)) {
+        nlohmann::json r{{"name", u->name},
+                         {"access", u->git.writable ? "read-write" : "read-only"},
+                         {"branch", u->git.branch},
+                         {"git_protocol", u->git.git_protocol},
+                         {"token", tokens.has(u->name)},
+                         {"path", gitconf::repo_dir(*site, u->name).string()}};
+        std::error_code ec;
+        if (std::filesystem::exists(gitconf::repo_dir(*site, u->name), ec)) {
+            try {
+                auto repo = gitconf::Repository::open(gitconf::repo_dir(*site, u->name));
+                const auto refs = repo.refs();
+                r["exists"] = true;
+                r["head"] = refs.head ? refs.head->hex() : "";
+                r["refs"] = refs.refs.size();
+                r["size"] = repo.disk_size();
+            } catch (const std::exception& e) {
+                r["exists"] = true;
+                r["error"] = e.what();
+            }
+        } else {
+            r["exists"] = false;
+        }
+        out.push_back(std::move(r));
+    }
+    if (a.json) {
+        std::cout << out.dump(2) << "\n";
+        return kExitOk;
+    }
+    std::printf("%-20s %-10s %-12s %-8s %-6s %s\n", "NAME", "ACCESS", "BRANCH", "HEAD", "TOKEN", "STATE");
+    for (const auto& r : out) {
+        const std::string head = r.value("head", std::string());
+        std::printf("%-20s %-10s %-12s %-8s %-6s %s\n", r["name"].get<std::string>().c_str(), r["access"].get<std::string>().c_str(),
+                    r["branch"].get<std::string>().c_str(), head.empty() ? "-" : head.substr(0, 8).c_str(), r["token"].get<bool>() ? "yes" : "no",
+                    r.contains("error")  ? r["error"].get<std::string>().c_str()
+                    : r["exists"].get<bool>() ? (std::to_string(r["size"].get<std::uint64_t>()) + " bytes").c_str()
+                                              : "not created");
+    }
+    return kExitOk;
+}
+
+int cmd_create(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    if (!a.name.empty() && !repo_unikernel(*site, a)) return kExitInvalid;
+    try {
+        auto created = gitconf::ensure_repositories(*site);
+        for (const auto& n : created)
+            if (a.name.empty() || n == a.name) std::cout << "created " << gitconf::repo_dir(*site, n).string() << "\n";
+        if (created.empty()) std::cout << "every repository exists already\n";
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
+int cmd_put(const GitArgs& a, bool remove) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    if (auto err = gitconf::check_repo_path(a.path); !err.empty()) {
+        print_error(a.path + ": " + err);
+        return kExitInvalid;
+    }
+    const auto author = parse_author(a.author);
+    if (!author) {
+        print_error("--author \"" + a.author + "\" is not of the form \"Name <email>\"");
+        return kExitInvalid;
+    }
+    auto repo = open_repo(*site, u->name);
+    if (!repo) return kExitFailure;
+    std::string content;
+    if (!remove) {
+        std::istream* in = &std::cin;
+        std::ifstream f;
+        if (!a.file.empty() && a.file != "-") {
+            f.open(a.file, std::ios::binary);
+            if (!f) {
+                print_error(a.file + ": cannot open");
+                return kExitInvalid;
+            }
+            in = &f;
+        }
+        char buf[65536];
+        while (*in) {
+            in->read(buf, sizeof buf);
+            content.append(buf, static_cast<std::size_t>(in->gcount()));
+            if (content.size() > kMaxFile) {
+                print_error("the file is larger than 16 MiB; unikernels hold the whole repository in memory");
+                return kExitInvalid;
+            }
+        }
+        if (a.path.size() > 5 && a.path.substr(a.path.size() - 5) == ".json" &&
+            nlohmann::json::parse(content, nullptr, false).is_discarded()) {
+            print_error(a.path + ": not valid JSON; not committed");
+            return kExitInvalid;
+        }
+    }
+    const std::string msg = !a.message.empty() ? a.message : (remove ? "Remove " : "Update ") + a.path;
+    try {
+        const auto id = remove ? repo->remove_file(u->git.branch, a.path, *author, msg + "\n")
+                               : repo->put_file(u->git.branch, a.path, content, *author, msg + "\n");
+        std::cout << id.hex() << "\n";
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
+int cmd_log(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    auto repo = open_repo(*site, u->name);
+    if (!repo) return kExitFailure;
+    try {
+        const auto entries = repo->log(a.rev.empty() ? "refs/heads/" + u->git.branch : a.rev, a.max);
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& e : entries) {
+            if (a.json) out.push_back({{"id", e.id.hex()}, {"time", e.time}, {"author", e.author}, {"summary", e.summary}});
+            else std::cout << e.id.hex().substr(0, 12) << " " << iso_time(e.time) << " " << e.author << "  " << e.summary << "\n";
+        }
+        if (a.json) std::cout << out.dump(2) << "\n";
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
+int cmd_show(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    auto repo = open_repo(*site, u->name);
+    if (!repo) return kExitFailure;
+    try {
+        const auto shown = repo->show(a.rev.empty() ? "refs/heads/" + u->git.branch : a.rev, a.path);
+        std::cout << shown.content;
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
+int cmd_token(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    try {
+        auto tokens = gitconf::TokenStore::load(gitconf::token_file(*site));
+        if (a.revoke) {
+            std::cout << (tokens.revoke(u->name) ? "revoked the token of " : "no token to revoke for ") << u->name << "\n";
+            return kExitOk;
+        }
+        const bool rotated = tokens.has(u->name);
+        const auto token = tokens.issue(u->name);
+        std::cout << token << "\n";
+        std::cerr << "fleetconf: " << (rotated ? "rotated" : "issued") << " the token of " << u->name << " (only its SHA-256 is kept in "
+                  << gitconf::token_file(*site).string() << "; a running server picks it up at the next request)\n";
+        if (const auto remote = common::git_remote(*site, *u, token); !remote.empty() && remote.rfind("git://", 0) != 0)
+            std::cerr << "fleetconf: boot argument: --remote=" << remote << "\n";
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
+}  // namespace
+
+void add_git_commands(CLI::App& app, Action& action) {
+    auto* git = app.add_subcommand("git", "Configuration repositories (one per unikernel): list, create, put/rm files, log, show, tokens");
+    git->require_subcommand(1);
+    auto a = std::make_shared<GitArgs>();
+    auto common_opts = [&](CLI::App* c) {
+        c->add_option("--site", a->site, "Site file")->capture_default_str();
+        c->add_option("--data-dir", a->data_dir, "Override services.data_dir from the site file");
+    };
+    auto* list = git->add_subcommand("list", "List the repositories of the site: access, branch, head, token, size");
+    common_opts(list);
+    list->add_flag("--json", a->json, "Machine-readable output");
+    list->callback([&action, a] { action = [a] { return cmd_list(*a); }; });
+
+    auto* create = git->add_subcommand("create", "Create missing repositories (all, or NAME): bare, with a first commit");
+    create->add_option("NAME", a->name, "Unikernel name (default: every unikernel with git enabled)");
+    common_opts(create);
+    create->callback([&action, a] { action = [a] { return cmd_create(*a); }; });
+
+    auto* put = git->add_subcommand("put", "Commit a file (read from standard input or --file) to a unikernel's branch; prints the commit id");
+    put->add_option("NAME", a->name, "Unikernel name")->required();
+    put->add_option("PATH", a->path, "Path in the repository, e.g. config.json or htdocs/index.html")->required();
+    put->add_option("--file", a->file, "Read the content from this file instead of standard input");
+    put->add_option("-m,--message", a->message, "Commit message (default: \"Update PATH\")");
+    put->add_option("--author", a->author, "Author as \"Name <email>\"")->capture_default_str();
+    common_opts(put);
+    put->callback([&action, a] { action = [a] { return cmd_put(*a, false); }; });
+
+    auto* rm = git->add_subcommand("rm", "Commit the removal of a file; prints the commit id");
+    rm->add_option("NAME", a->name, "Unikernel name")->required();
+    rm->add_option("PATH", a->path, "Path in the repository")->required();
+    rm->add_option("-m,--message", a->message, "Commit message (default: \"Remove PATH\")");
+    rm->add_option("--author", a->author, "Author as \"Name <email>\"")->capture_default_str();
+    common_opts(rm);
+    rm->callback([&action, a] { action = [a] { return cmd_put(*a, true); }; });
+
+    auto* log = git->add_subcommand("log", "Show the history of a unikernel's branch");
+    log->add_option("NAME", a->name, "Unikernel name")->required();
+    log->add_option("--rev", a->rev, "Revision to start from (default: the unikernel's branch)");
+    log->add_option("-n,--max-count", a->max, "At most this many commits")->capture_default_str()->check(CLI::Range(1, 100000));
+    log->add_flag("--json", a->json, "Machine-readable output");
+    common_opts(log);
+    log->callback([&action, a] { action = [a] { return cmd_log(*a); }; });
+
+    auto* show = git->add_subcommand("show", "Print a file, or list a folder (the root without PATH)");
+    show->add_option("NAME", a->name, "Unikernel name")->required();
+    show->add_option("PATH", a->path, "Path in the repository (default: list the root)");
+    show->add_option("--rev", a->rev, "Revision (default: the unikernel's branch)");
+    common_opts(show);
+    show->callback([&action, a] { action = [a] { return cmd_show(*a); }; });
+
+    auto* token = git->add_subcommand("token", "Issue or rotate a unikernel's HTTP credential; prints the token (user = NAME)");
+    token->add_option("NAME", a->name, "Unikernel name")->required();
+    token->add_flag("--revoke", a->revoke, "Remove the credential instead");
+    common_opts(token);
+    token->callback([&action, a] { action = [a] { return cmd_token(*a); }; });
+}
+
+}  // namespace fleetconf::cli

@@ -1,0 +1,103 @@
+#include "fleetconf/gitconf/auth.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <stdexcept>
+
+namespace fleetconf::gitconf {
+
+namespace {
+std::string hash_hex(std::string_view token) { return common::to_hex(common::sha256(token)); }
+}  // namespace
+
+TokenStore TokenStore::load(const std::filesystem::path& file) {
+    TokenStore s;
+    s.file_ = file;
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) return s;
+    std::string text;
+    if (auto err = common::read_secret_file(file, 1 << 20, text)) throw std::runtime_error(*err);
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(file.string() + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("tokens") || !j["tokens"].is_object())
+        throw std::runtime_error(file.string() + ": not a fleetconf token file (version 1)");
+    for (const auto& [name, rec] : j["tokens"].items()) {
+        if (!rec.is_object() || !rec.contains("sha256") || !rec["sha256"].is_string() || rec["sha256"].get<std::string>().size() != 64)
+            throw std::runtime_error(file.string() + ": /tokens/" + name + ": expected {\"sha256\": 64 hex digits}");
+        TokenRecord r;
+        r.sha256_hex = rec["sha256"].get<std::string>();
+        if (rec.contains("created") && rec["created"].is_number_integer()) r.created = rec["created"].get<std::int64_t>();
+        s.tokens_.emplace(name, std::move(r));
+    }
+    return s;
+}
+
+void TokenStore::save() const {
+    nlohmann::json t = nlohmann::json::object();
+    for (const auto& [name, r] : tokens_) t[name] = {{"sha256", r.sha256_hex}, {"created", r.created}};
+    const std::string text = nlohmann::json{{"version", 1}, {"tokens", t}}.dump(2) + "\n";
+    common::ensure_directory(file_.parent_path());
+    common::write_file_atomic(file_, common::as_bytes(text), 0600);
+}
+
+std::string TokenStore::issue(const std::string& name) {
+    const std::string token = common::to_hex(common::random_bytes(24));
+    TokenRecord r;
+    r.sha256_hex = hash_hex(token);
+    r.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    tokens_[name] = std::move(r);
+    save();
+    return token;
+}
+
+bool TokenStore::revoke(const std::string& name) {
+    if (!tokens_.erase(name)) return false;
+    save();
+    return true;
+}
+
+bool TokenStore::verify(std::string_view name, std::string_view token) const {
+    static const std::string dummy(64, '0');
+    const auto it = tokens_.find(std::string(name));
+    const std::string& expected = it == tokens_.end() ? dummy : it->second.sha256_hex;
+    const std::string got = hash_hex(token);
+    const bool eq = common::constant_time_equal(common::as_bytes(expected), common::as_bytes(got));
+    return eq && it != tokens_.end();
+}
+
+std::optional<BasicCredentials> parse_basic_auth(std::string_view header) {
+    while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+    if (header.size() < 6) return std::nullopt;
+    std::string scheme(header.substr(0, 6));
+    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (scheme != "basic ") return std::nullopt;
+    header.remove_prefix(6);
+    while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+    while (!header.empty() && header.back() == ' ') header.remove_suffix(1);
+    if (header.size() > 1024) return std::nullopt;
+    auto raw = common::base64_decode(header);
+    if (!raw) return std::nullopt;
+    const std::string text(raw->begin(), raw->end());
+    const auto colon = text.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    return BasicCredentials{text.substr(0, colon), text.substr(colon + 1)};
+}
+
+Verdict authorize_http(std::string_view repo, const RepoAccess& access, const std::optional<BasicCredentials>& cred,
+                       const TokenStore& tokens, bool push) {
+    if (!cred || !tokens.verify(cred->user, cred->password)) return Verdict::unauthorized;
+    // Valid credentials: the answer for "not yours" and "does not exist" is the same 404.
+    if (cred->user != repo || !access.exists) return Verdict::not_found;
+    if (push && !access.writable) return Verdict::forbidden;
+    return Verdict::allow;
+}
+
+}  // namespace fleetconf::gitconf

@@ -1,0 +1,120 @@
+// Private to the gitconf service: the state shared by the git:// and HTTP(S) front ends.
+#pragma once
+
+#include "fleetconf/common/runtime.hpp"
+#include "fleetconf/gitconf/auth.hpp"
+#include "fleetconf/gitconf/repo.hpp"
+#include "fleetconf/gitconf/service.hpp"
+#include "fleetconf/gitconf/upload_pack.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+
+#include <atomic>
+#include <future>
+#include <list>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+namespace fleetconf::gitconf {
+
+using asio::ip::tcp;
+
+// Packs by PackJob key, most recently used kept within a byte budget; concurrent requests for the
+// same key build it once (the others wait for the first).
+class PackCache {
+public:
+    explicit PackCache(std::size_t limit_bytes) : limit_(limit_bytes) {}
+    // Runs on a pool thread. `hit` tells whether the pack came from the cache (or another build).
+    std::shared_ptr<const PackResult> get_or_build(const std::string& key, const std::function<PackResult()>& build, bool& hit);
+    [[nodiscard]] std::uint64_t hits() const { return hits_; }
+    [[nodiscard]] std::uint64_t misses() const { return misses_; }
+    [[nodiscard]] std::size_t bytes() const;
+
+private:
+    struct Entry {
+        std::shared_ptr<const PackResult> pack;
+        std::list<std::string>::iterator lru;
+    };
+    mutable std::mutex m_;
+    std::unordered_map<std::string, Entry> entries_;
+    std::list<std::string> lru_;
+    std::unordered_map<std::string, std::shared_future<std::shared_ptr<const PackResult>>> building_;
+    std::size_t bytes_ = 0;
+    std::size_t limit_;
+    std::atomic<std::uint64_t> hits_{0}, misses_{0};
+};
+
+// Closes a socket when a deadline passes; arm() moves the deadline. One per connection. The watcher
+// coroutine shares the state, so it may outlive the session that owns the Deadline.
+class Deadline {
+public:
+    template <typename Close>
+    Deadline(asio::any_io_executor ex, Close close) : st_(std::make_shared<State>(ex, std::move(close))) {}
+    ~Deadline() { cancel(); }
+    Deadline(const Deadline&) = delete;
+    Deadline& operator=(const Deadline&) = delete;
+    void arm(std::chrono::milliseconds d) { st_->timer.expires_after(d); }
+    void disarm() { st_->timer.expires_at(asio::steady_timer::time_point::max()); }
+    void start();  // spawns the watcher
+    void cancel() {
+        st_->done = true;
+        st_->timer.cancel();
+    }
+    [[nodiscard]] bool expired() const { return st_->expired; }
+
+private:
+    struct State {
+        State(asio::any_io_executor ex, std::function<void()> c) : timer(ex), close(std::move(c)) {}
+        asio::steady_timer timer;
+        std::function<void()> close;
+        bool done = false;
+        bool expired = false;
+    };
+    static asio::awaitable<void> watch(std::shared_ptr<State> st);
+    std::shared_ptr<State> st_;
+};
+
+struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
+    Impl(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log);
+
+    asio::io_context& io;
+    common::Site site;
+    ServiceOptions opts;
+    std::shared_ptr<spdlog::logger> log;
+    asio::thread_pool pool;
+    PackCache cache;
+
+    // credentials, reloaded when the token file changes on disk (`fleetconf git token` while serving)
+    TokenStore tokens;
+    std::filesystem::file_time_type tokens_mtime{};
+    void refresh_tokens();
+
+    std::optional<tcp::acceptor> http_acceptor, https_acceptor, git_acceptor;
+    std::optional<asio::ssl::context> tls;
+    bool stopped = false;
+    std::size_t connections = 0;
+    std::list<std::weak_ptr<tcp::socket>> sockets;
+
+    // statistics
+    std::uint64_t fetches_http = 0, fetches_https = 0, fetches_git = 0, ls_refs = 0, advertisements = 0;
+    std::uint64_t unauthorized = 0, not_found = 0, forbidden = 0, protocol_errors = 0, timeouts = 0, bytes_sent = 0;
+
+    RepoAccess access(std::string_view name) const;
+    // A repository name from a URL path segment: "NAME.git" or "NAME", NAME a DNS label.
+    static std::optional<std::string> repo_name(std::string_view segment);
+
+    // Builds (or takes from the cache) the pack of `job` on the pool; resumes on the I/O thread.
+    asio::awaitable<std::shared_ptr<const PackResult>> pack(const Repository& repo, const PackJob& job, bool& hit);
+
+    void listen(std::optional<tcp::acceptor>& a, const common::Endpoint& e, const char* what);
+    asio::awaitable<void> accept_loop(tcp::acceptor& a, int kind);  // 0 git, 1 http, 2 https
+    asio::awaitable<void> git_session(std::shared_ptr<tcp::socket> sock, std::string peer);
+    asio::awaitable<void> http_session(std::shared_ptr<tcp::socket> sock, std::string peer, bool tls);
+};
+
+}  // namespace fleetconf::gitconf

@@ -1,0 +1,415 @@
+// Smart HTTP (gitprotocol-http) over plain TCP or TLS: request parsing by nodejs http-parser, gzip
+// request bodies by zlib, then the same upload-pack core as git://. Stateless: one request, one round.
+#include "host.hpp"
+
+#include "fleetconf/gitconf/pktline.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl/stream.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <http_parser.h>
+#include <zlib.h>
+
+#include <map>
+
+namespace fleetconf::gitconf {
+
+namespace {
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxUrl = 4096;
+constexpr std::size_t kMaxHeaderBytes = 32768;
+
+struct Request {
+    std::string method, url, field, value;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+    bool in_value = false, complete = false, too_large = false;
+    std::size_t header_bytes = 0, max_body = 0;
+    bool keep_alive = true;
+
+    void commit_header() {
+        if (!field.empty()) {
+            for (auto& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            auto& slot = headers[field];
+            slot = slot.empty() ? value : slot + ", " + value;
+        }
+        field.clear();
+        value.clear();
+        in_value = false;
+    }
+    [[nodiscard]] std::string header(const std::string& name) const {
+        auto it = headers.find(name);
+        return it == headers.end() ? std::string() : it->second;
+    }
+};
+
+Request* req_of(http_parser* p) { return static_cast<Request*>(p->data); }
+
+const http_parser_settings& settings() {
+    static const http_parser_settings s = [] {
+        http_parser_settings st{};
+        st.on_url = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            if (r->url.size() + len > kMaxUrl) return (r->too_large = true), 1;
+            r->url.append(at, len);
+            return 0;
+        };
+        st.on_header_field = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            if (r->in_value) r->commit_header();
+            r->header_bytes += len;
+            if (r->header_bytes > kMaxHeaderBytes) return (r->too_large = true), 1;
+            r->field.append(at, len);
+            return 0;
+        };
+        st.on_header_value = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            r->in_value = true;
+            r->header_bytes += len;
+            if (r->header_bytes > kMaxHeaderBytes) return (r->too_large = true), 1;
+            r->value.append(at, len);
+            return 0;
+        };
+        st.on_headers_complete = [](http_parser* p) {
+            auto* r = req_of(p);
+            r->commit_header();
+            r->method = http_method_str(static_cast<http_method>(p->method));
+            if (p->content_length != ULLONG_MAX && p->content_length > r->max_body) return (r->too_large = true), -1;
+            return 0;
+        };
+        st.on_body = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            if (r->body.size() + len > r->max_body) return (r->too_large = true), 1;
+            r->body.append(at, len);
+            return 0;
+        };
+        st.on_message_complete = [](http_parser* p) {
+            auto* r = req_of(p);
+            r->complete = true;
+            r->keep_alive = http_should_keep_alive(p) != 0;
+            http_parser_pause(p, 1);  // one request at a time; pipelined bytes wait in the buffer
+            return 0;
+        };
+        return st;
+    }();
+    return s;
+}
+
+// Inflates a gzip (or zlib) request body, at most `limit` bytes out.
+std::optional<std::string> inflate_body(const std::string& in, std::size_t limit) {
+    z_stream zs{};
+    if (inflateInit2(&zs, 15 + 32) != Z_OK) return std::nullopt;
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs.avail_in = static_cast<uInt>(in.size());
+    std::string out;
+    char buf[65536];
+    int rc = Z_OK;
+    while (rc != Z_STREAM_END) {
+        zs.next_out = reinterpret_cast<Bytef*>(buf);
+        zs.avail_out = sizeof buf;
+        rc = inflate(&zs, Z_NO_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END) break;
+        out.append(buf, sizeof buf - zs.avail_out);
+        if (out.size() > limit) {
+            rc = Z_MEM_ERROR;
+            break;
+        }
+        if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
+            rc = Z_DATA_ERROR;  // truncated stream
+            break;
+        }
+    }
+    inflateEnd(&zs);
+    if (rc != Z_STREAM_END) return std::nullopt;
+    return out;
+}
+
+struct Response {
+    int status = 200;
+    std::string content_type = "text/plain; charset=utf-8";
+    std::string body;
+    bool challenge = false;  // WWW-Authenticate
+    bool close = false;
+};
+
+const char* reason(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+std::string serialize(const Response& r) {
+    std::string h = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
+    h += "Server: ";
+    h += kAgent;
+    h += "\r\nContent-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\n";
+    // git http-backend's no-cache headers: answers depend on the current refs.
+    h += "Expires: Fri, 01 Jan 1980 00:00:00 GMT\r\nPragma: no-cache\r\nCache-Control: no-cache, max-age=0, must-revalidate\r\n";
+    if (r.challenge) h += "WWW-Authenticate: Basic realm=\"fleetconf git\", charset=\"UTF-8\"\r\n";
+    if (r.close) h += "Connection: close\r\n";
+    h += "\r\n";
+    h += r.body;
+    return h;
+}
+
+Response text(int status, std::string body) {
+    Response r;
+    r.status = status;
+    r.body = std::move(body) + "\n";
+    return r;
+}
+
+std::vector<std::string_view> split_path(std::string_view p) {
+    std::vector<std::string_view> parts;
+    while (!p.empty()) {
+        while (!p.empty() && p.front() == '/') p.remove_prefix(1);
+        if (p.empty()) break;
+        const auto end = std::min(p.find('/'), p.size());
+        parts.push_back(p.substr(0, end));
+        p.remove_prefix(end);
+    }
+    return parts;
+}
+
+std::string wants_text(const std::vector<Oid>& w) {
+    std::string s;
+    for (std::size_t i = 0; i < w.size() && i < 8; ++i) s += (i ? "," : "") + w[i].hex().substr(0, 12);
+    if (w.size() > 8) s += ",+" + std::to_string(w.size() - 8);
+    return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+namespace {
+
+// The per-request decision and work; shared by HTTP and HTTPS.
+asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std::string& peer, bool tls) {
+    const std::string_view url = req.url;
+    const auto q = url.find('?');
+    const std::string_view path = url.substr(0, q);
+    const std::string_view query = q == std::string_view::npos ? std::string_view() : url.substr(q + 1);
+    const auto parts = split_path(path);
+    if (path.find('%') != std::string_view::npos || path.find("..") != std::string_view::npos) co_return text(404, "not found");
+
+    enum class Route { none, info_refs, upload_pack, receive_pack } route = Route::none;
+    std::string service;
+    if (parts.size() == 3 && parts[1] == "info" && parts[2] == "refs") {
+        route = Route::info_refs;
+        std::string_view qs = query;
+        while (!qs.empty()) {
+            const auto amp = std::min(qs.find('&'), qs.size());
+            const auto kv = qs.substr(0, amp);
+            if (kv.substr(0, 8) == "service=") service = std::string(kv.substr(8, 64));
+            qs.remove_prefix(std::min(amp + 1, qs.size()));
+        }
+    } else if (parts.size() == 2 && parts[1] == "git-upload-pack") {
+        route = Route::upload_pack;
+    } else if (parts.size() == 2 && parts[1] == "git-receive-pack") {
+        route = Route::receive_pack;
+    }
+    if (route == Route::none) co_return text(404, "not found");
+    const bool push = route == Route::receive_pack || service == "git-receive-pack";
+
+    // Credentials before anything about the repository is revealed.
+    h.refresh_tokens();
+    const auto name = Service::Impl::repo_name(parts[0]);
+    const auto acc = name ? h.access(*name) : RepoAccess{};
+    const auto cred = parse_basic_auth(req.header("authorization"));
+    const auto verdict = authorize_http(name ? *name : std::string_view(), acc, cred, h.tokens, push);
+    const std::string who = cred ? cred->user.substr(0, 64) : "-";
+    if (verdict == Verdict::unauthorized) {
+        ++h.unauthorized;
+        h.log->info("http {} {} {}: 401 ({})", peer, req.method, std::string(path.substr(0, 128)),
+                    cred ? "wrong credentials for \"" + who + "\"" : "no credentials");
+        auto r = text(401, "authentication required: user = unikernel name, password = its token (fleetconf git token NAME)");
+        r.challenge = true;
+        co_return r;
+    }
+    if (verdict == Verdict::not_found) {
+        ++h.not_found;
+        h.log->info("http {} {} {}: 404 for credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
+        co_return text(404, "repository not found");
+    }
+    if (verdict == Verdict::forbidden || push) {
+        ++h.forbidden;
+        h.log->info("http {} {} {}: 403 push refused for credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
+        co_return text(403, push && verdict == Verdict::allow ? "pushing is not supported by this server yet" : "read-only credential");
+    }
+    if (route == Route::info_refs && service != "git-upload-pack") co_return text(403, "the dumb HTTP protocol is not supported; use a smart git client");
+    if (route == Route::info_refs && req.method != "GET") co_return text(405, "use GET");
+    if (route == Route::upload_pack && req.method != "POST") co_return text(405, "use POST");
+
+    const std::string proto = req.header("git-protocol");
+    const bool v2 = proto.find("version=2") != std::string::npos;
+    const bool v1 = !v2 && proto.find("version=1") != std::string::npos;
+
+    std::optional<Repository> repo;
+    try {
+        repo.emplace(Repository::open(repo_dir(h.site, *name)));
+    } catch (const std::exception& e) {
+        h.log->error("http {}: {}", peer, e.what());
+    }
+    if (!repo) co_return text(503, "repository unavailable");
+    const auto refs = repo->refs();
+    Response r;
+    if (route == Route::info_refs) {
+        ++h.advertisements;
+        r.content_type = "application/x-git-upload-pack-advertisement";
+        if (v2) {
+            r.body = UploadPackV2::capabilities();
+        } else {
+            pkt::write_line(r.body, "# service=git-upload-pack");
+            pkt::write_flush(r.body);
+            r.body += advertise_refs(refs, v1, true);
+        }
+        h.log->debug("http {} {}: advertisement for {} (v{})", peer, *name, who, v2 ? 2 : v1 ? 1 : 0);
+        co_return r;
+    }
+
+    const auto ctype = req.header("content-type");
+    if (!ctype.empty() && ctype != "application/x-git-upload-pack-request") co_return text(415, "expected application/x-git-upload-pack-request");
+    std::string body_storage;
+    const std::string* body = &req.body;
+    if (const auto enc = req.header("content-encoding"); !enc.empty()) {
+        if (enc != "gzip" && enc != "x-gzip") co_return text(415, "unsupported content encoding \"" + enc.substr(0, 32) + "\"");
+        auto inflated = inflate_body(req.body, h.opts.max_inflated_body);
+        if (!inflated) co_return text(400, "bad gzip body (or over " + std::to_string(h.opts.max_inflated_body) + " bytes inflated)");
+        body_storage = std::move(*inflated);
+        body = &body_storage;
+    }
+    r.content_type = "application/x-git-upload-pack-result";
+    const auto t0 = std::chrono::steady_clock::now();
+    auto log_fetch = [&](const PackJob& job, const PackResult& p, bool hit, int version) {
+        (tls ? h.fetches_https : h.fetches_http)++;
+        h.log->info("fetch {} {} credential {} repo {} v{} wants {} pack {} objects {} bytes ({}) in {} ms", tls ? "https" : "http", peer,
+                    who, *name, version, wants_text(job.wants), p.objects, p.data.size(), hit ? "cached" : "built",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+    };
+    if (v2) {
+        UploadPackV2 up(*repo, refs);
+        up.feed(*body, r.body);
+        if (up.state() == UploadPackV2::State::send_pack) {
+            bool hit = false;
+            auto p = co_await h.pack(*repo, up.job(), hit);
+            up.write_pack(*p, r.body);
+            log_fetch(up.job(), *p, hit, 2);
+        } else if (up.state() == UploadPackV2::State::failed) {
+            ++h.protocol_errors;
+            h.log->info("http {} repo {}: {}", peer, *name, up.error());
+        } else if (up.last_command() == "ls-refs" || r.body.find("acknowledgments") == std::string::npos) {
+            ++h.ls_refs;
+        }
+        co_return r;
+    }
+    UploadPack up(*repo, refs, {.stateless = true, .limits = {}});
+    const auto used = up.feed(*body, r.body);
+    if (used == body->size()) up.end_of_input(r.body);
+    if (up.state() == UploadPack::State::send_pack) {
+        bool hit = false;
+        auto p = co_await h.pack(*repo, up.job(), hit);
+        up.write_pack(*p, r.body);
+        log_fetch(up.job(), *p, hit, v1 ? 1 : 0);
+    } else if (up.state() == UploadPack::State::failed) {
+        ++h.protocol_errors;
+        h.log->info("http {} repo {}: {}", peer, *name, up.error());
+    }
+    co_return r;
+}
+
+template <typename Stream>
+asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline, const std::string& peer, bool tls) {
+    http_parser parser;
+    http_parser_init(&parser, HTTP_REQUEST);
+    std::string in;
+    std::array<char, 16384> buf;
+    while (true) {
+        Request req;
+        req.max_body = h.opts.max_body;
+        parser.data = &req;
+        bool started = false;
+        while (!req.complete) {
+            if (!in.empty()) {
+                started = true;
+                const auto n = http_parser_execute(&parser, &settings(), in.data(), in.size());
+                const auto err = HTTP_PARSER_ERRNO(&parser);
+                if (err == HPE_PAUSED) {
+                    http_parser_pause(&parser, 0);
+                } else if (err != HPE_OK) {
+                    Response r = req.too_large ? text(413, "request too large") : text(400, std::string("bad HTTP request: ") + http_errno_description(err));
+                    r.close = true;
+                    ++h.protocol_errors;
+                    h.log->info("http {}: {}", peer, r.body.substr(0, r.body.size() - 1));
+                    const auto out = serialize(r);
+                    co_await asio::async_write(stream, asio::buffer(out), use_tuple);
+                    co_return;
+                }
+                in.erase(0, n);
+                if (req.complete) break;
+            }
+            deadline.arm(started ? h.opts.read_timeout : h.opts.idle_timeout);
+            auto [ec, n] = co_await stream.async_read_some(asio::buffer(buf), use_tuple);
+            if (ec) {
+                if (deadline.expired() && started) {
+                    ++h.timeouts;
+                    h.log->info("http {}: request stalled; closed", peer);
+                }
+                co_return;
+            }
+            in.append(buf.data(), n);
+        }
+        deadline.disarm();
+        Response r = co_await handle(h, req, peer, tls);
+        if (!req.keep_alive || h.stopped) r.close = true;
+        const auto out = serialize(r);
+        deadline.arm(h.opts.read_timeout);
+        auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
+        h.bytes_sent += wn;
+        if (wec || r.close) co_return;
+    }
+}
+
+}  // namespace
+
+asio::awaitable<void> Service::Impl::http_session(std::shared_ptr<tcp::socket> sock, std::string peer, bool use_tls) {
+    auto self = shared_from_this();
+    auto close = [sock] {
+        std::error_code ec;
+        sock->shutdown(tcp::socket::shutdown_both, ec);
+        sock->close(ec);
+    };
+    Deadline deadline(io.get_executor(), close);
+    deadline.arm(opts.read_timeout);
+    deadline.start();
+    if (!use_tls) {
+        co_await serve(*this, *sock, deadline, peer, false);
+        close();
+        co_return;
+    }
+    asio::ssl::stream<tcp::socket&> stream(*sock, *tls);
+    auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
+    if (ec) {
+        log->info("https {}: TLS handshake failed: {}", peer, ec.message());
+        close();
+        co_return;
+    }
+    co_await serve(*this, stream, deadline, peer, true);
+    deadline.arm(std::chrono::milliseconds(2000));
+    co_await stream.async_shutdown(use_tuple);
+    close();
+}
+
+}  // namespace fleetconf::gitconf

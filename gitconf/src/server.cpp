@@ -1,0 +1,633 @@
+// The gitconf service: repositories on disk, the pack cache, listeners and the git:// front end.
+#include "host.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+#include "fleetconf/gitconf/pktline.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <sstream>
+
+namespace fleetconf::gitconf {
+
+namespace {
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+std::string peer_of(const tcp::socket& s) {
+    std::error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    if (ec) return "?";
+    const auto a = ep.address();
+    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
+}
+
+std::string join_wants(const std::vector<Oid>& w) {
+    std::string s;
+    for (std::size_t i = 0; i < w.size() && i < 8; ++i) s += (i ? "," : "") + w[i].hex().substr(0, 12);
+    if (w.size() > 8) s += ",+" + std::to_string(w.size() - 8);
+    return s.empty() ? "-" : s;
+}
+
+// git's client writes its wants and its "done" as separate small segments without TCP_NODELAY, so
+// Nagle holds the second until the first is acknowledged; acknowledging at once instead of after
+// the delayed-ACK timer (40 ms on Linux) takes that wait out of every git:// fetch.
+void quick_ack(tcp::socket& s) {
+    int one = 1;
+    ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+bool path_is_symlink(const std::filesystem::path& p) {
+    struct stat st{};
+    return ::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+}  // namespace
+
+common::ServiceInfo service_info() {
+    return {"git", true, "git smart-protocol host: one repository and one credential per unikernel (HTTP(S), git://)"};
+}
+
+// ---- locations ----------------------------------------------------------------------------------
+
+std::filesystem::path git_root(const common::Site& site) { return site.services.data_dir / "git"; }
+std::filesystem::path repo_dir(const common::Site& site, std::string_view name) {
+    return git_root(site) / "repos" / (std::string(name) + ".git");
+}
+std::filesystem::path token_file(const common::Site& site) { return git_root(site) / "tokens.json"; }
+std::filesystem::path tls_cert_file(const common::Site& site) {
+    return site.services.git.tls_cert.empty() ? git_root(site) / "tls" / "cert.pem" : site.services.git.tls_cert;
+}
+std::filesystem::path tls_key_file(const common::Site& site) {
+    return site.services.git.tls_key.empty() ? git_root(site) / "tls" / "key.pem" : site.services.git.tls_key;
+}
+
+std::vector<const common::Unikernel*> repo_unikernels(const common::Site& site) {
+    std::vector<const common::Unikernel*> out;
+    for (const auto& u : site.unikernels)
+        if (u.git.enabled) out.push_back(&u);
+    return out;
+}
+
+std::vector<std::string> ensure_repositories(const common::Site& site, spdlog::logger* log) {
+    std::vector<std::string> created;
+    const auto repos = git_root(site) / "repos";
+    common::ensure_directory(git_root(site));
+    if (path_is_symlink(repos)) throw std::runtime_error(repos.string() + " is a symbolic link; refusing to serve through it");
+    common::ensure_directory(repos);
+    for (const auto* u : repo_unikernels(site)) {
+        const auto dir = repo_dir(site, u->name);
+        std::error_code ec;
+        if (path_is_symlink(dir)) throw std::runtime_error(dir.string() + " is a symbolic link; refusing to serve through it");
+        if (std::filesystem::exists(dir, ec)) {
+            if (!std::filesystem::is_directory(dir, ec)) throw std::runtime_error(dir.string() + " exists and is not a directory");
+            continue;
+        }
+        Repository::create(dir, u->git.branch, true, site.services.git.template_dir);
+        created.push_back(u->name);
+        if (log) log->info("created repository {} (branch {})", dir.string(), u->git.branch);
+    }
+    return created;
+}
+
+// ---- TLS ------------------------------------------------------------------------------------------
+
+namespace {
+template <typename T, void (*F)(T*)>
+struct Free {
+    void operator()(T* p) const { F(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY, EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, Free<X509, X509_free>>;
+using BioPtr = std::unique_ptr<BIO, Free<BIO, BIO_free_all>>;
+
+std::string bio_string(BIO* b) {
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(b, &data);
+    return std::string(data, static_cast<std::size_t>(n));
+}
+[[noreturn]] void ssl_fail(const std::string& what) { throw std::runtime_error(what + ": OpenSSL error"); }
+}  // namespace
+
+void ensure_tls_pair(const common::Site& site, spdlog::logger* log) {
+    if (!site.services.git.tls_cert.empty()) return;  // the operator's own pair
+    const auto cert = tls_cert_file(site), key = tls_key_file(site);
+    std::error_code ec;
+    if (std::filesystem::exists(cert, ec) && std::filesystem::exists(key, ec)) return;
+    common::ensure_directory(cert.parent_path(), 0700);
+    PkeyPtr pkey(EVP_EC_gen("P-256"));
+    if (!pkey) ssl_fail("generate key");
+    X509Ptr x(X509_new());
+    X509_set_version(x.get(), 2);
+    std::unique_ptr<BIGNUM, Free<BIGNUM, BN_free>> serial(BN_new());
+    BN_rand(serial.get(), 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY);
+    BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(x.get()));
+    X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x.get()), 60L * 60 * 24 * 3650);
+    X509_set_pubkey(x.get(), pkey.get());
+    const std::string host = site.services.git.public_host.empty() ? "localhost" : site.services.git.public_host;
+    X509_NAME* name = X509_get_subject_name(x.get());
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(host.c_str()), -1, -1, 0);
+    X509_set_issuer_name(x.get(), name);
+    const std::string san = (common::parse_ip(host) ? "IP:" : "DNS:") + host;
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x.get(), x.get(), nullptr, nullptr, 0);
+    if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, san.c_str())) {
+        X509_add_ext(x.get(), ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    if (!X509_sign(x.get(), pkey.get(), EVP_sha256())) ssl_fail("sign certificate");
+    BioPtr kb(BIO_new(BIO_s_mem())), cb(BIO_new(BIO_s_mem()));
+    if (!PEM_write_bio_PrivateKey(kb.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr)) ssl_fail("write key");
+    if (!PEM_write_bio_X509(cb.get(), x.get())) ssl_fail("write certificate");
+    const auto k = bio_string(kb.get()), c = bio_string(cb.get());
+    common::write_file_atomic(key, common::as_bytes(k), 0600);
+    common::write_file_atomic(cert, common::as_bytes(c), 0644);
+    if (log) log->info("generated a self-signed TLS certificate for {} in {}", host, cert.string());
+}
+
+std::string tls_key_fingerprint(const std::filesystem::path& cert_pem) {
+    std::string text;
+    if (auto err = common::read_file_limited(cert_pem, 1 << 20, text)) throw std::runtime_error(*err);
+    BioPtr b(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+    X509Ptr x(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
+    if (!x) throw std::runtime_error(cert_pem.string() + ": not a PEM certificate");
+    unsigned char* der = nullptr;
+    const int n = i2d_PUBKEY(X509_get0_pubkey(x.get()), &der);
+    if (n <= 0) throw std::runtime_error(cert_pem.string() + ": cannot encode its public key");
+    const auto digest = common::sha256(std::span<const std::uint8_t>(der, static_cast<std::size_t>(n)));
+    OPENSSL_free(der);
+    return "key-fp:SHA256:" + common::base64_encode(digest);
+}
+
+// ---- the pack cache --------------------------------------------------------------------------------
+
+std::shared_ptr<const PackResult> PackCache::get_or_build(const std::string& key, const std::function<PackResult()>& build, bool& hit) {
+    std::unique_lock lock(m_);
+    if (auto it = entries_.find(key); it != entries_.end()) {
+        lru_.splice(lru_.begin(), lru_, it->second.lru);
+        ++hits_;
+        hit = true;
+        return it->second.pack;
+    }
+    if (auto it = building_.find(key); it != building_.end()) {
+        auto f = it->second;
+        lock.unlock();
+        ++hits_;
+        hit = true;
+        return f.get();  // the builder is already running on another pool thread
+    }
+    std::promise<std::shared_ptr<const PackResult>> promise;
+    building_.emplace(key, promise.get_future().share());
+    lock.unlock();
+    ++misses_;
+    hit = false;
+    std::shared_ptr<const PackResult> result;
+    try {
+        result = std::make_shared<const PackResult>(build());
+    } catch (...) {
+        lock.lock();
+        building_.erase(key);
+        lock.unlock();
+        promise.set_exception(std::current_exception());
+        throw;
+    }
+    lock.lock();
+    building_.erase(key);
+    const auto size = result->data.size() + key.size();
+    if (limit_ > 0 && size <= limit_ / 4) {
+        lru_.push_front(key);
+        entries_.emplace(key, Entry{result, lru_.begin()});
+        bytes_ += size;
+        while (bytes_ > limit_ && !lru_.empty()) {
+            auto victim = entries_.find(lru_.back());
+            bytes_ -= victim->second.pack->data.size() + victim->first.size();
+            entries_.erase(victim);
+            lru_.pop_back();
+        }
+    }
+    lock.unlock();
+    promise.set_value(result);
+    return result;
+}
+
+std::size_t PackCache::bytes() const {
+    std::lock_guard lock(m_);
+    return bytes_;
+}
+
+// ---- deadlines -----------------------------------------------------------------------------------
+
+asio::awaitable<void> Deadline::watch(std::shared_ptr<State> st) {
+    while (!st->done) {
+        co_await st->timer.async_wait(use_tuple);  // also wakes when arm()/disarm() move the expiry
+        if (st->done) co_return;
+        if (st->timer.expiry() <= asio::steady_timer::clock_type::now()) {
+            st->expired = true;
+            st->close();
+            co_return;
+        }
+    }
+}
+
+void Deadline::start() { asio::co_spawn(st_->timer.get_executor(), watch(st_), asio::detached); }
+
+// ---- the service ---------------------------------------------------------------------------------
+
+Service::Impl::Impl(asio::io_context& i, const common::Site& s, ServiceOptions o, std::shared_ptr<spdlog::logger> l)
+    : io(i), site(s), opts(o), log(std::move(l)), pool(o.pack_threads), cache(std::size_t{s.services.git.pack_cache_mb} << 20) {}
+
+void Service::Impl::refresh_tokens() {
+    std::error_code ec;
+    const auto file = token_file(site);
+    const auto mtime = std::filesystem::last_write_time(file, ec);
+    if (ec) {
+        if (!tokens.records().empty()) log->warn("token file {} is gone: no HTTP credential is valid", file.string());
+        tokens = TokenStore::load(file);  // empty
+        tokens_mtime = {};
+        return;
+    }
+    if (mtime == tokens_mtime) return;
+    try {
+        tokens = TokenStore::load(file);
+        tokens_mtime = mtime;
+        log->info("loaded {} credential(s) from {}", tokens.records().size(), file.string());
+    } catch (const std::exception& e) {
+        log->error("{}; keeping the credentials loaded before", e.what());
+        tokens_mtime = mtime;
+    }
+}
+
+RepoAccess Service::Impl::access(std::string_view name) const {
+    RepoAccess a;
+    if (const auto* u = site.unikernel(std::string(name)); u && u->git.enabled) {
+        a.exists = true;
+        a.writable = u->git.writable;
+        a.git_protocol = u->git.git_protocol;
+    }
+    return a;
+}
+
+std::optional<std::string> Service::Impl::repo_name(std::string_view seg) {
+    if (seg.size() > 4 && seg.substr(seg.size() - 4) == ".git") seg.remove_suffix(4);
+    if (!common::is_dns_label(seg)) return std::nullopt;
+    return std::string(seg);
+}
+
+asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const Repository& repo, const PackJob& job, bool& hit) {
+    const std::string key = repo.path().filename().string() + ":" + job.key;
+    auto* self = this;
+    bool h = false;
+    auto result = co_await asio::co_spawn(
+        pool,
+        [self, &repo, &job, &key, &h]() -> asio::awaitable<std::shared_ptr<const PackResult>> {
+            co_return self->cache.get_or_build(key, [&] { return repo.build_pack(job.plan); }, h);
+        },
+        asio::use_awaitable);
+    hit = h;
+    co_return result;
+}
+
+void Service::Impl::listen(std::optional<tcp::acceptor>& a, const common::Endpoint& e, const char* what) {
+    tcp::endpoint ep(asio::ip::make_address(e.host_string()), e.port);
+    a.emplace(io);
+    a->open(ep.protocol());
+    a->set_option(tcp::acceptor::reuse_address(true));
+    if (ep.address().is_v6()) a->set_option(asio::ip::v6_only(true));
+    try {
+        a->bind(ep);
+    } catch (const std::system_error& x) {
+        throw std::runtime_error(std::string(what) + " listener " + e.to_string() + ": " + x.code().message());
+    }
+    a->listen();
+    const auto bound = a->local_endpoint();
+    log->info("{} listening on {}:{}{}", what, e.host_string(), bound.port(),
+              common::is_loopback(e.host) ? "" : " (NOT loopback: reachable from the network)");
+}
+
+asio::awaitable<void> Service::Impl::accept_loop(tcp::acceptor& a, int kind) {
+    auto self = shared_from_this();
+    while (!stopped) {
+        auto [ec, s] = co_await a.async_accept(use_tuple);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || stopped) co_return;
+            log->warn("accept: {}", ec.message());
+            continue;
+        }
+        const std::string peer = peer_of(s);
+        std::error_code pec;
+        if (connections >= opts.max_connections) {
+            log->warn("{}: refused, {} connections open", peer, connections);
+            s.close(pec);
+            continue;
+        }
+        s.set_option(tcp::no_delay(true), pec);
+        auto sock = std::make_shared<tcp::socket>(std::move(s));
+        sockets.remove_if([](const auto& w) { return w.expired(); });
+        sockets.push_back(sock);
+        ++connections;
+        auto done = [self, report = common::log_exception(log, peer + ": session failed")](std::exception_ptr e) {
+            --self->connections;
+            report(e);
+        };
+        if (kind == 0) asio::co_spawn(io, git_session(sock, peer), done);
+        else asio::co_spawn(io, http_session(sock, peer, kind == 2), done);
+    }
+}
+
+// git:// (gitprotocol-pack "Git Transport"): one request line, then the upload-pack conversation.
+asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> sock, std::string peer) {
+    auto self = shared_from_this();
+    auto close = [sock] {
+        std::error_code ec;
+        sock->shutdown(tcp::socket::shutdown_both, ec);
+        sock->close(ec);
+    };
+    Deadline deadline(io.get_executor(), close);
+    deadline.arm(opts.read_timeout);
+    deadline.start();
+
+    std::string in, out;
+    std::array<char, 16384> buf;
+    auto read_more = [&]() -> asio::awaitable<bool> {
+        auto [ec, n] = co_await sock->async_read_some(asio::buffer(buf), use_tuple);
+        if (ec) co_return false;
+        in.append(buf.data(), n);
+        quick_ack(*sock);
+        co_return true;
+    };
+    auto flush_out = [&]() -> asio::awaitable<bool> {
+        if (out.empty()) co_return true;
+        auto [ec, n] = co_await asio::async_write(*sock, asio::buffer(out), use_tuple);
+        bytes_sent += n;
+        out.clear();
+        co_return !ec;
+    };
+
+    // The request line: "git-upload-pack /NAME.git\0host=HOST\0" [ "\0version=2\0" ]
+    pkt::Packet first;
+    std::size_t used = 0;
+    while (true) {
+        const auto ec = pkt::parse(in, first, used);
+        if (!ec) break;
+        if (ec != pkt::errc::need_more) {
+            log->info("git {}: bad request line ({})", peer, ec.message());
+            ++protocol_errors;
+            co_return;
+        }
+        if (!co_await read_more()) {
+            if (deadline.expired()) ++timeouts;
+            co_return;
+        }
+    }
+    const std::string request(first.payload);
+    in.erase(0, used);
+    const auto nul = request.find('\0');
+    const std::string command_path = request.substr(0, nul);
+    bool v2 = false;
+    std::string host = "-";
+    if (nul != std::string::npos) {
+        std::size_t pos = nul + 1;
+        while (pos < request.size()) {
+            auto end = request.find('\0', pos);
+            if (end == std::string::npos) end = request.size();
+            const std::string_view param(request.data() + pos, end - pos);
+            if (param.substr(0, 5) == "host=") host = std::string(param.substr(5, 255));
+            if (param == "version=2") v2 = true;
+            pos = end + 1;
+        }
+    }
+    const auto sp = command_path.find(' ');
+    const std::string command = command_path.substr(0, sp);
+    const std::string path = sp == std::string::npos ? "" : command_path.substr(sp + 1);
+    auto deny = [&](const std::string& why) -> asio::awaitable<void> {
+        pkt::write_line(out, "ERR " + why);
+        co_await flush_out();
+        close();
+    };
+    if (command != "git-upload-pack") {
+        log->info("git {}: refused \"{}\" (git:// is read-only)", peer, command.substr(0, 64));
+        ++forbidden;
+        co_await deny(command == "git-receive-pack" ? "pushing over git:// is not allowed; use HTTPS or SSH" : "unknown service");
+        co_return;
+    }
+    const auto name = path.size() > 1 && path[0] == '/' ? repo_name(std::string_view(path).substr(1)) : std::nullopt;
+    const auto acc = name ? access(*name) : RepoAccess{};
+    if (!name || !acc.exists || !acc.git_protocol) {
+        // git daemon's words, for missing and unexported repositories alike.
+        log->info("git {}: {} not exported", peer, path.substr(0, 128));
+        ++not_found;
+        co_await deny("access denied or repository not exported: " + path.substr(0, 128));
+        co_return;
+    }
+    std::optional<Repository> repo;
+    try {
+        repo.emplace(Repository::open(repo_dir(site, *name)));
+    } catch (const std::exception& e) {
+        log->error("git {}: {}", peer, e.what());
+    }
+    if (!repo) {
+        co_await deny("repository unavailable");
+        co_return;
+    }
+    auto refs = repo->refs();
+    ++advertisements;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (v2) {
+        UploadPackV2 up(*repo, refs);
+        out = UploadPackV2::capabilities();
+        if (!co_await flush_out()) co_return;
+        while (true) {
+            const auto n = up.feed(in, out);
+            in.erase(0, n);
+            if (up.state() == UploadPackV2::State::send_pack) {
+                bool hit = false;
+                auto p = co_await pack(*repo, up.job(), hit);
+                up.write_pack(*p, out);
+                ++fetches_git;
+                log->info("fetch git {} repo {} v2 wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants),
+                          p->objects, p->data.size(), hit ? "cached" : "built",
+                          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+            } else if (up.last_command() == "ls-refs") {
+                ++ls_refs;
+            }
+            if (!co_await flush_out()) co_return;
+            if (up.state() == UploadPackV2::State::failed) {
+                ++protocol_errors;
+                log->info("git {} repo {}: {}", peer, *name, up.error());
+                close();
+                co_return;
+            }
+            if (up.state() == UploadPackV2::State::finished) break;
+            deadline.arm(in.empty() ? opts.idle_timeout : opts.read_timeout);
+            if (!co_await read_more()) {
+                if (deadline.expired()) ++timeouts;
+                break;
+            }
+        }
+        close();
+        co_return;
+    }
+    UploadPack up(*repo, refs, {});
+    out = advertise_refs(refs, false, false);
+    if (!co_await flush_out()) co_return;
+    while (up.state() == UploadPack::State::wants || up.state() == UploadPack::State::negotiate) {
+        const auto n = up.feed(in, out);
+        in.erase(0, n);
+        if (!co_await flush_out()) co_return;
+        if (up.state() != UploadPack::State::wants && up.state() != UploadPack::State::negotiate) break;
+        deadline.arm(opts.read_timeout);
+        if (!co_await read_more()) {
+            if (deadline.expired()) {
+                ++timeouts;
+                log->info("git {} repo {}: request stalled; closed", peer, *name);
+            } else if (!up.wants().empty()) {
+                up.end_of_input(out);
+            }
+            break;
+        }
+    }
+    if (up.state() == UploadPack::State::send_pack) {
+        deadline.disarm();
+        bool hit = false;
+        auto p = co_await pack(*repo, up.job(), hit);
+        up.write_pack(*p, out);
+        const auto size = out.size();
+        deadline.arm(opts.read_timeout);
+        co_await flush_out();
+        ++fetches_git;
+        log->info("fetch git {} repo {} wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants), p->objects,
+                  size, hit ? "cached" : "built",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+    } else if (up.state() == UploadPack::State::failed) {
+        ++protocol_errors;
+        log->info("git {} repo {}: {}", peer, *name, up.error());
+        co_await flush_out();
+    }
+    close();
+}
+
+Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_shared<Impl>(io, site, opts, std::move(log))) {}
+
+Service::~Service() {
+    if (impl_) {
+        stop();
+        impl_->pool.join();
+    }
+}
+
+void Service::start() {
+    auto& i = *impl_;
+    ensure_repositories(i.site, i.log.get());
+    i.refresh_tokens();
+    const auto& g = i.site.services.git;
+    if (g.https) {
+        ensure_tls_pair(i.site, i.log.get());
+        i.tls.emplace(asio::ssl::context::tls_server);
+        i.tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                           asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+        try {
+            i.tls->use_certificate_chain_file(tls_cert_file(i.site).string());
+            i.tls->use_private_key_file(tls_key_file(i.site).string(), asio::ssl::context::pem);
+        } catch (const std::system_error& e) {
+            throw std::runtime_error("TLS certificate " + tls_cert_file(i.site).string() + " / key " + tls_key_file(i.site).string() + ": " +
+                                     e.code().message());
+        }
+    }
+    if (g.git) i.listen(i.git_acceptor, *g.git, "git://");
+    if (g.http) i.listen(i.http_acceptor, *g.http, "HTTP");
+    if (g.https) i.listen(i.https_acceptor, *g.https, "HTTPS");
+    const auto n = repo_unikernels(i.site).size();
+    i.log->info("serving {} repositor{} ({} credential(s))", n, n == 1 ? "y" : "ies", i.tokens.records().size());
+    if (i.git_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.git_acceptor, 0), common::log_exception(i.log, "git:// accept loop ended"));
+    if (i.http_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.http_acceptor, 1), common::log_exception(i.log, "HTTP accept loop ended"));
+    if (i.https_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.https_acceptor, 2), common::log_exception(i.log, "HTTPS accept loop ended"));
+}
+
+void Service::stop() {
+    auto& i = *impl_;
+    if (i.stopped) return;
+    i.stopped = true;
+    std::error_code ec;
+    for (auto* a : {&i.git_acceptor, &i.http_acceptor, &i.https_acceptor})
+        if (*a) (*a)->close(ec);
+    for (auto& w : i.sockets)
+        if (auto s = w.lock()) s->close(ec);
+    i.sockets.clear();
+}
+
+void Service::reload(const common::Site& site) {
+    auto& i = *impl_;
+    i.site = site;
+    try {
+        auto created = ensure_repositories(site, i.log.get());
+        i.log->info("reloaded: {} repositories, {} new", repo_unikernels(site).size(), created.size());
+    } catch (const std::exception& e) {
+        i.log->error("reload: {}", e.what());
+    }
+    i.tokens_mtime = {};
+    i.refresh_tokens();
+}
+
+namespace {
+std::optional<common::Endpoint> bound(const std::optional<tcp::acceptor>& a, const std::optional<common::Endpoint>& configured) {
+    if (!a || !configured) return std::nullopt;
+    std::error_code ec;
+    auto ep = a->local_endpoint(ec);
+    if (ec) return std::nullopt;
+    return common::Endpoint{configured->host, ep.port()};
+}
+}  // namespace
+
+std::optional<common::Endpoint> Service::http_endpoint() const { return bound(impl_->http_acceptor, impl_->site.services.git.http); }
+std::optional<common::Endpoint> Service::https_endpoint() const { return bound(impl_->https_acceptor, impl_->site.services.git.https); }
+std::optional<common::Endpoint> Service::git_endpoint() const { return bound(impl_->git_acceptor, impl_->site.services.git.git); }
+
+std::string Service::prometheus() const {
+    const auto& i = *impl_;
+    std::ostringstream o;
+    auto counter = [&](const char* name, const char* help, std::uint64_t v, const std::string& labels = "") {
+        o << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n" << name << labels << " " << v << "\n";
+    };
+    o << "# HELP fleetconf_git_fetches_total Completed fetches (packs sent) by transport\n# TYPE fleetconf_git_fetches_total counter\n"
+      << "fleetconf_git_fetches_total{transport=\"http\"} " << i.fetches_http << "\n"
+      << "fleetconf_git_fetches_total{transport=\"https\"} " << i.fetches_https << "\n"
+      << "fleetconf_git_fetches_total{transport=\"git\"} " << i.fetches_git << "\n";
+    counter("fleetconf_git_advertisements_total", "Reference advertisements and ls-refs answers", i.advertisements + i.ls_refs);
+    o << "# HELP fleetconf_git_refused_total Refused requests by reason\n# TYPE fleetconf_git_refused_total counter\n"
+      << "fleetconf_git_refused_total{reason=\"unauthorized\"} " << i.unauthorized << "\n"
+      << "fleetconf_git_refused_total{reason=\"not_found\"} " << i.not_found << "\n"
+      << "fleetconf_git_refused_total{reason=\"forbidden\"} " << i.forbidden << "\n"
+      << "fleetconf_git_refused_total{reason=\"protocol\"} " << i.protocol_errors << "\n"
+      << "fleetconf_git_refused_total{reason=\"timeout\"} " << i.timeouts << "\n";
+    counter("fleetconf_git_sent_bytes_total", "Response bytes written", i.bytes_sent);
+    counter("fleetconf_git_pack_cache_hits_total", "Packs served from the cache (or a concurrent build)", i.cache.hits());
+    counter("fleetconf_git_pack_cache_misses_total", "Packs built", i.cache.misses());
+    o << "# HELP fleetconf_git_pack_cache_bytes Bytes held by the pack cache\n# TYPE fleetconf_git_pack_cache_bytes gauge\n"
+      << "fleetconf_git_pack_cache_bytes " << i.cache.bytes() << "\n";
+    o << "# HELP fleetconf_git_connections Open connections\n# TYPE fleetconf_git_connections gauge\nfleetconf_git_connections "
+      << i.connections << "\n";
+    return o.str();
+}
+
+}  // namespace fleetconf::gitconf
