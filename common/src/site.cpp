@@ -472,12 +472,13 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             const auto& j = services["git"];
             auto& s = site.services.git;
             if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
-                                               "pack_cache_mb"})) {
+                                               "pack_cache_mb", "read_timeout"})) {
                 s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
                 s.http = c.parsed(j, "/services/git", "http", parse_endpoint_required_port, "an address with :port");
                 s.https = c.parsed(j, "/services/git", "https", parse_endpoint_required_port, "an address with :port");
                 s.git = c.parsed(j, "/services/git", "git", parse_endpoint_required_port, "an address with :port");
                 s.pack_cache_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "pack_cache_mb", 0, 65536).value_or(64));
+                s.read_timeout_s = static_cast<std::uint32_t>(c.integer(j, "/services/git", "read_timeout", 1, 3600).value_or(30));
                 const auto cert = c.string(j, "/services/git", "tls_cert");
                 const auto key = c.string(j, "/services/git", "tls_key");
                 if (cert.has_value() != key.has_value())

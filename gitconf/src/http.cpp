@@ -284,7 +284,9 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
     if (!ctype.empty() && ctype != "application/x-git-upload-pack-request") co_return text(415, "expected application/x-git-upload-pack-request");
     std::string body_storage;
     const std::string* body = &req.body;
-    if (const auto enc = req.header("content-encoding"); !enc.empty()) {
+    const auto enc = req.header("content-encoding");
+    h.log->debug("http {} repo {}: upload-pack request of {} bytes{}", peer, *name, req.body.size(), enc.empty() ? "" : " (" + enc + ")");
+    if (!enc.empty()) {
         if (enc != "gzip" && enc != "x-gzip") co_return text(415, "unsupported content encoding \"" + enc.substr(0, 32) + "\"");
         auto inflated = inflate_body(req.body, h.opts.max_inflated_body);
         if (!inflated) co_return text(400, "bad gzip body (or over " + std::to_string(h.opts.max_inflated_body) + " bytes inflated)");

@@ -254,7 +254,12 @@ void Deadline::start() { asio::co_spawn(st_->timer.get_executor(), watch(st_), a
 // ---- the service ---------------------------------------------------------------------------------
 
 Service::Impl::Impl(asio::io_context& i, const common::Site& s, ServiceOptions o, std::shared_ptr<spdlog::logger> l)
-    : io(i), site(s), opts(o), log(std::move(l)), pool(o.pack_threads), cache(std::size_t{s.services.git.pack_cache_mb} << 20) {}
+    : io(i), site(s), opts(o), log(std::move(l)), pool(o.pack_threads), cache(std::size_t{s.services.git.pack_cache_mb} << 20) {
+    if (opts.read_timeout.count() == 0) {
+        opts.read_timeout = std::chrono::seconds(s.services.git.read_timeout_s);
+        opts.idle_timeout = 2 * opts.read_timeout;
+    }
+}
 
 void Service::Impl::refresh_tokens() {
     std::error_code ec;

@@ -128,6 +128,7 @@ struct GitService {
     std::filesystem::path tls_cert, tls_key;  // PEM files; default: a self-signed pair made on first start
     std::filesystem::path template_dir;       // files of every new repository's first commit
     std::uint32_t pack_cache_mb = 64;         // packs kept for fleets fetching the same tip; 0 disables
+    std::uint32_t read_timeout_s = 30;        // a request that stalls this long is dropped (idle keep-alive: twice that)
 };
 
 struct BlockService {

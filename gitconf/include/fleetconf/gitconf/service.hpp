@@ -44,8 +44,10 @@ std::string tls_key_fingerprint(const std::filesystem::path& cert_pem);
 
 struct ServiceOptions {
     std::size_t pack_threads = 2;                   // pack building off the I/O thread
-    std::chrono::milliseconds read_timeout{30000};  // a request that stalls this long is dropped
-    std::chrono::milliseconds idle_timeout{60000};  // an idle keep-alive connection is closed
+    // A request that stalls this long is dropped; an idle keep-alive connection is closed after
+    // idle_timeout. 0: from the site file (services.git.read_timeout, idle twice that).
+    std::chrono::milliseconds read_timeout{0};
+    std::chrono::milliseconds idle_timeout{0};
     std::size_t max_connections = 2048;
     std::size_t max_body = 8 << 20;                 // request body on the wire
     std::size_t max_inflated_body = 32 << 20;       // after gzip decoding

@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""gitconf against real git clients on loopback (127.0.0.1 only): the stock git client over git://,
+HTTP and HTTPS with protocol v0 and v2 (clone, --depth 1, --shallow-since, fetch after new commits and
+after a history rewrite, ls-remote, an empty repository, annotated tags, a file over 1 MiB, hundreds of
+haves in a gzip body, git fsck on every result), a libgit2 client, the git-kv request fixtures replayed
+byte for byte, and the access rules and limits.
+
+usage: git_clients_test.py FLEETCONF LIBGIT2_CLONE FIXTURE_DIR
+"""
+import base64, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+FC, LG2, FIX = (os.path.abspath(a) for a in sys.argv[1:4])
+tmp = tempfile.mkdtemp(prefix="fleetconf-git-")
+failures = []
+server = None
+SRC_ENV = dict(os.environ, GIT_AUTHOR_NAME="fleetconf test", GIT_AUTHOR_EMAIL="test@fleetconf",
+               GIT_COMMITTER_NAME="fleetconf test", GIT_COMMITTER_EMAIL="test@fleetconf",
+               GIT_CONFIG_NOSYSTEM="1", HOME=tmp, GIT_TERMINAL_PROMPT="0")
+SECOND = "1c62a270edc858f843bda98bf9c5d59ef8cfe6b8"  # pinned by the fixtures in tests/gitconf/fixtures
+THIRD = "248ea12b6c2d78c4d1725f887f1c3fc2860699f0"
+
+
+def check(desc, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{str(detail)[:600]}]"))
+    if not ok:
+        failures.append(desc)
+
+
+def run(*args, env=None, cwd=None, check_rc=True, input=None):
+    r = subprocess.run(list(args), capture_output=True, env=env or SRC_ENV, cwd=cwd, input=input)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))}: {r.stderr.decode(errors='replace').strip()}")
+    return r
+
+
+def git(*args, cwd=None, check_rc=True, env=None):
+    return run("git", *args, cwd=cwd, check_rc=check_rc, env=env)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+HTTP, HTTPS, GITP = free_port(), free_port(), free_port()
+DATA = f"{tmp}/data"
+SITE = {
+    "site": "git.test",
+    "networks": [{"name": "br0", "subnet": "10.77.0.0/24", "gateway": "10.77.0.1", "pools": ["10.77.0.100-10.77.0.199"]}],
+    "unikernels": [
+        {"name": "web", "network": "br0", "git": {"access": "read-only", "git_protocol": True}},
+        {"name": "cal", "network": "br0", "git": {"access": "read-write"}},
+        {"name": "kv", "network": "br0", "git": {"git_protocol": True}},
+        {"name": "big", "network": "br0"},
+        {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
+    ],
+    "services": {"data_dir": DATA, "dhcp": {"enabled": False}, "block": {"enabled": False},
+                 "git": {"http": f"127.0.0.1:{HTTP}", "https": f"127.0.0.1:{HTTPS}", "git": f"127.0.0.1:{GITP}",
+                         "public_host": "127.0.0.1", "read_timeout": 2}},
+}
+SITE_FILE = f"{tmp}/site.json"
+json.dump(SITE, open(SITE_FILE, "w"))
+
+
+def repo(name):
+    return f"{DATA}/git/repos/{name}.git"
+
+
+def commit_in(src, when, files, msg):
+    env = dict(SRC_ENV, GIT_AUTHOR_DATE=f"{when} +0000", GIT_COMMITTER_DATE=f"{when} +0000")
+    for path, content in files.items():
+        os.makedirs(os.path.dirname(f"{src}/{path}") or src, exist_ok=True)
+        open(f"{src}/{path}", "w").write(content)
+    run("git", "add", "-A", cwd=src, env=env)
+    run("git", "commit", "-q", "-m", msg, cwd=src, env=env)
+    return git("rev-parse", "HEAD", cwd=src).stdout.decode().strip()
+
+
+def push_local(src, name, ref="main", force=True):
+    """Setup only: writes into the served bare repository through the file system, not the server."""
+    git("push", "-q", *(["--force"] if force else []), repo(name), f"HEAD:refs/heads/{ref}", cwd=src)
+
+
+def wait_port(port):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def fsck(d):
+    r = git("fsck", "--no-dangling", cwd=d, check_rc=False)
+    return r.returncode == 0, r.stderr.decode(errors="replace")
+
+
+def count_commits(d, rev="HEAD"):
+    return int(git("rev-list", "--count", rev, cwd=d).stdout)
+
+
+def http_request(method, path, headers=None, body=None, port=HTTP):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def basic(user, token):
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+
+def parse_pkts(data):
+    """(lines before the pack, pack bytes, progress text) from an upload-pack response."""
+    lines, pack, progress, i, in_pack = [], b"", b"", 0, False
+    while i + 4 <= len(data):
+        n = int(data[i:i + 4], 16)
+        if n == 0:
+            i += 4
+            if in_pack:
+                break
+            continue
+        payload = data[i + 4:i + n]
+        i += n
+        if payload[:1] in (b"\x01", b"\x02", b"\x03") and (in_pack or payload[:1] == b"\x01" or payload[:1] == b"\x02"):
+            in_pack = True
+            if payload[:1] == b"\x01":
+                pack += payload[1:]
+            elif payload[:1] == b"\x02":
+                progress += payload[1:]
+            else:
+                lines.append("ERR-BAND " + payload[1:].decode(errors="replace"))
+        else:
+            lines.append(payload.decode(errors="replace").rstrip("\n"))
+    return lines, pack, progress
+
+
+def pack_objects(pack):
+    d = tempfile.mkdtemp(dir=tmp)
+    git("init", "-q", d)
+    open(f"{d}/x.pack", "wb").write(pack)
+    r = git("index-pack", "-o", f"{d}/x.idx", f"{d}/x.pack", cwd=d, check_rc=False)
+    if r.returncode != 0:
+        return None, r.stderr.decode()
+    out = git("verify-pack", "-v", f"{d}/x.idx", cwd=d).stdout.decode()
+    return {l.split()[0] for l in out.splitlines() if re.match(r"^[0-9a-f]{40} ", l)}, ""
+
+
+def tree_objects(src, commit):
+    objs = {commit, git("rev-parse", f"{commit}^{{tree}}", cwd=src).stdout.decode().strip()}
+    for l in git("ls-tree", "-r", "-t", commit, cwd=src).stdout.decode().splitlines():
+        objs.add(l.split()[2])
+    return objs
+
+
+def git_daemon_exchange(name, body, read_advert=True):
+    s = socket.create_connection(("127.0.0.1", GITP), 5)
+    s.settimeout(10)
+    line = f"git-upload-pack /{name}.git\0host=127.0.0.1\0".encode()
+    s.sendall(b"%04x" % (len(line) + 4) + line)
+    data = b""
+    if read_advert:
+        while not data.endswith(b"0000"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    s.sendall(body)
+    resp = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        resp += chunk
+    s.close()
+    return data, resp
+
+
+try:
+    # ---- repositories and credentials --------------------------------------------------------
+    run(FC, "git", "create", "--site", SITE_FILE)
+    check("git create made every repository", all(os.path.isdir(repo(n)) for n in ("web", "cal", "kv", "big", "empty")))
+    src = f"{tmp}/src"
+    git("init", "-q", "-b", "main", src)
+    first = commit_in(src, 1700000000, {"config.json": '{"hostname":"web"}\n', "htdocs/index.html": "<h1>v1</h1>\n"}, "first")
+    git("tag", "-a", "v1", "-m", "release 1", cwd=src, env=dict(SRC_ENV, GIT_COMMITTER_DATE="1700000000 +0000"))
+    second = commit_in(src, 1700000100, {"htdocs/index.html": "<h1>v2</h1>\n"}, "second")
+    check("fixture history is deterministic (ids pinned by the git-kv fixtures)", second == SECOND, second)
+    git("tag", "light", cwd=src)
+    push_local(src, "web")
+    push_local(src, "kv")
+    git("push", "-q", repo("web"), "refs/tags/v1", "refs/tags/light", cwd=src)
+    # "empty": a repository without any commit (HEAD -> refs/heads/main, unborn)
+    shutil.rmtree(repo("empty"))
+    git("init", "-q", "--bare", "-b", "main", repo("empty"))
+    big_content = os.urandom(1536 * 1024)
+    open(f"{tmp}/big.bin", "wb").write(big_content)
+    run(FC, "git", "put", "big", "blob.bin", "--file", f"{tmp}/big.bin", "--site", SITE_FILE)
+
+    tokens = {n: run(FC, "git", "token", n, "--site", SITE_FILE).stdout.decode().strip() for n in ("web", "cal", "kv", "big", "empty")}
+    check("tokens are 48 hex digits and only their hashes are stored",
+          all(re.fullmatch(r"[0-9a-f]{48}", t) for t in tokens.values()) and
+          all(t not in open(f"{DATA}/git/tokens.json").read() for t in tokens.values()))
+    check("token file is mode 0600", (os.stat(f"{DATA}/git/tokens.json").st_mode & 0o777) == 0o600)
+
+    log = open(f"{tmp}/serve.log", "w")
+    server = subprocess.Popen([FC, "--log-level", "info,git=debug", "serve", SITE_FILE], stdout=log, stderr=subprocess.STDOUT)
+    check("server listens on git://, HTTP and HTTPS", wait_port(GITP) and wait_port(HTTP) and wait_port(HTTPS))
+    cert = f"{DATA}/git/tls/cert.pem"
+    check("self-signed certificate generated", os.path.exists(cert) and (os.stat(f"{DATA}/git/tls/key.pem").st_mode & 0o777) == 0o600)
+    # (Debian's git uses libcurl-gnutls, which takes the CA file from the environment, not from -c.)
+    SRC_ENV["GIT_SSL_CAINFO"] = cert
+    TLS = []
+
+    def url(transport, name, token=None):
+        tok = tokens[name] if token is None else token
+        if transport == "git":
+            return f"git://127.0.0.1:{GITP}/{name}.git"
+        port = HTTP if transport == "http" else HTTPS
+        return f"{transport}://{name}:{tok}@127.0.0.1:{port}/{name}.git"
+
+    # ---- the stock git client: every transport, v0 and v2 --------------------------------------
+    clones = {}
+    for transport in ("git", "http", "https"):
+        for v in (0, 2):
+            tag = f"{transport} v{v}"
+            cfg = ["-c", f"protocol.version={v}"] + (TLS if transport == "https" else [])
+            ls = git(*cfg, "ls-remote", url(transport, "web"), check_rc=False)
+            out = ls.stdout.decode()
+            check(f"{tag}: ls-remote lists HEAD, main, tags and the peeled tag",
+                  ls.returncode == 0 and f"{SECOND}\tHEAD" in out and f"{SECOND}\trefs/heads/main" in out and
+                  "refs/tags/v1^{}" in out and f"{first}\trefs/tags/v1^{{}}" in out and "refs/tags/light" in out, out + ls.stderr.decode())
+            d = f"{tmp}/clone-{transport}-{v}"
+            r = git(*cfg, "clone", "-q", url(transport, "web"), d, check_rc=False)
+            ok = r.returncode == 0
+            check(f"{tag}: clone", ok, r.stderr.decode())
+            if ok:
+                clones[(transport, v)] = d
+                f_ok, f_err = fsck(d)
+                check(f"{tag}: clone has the full history and passes git fsck",
+                      f_ok and git("rev-parse", "HEAD", cwd=d).stdout.decode().strip() == SECOND and count_commits(d) == 2, f_err)
+                check(f"{tag}: annotated tag arrives as a tag object",
+                      git("cat-file", "-t", "v1", cwd=d, check_rc=False).stdout.decode().strip() == "tag")
+            d1 = f"{tmp}/depth-{transport}-{v}"
+            r = git(*cfg, "clone", "-q", "--depth", "1", url(transport, "web"), d1, check_rc=False)
+            f_ok, f_err = fsck(d1) if r.returncode == 0 else (False, r.stderr.decode())
+            check(f"{tag}: clone --depth 1 has one commit, marked shallow, fsck passes",
+                  r.returncode == 0 and count_commits(d1) == 1 and open(f"{d1}/.git/shallow").read().strip() == SECOND and f_ok, f_err)
+            if r.returncode == 0:
+                clones[(transport, v, "shallow")] = d1
+            d2 = f"{tmp}/since-{transport}-{v}"
+            r = git(*cfg, "clone", "-q", "--shallow-since=1700000050", url(transport, "web"), d2, check_rc=False)
+            f_ok, f_err = fsck(d2) if r.returncode == 0 else (False, r.stderr.decode())
+            check(f"{tag}: clone --shallow-since keeps only newer commits, fsck passes",
+                  r.returncode == 0 and count_commits(d2) == 1 and f_ok, f_err)
+            de = f"{tmp}/empty-{transport}-{v}"
+            r = git(*cfg, "clone", url(transport, "empty"), de, check_rc=False)
+            check(f"{tag}: clone of an empty repository succeeds and says so",
+                  r.returncode == 0 and "empty repository" in r.stderr.decode(), r.stderr.decode())
+
+    # ---- new commits, then a history rewrite ----------------------------------------------------
+    third = commit_in(src, 1700000200, {"htdocs/index.html": "<h1>v3</h1>\n", "htdocs/new.txt": "extra\n"}, "third")
+    check("third commit id pinned", third == THIRD, third)
+    push_local(src, "web")
+    for key, d in list(clones.items()):
+        transport, v = key[0], key[1]
+        cfg = ["-c", f"protocol.version={v}"] + (TLS if transport == "https" else [])
+        r = git(*cfg, "fetch", "-q", "origin", cwd=d, check_rc=False)
+        f_ok, f_err = fsck(d) if r.returncode == 0 else (False, r.stderr.decode())
+        got = git("rev-parse", "origin/main", cwd=d, check_rc=False).stdout.decode().strip()
+        check(f"{transport} v{v}{' shallow' if len(key) == 3 else ''}: fetch after a new commit, fsck passes",
+              r.returncode == 0 and got == THIRD and f_ok, f_err or got)
+    # rewrite: a commit on top of `first` replaces main
+    git("checkout", "-q", "-b", "rewrite", first, cwd=src)
+    rewritten = commit_in(src, 1700000300, {"config.json": '{"hostname":"web","rewritten":true}\n'}, "rewritten")
+    push_local(src, "web")
+    for key, d in list(clones.items()):
+        if len(key) == 3:
+            continue
+        transport, v = key
+        cfg = ["-c", f"protocol.version={v}"] + (TLS if transport == "https" else [])
+        r = git(*cfg, "fetch", "-q", "origin", cwd=d, check_rc=False)
+        f_ok, f_err = fsck(d) if r.returncode == 0 else (False, r.stderr.decode())
+        got = git("rev-parse", "origin/main", cwd=d, check_rc=False).stdout.decode().strip()
+        check(f"{transport} v{v}: fetch after a history rewrite (forced update), fsck passes",
+              r.returncode == 0 and got == rewritten and f_ok, f_err or got)
+
+    # ---- hundreds of haves, sent gzip-compressed --------------------------------------------------
+    d = clones[("http", 0)]
+    for i in range(300):
+        open(f"{d}/local.txt", "w").write(f"local {i}\n")
+        git("add", "local.txt", cwd=d)
+        git("commit", "-q", "-m", f"local {i}", cwd=d)
+    newest = commit_in(src, 1700000400, {"config.json": '{"hostname":"web","v":4}\n'}, "fourth")
+    push_local(src, "web")
+    before = open(f"{tmp}/serve.log").read().count("(gzip)")
+    r = git("-c", "protocol.version=0", "fetch", "-q", "origin", cwd=d, check_rc=False)
+    f_ok, f_err = fsck(d) if r.returncode == 0 else (False, r.stderr.decode())
+    time.sleep(0.2)
+    after = open(f"{tmp}/serve.log").read().count("(gzip)")
+    check("fetch with 300+ haves (gzip request body) succeeds and fsck passes",
+          r.returncode == 0 and after > before and git("rev-parse", "origin/main", cwd=d).stdout.decode().strip() == newest and f_ok,
+          f"{f_err} gzip bodies {before}->{after}")
+
+    # ---- a file over 1 MiB -----------------------------------------------------------------------
+    db = f"{tmp}/big-clone"
+    r = git("clone", "-q", url("http", "big"), db, check_rc=False)
+    check("a file over 1 MiB arrives intact", r.returncode == 0 and open(f"{db}/blob.bin", "rb").read() == big_content and fsck(db)[0],
+          r.stderr.decode())
+
+    # ---- libgit2 as the client --------------------------------------------------------------------
+    env = dict(os.environ, GIT_USER="web", GIT_TOKEN=tokens["web"])
+    r = subprocess.run([LG2, f"http://127.0.0.1:{HTTP}/web.git", f"{tmp}/lg2"], capture_output=True, env=env)
+    check("libgit2 clones over HTTP", r.returncode == 0 and r.stdout.decode().strip() == newest and fsck(f"{tmp}/lg2")[0],
+          r.stderr.decode() + r.stdout.decode())
+
+    # ---- git-kv request fixtures, byte for byte ---------------------------------------------------
+    git("checkout", "-q", "main", cwd=src)
+    git("reset", "-q", "--hard", SECOND, cwd=src)
+    push_local(src, "kv")
+    expected_clone = tree_objects(src, SECOND)
+    auth = {"Authorization": basic("kv", tokens["kv"]), "Content-Type": "application/x-git-upload-pack-request",
+            "git-protocol": "version=1"}
+    for transport in ("http", "git"):
+        body = open(f"{FIX}/gitkv_clone.{transport}.req", "rb").read()
+        if transport == "http":
+            st, hdrs, resp = http_request("POST", "/kv.git/git-upload-pack", auth, body)
+        else:
+            _, resp = git_daemon_exchange("kv", body)
+            st = 200
+        lines, pack, progress = parse_pkts(resp)
+        objs, err = pack_objects(pack)
+        check(f"git-kv first clone over {transport}: 'shallow {SECOND[:8]}', a pack of exactly the tip's objects",
+              st == 200 and f"shallow {SECOND}" in lines and objs == expected_clone, f"{st} {lines} {err} {objs}")
+    git("reset", "-q", "--hard", THIRD, cwd=src)
+    push_local(src, "kv")
+    expected_pull = tree_objects(src, THIRD) - tree_objects(src, SECOND)
+    for transport in ("http", "git"):
+        body = open(f"{FIX}/gitkv_pull.{transport}.req", "rb").read()
+        if transport == "http":
+            st, hdrs, resp = http_request("POST", "/kv.git/git-upload-pack", auth, body)
+        else:
+            _, resp = git_daemon_exchange("kv", body)
+            st = 200
+        lines, pack, progress = parse_pkts(resp)
+        objs, err = pack_objects(pack)
+        check(f"git-kv pull (shallow + deepen-since + have) over {transport}: ACK ready, only the new objects",
+              st == 200 and any(l.startswith(f"ACK {SECOND}") for l in lines) and not any(l.startswith(("shallow", "unshallow")) for l in lines)
+              and objs == expected_pull, f"{st} {lines} {err} {objs} vs {expected_pull}")
+
+    # ---- access rules ----------------------------------------------------------------------------
+    refs = "/web.git/info/refs?service=git-upload-pack"
+    st, h, b = http_request("GET", refs)
+    check("no credentials: 401 with a Basic challenge", st == 401 and "Basic" in h.get("WWW-Authenticate", ""), st)
+    st, _, _ = http_request("GET", refs, {"Authorization": basic("web", "0" * 48)})
+    check("wrong token: 401", st == 401, st)
+    st, _, _ = http_request("GET", "/nosuch.git/info/refs?service=git-upload-pack")
+    check("unknown repository without credentials: 401 (nothing revealed)", st == 401, st)
+    st_other, _, b_other = http_request("GET", "/cal.git/info/refs?service=git-upload-pack", {"Authorization": basic("web", tokens["web"])})
+    st_none, _, b_none = http_request("GET", "/nosuch.git/info/refs?service=git-upload-pack", {"Authorization": basic("web", tokens["web"])})
+    check("another unikernel's repository: 404, the same answer as a missing one", st_other == 404 and st_none == 404 and b_other == b_none,
+          f"{st_other} {st_none}")
+    r = git("clone", "-q", f"http://web:{tokens['web']}@127.0.0.1:{HTTP}/cal.git", f"{tmp}/stolen", check_rc=False)
+    check("stock git with A's token on B's repository fails (not found)", r.returncode != 0 and "not found" in r.stderr.decode().lower(),
+          r.stderr.decode())
+    for bad in ("/../web.git/info/refs?service=git-upload-pack", "/web.git/../cal.git/info/refs?service=git-upload-pack",
+                "/%2e%2e/web.git/info/refs?service=git-upload-pack", "/web/.git/info/refs?service=git-upload-pack",
+                "//etc/passwd", "/web.git/objects/info/packs"):
+        st, _, _ = http_request("GET", bad, {"Authorization": basic("web", tokens["web"])})
+        check(f"traversal or non-smart path {bad!r}: refused ({st})", st in (401, 403, 404), st)
+    st, _, _ = http_request("GET", "/web.git/info/refs", {"Authorization": basic("web", tokens["web"])})
+    check("dumb HTTP (no service parameter): refused", st in (403, 404), st)
+    st, _, b = http_request("GET", "/cal.git/info/refs?service=git-receive-pack", {"Authorization": basic("cal", tokens["cal"])})
+    check("push is refused for now (403)", st == 403, st)
+    _, resp = git_daemon_exchange("cal", b"0000", read_advert=False)
+    check("git:// to a repository without git_protocol: ERR 'not exported'", b"ERR access denied or repository not exported" in resp, resp[:100])
+    s = socket.create_connection(("127.0.0.1", GITP), 5)
+    line = b"git-receive-pack /web.git\0host=127.0.0.1\0"
+    s.sendall(b"%04x" % (len(line) + 4) + line)
+    resp = s.recv(4096)
+    s.close()
+    check("git:// push: refused with ERR", resp[4:7] == b"ERR", resp)
+    advert, resp = git_daemon_exchange("web", b"ffff" + b"x" * 100)
+    check("over-long pkt-line: ERR and the connection is closed", b"ERR" in resp and b"longer than 65520" in resp, resp[:120])
+    # a client that stops mid-request (read_timeout is 2 s in this site)
+    s = socket.create_connection(("127.0.0.1", GITP), 5)
+    line = b"git-upload-pack /web.git\0host=127.0.0.1\0"
+    s.sendall(b"%04x" % (len(line) + 4) + line + b"0032want ")
+    s.settimeout(10)
+    t0 = time.time()
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    check("git:// client that stalls mid-request is disconnected after the read timeout", 1.5 < time.time() - t0 < 8, time.time() - t0)
+    s.close()
+    s = socket.create_connection(("127.0.0.1", HTTP), 5)
+    s.sendall(b"POST /web.git/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0032")
+    s.settimeout(10)
+    t0 = time.time()
+    try:
+        while s.recv(65536):
+            pass
+    except (socket.timeout, ConnectionResetError):
+        pass
+    check("HTTP client that stalls mid-body is disconnected after the read timeout", 1.5 < time.time() - t0 < 8, time.time() - t0)
+    s.close()
+    s = socket.create_connection(("127.0.0.1", HTTP), 5)
+    s.sendall(f"POST /web.git/git-upload-pack HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('web', tokens['web'])}\r\n"
+              f"Content-Length: {9 << 20}\r\n\r\n".encode())
+    s.settimeout(5)
+    resp = s.recv(4096)
+    s.close()
+    check("request body over the limit: 413 before the body is read", resp.startswith(b"HTTP/1.1 413"), resp[:40])
+    st, _, b = http_request("POST", "/web.git/git-upload-pack", dict(auth, Authorization=basic("web", tokens["web"]), **{"Content-Encoding": "gzip"}), b"not gzip")
+    check("bad gzip body: 400", st == 400, st)
+    d = f"{tmp}/after-attacks"
+    r = git("clone", "-q", url("http", "web"), d, check_rc=False)
+    check("server still serves after every refused request", r.returncode == 0 and server.poll() is None, r.stderr.decode())
+
+    logtext = open(f"{tmp}/serve.log").read()
+    check("fetches are logged with peer, credential, repository and wanted tips",
+          re.search(r"fetch http 127\.0\.0\.1:\d+ credential web repo web v\d wants [0-9a-f]{12}", logtext) is not None)
+    check("the pack cache served repeated fetches", "(cached)" in logtext)
+    boot = run(FC, "bootargs", "web", "--site", SITE_FILE, env=dict(os.environ, FLEETCONF_GIT_TOKEN=tokens["web"])).stdout.decode()
+    check("bootargs prints --remote with the token and --tls-authenticator for HTTPS",
+          f"--remote=https://web:{tokens['web']}@127.0.0.1:{HTTPS}/web.git" in boot and re.search(r"--tls-authenticator=key-fp:SHA256:[A-Za-z0-9+/=]{44}", boot),
+          boot)
+finally:
+    if server and server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            rc = server.wait(10)
+            check("server stops cleanly on SIGTERM", rc == 0, rc)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            check("server stops cleanly on SIGTERM", False, "timeout")
+    if failures:
+        print(open(f"{tmp}/serve.log").read()[-4000:] if os.path.exists(f"{tmp}/serve.log") else "")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
