@@ -54,7 +54,7 @@ SITE = {
         {"name": "web", "network": "br0", "git": {"access": "read-only", "git_protocol": True}},
         {"name": "cal", "network": "br0", "git": {"access": "read-write"}},
         {"name": "kv", "network": "br0", "git": {"git_protocol": True}},
-        {"name": "big", "network": "br0"},
+        {"name": "big", "network": "br0", "git": {}},
         {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
     ],
     "services": {"data_dir": DATA, "dhcp": {"enabled": False}, "block": {"enabled": False},

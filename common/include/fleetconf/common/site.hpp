@@ -82,7 +82,7 @@ struct Network {
 };
 
 struct GitSettings {
-    bool enabled = true;
+    bool enabled = false;   // true when the unikernel's entry has a "git" object (its "enabled" defaults to true)
     bool writable = false;  // "access": "read-only" (default) or "read-write"
     std::string branch = "main";
     bool git_protocol = false;  // also served read-only over git:// (no credentials: development only)

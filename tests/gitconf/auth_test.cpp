@@ -1,0 +1,99 @@
+#include "fleetconf/gitconf/auth.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sys/stat.h>
+
+using namespace fleetconf::gitconf;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/fleetconf-auth-XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+}  // namespace
+
+TEST_CASE("tokens: issued, stored as hashes, verified, rotated and revoked", "[gitconf][auth]") {
+    TempDir d;
+    const auto file = d.path / "git" / "tokens.json";
+    auto store = TokenStore::load(file);  // missing file: empty
+    CHECK(store.records().empty());
+    const auto t1 = store.issue("web");
+    CHECK(t1.size() == 48);
+    std::ifstream in(file);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(text.find(t1) == std::string::npos);
+    CHECK(text.find(fleetconf::common::to_hex(fleetconf::common::sha256(t1))) != std::string::npos);
+    struct stat st{};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+
+    auto reloaded = TokenStore::load(file);
+    CHECK(reloaded.verify("web", t1));
+    CHECK_FALSE(reloaded.verify("web", t1.substr(1)));
+    CHECK_FALSE(reloaded.verify("cal", t1));
+    CHECK_FALSE(reloaded.verify("nobody", ""));
+    const auto t2 = reloaded.issue("web");
+    CHECK(t2 != t1);
+    CHECK_FALSE(reloaded.verify("web", t1));
+    CHECK(reloaded.verify("web", t2));
+    CHECK(reloaded.revoke("web"));
+    CHECK_FALSE(reloaded.revoke("web"));
+    CHECK_FALSE(TokenStore::load(file).verify("web", t2));
+}
+
+TEST_CASE("tokens: a damaged file is refused with its name", "[gitconf][auth]") {
+    TempDir d;
+    const auto file = d.path / "tokens.json";
+    for (const char* bad : {"{", "[]", "{\"version\":2,\"tokens\":{}}", "{\"version\":1,\"tokens\":{\"web\":{\"sha256\":\"00\"}}}"}) {
+        {
+            std::ofstream(file) << bad;
+        }
+        fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
+        INFO(bad);
+        try {
+            (void)TokenStore::load(file);
+            FAIL("accepted");
+        } catch (const std::runtime_error& e) {
+            CHECK(std::string(e.what()).find(file.string()) != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("Basic credentials (RFC 7617)", "[gitconf][auth]") {
+    auto c = parse_basic_auth("Basic d2ViOnNlY3JldDp3aXRoOmNvbG9ucw==");  // web:secret:with:colons
+    REQUIRE(c);
+    CHECK(c->user == "web");
+    CHECK(c->password == "secret:with:colons");
+    CHECK(parse_basic_auth("basic d2ViOng="));  // scheme is case-insensitive
+    CHECK_FALSE(parse_basic_auth(""));
+    CHECK_FALSE(parse_basic_auth("Bearer abc"));
+    CHECK_FALSE(parse_basic_auth("Basic !!!"));
+    CHECK_FALSE(parse_basic_auth("Basic d2Vi"));  // "web": no colon
+}
+
+TEST_CASE("access decisions: 401 before anything is revealed, 404 for other repositories", "[gitconf][auth]") {
+    TempDir d;
+    auto store = TokenStore::load(d.path / "t.json");
+    const auto web = store.issue("web");
+    const auto cal = store.issue("cal");
+    const RepoAccess ro{true, false, false}, rw{true, true, false}, missing{};
+    const BasicCredentials web_ok{"web", web}, web_bad{"web", cal}, cal_ok{"cal", cal};
+    CHECK(authorize_http("web", ro, std::nullopt, store, false) == Verdict::unauthorized);
+    CHECK(authorize_http("web", ro, web_bad, store, false) == Verdict::unauthorized);
+    CHECK(authorize_http("nosuch", missing, std::nullopt, store, false) == Verdict::unauthorized);
+    CHECK(authorize_http("web", ro, web_ok, store, false) == Verdict::allow);
+    CHECK(authorize_http("web", ro, cal_ok, store, false) == Verdict::not_found);
+    CHECK(authorize_http("nosuch", missing, web_ok, store, false) == Verdict::not_found);
+    CHECK(authorize_http("web", ro, web_ok, store, true) == Verdict::forbidden);
+    CHECK(authorize_http("cal", rw, cal_ok, store, true) == Verdict::allow);
+}
