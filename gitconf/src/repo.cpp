@@ -62,7 +62,8 @@ std::optional<ObjectType> convert(git_object_t t) {
 
 SigPtr signature(const Author& a) {
     git_signature* s = nullptr;
-    check(git_signature_now(&s, a.name.c_str(), a.email.c_str()), "author \"" + a.name + " <" + a.email + ">\"");
+    const int rc = a.time ? git_signature_new(&s, a.name.c_str(), a.email.c_str(), a.time, 0) : git_signature_now(&s, a.name.c_str(), a.email.c_str());
+    check(rc, "author \"" + a.name + " <" + a.email + ">\"");
     return SigPtr(s);
 }
 
@@ -182,7 +183,8 @@ Repository Repository::open(const std::filesystem::path& dir) {
 Repository Repository::create(const std::filesystem::path& dir, const std::string& branch, bool initial,
                               const std::filesystem::path& template_dir, const Author& author) {
     init_libgit2();
-    git_repository_init_options opts = GIT_REPOSITORY_INIT_OPTIONS_INIT;
+    git_repository_init_options opts;
+    git_repository_init_options_init(&opts, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
     opts.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
     const std::string head = "refs/heads/" + branch;
     opts.initial_head = head.c_str();

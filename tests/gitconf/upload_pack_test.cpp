@@ -287,3 +287,15 @@ TEST_CASE("v2: fetch negotiates, then shallow-info and the packfile", "[gitconf]
     REQUIRE(up.state() == UploadPackV2::State::send_pack);
     CHECK(lines_of(out) == std::vector<std::string>{"shallow-info", "shallow " + f.commits[2].hex(), "0001", "packfile"});
 }
+
+TEST_CASE("repo: commits with a fixed author time have git's ids (the fuzz corpus relies on it)", "[gitconf][repo]") {
+    TempDir d;
+    auto repo = Repository::create(d.path / "r.git", "main", true, {}, Author{"f", "f@f", 1700000000});
+    // the same history made by the stock git client with GIT_*_DATE set
+    CHECK(repo.refs().head->hex() == "a9cb4d1338f27851d656b370a098e3297b22b3c1");
+    Oid last;
+    for (int i = 0; i < 4; ++i)
+        last = repo.put_file("main", "f" + std::to_string(i), std::string(static_cast<std::size_t>(i * 10), 'x'),
+                             Author{"f", "f@f", 1700000100 + i * 100}, "c\n");
+    CHECK(last.hex() == "5970d34effeb375ae7f6c1343eb0a060c5027744");
+}

@@ -78,6 +78,7 @@ struct PackResult {
 struct Author {
     std::string name = "fleetconf";
     std::string email = "fleetconf@localhost";
+    std::int64_t time = 0;  // seconds since the epoch, UTC; 0: now
 };
 
 struct LogEntry {
