@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""gitconf fetch benchmark: a booting fleet (50 concurrent clients repeating a depth-1 fetch of the
+tip of a configuration repository of about 200 files and 100 commits) against fleetconf and, in the
+same run, the reference servers on the same repository: `git daemon` (git://) and `git http-backend`
+behind busybox httpd's CGI (smart HTTP). Requests are replayed by bench/gitconf/git_load, so the git
+client's own work does not hide the servers'. Everything listens on 127.0.0.1.
+
+usage: bench_gitconf.py FLEETCONF GIT_LOAD [--seconds 5] [--clients 50] [--smoke]
+"""
+import argparse, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("fleetconf")
+ap.add_argument("git_load")
+ap.add_argument("--seconds", type=float, default=5)
+ap.add_argument("--clients", type=int, default=50)
+ap.add_argument("--smoke", action="store_true", help="a short run that checks the harness (CI), no thresholds")
+a = ap.parse_args()
+if a.smoke:
+    a.seconds, a.clients = 0.5, 4
+FC, LOAD = os.path.abspath(a.fleetconf), os.path.abspath(a.git_load)
+for tool in ("git", "busybox"):
+    if not shutil.which(tool):
+        print(f"FAIL: {tool} is not installed (./dev deps installs it)")
+        sys.exit(1)
+tmp = tempfile.mkdtemp(prefix="fleetconf-gitbench-")
+ENV = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="b@b",
+           HOME=tmp, GIT_CONFIG_NOSYSTEM="1")
+procs = []
+
+
+def sh(*args, cwd=None, env=None):
+    return subprocess.run(list(args), cwd=cwd, env=env or ENV, check=True, capture_output=True).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(p):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", p), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{p}")
+
+
+try:
+    # ---- the fixture: ~200 files, 100 commits -----------------------------------------------------
+    work = f"{tmp}/work"
+    sh("git", "init", "-q", "-b", "main", work)
+    n_commits = 20 if a.smoke else 100
+    for c in range(n_commits):
+        if c == 0:
+            for f in range(200):
+                os.makedirs(f"{work}/conf/d{f % 10}", exist_ok=True)
+                open(f"{work}/conf/d{f % 10}/f{f}.json", "w").write(json.dumps({"file": f, "rev": 0, "data": ["x" * 40] * (f % 30 + 5)}, indent=1))
+        else:
+            for k in range(5):
+                f = (c * 7 + k * 13) % 200
+                open(f"{work}/conf/d{f % 10}/f{f}.json", "w").write(json.dumps({"file": f, "rev": c, "data": ["y" * 40] * (f % 30 + 5)}, indent=1))
+        e = dict(ENV, GIT_AUTHOR_DATE=f"{1700000000 + c * 60} +0000", GIT_COMMITTER_DATE=f"{1700000000 + c * 60} +0000")
+        sh("git", "add", "-A", cwd=work, env=e)
+        sh("git", "commit", "-q", "-m", f"change {c}", cwd=work, env=e)
+    tip = sh("git", "rev-parse", "HEAD", cwd=work).decode().strip()
+    repos = f"{tmp}/data/git/repos"
+    os.makedirs(repos)
+    sh("git", "clone", "-q", "--bare", work, f"{repos}/fleet.git")
+
+    # ---- fleetconf ------------------------------------------------------------------------------
+    pg, ph = free_port(), free_port()
+    site = {"networks": [{"name": "br0", "subnet": "10.6.0.0/24"}],
+            "unikernels": [{"name": "fleet", "network": "br0", "git": {"git_protocol": True}}],
+            "services": {"data_dir": f"{tmp}/data", "dhcp": {"enabled": False}, "block": {"enabled": False},
+                         "git": {"git": f"127.0.0.1:{pg}", "http": f"127.0.0.1:{ph}"}}}
+    json.dump(site, open(f"{tmp}/site.json", "w"))
+    token = sh(FC, "git", "token", "fleet", "--site", f"{tmp}/site.json").decode().strip()
+    fc = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site.json"], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/fc.log", "w"))
+    procs.append(fc)
+
+    # ---- git daemon (forks one upload-pack per connection) ------------------------------------------
+    pd = free_port()
+    gd = subprocess.Popen(["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={pd}", f"--base-path={repos}", "--export-all",
+                           "--max-connections=0", repos], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    procs.append(gd)
+
+    # ---- git http-backend as a CGI of busybox httpd ---------------------------------------------------
+    pw = free_port()
+    os.makedirs(f"{tmp}/www/cgi-bin")
+    cgi = f"{tmp}/www/cgi-bin/git"
+    open(cgi, "w").write(f"#!/bin/sh\nexport GIT_PROJECT_ROOT={repos} GIT_HTTP_EXPORT_ALL=1 HOME={tmp}\nexec git http-backend\n")
+    os.chmod(cgi, 0o755)
+    hb = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{pw}", "-h", f"{tmp}/www"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    procs.append(hb)
+    for p in (pg, ph, pd, pw):
+        wait_port(p)
+
+    def load(mode, port, extra):
+        out = subprocess.run([LOAD, "--mode", mode, "--port", str(port), "--repo", "fleet", "--want", tip, "--clients", str(a.clients),
+                              "--seconds", str(a.seconds), *extra], capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    rows = [
+        ("fleetconf", "git://", load("git", pg, [])),
+        ("git daemon 2.39", "git://", load("git", pd, [])),
+        ("fleetconf", "HTTP", load("http", ph, ["--auth", f"fleet:{token}"])),
+        ("git http-backend (busybox httpd CGI)", "HTTP", load("http", pw, ["--prefix", "/cgi-bin/git"])),
+    ]
+    print(f"\ngitconf fetch benchmark: {a.clients} clients, depth-1 fetch of the tip, {n_commits} commits x 200 files, "
+          f"{a.seconds:g} s per server, loopback{' (smoke)' if a.smoke else ''}")
+    print(f"{'server':40} {'transport':9} {'fetches/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>12}")
+    ref = {"git://": rows[1][2]["rate"], "HTTP": rows[3][2]["rate"]}
+    bad = False
+    for name, transport, r in rows:
+        ratio = "" if not name.startswith("fleetconf") else (f"{r['rate'] / ref[transport]:.2f}x" if ref[transport] else "n/a")
+        print(f"{name:40} {transport:9} {r['rate']:10.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} {ratio:>12}")
+        bad = bad or r["fetches"] == 0
+    if bad:
+        print("FAIL: a server completed no fetch")
+        sys.exit(1)
+finally:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
