@@ -280,8 +280,10 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
         co_return r;
     }
 
-    const auto ctype = req.header("content-type");
-    if (!ctype.empty() && ctype != "application/x-git-upload-pack-request") co_return text(415, "expected application/x-git-upload-pack-request");
+    // The Content-Type is not checked (git http-backend answers 415): clients that ignore status codes,
+    // like git-kv, would read a 415 as an empty fetch. The body itself is parsed strictly.
+    if (const auto ctype = req.header("content-type"); !ctype.empty() && ctype != "application/x-git-upload-pack-request")
+        h.log->debug("http {} repo {}: unexpected content type \"{}\"", peer, *name, ctype.substr(0, 64));
     std::string body_storage;
     const std::string* body = &req.body;
     const auto enc = req.header("content-encoding");

@@ -97,3 +97,13 @@ TEST_CASE("access decisions: 401 before anything is revealed, 404 for other repo
     CHECK(authorize_http("web", ro, web_ok, store, true) == Verdict::forbidden);
     CHECK(authorize_http("cal", rw, cal_ok, store, true) == Verdict::allow);
 }
+
+TEST_CASE("token file: the documented test vector (docs/gitconf.md)", "[gitconf][auth]") {
+    TempDir d;
+    const auto file = d.path / "tokens.json";
+    std::ofstream(file) << R"({"version":1,"tokens":{"web":{"sha256":"6a38b098eb23f184cc195649dc3fae8f8ef475be875db655a85a467791b5d907","created":1}}})";
+    fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
+    const auto store = TokenStore::load(file);
+    CHECK(store.verify("web", "000102030405060708090a0b0c0d0e0f1011121314151617"));
+    CHECK_FALSE(store.verify("web", "000102030405060708090a0b0c0d0e0f1011121314151616"));
+}
