@@ -9,6 +9,7 @@
 #include <asio/detached.hpp>
 #include <asio/ip/v6_only.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/use_awaitable.hpp>
@@ -388,6 +389,25 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
         co_return !ec;
     };
 
+    // Builds the pack while sending side-band keep-alives (an empty band-1 packet, as git's upload-pack
+    // does every uploadpack.keepAlive = 5 s) so that a slow build does not look like a dead server.
+    auto pack_with_keepalive = [&](const Repository& r, const PackJob& job, bool& hit) -> asio::awaitable<std::shared_ptr<const PackResult>> {
+        using namespace asio::experimental::awaitable_operators;
+        if (!co_await flush_out() || job.sideband == 0) co_return co_await pack(r, job, hit);
+        auto keepalive = [&]() -> asio::awaitable<void> {
+            asio::steady_timer t(io);
+            while (true) {
+                t.expires_after(std::chrono::seconds(5));
+                co_await t.async_wait(asio::use_awaitable);
+                deadline.arm(opts.read_timeout);
+                static constexpr char kKeepAlive[] = "0005\1";
+                co_await asio::async_write(*sock, asio::buffer(kKeepAlive, 5), use_tuple);
+            }
+        };
+        auto result = co_await (pack(r, job, hit) || keepalive());
+        co_return std::get<0>(std::move(result));
+    };
+
     // The request line: "git-upload-pack /NAME.git\0host=HOST\0" [ "\0version=2\0" ]
     pkt::Packet first;
     std::size_t used = 0;
@@ -466,7 +486,7 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
             in.erase(0, n);
             if (up.state() == UploadPackV2::State::send_pack) {
                 bool hit = false;
-                auto p = co_await pack(*repo, up.job(), hit);
+                auto p = co_await pack_with_keepalive(*repo, up.job(), hit);
                 up.write_pack(*p, out);
                 ++fetches_git;
                 log->info("fetch git {} repo {} v2 wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants),
@@ -514,7 +534,7 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
     if (up.state() == UploadPack::State::send_pack) {
         deadline.disarm();
         bool hit = false;
-        auto p = co_await pack(*repo, up.job(), hit);
+        auto p = co_await pack_with_keepalive(*repo, up.job(), hit);
         up.write_pack(*p, out);
         const auto size = out.size();
         deadline.arm(opts.read_timeout);

@@ -215,6 +215,7 @@ try:
     log = open(f"{tmp}/serve.log", "w")
     server = subprocess.Popen([FC, "--log-level", "info,git=debug", "serve", SITE_FILE], stdout=log, stderr=subprocess.STDOUT)
     check("server listens on git://, HTTP and HTTPS", wait_port(GITP) and wait_port(HTTP) and wait_port(HTTPS))
+    fds_start = len(os.listdir(f"/proc/{server.pid}/fd"))
     cert = f"{DATA}/git/tls/cert.pem"
     check("self-signed certificate generated", os.path.exists(cert) and (os.stat(f"{DATA}/git/tls/key.pem").st_mode & 0o777) == 0o600)
     # (Debian's git uses libcurl-gnutls, which takes the CA file from the environment, not from -c.)
@@ -428,10 +429,34 @@ try:
     check("request body over the limit: 413 before the body is read", resp.startswith(b"HTTP/1.1 413"), resp[:40])
     st, _, b = http_request("POST", "/web.git/git-upload-pack", dict(auth, Authorization=basic("web", tokens["web"]), **{"Content-Encoding": "gzip"}), b"not gzip")
     check("bad gzip body: 400", st == 400, st)
+    # chunked request body and two requests on one keep-alive connection
+    body = open(f"{FIX}/gitkv_clone.http.req", "rb").read()
+    chunked = b"".join(b"%x\r\n" % len(body[i:i + 40]) + body[i:i + 40] + b"\r\n" for i in range(0, len(body), 40)) + b"0\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", HTTP), 5)
+    head = f"POST /kv.git/git-upload-pack HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('kv', tokens['kv'])}\r\n"
+    s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunked)
+    s.sendall((head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    s.settimeout(5)
+    data = b""
+    try:
+        while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"0000"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    check("chunked request body, then a second request on the same keep-alive connection", data.count(b"HTTP/1.1 200 OK") == 2 and
+          data.count(b"PACK") == 2, data[:200])
     d = f"{tmp}/after-attacks"
     r = git("clone", "-q", url("http", "web"), d, check_rc=False)
     check("server still serves after every refused request", r.returncode == 0 and server.poll() is None, r.stderr.decode())
 
+    time.sleep(0.5)
+    fds = len(os.listdir(f"/proc/{server.pid}/fd"))
+    check(f"no descriptor leaked by refused, stalled or finished connections ({fds} open, {fds_start} at start)", fds <= fds_start + 2,
+          os.listdir(f"/proc/{server.pid}/fd"))
     logtext = open(f"{tmp}/serve.log").read()
     check("fetches are logged with peer, credential, repository and wanted tips",
           re.search(r"fetch http 127\.0\.0\.1:\d+ credential web repo web v\d wants [0-9a-f]{12}", logtext) is not None)
