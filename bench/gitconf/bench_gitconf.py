@@ -83,6 +83,14 @@ try:
     token = sh(FC, "git", "token", "fleet", "--site", f"{tmp}/site.json").decode().strip()
     fc = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site.json"], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/fc.log", "w"))
     procs.append(fc)
+    # the same server with the pack cache off: every fetch builds its pack, as git daemon does
+    pg0, ph0 = free_port(), free_port()
+    site0 = json.loads(json.dumps(site))
+    site0["services"]["git"].update({"git": f"127.0.0.1:{pg0}", "http": f"127.0.0.1:{ph0}", "pack_cache_mb": 0})
+    json.dump(site0, open(f"{tmp}/site0.json", "w"))
+    fc0 = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site0.json"], stdout=subprocess.DEVNULL,
+                           stderr=open(f"{tmp}/fc0.log", "w"))
+    procs.append(fc0)
 
     # ---- git daemon (forks one upload-pack per connection) ------------------------------------------
     pd = free_port()
@@ -99,7 +107,7 @@ try:
     hb = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{pw}", "-h", f"{tmp}/www"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     procs.append(hb)
-    for p in (pg, ph, pd, pw):
+    for p in (pg, ph, pg0, ph0, pd, pw):
         wait_port(p)
 
     def load(mode, port, extra):
@@ -109,18 +117,20 @@ try:
 
     rows = [
         ("fleetconf", "git://", load("git", pg, [])),
+        ("fleetconf, pack cache off", "git://", load("git", pg0, [])),
         ("git daemon 2.39", "git://", load("git", pd, [])),
         ("fleetconf", "HTTP", load("http", ph, ["--auth", f"fleet:{token}"])),
+        ("fleetconf, pack cache off", "HTTP", load("http", ph0, ["--auth", f"fleet:{token}"])),
         ("git http-backend (busybox httpd CGI)", "HTTP", load("http", pw, ["--prefix", "/cgi-bin/git"])),
     ]
     print(f"\ngitconf fetch benchmark: {a.clients} clients, depth-1 fetch of the tip, {n_commits} commits x 200 files, "
           f"{a.seconds:g} s per server, loopback{' (smoke)' if a.smoke else ''}")
-    print(f"{'server':40} {'transport':9} {'fetches/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>12}")
-    ref = {"git://": rows[1][2]["rate"], "HTTP": rows[3][2]["rate"]}
+    print(f"{'server':40} {'transport':9} {'fetches/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs reference':>13}")
+    ref = {"git://": rows[2][2]["rate"], "HTTP": rows[5][2]["rate"]}
     bad = False
     for name, transport, r in rows:
         ratio = "" if not name.startswith("fleetconf") else (f"{r['rate'] / ref[transport]:.2f}x" if ref[transport] else "n/a")
-        print(f"{name:40} {transport:9} {r['rate']:10.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} {ratio:>12}")
+        print(f"{name:40} {transport:9} {r['rate']:10.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} {ratio:>13}")
         bad = bad or r["fetches"] == 0
     if bad:
         print("FAIL: a server completed no fetch")
