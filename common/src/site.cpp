@@ -472,13 +472,16 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             const auto& j = services["git"];
             auto& s = site.services.git;
             if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
-                                               "pack_cache_mb", "read_timeout"})) {
+                                               "pack_cache_mb", "read_timeout", "max_pack_mb", "max_object_mb", "max_repo_mb"})) {
                 s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
                 s.http = c.parsed(j, "/services/git", "http", parse_endpoint_required_port, "an address with :port");
                 s.https = c.parsed(j, "/services/git", "https", parse_endpoint_required_port, "an address with :port");
                 s.git = c.parsed(j, "/services/git", "git", parse_endpoint_required_port, "an address with :port");
                 s.pack_cache_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "pack_cache_mb", 0, 65536).value_or(64));
                 s.read_timeout_s = static_cast<std::uint32_t>(c.integer(j, "/services/git", "read_timeout", 1, 3600).value_or(30));
+                s.max_pack_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_pack_mb", 1, 4096).value_or(16));
+                s.max_object_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_object_mb", 1, 4096).value_or(8));
+                s.max_repo_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_repo_mb", 1, 65536).value_or(64));
                 const auto cert = c.string(j, "/services/git", "tls_cert");
                 const auto key = c.string(j, "/services/git", "tls_key");
                 if (cert.has_value() != key.has_value())
@@ -686,9 +689,11 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (j.contains("git")) {
                     const auto gp = join(p, "git");
                     const auto& g = j["git"];
-                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol"})) {
+                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete"})) {
                         u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
                         u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
+                        u.git.allow_non_fast_forward = c.boolean(g, gp, "allow_non_fast_forward").value_or(false);
+                        u.git.allow_delete = c.boolean(g, gp, "allow_delete").value_or(false);
                         if (auto a = c.string(g, gp, "access")) {
                             if (*a == "read-write") u.git.writable = true;
                             else if (*a != "read-only") c.error(join(gp, "access"), "\"" + *a + "\" is not read-only or read-write");

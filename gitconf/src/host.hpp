@@ -3,6 +3,7 @@
 
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/gitconf/auth.hpp"
+#include "fleetconf/gitconf/receive_pack.hpp"
 #include "fleetconf/gitconf/repo.hpp"
 #include "fleetconf/gitconf/service.hpp"
 #include "fleetconf/gitconf/upload_pack.hpp"
@@ -105,6 +106,19 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     std::uint64_t unauthorized = 0, not_found = 0, forbidden = 0, protocol_errors = 0, timeouts = 0, bytes_sent = 0;
 
     RepoAccess access(std::string_view name) const;
+
+    // pushes: one writer per repository at a time
+    std::mutex push_locks_mutex;
+    std::map<std::string, std::unique_ptr<std::mutex>> push_locks;
+    std::mutex& push_lock(const std::string& repo);
+    std::uint64_t pushes_accepted = 0, pushes_rejected = 0;
+    PushLimits push_limits() const;
+    PushPolicy push_policy(const std::string& repo) const;
+    // Runs a push on the pool (under the repository's writer lock); resumes on the I/O thread.
+    asio::awaitable<PushResult> push(const std::string& repo, const ReceivePack& rp);
+    // Appends one JSON line to <data_dir>/git/audit/NAME.jsonl (synced) and logs the outcome.
+    void audit_push(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
+                    const PushResult& r);
     // A repository name from a URL path segment: "NAME.git" or "NAME", NAME a DNS label.
     static std::optional<std::string> repo_name(std::string_view segment);
 

@@ -28,7 +28,7 @@ struct Request {
     std::map<std::string, std::string> headers;  // lower-case names
     std::string body;
     bool in_value = false, complete = false, too_large = false;
-    std::size_t header_bytes = 0, max_body = 0;
+    std::size_t header_bytes = 0, max_body = 0, max_push_body = 0;
     bool keep_alive = true;
 
     void commit_header() {
@@ -78,6 +78,7 @@ const http_parser_settings& settings() {
             auto* r = req_of(p);
             r->commit_header();
             r->method = http_method_str(static_cast<http_method>(p->method));
+            if (r->url.find("/git-receive-pack") != std::string::npos) r->max_body = r->max_push_body;
             if (p->content_length != ULLONG_MAX && p->content_length > r->max_body) return (r->too_large = true), -1;
             return 0;
         };
@@ -196,6 +197,48 @@ std::string wants_text(const std::vector<Oid>& w) {
 
 namespace {
 
+// git-receive-pack over smart HTTP: the advertisement, or one stateless push.
+asio::awaitable<Response> handle_push(Service::Impl& h, const Request& req, bool advertisement, const std::string& name,
+                                      const std::string& peer, const std::string& who, bool tls) {
+    if (advertisement ? req.method != "GET" : req.method != "POST") co_return text(405, advertisement ? "use GET" : "use POST");
+    std::optional<Repository> repo;
+    try {
+        repo.emplace(Repository::open(repo_dir(h.site, name)));
+    } catch (const std::exception& e) {
+        h.log->error("http {}: {}", peer, e.what());
+    }
+    if (!repo) co_return text(503, "repository unavailable");
+    Response r;
+    if (advertisement) {
+        r.content_type = "application/x-git-receive-pack-advertisement";
+        pkt::write_line(r.body, "# service=git-receive-pack");
+        pkt::write_flush(r.body);
+        r.body += advertise_receive(repo->refs());
+        co_return r;
+    }
+    repo.reset();
+    if (!req.header("content-encoding").empty()) co_return text(415, "compressed push bodies are not supported");
+    ReceivePack rp(h.push_limits());
+    rp.feed(req.body);
+    rp.end_of_input();
+    r.content_type = "application/x-git-receive-pack-result";
+    const std::string transport = tls ? "https" : "http";
+    if (rp.state() == ReceivePack::State::failed) {
+        PushResult pr;
+        pr.unpack_error = rp.error();
+        pr.commands = rp.commands();
+        for (auto& c : pr.commands) c.error = "refused";
+        h.audit_push(name, transport, peer, who, pr);
+        r.body = report(pr, rp.side_band());
+        co_return r;
+    }
+    if (rp.commands().empty()) co_return r;
+    const auto result = co_await h.push(name, rp);
+    h.audit_push(name, transport, peer, who, result);
+    if (rp.report_status()) r.body = report(result, rp.side_band());
+    co_return r;
+}
+
 // The per-request decision and work; shared by HTTP and HTTPS.
 asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std::string& peer, bool tls) {
     const std::string_view url = req.url;
@@ -244,11 +287,12 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
         h.log->info("http {} {} {}: 404 for credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
         co_return text(404, "repository not found");
     }
-    if (verdict == Verdict::forbidden || push) {
+    if (verdict == Verdict::forbidden) {
         ++h.forbidden;
-        h.log->info("http {} {} {}: 403 push refused for credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
-        co_return text(403, push && verdict == Verdict::allow ? "pushing is not supported by this server yet" : "read-only credential");
+        h.log->info("http {} {} {}: 403 push refused for read-only credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
+        co_return text(403, "this credential is read-only");
     }
+    if (push) co_return co_await handle_push(h, req, route == Route::info_refs, *name, peer, who, tls);
     if (route == Route::info_refs && service != "git-upload-pack") co_return text(403, "the dumb HTTP protocol is not supported; use a smart git client");
     if (route == Route::info_refs && req.method != "GET") co_return text(405, "use GET");
     if (route == Route::upload_pack && req.method != "POST") co_return text(405, "use POST");
@@ -343,6 +387,7 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
     while (true) {
         Request req;
         req.max_body = h.opts.max_body;
+        req.max_push_body = (std::size_t{h.site.services.git.max_pack_mb} << 20) + (1u << 20);
         parser.data = &req;
         bool started = false;
         while (!req.complete) {

@@ -26,6 +26,12 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
 
 #include <sstream>
 
@@ -297,6 +303,100 @@ std::optional<std::string> Service::Impl::repo_name(std::string_view seg) {
     if (seg.size() > 4 && seg.substr(seg.size() - 4) == ".git") seg.remove_suffix(4);
     if (!common::is_dns_label(seg)) return std::nullopt;
     return std::string(seg);
+}
+
+std::mutex& Service::Impl::push_lock(const std::string& repo) {
+    std::lock_guard g(push_locks_mutex);
+    auto& m = push_locks[repo];
+    if (!m) m = std::make_unique<std::mutex>();
+    return *m;
+}
+
+PushLimits Service::Impl::push_limits() const {
+    const auto& g = site.services.git;
+    PushLimits l;
+    l.max_pack = std::size_t{g.max_pack_mb} << 20;
+    l.max_object = std::size_t{g.max_object_mb} << 20;
+    l.max_repo = std::uint64_t{g.max_repo_mb} << 20;
+    return l;
+}
+
+PushPolicy Service::Impl::push_policy(const std::string& repo) const {
+    PushPolicy p;
+    if (const auto* u = site.unikernel(repo)) {
+        p.config_branch = "refs/heads/" + u->git.branch;
+        p.allow_non_fast_forward = u->git.allow_non_fast_forward;
+        p.allow_delete = u->git.allow_delete;
+    }
+    return p;
+}
+
+asio::awaitable<PushResult> Service::Impl::push(const std::string& repo, const ReceivePack& rp) {
+    auto* self = this;
+    const auto dir = repo_dir(site, repo);
+    const auto policy = push_policy(repo);
+    const auto limits = push_limits();
+    // Captures by reference only: the values live in this coroutine's frame until the pool answers
+    // (GCC 12 destroys non-trivial captures of a coroutine lambda handed to co_spawn twice).
+    co_return co_await asio::co_spawn(
+        pool,
+        [self, &repo, &rp, &dir, &policy, &limits]() -> asio::awaitable<PushResult> {
+            std::lock_guard lock(self->push_lock(repo));
+            PushResult r;
+            try {
+                auto repository = Repository::open(dir);
+                r = apply_push(repository, rp.commands(), rp.pack(), rp.atomic(), policy, limits);
+            } catch (const std::exception& e) {
+                r.unpack_error = e.what();
+                r.commands = rp.commands();
+                for (auto& c : r.commands) c.error = "server error";
+            }
+            co_return r;
+        },
+        asio::use_awaitable);
+}
+
+void Service::Impl::audit_push(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
+                               const PushResult& r) {
+    nlohmann::json refs = nlohmann::json::array();
+    std::size_t ok = 0;
+    for (const auto& c : r.commands) {
+        refs.push_back({{"ref", c.name}, {"old", c.old_id.hex()}, {"new", c.new_id.hex()}, {"status", c.error.empty() ? "ok" : "ng"},
+                        {"reason", c.error}});
+        if (c.error.empty()) ++ok;
+    }
+    const char* result = r.all_ok() ? "accepted" : ok ? "partial" : "rejected";
+    const auto now = std::chrono::system_clock::now();
+    const nlohmann::json line{{"time", std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count()},
+                              {"repository", repo},
+                              {"transport", transport},
+                              {"peer", peer},
+                              {"credential", who},
+                              {"result", result},
+                              {"unpack", r.unpack_error.empty() ? "ok" : r.unpack_error},
+                              {"refs", refs},
+                              {"paths", r.paths}};
+    (r.all_ok() ? pushes_accepted : pushes_rejected)++;
+    try {
+        const auto dir = git_root(site) / "audit";
+        common::ensure_directory(dir);
+        const std::string text = line.dump() + "\n";
+        const auto file = dir / (repo + ".jsonl");
+        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0) throw std::runtime_error(file.string() + ": " + std::strerror(errno));
+        const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
+        ::close(fd);
+        if (!written) throw std::runtime_error(file.string() + ": write failed");
+    } catch (const std::exception& e) {
+        log->error("audit log for {}: {}", repo, e.what());
+    }
+    std::string summary;
+    for (const auto& c : r.commands)
+        summary += " " + c.name + " " + c.old_id.hex().substr(0, 12) + ".." + c.new_id.hex().substr(0, 12) +
+                   (c.error.empty() ? " ok" : " REFUSED (" + c.error + ")");
+    if (r.all_ok()) log->info("push {} {} credential {} repo {}:{} ({} path(s) changed)", transport, peer, who, repo, summary, r.paths.size());
+    else log->warn("push {} {} credential {} repo {} {}:{}{}", transport, peer, who, repo, result, summary,
+                   r.unpack_error.empty() ? "" : " unpack: " + r.unpack_error);
 }
 
 asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const Repository& repo, const PackJob& job, bool& hit) {
@@ -646,6 +746,9 @@ std::string Service::prometheus() const {
       << "fleetconf_git_refused_total{reason=\"protocol\"} " << i.protocol_errors << "\n"
       << "fleetconf_git_refused_total{reason=\"timeout\"} " << i.timeouts << "\n";
     counter("fleetconf_git_sent_bytes_total", "Response bytes written", i.bytes_sent);
+    o << "# HELP fleetconf_git_pushes_total Pushes by outcome\n# TYPE fleetconf_git_pushes_total counter\n"
+      << "fleetconf_git_pushes_total{result=\"accepted\"} " << i.pushes_accepted << "\n"
+      << "fleetconf_git_pushes_total{result=\"rejected\"} " << i.pushes_rejected << "\n";
     counter("fleetconf_git_pack_cache_hits_total", "Packs served from the cache (or a concurrent build)", i.cache.hits());
     counter("fleetconf_git_pack_cache_misses_total", "Packs built", i.cache.misses());
     o << "# HELP fleetconf_git_pack_cache_bytes Bytes held by the pack cache\n# TYPE fleetconf_git_pack_cache_bytes gauge\n"

@@ -56,10 +56,11 @@ SITE = {
         {"name": "kv", "network": "br0", "git": {"git_protocol": True}},
         {"name": "big", "network": "br0", "git": {}},
         {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
+        {"name": "drop", "network": "br0", "git": {"access": "read-write"}},
     ],
     "services": {"data_dir": DATA, "dhcp": {"enabled": False}, "block": {"enabled": False},
                  "git": {"http": f"127.0.0.1:{HTTP}", "https": f"127.0.0.1:{HTTPS}", "git": f"127.0.0.1:{GITP}",
-                         "public_host": "127.0.0.1", "read_timeout": 2}},
+                         "public_host": "127.0.0.1", "read_timeout": 2, "max_object_mb": 1}},
 }
 SITE_FILE = f"{tmp}/site.json"
 json.dump(SITE, open(SITE_FILE, "w"))
@@ -200,13 +201,14 @@ try:
     push_local(src, "kv")
     git("push", "-q", repo("web"), "refs/tags/v1", "refs/tags/light", cwd=src)
     # "empty": a repository without any commit (HEAD -> refs/heads/main, unborn)
-    shutil.rmtree(repo("empty"))
-    git("init", "-q", "--bare", "-b", "main", repo("empty"))
+    for name in ("empty", "drop"):
+        shutil.rmtree(repo(name))
+        git("init", "-q", "--bare", "-b", "main", repo(name))
     big_content = os.urandom(1536 * 1024)
     open(f"{tmp}/big.bin", "wb").write(big_content)
     run(FC, "git", "put", "big", "blob.bin", "--file", f"{tmp}/big.bin", "--site", SITE_FILE)
 
-    tokens = {n: run(FC, "git", "token", n, "--site", SITE_FILE).stdout.decode().strip() for n in ("web", "cal", "kv", "big", "empty")}
+    tokens = {n: run(FC, "git", "token", n, "--site", SITE_FILE).stdout.decode().strip() for n in ("web", "cal", "kv", "big", "empty", "drop")}
     check("tokens are 48 hex digits and only their hashes are stored",
           all(re.fullmatch(r"[0-9a-f]{48}", t) for t in tokens.values()) and
           all(t not in open(f"{DATA}/git/tokens.json").read() for t in tokens.values()))
@@ -380,8 +382,92 @@ try:
         check(f"traversal or non-smart path {bad!r}: refused ({st})", st in (401, 403, 404), st)
     st, _, _ = http_request("GET", "/web.git/info/refs", {"Authorization": basic("web", tokens["web"])})
     check("dumb HTTP (no service parameter): refused", st in (403, 404), st)
-    st, _, b = http_request("GET", "/cal.git/info/refs?service=git-receive-pack", {"Authorization": basic("cal", tokens["cal"])})
-    check("push is refused for now (403)", st == 403, st)
+    st, _, b = http_request("GET", "/web.git/info/refs?service=git-receive-pack", {"Authorization": basic("web", tokens["web"])})
+    check("push advertisement with a read-only credential: 403", st == 403, st)
+    st, h, b = http_request("GET", "/cal.git/info/refs?service=git-receive-pack", {"Authorization": basic("cal", tokens["cal"])})
+    check("push advertisement with a read-write credential", st == 200 and b"report-status" in b and b"# service=git-receive-pack" in b, b[:200])
+
+    # ---- pushes over HTTP(S) --------------------------------------------------------------------------
+    def push_clone(name, transport="http", d=None):
+        d = d or tempfile.mkdtemp(dir=tmp)
+        git("clone", "-q", url(transport, name), d)
+        return d
+
+    def commit_file(d, path, content, msg):
+        os.makedirs(os.path.dirname(f"{d}/{path}") or d, exist_ok=True)
+        open(f"{d}/{path}", "w" if isinstance(content, str) else "wb").write(content)
+        git("add", "-A", cwd=d)
+        git("commit", "-q", "-m", msg, cwd=d)
+        return git("rev-parse", "HEAD", cwd=d).stdout.decode().strip()
+
+    def server_head(name, ref="refs/heads/main"):
+        r = git("--git-dir", repo(name), "rev-parse", "--verify", "-q", ref, check_rc=False)
+        return r.stdout.decode().strip()
+
+    def audit(name):
+        f = f"{DATA}/git/audit/{name}.jsonl"
+        return [json.loads(l) for l in open(f)] if os.path.exists(f) else []
+
+    for transport in ("http", "https"):
+        d = push_clone("cal", transport)
+        c = commit_file(d, "calendar/event.json", json.dumps({"transport": transport}), f"event over {transport}")
+        r = git("push", "-q", "origin", "main", cwd=d, check_rc=False)
+        check(f"push over {transport}: accepted and the branch moved", r.returncode == 0 and server_head("cal") == c, r.stderr.decode())
+        last = audit("cal")[-1] if audit("cal") else {}
+        check(f"push over {transport}: audited with credential, refs and paths", last.get("result") == "accepted" and
+              last.get("credential") == "cal" and last.get("transport") == transport and "calendar/event.json" in last.get("paths", []), last)
+    r = git("--git-dir", repo("cal"), "fsck", "--no-dangling", check_rc=False)
+    check("server repository passes git fsck after pushes", r.returncode == 0, r.stderr.decode())
+    d = push_clone("cal")
+    r = git("push", "-q", "origin", "main:refs/heads/feature", cwd=d, check_rc=False)
+    check("push of a new branch", r.returncode == 0 and server_head("cal", "refs/heads/feature") == server_head("cal"), r.stderr.decode())
+    r = git("push", "-q", "origin", ":refs/heads/feature", cwd=d, check_rc=False)
+    check("delete of another branch", r.returncode == 0 and server_head("cal", "refs/heads/feature") == "", r.stderr.decode())
+    r = git("push", "origin", ":main", cwd=d, check_rc=False)
+    check("delete of the configuration branch refused, reason shown to the client",
+          r.returncode != 0 and "deleting the configuration branch is not allowed" in r.stderr.decode() and server_head("cal") != "",
+          r.stderr.decode())
+    before = server_head("cal")
+    git("reset", "-q", "--hard", "HEAD~1", cwd=d)
+    commit_file(d, "rewrite.txt", "x\n", "rewrite")
+    r = git("push", "--force", "origin", "main", cwd=d, check_rc=False)
+    check("non-fast-forward push refused (even forced)", r.returncode != 0 and "non-fast-forward" in r.stderr.decode() and
+          server_head("cal") == before, r.stderr.decode())
+    d = push_clone("cal")
+    commit_file(d, "broken.json", "{not json", "broken")
+    r = git("push", "origin", "main", cwd=d, check_rc=False)
+    check("push with a file that is not JSON refused, reason shown", r.returncode != 0 and "broken.json is not valid JSON" in r.stderr.decode()
+          and server_head("cal") == before, r.stderr.decode())
+    check("the refused push is audited with its reason", audit("cal")[-1]["result"] == "rejected" and
+          "not valid JSON" in audit("cal")[-1]["refs"][0]["reason"], audit("cal")[-1])
+    d = push_clone("cal")
+    commit_file(d, "huge.bin", os.urandom(1200 * 1024), "huge")
+    r = git("push", "origin", "main", cwd=d, check_rc=False)
+    check("push of a file over max_object_mb refused", r.returncode != 0 and "over the limit" in r.stderr.decode(), r.stderr.decode())
+    d = f"{tmp}/drop-clone"
+    git("init", "-q", "-b", "main", d)
+    commit_file(d, "config.json", "{}", "first")
+    git("remote", "add", "origin", url("http", "drop"), cwd=d)
+    r = git("push", "-q", "origin", "main", cwd=d, check_rc=False)
+    check("push into an empty repository", r.returncode == 0 and server_head("drop") == git("rev-parse", "HEAD", cwd=d).stdout.decode().strip(),
+          r.stderr.decode())
+    r = git("clone", "-q", url("http", "drop"), f"{tmp}/drop-again", check_rc=False)
+    check("the pushed repository clones", r.returncode == 0 and os.path.exists(f"{tmp}/drop-again/config.json"), r.stderr.decode())
+    d = push_clone("web")
+    commit_file(d, "x.json", "{}", "x")
+    r = git("push", "origin", "main", cwd=d, check_rc=False)
+    check("push with a read-only credential refused", r.returncode != 0 and "403" in r.stderr.decode(), r.stderr.decode())
+    # two writers at once: one wins, the other is refused cleanly; nothing lost, nothing corrupt
+    a_dir, b_dir = push_clone("cal"), push_clone("cal")
+    ca = commit_file(a_dir, "a.json", '{"a":1}', "writer a")
+    cb = commit_file(b_dir, "b.json", '{"b":1}', "writer b")
+    pa = subprocess.Popen(["git", "push", "origin", "main"], cwd=a_dir, env=SRC_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pb = subprocess.Popen(["git", "push", "origin", "main"], cwd=b_dir, env=SRC_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ra, rb = pa.wait(30), pb.wait(30)
+    head = server_head("cal")
+    fsck_ok = git("--git-dir", repo("cal"), "fsck", "--no-dangling", check_rc=False).returncode == 0
+    check("two concurrent pushes: exactly one wins, the branch holds its commit, fsck passes",
+          sorted([ra, rb]) == [0, 1] and head == (ca if ra == 0 else cb) and fsck_ok, f"{ra} {rb} {head} {ca} {cb}")
     _, resp = git_daemon_exchange("cal", b"0000", read_advert=False)
     check("git:// to a repository without git_protocol: ERR 'not exported'", b"ERR access denied or repository not exported" in resp, resp[:100])
     s = socket.create_connection(("127.0.0.1", GITP), 5)

@@ -86,6 +86,8 @@ struct GitSettings {
     bool writable = false;  // "access": "read-only" (default) or "read-write"
     std::string branch = "main";
     bool git_protocol = false;  // also served read-only over git:// (no credentials: development only)
+    bool allow_non_fast_forward = false;  // pushes may rewrite the configuration branch
+    bool allow_delete = false;            // pushes may delete the configuration branch
 };
 
 struct BlockSettings {
@@ -128,6 +130,9 @@ struct GitService {
     std::filesystem::path tls_cert, tls_key;  // PEM files; default: a self-signed pair made on first start
     std::filesystem::path template_dir;       // files of every new repository's first commit
     std::uint32_t pack_cache_mb = 64;         // packs kept for fleets fetching the same tip; 0 disables
+    std::uint32_t max_pack_mb = 16;           // one push's pack
+    std::uint32_t max_object_mb = 8;          // any file a push adds (unikernels hold the repository in memory)
+    std::uint32_t max_repo_mb = 64;           // a repository's objects on disk after a push
     std::uint32_t read_timeout_s = 30;        // a request that stalls this long is dropped (idle keep-alive: twice that)
 };
 
