@@ -1,0 +1,165 @@
+#include "fleetconf/gitconf/pktline.hpp"
+#include "fleetconf/gitconf/receive_pack.hpp"
+
+#include <catch2/catch.hpp>
+#include <git2.h>
+
+#include <cstring>
+#include <filesystem>
+
+using namespace fleetconf::gitconf;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/fleetconf-rp-XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+std::string pl(std::string_view s) {
+    std::string out;
+    pkt::write(out, s);
+    return out;
+}
+
+// Commits `files` on top of `parent` in `repo` without moving any ref (the objects a push would bring).
+Oid loose_commit(Repository& repo, const std::optional<Oid>& parent, const std::string& path, const std::string& content) {
+    git_repository* r = repo.raw();
+    git_oid blob;
+    REQUIRE(git_blob_create_from_buffer(&blob, r, content.data(), content.size()) == 0);
+    git_tree* base = nullptr;
+    git_commit* pc = nullptr;
+    if (parent) {
+        git_oid p;
+        std::memcpy(p.id, parent->bytes.data(), 20);
+        REQUIRE(git_commit_lookup(&pc, r, &p) == 0);
+        REQUIRE(git_commit_tree(&base, pc) == 0);
+    }
+    git_tree_update upd{};
+    upd.action = GIT_TREE_UPDATE_UPSERT;
+    upd.id = blob;
+    upd.filemode = GIT_FILEMODE_BLOB;
+    upd.path = path.c_str();
+    git_oid tree_id;
+    if (!base) {
+        git_treebuilder* b = nullptr;
+        REQUIRE(git_treebuilder_new(&b, r, nullptr) == 0);
+        git_oid empty;
+        REQUIRE(git_treebuilder_write(&empty, b) == 0);
+        git_treebuilder_free(b);
+        REQUIRE(git_tree_lookup(&base, r, &empty) == 0);
+    }
+    REQUIRE(git_tree_create_updated(&tree_id, r, base, 1, &upd) == 0);
+    git_tree* tree = nullptr;
+    REQUIRE(git_tree_lookup(&tree, r, &tree_id) == 0);
+    git_signature* sig = nullptr;
+    REQUIRE(git_signature_new(&sig, "t", "t@t", 1700000000, 0) == 0);
+    git_oid id;
+    const git_commit* parents[1] = {pc};
+    REQUIRE(git_commit_create(&id, r, nullptr, sig, sig, nullptr, "m\n", tree, pc ? 1 : 0, pc ? parents : nullptr) == 0);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_tree_free(base);
+    git_commit_free(pc);
+    Oid o;
+    std::memcpy(o.bytes.data(), id.id, 20);
+    return o;
+}
+}  // namespace
+
+TEST_CASE("receive-pack: advertisement and command parsing", "[gitconf][receive-pack]") {
+    TempDir d;
+    auto repo = Repository::create(d.path / "r.git", "main", false);
+    const auto adv = advertise_receive(repo.refs());
+    CHECK(adv.find(std::string(40, '0') + " capabilities^{}") != std::string::npos);
+    CHECK(adv.find("report-status delete-refs side-band-64k quiet atomic ofs-delta") != std::string::npos);
+
+    const std::string a(40, 'a'), b(40, 'b'), z(40, '0');
+    const std::string req = pl(z + " " + a + " refs/heads/main" + std::string(1, '\0') + "report-status side-band-64k atomic agent=git/2\n") +
+                            pl(b + " " + z + " refs/heads/old\n") + "0000" + "PACK....";
+    const auto split = GENERATE_COPY(range<std::size_t>(0, req.size() + 1));
+    ReceivePack rp;
+    std::string buf = req.substr(0, split);
+    buf.erase(0, rp.feed(buf));
+    buf += req.substr(split);
+    buf.erase(0, rp.feed(buf));
+    rp.end_of_input();
+    REQUIRE(rp.state() == ReceivePack::State::done);
+    REQUIRE(rp.commands().size() == 2);
+    CHECK(rp.commands()[0].is_create());
+    CHECK(rp.commands()[1].is_delete());
+    CHECK(rp.commands()[1].name == "refs/heads/old");
+    CHECK(rp.report_status());
+    CHECK(rp.side_band());
+    CHECK(rp.atomic());
+    CHECK(rp.pack() == "PACK....");
+}
+
+TEST_CASE("receive-pack: malformed commands and oversized packs are refused", "[gitconf][receive-pack]") {
+    const std::string a(40, 'a'), z(40, '0');
+    for (const std::string& bad : {pl("hello\n"), pl(z + " " + a + "refs/heads/main\n"), pl(z + " xyz refs/heads/main\n"), std::string("0001"),
+                                   pl("push-cert\0x\n")}) {
+        ReceivePack rp;
+        rp.feed(bad);
+        CHECK(rp.state() == ReceivePack::State::failed);
+    }
+    ReceivePack rp(PushLimits{.max_pack = 10});
+    rp.feed(pl(z + " " + a + " refs/heads/main\n") + "0000" + std::string(11, 'P'));
+    CHECK(rp.state() == ReceivePack::State::failed);
+    CHECK(rp.error().find("maximum push size") != std::string::npos);
+    ReceivePack early;
+    early.feed(pl(z + " " + a + " refs/heads/main\n"));
+    early.end_of_input();
+    CHECK(early.state() == ReceivePack::State::failed);
+}
+
+TEST_CASE("receive-pack: apply_push moves refs by compare-and-swap and applies the policy", "[gitconf][receive-pack]") {
+    TempDir d;
+    auto repo = Repository::create(d.path / "r.git", "main", true, {}, Author{"t", "t@t", 1700000000});
+    const Oid base = *repo.refs().head;
+    const Oid ok = loose_commit(repo, base, "config.json", "{\"a\":1}");
+    const Oid bad_json = loose_commit(repo, base, "config.json", "{nope");
+    const Oid unrelated = loose_commit(repo, std::nullopt, "x.txt", "x");
+    const Oid big = loose_commit(repo, base, "big.bin", std::string(2000, 'b'));
+    const PushPolicy policy;
+    const PushLimits limits{.max_pack = 1 << 20, .max_object = 1000, .max_repo = 1 << 30, .max_commands = 10};
+    const Oid zero;
+
+    auto one = [&](RefCommand c) { return apply_push(repo, {std::move(c)}, {}, false, policy, limits); };
+    CHECK(one({base, bad_json, "refs/heads/main", {}}).commands[0].error == "config.json is not valid JSON");
+    CHECK(one({base, big, "refs/heads/main", {}}).commands[0].error.find("over the limit") != std::string::npos);
+    CHECK(one({base, unrelated, "refs/heads/main", {}}).commands[0].error == "non-fast-forward");
+    CHECK(one({zero, zero, "refs/heads/main", {}}).commands[0].error.find("deleting the configuration branch") != std::string::npos);
+    CHECK(one({zero, ok, "HEAD", {}}).commands[0].error == "funny refname");
+    CHECK(one({ok, ok, "refs/heads/main", {}}).commands[0].error.find("stale info") != std::string::npos);  // old id is not base
+    Oid missing;
+    missing.bytes.fill(0x42);
+    CHECK(one({base, missing, "refs/heads/main", {}}).commands[0].error.find("missing necessary objects") != std::string::npos);
+
+    auto r = one({base, ok, "refs/heads/main", {}});
+    CHECK(r.all_ok());
+    CHECK(r.paths == std::vector<std::string>{"config.json"});
+    CHECK(*repo.refs().head == ok);
+    CHECK(report(r, false) == pl("unpack ok\n") + pl("ok refs/heads/main\n") + "0000");
+
+    // atomic: one bad command, nothing moves
+    auto at = apply_push(repo, {{zero, ok, "refs/heads/side", {}}, {base, ok, "refs/heads/main", {}}}, {}, true, policy, limits);
+    CHECK(at.commands[0].error == "atomic push failed");
+    CHECK(at.commands[1].error.find("stale info") != std::string::npos);
+    CHECK(repo.refs().refs.size() == 1);
+    // not atomic: the good one moves
+    auto na = apply_push(repo, {{zero, ok, "refs/heads/side", {}}, {base, ok, "refs/heads/main", {}}}, {}, false, policy, limits);
+    CHECK(na.commands[0].error.empty());
+    CHECK(repo.refs().refs.size() == 2);
+    const auto sb = report(na, true);
+    CHECK(sb.substr(4, 1) == "\1");
+    CHECK(sb.find("ng refs/heads/main stale info") != std::string::npos);
+    // a corrupt pack is an unpack error for every command
+    auto broken = apply_push(repo, {{ok, ok, "refs/heads/side", {}}}, "PACKgarbage", false, policy, limits);
+    CHECK_FALSE(broken.unpack_error.empty());
+    CHECK(broken.commands[0].error == "unpacker error");
+}
