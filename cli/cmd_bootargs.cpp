@@ -20,6 +20,7 @@ struct BootargsArgs {
     std::string site = "site.json";
     std::string tap;
     std::string token_file;
+    std::string ssh_key_file;
     std::string data_dir;
     bool json = false;
 };
@@ -52,6 +53,29 @@ int run(const BootargsArgs& a) {
         git.token = text;
     } else if (const char* env = std::getenv("FLEETCONF_GIT_TOKEN"); env && *env) {
         git.token = env;
+    }
+    if (site.services.git.ssh) {
+        std::error_code ec;
+        git.ssh_key = std::filesystem::exists(gitconf::ssh_user_key_file(effective, u->name), ec);
+        if (std::filesystem::exists(gitconf::ssh_host_key_file(effective), ec)) {
+            try {
+                git.ssh_authenticator = gitconf::ssh_host_authenticator(effective);
+            } catch (const std::exception& e) {
+                print_error(e.what());
+                return kExitFailure;
+            }
+        }
+        if (!a.ssh_key_file.empty()) {
+            std::string text;
+            if (auto err = common::read_secret_file(a.ssh_key_file, 4096, text)) {
+                print_error(*err);
+                return kExitInvalid;
+            }
+            while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+            if (text.rfind("--ssh-key=ed25519:", 0) == 0) text.erase(0, 18);
+            if (text.rfind("ed25519:", 0) == 0) text.erase(0, 8);
+            git.ssh_seed = text;
+        }
     }
     if (site.services.git.https) {
         std::error_code ec;
@@ -91,7 +115,9 @@ void add_bootargs_command(CLI::App& app, Action& action) {
                   "File holding the unikernel's git token (from `fleetconf git token NAME`), put into --remote; "
                   "the environment variable FLEETCONF_GIT_TOKEN works too")
         ->check(CLI::ExistingFile);
-    c->add_option("--data-dir", a->data_dir, "Override services.data_dir (where the TLS certificate is read from)");
+    c->add_option("--ssh-key-file", a->ssh_key_file, "File holding the unikernel's SSH key seed (as printed by `fleetconf git keygen NAME`)")
+        ->check(CLI::ExistingFile);
+    c->add_option("--data-dir", a->data_dir, "Override services.data_dir (where the TLS certificate and SSH keys are read from)");
     c->add_flag("--json", a->json, "Machine-readable output: {name, tender[], unikernel[], notes[]}");
     c->callback([&action, a] { action = [a] { return run(*a); }; });
 }

@@ -263,6 +263,27 @@ int cmd_token(const GitArgs& a) {
     return kExitOk;
 }
 
+int cmd_keygen(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    try {
+        std::error_code ec;
+        const bool rotated = std::filesystem::exists(gitconf::ssh_user_key_file(*site, u->name), ec);
+        const auto pair = gitconf::ssh_keygen(*site, u->name);
+        std::cout << "--ssh-key=ed25519:" << pair.seed_base64 << "\n";
+        std::cerr << "fleetconf: " << (rotated ? "replaced" : "created") << " the SSH key of " << u->name << "; public half in "
+                  << gitconf::ssh_user_key_file(*site, u->name).string() << " (the private seed above is not kept)\n";
+        if (site->services.git.ssh) std::cerr << "fleetconf: boot argument: --remote=" << common::git_remote(*site, *u, "", true) << "\n";
+        else std::cerr << "fleetconf: services.git.ssh is not set: no SSH listener serves this key yet\n";
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
 }  // namespace
 
 void add_git_commands(CLI::App& app, Action& action) {
@@ -314,6 +335,12 @@ void add_git_commands(CLI::App& app, Action& action) {
     show->add_option("--rev", a->rev, "Revision (default: the unikernel's branch)");
     common_opts(show);
     show->callback([&action, a] { action = [a] { return cmd_show(*a); }; });
+
+    auto* keygen = git->add_subcommand("keygen", "Create (or replace) a unikernel's ed25519 SSH key: keeps the public half, prints "
+                                                 "--ssh-key=ed25519:<seed> once");
+    keygen->add_option("NAME", a->name, "Unikernel name")->required();
+    common_opts(keygen);
+    keygen->callback([&action, a] { action = [a] { return cmd_keygen(*a); }; });
 
     auto* token = git->add_subcommand("token", "Issue or rotate a unikernel's HTTP credential; prints the token (user = NAME)");
     token->add_option("NAME", a->name, "Unikernel name")->required();

@@ -8,9 +8,13 @@ std::string default_tap_name(std::string_view unikernel) {
     return t;
 }
 
-std::string git_remote(const Site& site, const Unikernel& u, std::string_view token) {
+std::string git_remote(const Site& site, const Unikernel& u, std::string_view token, bool ssh) {
     const auto& g = site.services.git;
     if (!g.enabled || !u.git.enabled) return {};
+    if (ssh && g.ssh) {
+        std::string host = g.public_host.empty() ? g.ssh->host_string() : g.public_host;
+        return "git@" + host + ":" + u.name + ".git" + (u.git.branch != "main" ? "#" + u.git.branch : "");
+    }
     auto host_of = [&](const Endpoint& e, std::uint16_t default_port) {
         std::string h = g.public_host.empty() ? e.host_string() : g.public_host;
         if (h.find(':') != std::string::npos) h = "[" + h + "]";
@@ -54,7 +58,21 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
                               "the unikernel uses its built-in port");
     }
     if (o.monitoring) a.unikernel.push_back("--monitor=" + o.monitoring->host_string());
-    if (const auto remote = git_remote(site, u, git.token); !remote.empty()) {
+    if (git.ssh_key && site.services.git.ssh && u.git.enabled && site.services.git.enabled) {
+        // The usual MirageOS boot line: SSH with the unikernel's own key and the host's key pinned.
+        a.unikernel.push_back("--remote=" + git_remote(site, u, "", true));
+        a.unikernel.push_back("--ssh-key=ed25519:" + (git.ssh_seed.empty() ? std::string("SEED") : git.ssh_seed));
+        if (git.ssh_seed.empty())
+            a.notes.push_back("SEED: the unikernel's SSH key, printed once by `fleetconf git keygen " + u.name +
+                              "` (only its public half is kept); --ssh-key-file fills it in here");
+        if (!git.ssh_authenticator.empty()) a.unikernel.push_back("--ssh-authenticator=" + git.ssh_authenticator);
+        else a.notes.push_back("--ssh-authenticator: the host key is made when the git service first starts with SSH on; run bootargs again then");
+        if (site.services.git.ssh->port != 22)
+            a.notes.push_back("the git@host:path form always uses port 22; the SSH listener is on port " +
+                              std::to_string(site.services.git.ssh->port) + " (give the git host its own address with port 22)");
+        a.notes.push_back(std::string("configuration repository over SSH: ") + (u.git.writable ? "read-write" : "read-only") + ", branch " +
+                          u.git.branch);
+    } else if (const auto remote = git_remote(site, u, git.token); !remote.empty()) {
         a.unikernel.push_back("--remote=" + remote);
         if (git.token.empty() && remote.find("TOKEN@") != std::string::npos)
             a.notes.push_back("TOKEN: the unikernel's git credential; `fleetconf git token " + u.name +

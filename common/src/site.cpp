@@ -472,11 +472,33 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             const auto& j = services["git"];
             auto& s = site.services.git;
             if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
-                                               "pack_cache_mb", "read_timeout", "max_pack_mb", "max_object_mb", "max_repo_mb"})) {
+                                               "pack_cache_mb", "read_timeout", "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh",
+                                               "operators"})) {
                 s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
                 s.http = c.parsed(j, "/services/git", "http", parse_endpoint_required_port, "an address with :port");
                 s.https = c.parsed(j, "/services/git", "https", parse_endpoint_required_port, "an address with :port");
                 s.git = c.parsed(j, "/services/git", "git", parse_endpoint_required_port, "an address with :port");
+                s.ssh = c.parsed(j, "/services/git", "ssh", parse_endpoint_required_port, "an address with :port");
+                if (j.contains("operators")) {
+                    const auto& ops = j["operators"];
+                    if (!ops.is_array()) c.error("/services/git/operators", "expected an array of {name, key, access}");
+                    else
+                        for (std::size_t i = 0; i < ops.size(); ++i) {
+                            const std::string op = "/services/git/operators/" + std::to_string(i);
+                            if (!c.object(ops[i], op, {"name", "key", "access"})) continue;
+                            GitService::Operator o;
+                            o.name = c.string(ops[i], op, "name").value_or("");
+                            o.key = c.string(ops[i], op, "key").value_or("");
+                            const auto access = c.string(ops[i], op, "access").value_or("read-only");
+                            o.writable = access == "read-write";
+                            if (o.name.empty() || o.name.size() > 64) c.error(op + "/name", "an operator needs a name (1-64 characters)");
+                            if (o.key.rfind("ssh-ed25519 ", 0) != 0 && o.key.rfind("ssh-rsa ", 0) != 0 && o.key.rfind("ecdsa-sha2-", 0) != 0)
+                                c.error(op + "/key", "expected an OpenSSH public key line (ssh-ed25519 AAAA...)");
+                            if (access != "read-only" && access != "read-write")
+                                c.error(op + "/access", "\"" + access + "\" is not read-only or read-write");
+                            s.operators.push_back(std::move(o));
+                        }
+                }
                 s.pack_cache_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "pack_cache_mb", 0, 65536).value_or(64));
                 s.read_timeout_s = static_cast<std::uint32_t>(c.integer(j, "/services/git", "read_timeout", 1, 3600).value_or(30));
                 s.max_pack_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_pack_mb", 1, 4096).value_or(16));
@@ -524,7 +546,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             }
         }
     }
-    if (auto& g = site.services.git; !g.http && !g.https && !g.git) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
+    if (auto& g = site.services.git; !g.http && !g.https && !g.git && !g.ssh) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
     if (!site.services.block.key_file_given) site.services.block.key_file = site.services.data_dir / "block" / "keys";
 
     // ---- networks ----

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <future>
 #include <list>
+#include <set>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -95,15 +96,28 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     std::filesystem::file_time_type tokens_mtime{};
     void refresh_tokens();
 
-    std::optional<tcp::acceptor> http_acceptor, https_acceptor, git_acceptor;
+    std::optional<tcp::acceptor> http_acceptor, https_acceptor, git_acceptor, ssh_acceptor;
+    // SSH: each session runs on its own thread with blocking libssh calls; they read this snapshot of
+    // the site (replaced on reload) and never touch `site` directly.
+    std::shared_ptr<const common::Site> site_snapshot;
+    std::shared_ptr<const common::Site> snapshot() const { return std::atomic_load(&site_snapshot); }
+    struct SshState;
+    std::shared_ptr<SshState> ssh;
+    std::atomic<int> ssh_sessions{0};
+    std::mutex ssh_fds_mutex;
+    std::set<int> ssh_fds;
+    void start_ssh();
+    void run_ssh_session(int fd, std::string peer);
     std::optional<asio::ssl::context> tls;
     bool stopped = false;
     std::size_t connections = 0;
     std::list<std::weak_ptr<tcp::socket>> sockets;
 
     // statistics
-    std::uint64_t fetches_http = 0, fetches_https = 0, fetches_git = 0, ls_refs = 0, advertisements = 0;
-    std::uint64_t unauthorized = 0, not_found = 0, forbidden = 0, protocol_errors = 0, timeouts = 0, bytes_sent = 0;
+    // statistics (atomic: the SSH sessions run on their own threads)
+    using Counter = std::atomic<std::uint64_t>;
+    Counter fetches_http{0}, fetches_https{0}, fetches_git{0}, fetches_ssh{0}, ls_refs{0}, advertisements{0};
+    Counter unauthorized{0}, not_found{0}, forbidden{0}, protocol_errors{0}, timeouts{0}, bytes_sent{0};
 
     RepoAccess access(std::string_view name) const;
 
@@ -111,7 +125,7 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     std::mutex push_locks_mutex;
     std::map<std::string, std::unique_ptr<std::mutex>> push_locks;
     std::mutex& push_lock(const std::string& repo);
-    std::uint64_t pushes_accepted = 0, pushes_rejected = 0;
+    Counter pushes_accepted{0}, pushes_rejected{0};
     PushLimits push_limits() const;
     PushPolicy push_policy(const std::string& repo) const;
     // Runs a push on the pool (under the repository's writer lock); resumes on the I/O thread.
@@ -126,7 +140,7 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     asio::awaitable<std::shared_ptr<const PackResult>> pack(const Repository& repo, const PackJob& job, bool& hit);
 
     void listen(std::optional<tcp::acceptor>& a, const common::Endpoint& e, const char* what);
-    asio::awaitable<void> accept_loop(tcp::acceptor& a, int kind);  // 0 git, 1 http, 2 https
+    asio::awaitable<void> accept_loop(tcp::acceptor& a, int kind);  // 0 git, 1 http, 2 https, 3 ssh
     asio::awaitable<void> git_session(std::shared_ptr<tcp::socket> sock, std::string peer);
     asio::awaitable<void> http_session(std::shared_ptr<tcp::socket> sock, std::string peer, bool tls);
 };

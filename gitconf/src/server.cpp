@@ -33,7 +33,9 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include <set>
 #include <sstream>
+#include <thread>
 
 namespace fleetconf::gitconf {
 
@@ -447,6 +449,34 @@ asio::awaitable<void> Service::Impl::accept_loop(tcp::acceptor& a, int kind) {
             continue;
         }
         s.set_option(tcp::no_delay(true), pec);
+        if (kind == 3) {
+            // SSH: libssh drives the connection with blocking calls on a thread of its own.
+            if (ssh_sessions >= 64) {
+                log->warn("ssh {}: refused, {} SSH sessions open", peer, ssh_sessions.load());
+                s.close(pec);
+                continue;
+            }
+            const int fd = s.release(pec);
+            if (pec) continue;
+            {
+                std::lock_guard g(ssh_fds_mutex);
+                ssh_fds.insert(fd);
+            }
+            ++ssh_sessions;
+            std::thread([self, fd, peer] {
+                try {
+                    self->run_ssh_session(fd, peer);
+                } catch (const std::exception& e) {
+                    self->log->error("ssh {}: session failed: {}", peer, e.what());
+                }
+                {
+                    std::lock_guard g(self->ssh_fds_mutex);
+                    self->ssh_fds.erase(fd);
+                }
+                --self->ssh_sessions;
+            }).detach();
+            continue;
+        }
         auto sock = std::make_shared<tcp::socket>(std::move(s));
         sockets.remove_if([](const auto& w) { return w.expired(); });
         sockets.push_back(sock);
@@ -679,7 +709,10 @@ void Service::start() {
                                      e.code().message());
         }
     }
+    std::atomic_store(&i.site_snapshot, std::make_shared<const common::Site>(i.site));
+    if (g.ssh) i.start_ssh();
     if (g.git) i.listen(i.git_acceptor, *g.git, "git://");
+    if (g.ssh) i.listen(i.ssh_acceptor, *g.ssh, "SSH");
     if (g.http) i.listen(i.http_acceptor, *g.http, "HTTP");
     if (g.https) i.listen(i.https_acceptor, *g.https, "HTTPS");
     const auto n = repo_unikernels(i.site).size();
@@ -687,6 +720,7 @@ void Service::start() {
     if (i.git_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.git_acceptor, 0), common::log_exception(i.log, "git:// accept loop ended"));
     if (i.http_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.http_acceptor, 1), common::log_exception(i.log, "HTTP accept loop ended"));
     if (i.https_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.https_acceptor, 2), common::log_exception(i.log, "HTTPS accept loop ended"));
+    if (i.ssh_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.ssh_acceptor, 3), common::log_exception(i.log, "SSH accept loop ended"));
 }
 
 void Service::stop() {
@@ -694,8 +728,12 @@ void Service::stop() {
     if (i.stopped) return;
     i.stopped = true;
     std::error_code ec;
-    for (auto* a : {&i.git_acceptor, &i.http_acceptor, &i.https_acceptor})
+    for (auto* a : {&i.git_acceptor, &i.http_acceptor, &i.https_acceptor, &i.ssh_acceptor})
         if (*a) (*a)->close(ec);
+    {
+        std::lock_guard g(i.ssh_fds_mutex);  // wake SSH sessions blocked in libssh
+        for (int fd : i.ssh_fds) ::shutdown(fd, SHUT_RDWR);
+    }
     for (auto& w : i.sockets)
         if (auto s = w.lock()) s->close(ec);
     i.sockets.clear();
@@ -704,6 +742,7 @@ void Service::stop() {
 void Service::reload(const common::Site& site) {
     auto& i = *impl_;
     i.site = site;
+    std::atomic_store(&i.site_snapshot, std::make_shared<const common::Site>(site));
     try {
         auto created = ensure_repositories(site, i.log.get());
         i.log->info("reloaded: {} repositories, {} new", repo_unikernels(site).size(), created.size());
@@ -727,6 +766,7 @@ std::optional<common::Endpoint> bound(const std::optional<tcp::acceptor>& a, con
 std::optional<common::Endpoint> Service::http_endpoint() const { return bound(impl_->http_acceptor, impl_->site.services.git.http); }
 std::optional<common::Endpoint> Service::https_endpoint() const { return bound(impl_->https_acceptor, impl_->site.services.git.https); }
 std::optional<common::Endpoint> Service::git_endpoint() const { return bound(impl_->git_acceptor, impl_->site.services.git.git); }
+std::optional<common::Endpoint> Service::ssh_endpoint() const { return bound(impl_->ssh_acceptor, impl_->site.services.git.ssh); }
 
 std::string Service::prometheus() const {
     const auto& i = *impl_;
@@ -737,7 +777,8 @@ std::string Service::prometheus() const {
     o << "# HELP fleetconf_git_fetches_total Completed fetches (packs sent) by transport\n# TYPE fleetconf_git_fetches_total counter\n"
       << "fleetconf_git_fetches_total{transport=\"http\"} " << i.fetches_http << "\n"
       << "fleetconf_git_fetches_total{transport=\"https\"} " << i.fetches_https << "\n"
-      << "fleetconf_git_fetches_total{transport=\"git\"} " << i.fetches_git << "\n";
+      << "fleetconf_git_fetches_total{transport=\"git\"} " << i.fetches_git << "\n"
+      << "fleetconf_git_fetches_total{transport=\"ssh\"} " << i.fetches_ssh << "\n";
     counter("fleetconf_git_advertisements_total", "Reference advertisements and ls-refs answers", i.advertisements + i.ls_refs);
     o << "# HELP fleetconf_git_refused_total Refused requests by reason\n# TYPE fleetconf_git_refused_total counter\n"
       << "fleetconf_git_refused_total{reason=\"unauthorized\"} " << i.unauthorized << "\n"

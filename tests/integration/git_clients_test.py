@@ -9,6 +9,9 @@ usage: git_clients_test.py FLEETCONF LIBGIT2_CLONE FIXTURE_DIR
 """
 import base64, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from openssh_key import write_key
+
 FC, LG2, FIX = (os.path.abspath(a) for a in sys.argv[1:4])
 tmp = tempfile.mkdtemp(prefix="fleetconf-git-")
 failures = []
@@ -45,7 +48,7 @@ def free_port():
     return p
 
 
-HTTP, HTTPS, GITP = free_port(), free_port(), free_port()
+HTTP, HTTPS, GITP, SSHP = free_port(), free_port(), free_port(), free_port()
 DATA = f"{tmp}/data"
 SITE = {
     "site": "git.test",
@@ -60,7 +63,7 @@ SITE = {
     ],
     "services": {"data_dir": DATA, "dhcp": {"enabled": False}, "block": {"enabled": False},
                  "git": {"http": f"127.0.0.1:{HTTP}", "https": f"127.0.0.1:{HTTPS}", "git": f"127.0.0.1:{GITP}",
-                         "public_host": "127.0.0.1", "read_timeout": 2, "max_object_mb": 1}},
+                         "ssh": f"127.0.0.1:{SSHP}", "public_host": "127.0.0.1", "read_timeout": 2, "max_object_mb": 1}},
 }
 SITE_FILE = f"{tmp}/site.json"
 json.dump(SITE, open(SITE_FILE, "w"))
@@ -214,9 +217,19 @@ try:
           all(t not in open(f"{DATA}/git/tokens.json").read() for t in tokens.values()))
     check("token file is mode 0600", (os.stat(f"{DATA}/git/tokens.json").st_mode & 0o777) == 0o600)
 
+    ssh_keys = {}
+    for n in ("cal", "web"):
+        seed = run(FC, "git", "keygen", n, "--site", SITE_FILE).stdout.decode().strip()
+        check(f"git keygen {n} prints --ssh-key=ed25519:<seed>", re.fullmatch(r"--ssh-key=ed25519:[A-Za-z0-9+/]{43}=", seed) is not None, seed)
+        ssh_keys[n] = f"{tmp}/{n}.key"
+        write_key(seed.split(":", 1)[1], f"{DATA}/git/ssh/{n}.pub", ssh_keys[n])
+        os.chmod(ssh_keys[n], 0o600)
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{tmp}/stranger.key")
+    ssh_keys["stranger"] = f"{tmp}/stranger.key"
+
     log = open(f"{tmp}/serve.log", "w")
     server = subprocess.Popen([FC, "--log-level", "info,git=debug", "serve", SITE_FILE], stdout=log, stderr=subprocess.STDOUT)
-    check("server listens on git://, HTTP and HTTPS", wait_port(GITP) and wait_port(HTTP) and wait_port(HTTPS))
+    check("server listens on git://, HTTP, HTTPS and SSH", wait_port(GITP) and wait_port(HTTP) and wait_port(HTTPS) and wait_port(SSHP))
     fds_start = len(os.listdir(f"/proc/{server.pid}/fd"))
     cert = f"{DATA}/git/tls/cert.pem"
     check("self-signed certificate generated", os.path.exists(cert) and (os.stat(f"{DATA}/git/tls/key.pem").st_mode & 0o777) == 0o600)
@@ -325,6 +338,51 @@ try:
     r = subprocess.run([LG2, f"http://127.0.0.1:{HTTP}/web.git", f"{tmp}/lg2"], capture_output=True, env=env)
     check("libgit2 clones over HTTP", r.returncode == 0 and r.stdout.decode().strip() == newest and fsck(f"{tmp}/lg2")[0],
           r.stderr.decode() + r.stdout.decode())
+
+    # ---- SSH (OpenSSH client) ---------------------------------------------------------------------
+    def ssh_env(key):
+        return dict(SRC_ENV, GIT_SSH_COMMAND=f"ssh -i {ssh_keys[key]} -o IdentitiesOnly=yes -o BatchMode=yes "
+                                            f"-o UserKnownHostsFile={tmp}/known_hosts -o StrictHostKeyChecking=accept-new -p {SSHP}")
+
+    scan = subprocess.run(["ssh-keyscan", "-p", str(SSHP), "-t", "ed25519", "127.0.0.1"], capture_output=True, text=True).stdout
+    open(f"{tmp}/scan", "w").write(scan)
+    fp = subprocess.run(["ssh-keygen", "-l", "-f", f"{tmp}/scan"], capture_output=True, text=True).stdout.split()
+    boot = run(FC, "bootargs", "cal", "--site", SITE_FILE).stdout.decode()
+    check("bootargs prints the SSH form; --ssh-authenticator is the host key's SHA-256 as OpenSSH computes it",
+          "--remote=git@127.0.0.1:cal.git" in boot and "--ssh-key=ed25519:SEED" in boot and len(fp) > 1 and
+          f"--ssh-authenticator=ed25519:{fp[1].removeprefix('SHA256:')}" in boot, f"{boot} {fp}")
+    for v in (0, 2):
+        d = f"{tmp}/ssh-clone-{v}"
+        r = git("-c", f"protocol.version={v}", "clone", "-q", f"ssh://git@127.0.0.1:{SSHP}/cal.git", d, env=ssh_env("cal"), check_rc=False)
+        check(f"ssh v{v}: clone with the unikernel's key, fsck passes", r.returncode == 0 and fsck(d)[0], r.stderr.decode())
+    # the scp-like form git-kv uses (git@host:NAME.git) sends git-upload-pack 'NAME.git'
+    d = f"{tmp}/ssh-scp"
+    r = git("clone", "-q", "--depth", "1", "git@127.0.0.1:cal.git", d, env=ssh_env("cal"), check_rc=False)
+    check("ssh: git@host:NAME.git form, --depth 1", r.returncode == 0 and count_commits(d) == 1, r.stderr.decode())
+    r = git("clone", "-q", f"ssh://git@127.0.0.1:{SSHP}/web.git", f"{tmp}/ssh-steal", env=ssh_env("cal"), check_rc=False)
+    check("ssh: a unikernel key cannot reach another repository (not found)", r.returncode != 0 and "not found" in r.stderr.decode(),
+          r.stderr.decode())
+    r = git("clone", "-q", f"ssh://git@127.0.0.1:{SSHP}/cal.git", f"{tmp}/ssh-stranger", env=ssh_env("stranger"), check_rc=False)
+    check("ssh: an unknown key is refused", r.returncode != 0 and "Permission denied" in r.stderr.decode(), r.stderr.decode())
+    base_ssh = ["ssh", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={tmp}/known_hosts", "-p", str(SSHP)]
+    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "-T", "git@127.0.0.1"], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    check("ssh: no shell", r.returncode != 0, r)
+    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "git@127.0.0.1", "cat /etc/passwd"], capture_output=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    check("ssh: no other command", r.returncode != 0 and b"root:" not in r.stdout, r)
+    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "-W", f"127.0.0.1:{HTTP}", "git@127.0.0.1"], capture_output=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    check("ssh: no forwarding", r.returncode != 0, r)
+    d = f"{tmp}/ssh-clone-0"
+    c = commit_in(d, 1700000500, {"ssh.json": '{"via":"ssh"}'}, "via ssh") if os.path.isdir(d) else ""
+    r = git("push", "-q", "origin", "main", cwd=d, env=ssh_env("cal"), check_rc=False)
+    head = git("--git-dir", repo("cal"), "rev-parse", "main").stdout.decode().strip()
+    check("ssh: push with a read-write key", r.returncode == 0 and head == c, r.stderr.decode())
+    d = f"{tmp}/ssh-web"
+    git("clone", "-q", f"ssh://git@127.0.0.1:{SSHP}/web.git", d, env=ssh_env("web"))
+    commit_in(d, 1700000600, {"x.json": "{}"}, "x")
+    r = git("push", "origin", "main", cwd=d, env=ssh_env("web"), check_rc=False)
+    check("ssh: push with a read-only key refused", r.returncode != 0 and "read-only" in r.stderr.decode(), r.stderr.decode())
 
     # ---- git-kv request fixtures, byte for byte ---------------------------------------------------
     git("checkout", "-q", "main", cwd=src)
@@ -547,9 +605,9 @@ try:
     check("fetches are logged with peer, credential, repository and wanted tips",
           re.search(r"fetch http 127\.0\.0\.1:\d+ credential web repo web v\d wants [0-9a-f]{12}", logtext) is not None)
     check("the pack cache served repeated fetches", "(cached)" in logtext)
-    boot = run(FC, "bootargs", "web", "--site", SITE_FILE, env=dict(os.environ, FLEETCONF_GIT_TOKEN=tokens["web"])).stdout.decode()
-    check("bootargs prints --remote with the token and --tls-authenticator for HTTPS",
-          f"--remote=https://web:{tokens['web']}@127.0.0.1:{HTTPS}/web.git" in boot and re.search(r"--tls-authenticator=key-fp:SHA256:[A-Za-z0-9+/=]{44}", boot),
+    boot = run(FC, "bootargs", "kv", "--site", SITE_FILE, env=dict(os.environ, FLEETCONF_GIT_TOKEN=tokens["kv"])).stdout.decode()
+    check("bootargs (no SSH key) prints --remote with the token and --tls-authenticator for HTTPS",
+          f"--remote=https://kv:{tokens['kv']}@127.0.0.1:{HTTPS}/kv.git" in boot and re.search(r"--tls-authenticator=key-fp:SHA256:[A-Za-z0-9+/=]{44}", boot),
           boot)
 finally:
     if server and server.poll() is None:

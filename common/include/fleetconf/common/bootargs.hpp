@@ -34,6 +34,9 @@ inline constexpr const char* kBlockDevice = "storage";
 struct GitBootInfo {
     std::string token;
     std::string tls_authenticator;  // "key-fp:SHA256:..."; empty when unknown
+    bool ssh_key = false;           // the unikernel has an SSH key (fleetconf git keygen): use the SSH form
+    std::string ssh_seed;           // its private seed (base64), when the caller has it; else a placeholder
+    std::string ssh_authenticator;  // "ed25519:<base64>" of the host key; empty when unknown
 };
 
 // - --remote=<uri>[#branch] for a unikernel with a repository: https (preferred), http or git://,
@@ -42,7 +45,8 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
 
 // The URI a unikernel fetches its configuration from (empty when it has no repository or no
 // listener serves it). `token` empty: "TOKEN" stands in for it.
-std::string git_remote(const Site& site, const Unikernel& u, std::string_view token);
+// With `ssh` (and an SSH listener): "git@HOST:NAME.git".
+std::string git_remote(const Site& site, const Unikernel& u, std::string_view token, bool ssh = false);
 
 // Default tap device name for a unikernel: "tap-" + name, cut to the 15-character interface limit.
 std::string default_tap_name(std::string_view unikernel);

@@ -126,6 +126,13 @@ struct GitService {
     std::optional<Endpoint> http;   // smart HTTP listener (default 127.0.0.1:8080 when no listener is given)
     std::optional<Endpoint> https;  // smart HTTP over TLS
     std::optional<Endpoint> git;    // git:// listener (development only)
+    std::optional<Endpoint> ssh;    // SSH listener (git-upload-pack / git-receive-pack only)
+    struct Operator {
+        std::string name;
+        std::string key;  // OpenSSH public key line
+        bool writable = false;
+    };
+    std::vector<Operator> operators;  // SSH keys with access to every repository
     std::string public_host;        // host name or address unikernels use in --remote
     std::filesystem::path tls_cert, tls_key;  // PEM files; default: a self-signed pair made on first start
     std::filesystem::path template_dir;       // files of every new repository's first commit

@@ -38,6 +38,22 @@ std::vector<std::string> ensure_repositories(const common::Site& site, spdlog::l
 // Creates a self-signed certificate (ECDSA P-256, 10 years, the public host as subject name) when
 // the site names no certificate and none was made before.
 void ensure_tls_pair(const common::Site& site, spdlog::logger* log = nullptr);
+// SSH (docs/gitconf.md): the host key (<root>/ssh/host_ed25519, made on first start) and the
+// unikernels' public keys (<root>/ssh/NAME.pub, written by `fleetconf git keygen`).
+std::filesystem::path ssh_host_key_file(const common::Site& site);
+std::filesystem::path ssh_user_key_file(const common::Site& site, std::string_view name);
+void ensure_ssh_host_key(const common::Site& site, spdlog::logger* log = nullptr);
+// The unikernel's --ssh-authenticator value: "ed25519:" + unpadded base64 of SHA-256 over the host
+// key's SSH wire-format public key blob.
+std::string ssh_host_authenticator(const common::Site& site);
+struct SshKeyPair {
+    std::string seed_base64;     // --ssh-key=ed25519:<this>: the 32-byte private seed, padded base64
+    std::string public_openssh;  // "ssh-ed25519 AAAA... NAME"
+};
+// Creates an ed25519 key for unikernel `name`, stores its public half (replacing an older one) and
+// returns both halves; the private seed is not kept.
+SshKeyPair ssh_keygen(const common::Site& site, const std::string& name);
+
 // The unikernel's --tls-authenticator value for a certificate: "key-fp:SHA256:" + base64 of the
 // SHA-256 of its SubjectPublicKeyInfo. Throws std::runtime_error when the file cannot be read.
 std::string tls_key_fingerprint(const std::filesystem::path& cert_pem);
@@ -67,6 +83,7 @@ public:
     [[nodiscard]] std::optional<common::Endpoint> http_endpoint() const;
     [[nodiscard]] std::optional<common::Endpoint> https_endpoint() const;
     [[nodiscard]] std::optional<common::Endpoint> git_endpoint() const;
+    [[nodiscard]] std::optional<common::Endpoint> ssh_endpoint() const;
 
     struct Impl;
 

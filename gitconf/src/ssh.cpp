@@ -1,0 +1,440 @@
+// The SSH transport (libssh, server mode): public-key authentication only, one session per thread,
+// exec requests for git-upload-pack and git-receive-pack only. The git conversation is the same
+// sans-I/O core as git:// (stateful) with the bytes moved over the SSH channel.
+#include "host.hpp"
+
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+#include "fleetconf/gitconf/pktline.hpp"
+
+#include <asio/post.hpp>
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+#include <openssl/evp.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+
+namespace fleetconf::gitconf {
+
+namespace {
+constexpr int kMaxSshSessions = 64;
+
+struct KeyDeleter {
+    void operator()(ssh_key k) const { ssh_key_free(k); }
+};
+using KeyPtr = std::unique_ptr<std::remove_pointer_t<ssh_key>, KeyDeleter>;
+
+// The SSH wire-format public key blob of `key`.
+std::string key_blob(ssh_key key) {
+    char* b64 = nullptr;
+    if (!key || ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) return {};
+    auto raw = common::base64_decode(b64);
+    ssh_string_free_char(b64);
+    return raw ? std::string(raw->begin(), raw->end()) : std::string();
+}
+
+// "ssh-ed25519 AAAA... comment" -> blob; empty on a malformed line.
+std::string blob_of_line(const std::string& line) {
+    const auto sp = line.find(' ');
+    if (sp == std::string::npos) return {};
+    auto rest = line.substr(sp + 1);
+    rest = rest.substr(0, rest.find(' '));
+    while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r')) rest.pop_back();
+    auto raw = common::base64_decode(rest);
+    return raw ? std::string(raw->begin(), raw->end()) : std::string();
+}
+
+std::string b64(std::string_view s, bool padded) { return common::base64_encode(common::as_bytes(s), padded); }
+
+void put_ssh_string(std::string& out, std::string_view s) {
+    const auto n = static_cast<std::uint32_t>(s.size());
+    out.push_back(static_cast<char>(n >> 24));
+    out.push_back(static_cast<char>(n >> 16));
+    out.push_back(static_cast<char>(n >> 8));
+    out.push_back(static_cast<char>(n));
+    out.append(s);
+}
+}  // namespace
+
+std::filesystem::path ssh_host_key_file(const common::Site& site) { return git_root(site) / "ssh" / "host_ed25519"; }
+std::filesystem::path ssh_user_key_file(const common::Site& site, std::string_view name) {
+    return git_root(site) / "ssh" / (std::string(name) + ".pub");
+}
+
+void ensure_ssh_host_key(const common::Site& site, spdlog::logger* log) {
+    const auto file = ssh_host_key_file(site);
+    std::error_code ec;
+    if (std::filesystem::exists(file, ec)) return;
+    common::ensure_directory(file.parent_path(), 0700);
+    ssh_key key = nullptr;
+    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) throw std::runtime_error("cannot generate the SSH host key");
+    KeyPtr k(key);
+    const auto tmp = file.string() + ".tmp";
+    const auto old = ::umask(077);
+    const int rc = ssh_pki_export_privkey_file(k.get(), nullptr, nullptr, nullptr, tmp.c_str());
+    ::umask(old);
+    if (rc != SSH_OK) throw std::runtime_error("cannot write the SSH host key " + tmp);
+    std::filesystem::rename(tmp, file);
+    if (log) log->info("generated the SSH host key {} ({})", file.string(), ssh_host_authenticator(site));
+}
+
+std::string ssh_host_authenticator(const common::Site& site) {
+    ssh_key key = nullptr;
+    if (ssh_pki_import_privkey_file(ssh_host_key_file(site).c_str(), nullptr, nullptr, nullptr, &key) != SSH_OK)
+        throw std::runtime_error(ssh_host_key_file(site).string() + ": cannot read the SSH host key");
+    KeyPtr k(key);
+    const auto digest = common::sha256(key_blob(k.get()));
+    return "ed25519:" + common::base64_encode(digest, false);
+}
+
+SshKeyPair ssh_keygen(const common::Site& site, const std::string& name) {
+    EVP_PKEY* pkey = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+    if (!pkey) throw std::runtime_error("cannot generate an ed25519 key");
+    unsigned char seed[32], pub[32];
+    std::size_t sl = sizeof seed, pl = sizeof pub;
+    const bool ok = EVP_PKEY_get_raw_private_key(pkey, seed, &sl) == 1 && EVP_PKEY_get_raw_public_key(pkey, pub, &pl) == 1;
+    EVP_PKEY_free(pkey);
+    if (!ok || sl != 32 || pl != 32) throw std::runtime_error("cannot read the ed25519 key");
+    std::string blob;
+    put_ssh_string(blob, "ssh-ed25519");
+    put_ssh_string(blob, std::string_view(reinterpret_cast<const char*>(pub), 32));
+    SshKeyPair out;
+    out.seed_base64 = common::base64_encode(std::span<const std::uint8_t>(seed, 32));
+    OPENSSL_cleanse(seed, sizeof seed);
+    out.public_openssh = "ssh-ed25519 " + b64(blob, true) + " " + name;
+    const auto file = ssh_user_key_file(site, name);
+    common::ensure_directory(file.parent_path(), 0700);
+    const std::string line = out.public_openssh + "\n";
+    common::write_file_atomic(file, common::as_bytes(line), 0644);
+    return out;
+}
+
+struct Service::Impl::SshState {
+    ssh_bind bind = nullptr;
+    ~SshState() {
+        if (bind) ssh_bind_free(bind);
+    }
+};
+
+void Service::Impl::start_ssh() {
+    ensure_ssh_host_key(site, log.get());
+    ssh = std::make_shared<SshState>();
+    ssh->bind = ssh_bind_new();
+    ssh_key key = nullptr;
+    if (ssh_pki_import_privkey_file(ssh_host_key_file(site).c_str(), nullptr, nullptr, nullptr, &key) != SSH_OK)
+        throw std::runtime_error(ssh_host_key_file(site).string() + ": cannot read the SSH host key");
+    // The bind takes ownership of an imported key.
+    if (ssh_bind_options_set(ssh->bind, SSH_BIND_OPTIONS_IMPORT_KEY, key) != SSH_OK) {
+        ssh_key_free(key);
+        throw std::runtime_error("cannot use the SSH host key");
+    }
+    log->info("SSH host key {}", ssh_host_authenticator(site));
+}
+
+namespace {
+
+struct Identity {
+    std::string name;        // unikernel or operator name
+    bool operator_key = false;
+    bool writable = false;
+};
+
+// "git-upload-pack '/web.git'" -> {"git-upload-pack", "web"}; empty service when not a git command.
+std::pair<std::string, std::string> parse_exec(std::string cmd) {
+    const auto sp = cmd.find(' ');
+    if (sp == std::string::npos) return {};
+    std::string service = cmd.substr(0, sp), arg = cmd.substr(sp + 1);
+    if (service == "git") {  // "git upload-pack '...'"
+        const auto sp2 = arg.find(' ');
+        if (sp2 == std::string::npos) return {};
+        service = "git-" + arg.substr(0, sp2);
+        arg = arg.substr(sp2 + 1);
+    }
+    if (service != "git-upload-pack" && service != "git-receive-pack") return {};
+    if (arg.size() >= 2 && arg.front() == '\'' && arg.back() == '\'') arg = arg.substr(1, arg.size() - 2);
+    if (arg.find('\'') != std::string::npos) return {};
+    while (!arg.empty() && arg.front() == '/') arg.erase(0, 1);
+    if (arg.size() > 4 && arg.substr(arg.size() - 4) == ".git") arg.resize(arg.size() - 4);
+    if (!arg.empty() && arg.back() == '/') arg.pop_back();
+    return {service, arg};
+}
+
+}  // namespace
+
+void Service::Impl::run_ssh_session(int fd, std::string peer) {
+    auto site_now = snapshot();
+    ssh_session session = ssh_new();
+    const long timeout_s = static_cast<long>(std::max<std::int64_t>(1, opts.read_timeout.count() / 1000));
+    ssh_options_set(session, SSH_OPTIONS_TIMEOUT, &timeout_s);
+    struct Cleanup {
+        ssh_session s;
+        ssh_channel ch = nullptr;
+        ~Cleanup() {
+            if (ch) {
+                ssh_channel_close(ch);
+                ssh_channel_free(ch);
+            }
+            ssh_disconnect(s);
+            ssh_free(s);
+        }
+    } cleanup{session};
+    if (ssh_bind_accept_fd(ssh->bind, session, fd) != SSH_OK) {
+        ::close(fd);
+        log->info("ssh {}: {}", peer, ssh_get_error(ssh->bind));
+        return;
+    }
+    if (ssh_handle_key_exchange(session) != SSH_OK) {
+        log->info("ssh {}: key exchange failed: {}", peer, ssh_get_error(session));
+        return;
+    }
+    ssh_set_auth_methods(session, SSH_AUTH_METHOD_PUBLICKEY);
+
+    // Who may log in: each unikernel's key (its own repository) and the operators' keys (all).
+    std::vector<std::pair<std::string, Identity>> keys;
+    for (const auto* u : repo_unikernels(*site_now)) {
+        std::string line;
+        if (!common::read_file_limited(ssh_user_key_file(*site_now, u->name), 16384, line))
+            if (auto blob = blob_of_line(line); !blob.empty()) keys.push_back({blob, {u->name, false, u->git.writable}});
+    }
+    for (const auto& op : site_now->services.git.operators)
+        if (auto blob = blob_of_line(op.key); !blob.empty()) keys.push_back({blob, {op.name, true, op.writable}});
+    auto identify = [&](ssh_key key) -> std::optional<Identity> {
+        const auto blob = key_blob(key);
+        std::optional<Identity> found;
+        for (const auto& [b, id] : keys)  // every entry compared, in constant time per entry
+            if (b.size() == blob.size() && common::constant_time_equal(common::as_bytes(b), common::as_bytes(blob)) && !found) found = id;
+        return found;
+    };
+
+    std::optional<Identity> who;
+    ssh_channel channel = nullptr;
+    std::string service, repo_name, git_protocol;
+    int auth_attempts = 0;
+    while (true) {
+        ssh_message msg = ssh_message_get(session);
+        if (!msg) {
+            log->info("ssh {}: disconnected before a command{}", peer, who ? " (authenticated as " + who->name + ")" : "");
+            return;
+        }
+        const int type = ssh_message_type(msg), sub = ssh_message_subtype(msg);
+        bool handled = false;
+        if (type == SSH_REQUEST_AUTH) {
+            if (sub == SSH_AUTH_METHOD_PUBLICKEY && !who && ++auth_attempts <= 10) {
+// libssh 0.10 marks its message API deprecated in favour of callbacks; this blocking, one-thread-
+// per-session server reads the same two fields the callbacks would be given.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+                const auto id = identify(ssh_message_auth_pubkey(msg));
+                const auto state = ssh_message_auth_publickey_state(msg);
+#pragma GCC diagnostic pop
+                if (id && state == SSH_PUBLICKEY_STATE_NONE) {
+                    ssh_message_auth_reply_pk_ok_simple(msg);
+                    handled = true;
+                } else if (id && state == SSH_PUBLICKEY_STATE_VALID) {
+                    ssh_message_auth_reply_success(msg, 0);
+                    who = id;
+                    handled = true;
+                    log->debug("ssh {}: authenticated as {} {}", peer, id->operator_key ? "operator" : "unikernel", id->name);
+                } else if (!id && state == SSH_PUBLICKEY_STATE_VALID) {
+                    ++unauthorized;
+                    log->info("ssh {}: unknown key refused (user \"{}\")", peer, std::string(ssh_message_auth_user(msg)).substr(0, 64));
+                }
+            }
+            if (!handled) {
+                ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
+                ssh_message_reply_default(msg);
+                handled = true;
+            }
+        } else if (who && type == SSH_REQUEST_CHANNEL_OPEN && sub == SSH_CHANNEL_SESSION && !channel) {
+            channel = ssh_message_channel_request_open_reply_accept(msg);
+            cleanup.ch = channel;
+            handled = channel != nullptr;
+        } else if (who && channel && type == SSH_REQUEST_CHANNEL && sub == SSH_CHANNEL_REQUEST_ENV) {
+            if (std::string(ssh_message_channel_request_env_name(msg)) == "GIT_PROTOCOL") {
+                git_protocol = std::string(ssh_message_channel_request_env_value(msg)).substr(0, 64);
+                ssh_message_channel_request_reply_success(msg);
+                handled = true;
+            }
+        } else if (who && channel && type == SSH_REQUEST_CHANNEL && sub == SSH_CHANNEL_REQUEST_EXEC) {
+            const std::string cmd = ssh_message_channel_request_command(msg);
+            std::tie(service, repo_name) = parse_exec(cmd.substr(0, 1024));
+            if (!service.empty()) {
+                ssh_message_channel_request_reply_success(msg);
+                ssh_message_free(msg);
+                break;
+            }
+            ++forbidden;
+            log->info("ssh {} {}: refused command \"{}\"", peer, who->name, cmd.substr(0, 128));
+        } else if (type == SSH_REQUEST_CHANNEL && who) {
+            log->info("ssh {} {}: refused a channel request (shell, pty, subsystem or similar)", peer, who->name);
+        } else if (type == SSH_REQUEST_CHANNEL_OPEN || type == SSH_REQUEST_GLOBAL) {
+            log->info("ssh {}: refused a channel or forwarding request", peer);
+        }
+        if (!handled) ssh_message_reply_default(msg);
+        ssh_message_free(msg);
+    }
+
+    auto write_all = [&](std::string_view data) {
+        while (!data.empty()) {
+            const auto n = ssh_channel_write(channel, data.data(), static_cast<std::uint32_t>(std::min<std::size_t>(data.size(), 32768)));
+            if (n <= 0) return false;
+            data.remove_prefix(static_cast<std::size_t>(n));
+            bytes_sent += static_cast<std::uint64_t>(n);
+        }
+        return true;
+    };
+    auto finish = [&](int status, const std::string& err = {}) {
+        if (!err.empty()) {
+            const std::string line = "fleetconf: " + err + "\n";
+            ssh_channel_write_stderr(channel, line.data(), static_cast<std::uint32_t>(line.size()));
+        }
+        ssh_channel_request_send_exit_status(channel, status);
+        ssh_channel_send_eof(channel);
+    };
+    // Access: a unikernel key reaches its own repository only; "not found" for everything else.
+    const auto* u = common::is_dns_label(repo_name) ? site_now->unikernel(repo_name) : nullptr;
+    const bool exists = u && u->git.enabled;
+    const bool push = service == "git-receive-pack";
+    if (!exists || (!who->operator_key && who->name != repo_name)) {
+        ++not_found;
+        log->info("ssh {} {}: {} '{}' refused (not found)", peer, who->name, service, repo_name.substr(0, 128));
+        finish(128, "repository '" + repo_name.substr(0, 128) + "' not found");
+        return;
+    }
+    if (push && !who->writable) {
+        ++forbidden;
+        log->info("ssh {} {}: push to {} refused (read-only key)", peer, who->name, repo_name);
+        finish(128, "this key is read-only");
+        return;
+    }
+    std::optional<Repository> repo;
+    try {
+        repo.emplace(Repository::open(repo_dir(*site_now, repo_name)));
+    } catch (const std::exception& e) {
+        log->error("ssh {}: {}", peer, e.what());
+        finish(128, "repository unavailable");
+        return;
+    }
+    const std::string ident = (who->operator_key ? "operator:" : "") + who->name;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string in, out;
+    char buf[32768];
+    const int timeout_ms = static_cast<int>(opts.read_timeout.count());
+    auto read_some = [&]() {
+        const int n = ssh_channel_read_timeout(channel, buf, sizeof buf, 0, timeout_ms);
+        if (n > 0) in.append(buf, static_cast<std::size_t>(n));
+        return n;
+    };
+
+    if (push) {
+        const PushLimits limits = [&] {
+            PushLimits l;
+            const auto& g = site_now->services.git;
+            l.max_pack = std::size_t{g.max_pack_mb} << 20;
+            l.max_object = std::size_t{g.max_object_mb} << 20;
+            l.max_repo = std::uint64_t{g.max_repo_mb} << 20;
+            return l;
+        }();
+        if (!write_all(advertise_receive(repo->refs()))) return;
+        ReceivePack rp(limits);
+        while (rp.state() == ReceivePack::State::commands || rp.state() == ReceivePack::State::pack) {
+            const auto used = rp.feed(in);
+            in.erase(0, used);
+            if (rp.state() != ReceivePack::State::commands && rp.state() != ReceivePack::State::pack) break;
+            const int n = read_some();
+            if (n == 0 && ssh_channel_is_eof(channel)) {
+                rp.end_of_input();
+                break;
+            }
+            if (n <= 0) {
+                ++timeouts;
+                log->info("ssh {} {}: push stalled or broke; closed", peer, who->name);
+                return;
+            }
+        }
+        PushPolicy policy;
+        policy.config_branch = "refs/heads/" + u->git.branch;
+        policy.allow_non_fast_forward = u->git.allow_non_fast_forward;
+        policy.allow_delete = u->git.allow_delete;
+        PushResult result;
+        if (rp.state() == ReceivePack::State::failed) {
+            result.unpack_error = rp.error();
+            result.commands = rp.commands();
+            for (auto& c : result.commands) c.error = "refused";
+        } else if (!rp.commands().empty()) {
+            std::lock_guard lock(push_lock(repo_name));
+            result = apply_push(*repo, rp.commands(), rp.pack(), rp.atomic(), policy, limits);
+        }
+        if (!rp.commands().empty() || rp.state() == ReceivePack::State::failed) {
+            // audit_push uses the live site for its folder: read it through the snapshot instead.
+            auto self = shared_from_this();
+            asio::post(io, [self, repo_name, peer, ident, result] { self->audit_push(repo_name, "ssh", peer, ident, result); });
+            if (rp.report_status()) write_all(report(result, rp.side_band()));
+        }
+        finish(0);
+        return;
+    }
+
+    auto refs = repo->refs();
+    const bool v2 = git_protocol.find("version=2") != std::string::npos;
+    auto build = [&](const PackJob& job, bool& hit) {
+        return cache.get_or_build(repo_name + ":" + job.key, [&] { return repo->build_pack(job.plan); }, hit);
+    };
+    auto log_fetch = [&](const PackJob& job, const PackResult& p, bool hit, int version) {
+        ++fetches_ssh;
+        log->info("fetch ssh {} key {} repo {} v{} wants {} pack {} objects {} bytes ({}) in {} ms", peer, ident, repo_name, version,
+                  job.wants.empty() ? "-" : job.wants.front().hex().substr(0, 12), p.objects, p.data.size(), hit ? "cached" : "built",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+    };
+    ++advertisements;
+    if (v2) {
+        UploadPackV2 up(*repo, refs);
+        if (!write_all(UploadPackV2::capabilities())) return;
+        while (true) {
+            in.erase(0, up.feed(in, out));
+            if (up.state() == UploadPackV2::State::send_pack) {
+                bool hit = false;
+                auto p = build(up.job(), hit);
+                up.write_pack(*p, out);
+                log_fetch(up.job(), *p, hit, 2);
+            }
+            if (!write_all(out)) return;
+            out.clear();
+            if (up.state() == UploadPackV2::State::failed || up.state() == UploadPackV2::State::finished) break;
+            const int n = read_some();
+            if (n <= 0) break;
+        }
+        finish(up.state() == UploadPackV2::State::failed ? 128 : 0);
+        return;
+    }
+    UploadPack up(*repo, refs, {});
+    if (!write_all(advertise_refs(refs, git_protocol.find("version=1") != std::string::npos, false))) return;
+    while (up.state() == UploadPack::State::wants || up.state() == UploadPack::State::negotiate) {
+        in.erase(0, up.feed(in, out));
+        if (!write_all(out)) return;
+        out.clear();
+        if (up.state() != UploadPack::State::wants && up.state() != UploadPack::State::negotiate) break;
+        const int n = read_some();
+        if (n <= 0) {
+            if (n < 0 || !ssh_channel_is_eof(channel)) ++timeouts;
+            break;
+        }
+    }
+    if (up.state() == UploadPack::State::send_pack) {
+        bool hit = false;
+        auto p = build(up.job(), hit);
+        up.write_pack(*p, out);
+        write_all(out);
+        log_fetch(up.job(), *p, hit, 0);
+    } else if (up.state() == UploadPack::State::failed) {
+        ++protocol_errors;
+        write_all(out);
+        log->info("ssh {} repo {}: {}", peer, repo_name, up.error());
+    }
+    finish(up.state() == UploadPack::State::failed ? 128 : 0);
+}
+
+}  // namespace fleetconf::gitconf
