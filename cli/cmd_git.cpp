@@ -3,6 +3,7 @@
 #include "commands.hpp"
 
 #include "fleetconf/common/bootargs.hpp"
+#include "fleetconf/common/files.hpp"
 #include "fleetconf/gitconf/auth.hpp"
 #include "fleetconf/gitconf/repo.hpp"
 #include "fleetconf/gitconf/service.hpp"
@@ -263,6 +264,46 @@ int cmd_token(const GitArgs& a) {
     return kExitOk;
 }
 
+int cmd_status(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    nlohmann::json out{{"name", u->name}, {"hook_url", u->git.hook_url}, {"webhook_url", u->git.webhook_url}};
+    std::string text;
+    if (!common::read_file_limited(gitconf::notify_state_file(*site, u->name), 1 << 20, text)) {
+        auto j = nlohmann::json::parse(text, nullptr, false);
+        if (j.is_object()) out["notifications"] = j;
+    }
+    std::ifstream audit(gitconf::git_root(*site) / "audit" / (u->name + ".jsonl"));
+    std::string line, last;
+    while (std::getline(audit, line))
+        if (!line.empty()) last = line;
+    if (!last.empty()) out["last_push"] = nlohmann::json::parse(last, nullptr, false);
+    if (a.json) {
+        std::cout << out.dump(2) << "\n";
+        return kExitOk;
+    }
+    std::cout << u->name << ": hook " << (u->git.hook_url.empty() ? "-" : u->git.hook_url) << ", webhook "
+              << (u->git.webhook_url.empty() ? "-" : u->git.webhook_url) << "\n";
+    if (out.contains("notifications"))
+        for (const auto& [kind, st] : out["notifications"].items())
+            std::cout << "  " << kind << ": " << st.value("state", "?") << " after " << st.value("attempts", 0) << " attempt(s), commit "
+                      << st.value("commit", std::string("?")).substr(0, 12) << ", " << iso_time(st.value("time", std::int64_t{0})) << ": "
+                      << st.value("detail", std::string()) << "\n";
+    else std::cout << "  no notification sent yet\n";
+    if (out.contains("last_push") && out["last_push"].is_object()) {
+        const auto& p = out["last_push"];
+        std::cout << "  last push: " << p.value("result", std::string("?")) << " from " << p.value("credential", std::string("?")) << " over "
+                  << p.value("transport", std::string("?")) << ", " << iso_time(p.value("time", std::int64_t{0})) << "\n";
+        for (const auto& r : p.value("refs", nlohmann::json::array()))
+            std::cout << "    " << r.value("status", std::string()) << " " << r.value("ref", std::string()) << " "
+                      << r.value("new", std::string()).substr(0, 12) << (r.value("reason", std::string()).empty() ? "" : " (" + r.value("reason", std::string()) + ")")
+                      << "\n";
+    }
+    return kExitOk;
+}
+
 int cmd_keygen(const GitArgs& a) {
     auto site = load(a);
     if (!site) return kExitInvalid;
@@ -335,6 +376,12 @@ void add_git_commands(CLI::App& app, Action& action) {
     show->add_option("--rev", a->rev, "Revision (default: the unikernel's branch)");
     common_opts(show);
     show->callback([&action, a] { action = [a] { return cmd_show(*a); }; });
+
+    auto* status = git->add_subcommand("status", "Notification delivery state (hook, webhook) and the last push of a repository");
+    status->add_option("NAME", a->name, "Unikernel name")->required();
+    status->add_flag("--json", a->json, "Machine-readable output");
+    common_opts(status);
+    status->callback([&action, a] { action = [a] { return cmd_status(*a); }; });
 
     auto* keygen = git->add_subcommand("keygen", "Create (or replace) a unikernel's ed25519 SSH key: keeps the public half, prints "
                                                  "--ssh-key=ed25519:<seed> once");

@@ -473,7 +473,11 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             auto& s = site.services.git;
             if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
                                                "pack_cache_mb", "read_timeout", "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh",
-                                               "operators"})) {
+                                               "operators", "webhook_key_file"})) {
+                if (auto k = c.string(j, "/services/git", "webhook_key_file")) {
+                    s.webhook_key_file = resolve(base_dir, *k);
+                    check_file_exists(c, "/services/git/webhook_key_file", s.webhook_key_file, false);
+                }
                 s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
                 s.http = c.parsed(j, "/services/git", "http", parse_endpoint_required_port, "an address with :port");
                 s.https = c.parsed(j, "/services/git", "https", parse_endpoint_required_port, "an address with :port");
@@ -711,11 +715,19 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (j.contains("git")) {
                     const auto gp = join(p, "git");
                     const auto& g = j["git"];
-                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete"})) {
+                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "hook_url", "webhook_url"})) {
                         u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
                         u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
                         u.git.allow_non_fast_forward = c.boolean(g, gp, "allow_non_fast_forward").value_or(false);
                         u.git.allow_delete = c.boolean(g, gp, "allow_delete").value_or(false);
+                        for (const char* key : {"hook_url", "webhook_url"}) {
+                            auto v = c.string(g, gp, key);
+                            if (!v) continue;
+                            if (v->rfind("http://", 0) != 0 || v->size() > 2048 || v->size() < 8 ||
+                                v->find_first_of(" \r\n") != std::string::npos)
+                                c.error(join(gp, key), "\"" + v->substr(0, 64) + "\" is not an http:// URL (https is not supported for notifications yet)");
+                            (std::string_view(key) == "hook_url" ? u.git.hook_url : u.git.webhook_url) = *v;
+                        }
                         if (auto a = c.string(g, gp, "access")) {
                             if (*a == "read-write") u.git.writable = true;
                             else if (*a != "read-only") c.error(join(gp, "access"), "\"" + *a + "\" is not read-only or read-write");

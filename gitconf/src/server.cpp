@@ -396,6 +396,9 @@ void Service::Impl::audit_push(const std::string& repo, const std::string& trans
     for (const auto& c : r.commands)
         summary += " " + c.name + " " + c.old_id.hex().substr(0, 12) + ".." + c.new_id.hex().substr(0, 12) +
                    (c.error.empty() ? " ok" : " REFUSED (" + c.error + ")");
+    const auto policy = push_policy(repo);
+    for (const auto& c : r.commands)
+        if (c.error.empty() && c.name == policy.config_branch && !c.is_delete()) notify(repo, c, who);
     if (r.all_ok()) log->info("push {} {} credential {} repo {}:{} ({} path(s) changed)", transport, peer, who, repo, summary, r.paths.size());
     else log->warn("push {} {} credential {} repo {} {}:{}{}", transport, peer, who, repo, result, summary,
                    r.unpack_error.empty() ? "" : " unpack: " + r.unpack_error);
@@ -730,6 +733,8 @@ void Service::stop() {
     std::error_code ec;
     for (auto* a : {&i.git_acceptor, &i.http_acceptor, &i.https_acceptor, &i.ssh_acceptor})
         if (*a) (*a)->close(ec);
+    for (auto& w : i.notify_timers)  // pending notifications give up (their state file says where they were)
+        if (auto t = w.lock()) t->cancel();
     {
         std::lock_guard g(i.ssh_fds_mutex);  // wake SSH sessions blocked in libssh
         for (int fd : i.ssh_fds) ::shutdown(fd, SHUT_RDWR);

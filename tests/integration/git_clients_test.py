@@ -48,18 +48,19 @@ def free_port():
     return p
 
 
-HTTP, HTTPS, GITP, SSHP = free_port(), free_port(), free_port(), free_port()
+HTTP, HTTPS, GITP, SSHP, HOOKP, DEADP = free_port(), free_port(), free_port(), free_port(), free_port(), free_port()
 DATA = f"{tmp}/data"
 SITE = {
     "site": "git.test",
     "networks": [{"name": "br0", "subnet": "10.77.0.0/24", "gateway": "10.77.0.1", "pools": ["10.77.0.100-10.77.0.199"]}],
     "unikernels": [
         {"name": "web", "network": "br0", "git": {"access": "read-only", "git_protocol": True}},
-        {"name": "cal", "network": "br0", "git": {"access": "read-write"}},
+        {"name": "cal", "network": "br0", "git": {"access": "read-write", "hook_url": f"http://127.0.0.1:{HOOKP}/hook",
+                                                  "webhook_url": f"http://127.0.0.1:{HOOKP}/events"}},
         {"name": "kv", "network": "br0", "git": {"git_protocol": True}},
         {"name": "big", "network": "br0", "git": {}},
         {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
-        {"name": "drop", "network": "br0", "git": {"access": "read-write"}},
+        {"name": "drop", "network": "br0", "git": {"access": "read-write", "webhook_url": f"http://127.0.0.1:{DEADP}/never"}},
     ],
     "services": {"data_dir": DATA, "dhcp": {"enabled": False}, "block": {"enabled": False},
                  "git": {"http": f"127.0.0.1:{HTTP}", "https": f"127.0.0.1:{HTTPS}", "git": f"127.0.0.1:{GITP}",
@@ -226,6 +227,31 @@ try:
         os.chmod(ssh_keys[n], 0o600)
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{tmp}/stranger.key")
     ssh_keys["stranger"] = f"{tmp}/stranger.key"
+
+    # A hook receiver on loopback: GET /hook answers as unipi does; POST /events records the webhook.
+    import http.server, threading, hashlib, hmac
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            received.append(("GET", self.path, dict(self.headers), b""))
+            body = f"pulled {len(received)}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(("POST", self.path, dict(self.headers), data))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook_server = http.server.ThreadingHTTPServer(("127.0.0.1", HOOKP), Hook)
+    threading.Thread(target=hook_server.serve_forever, daemon=True).start()
 
     log = open(f"{tmp}/serve.log", "w")
     server = subprocess.Popen([FC, "--log-level", "info,git=debug", "serve", SITE_FILE], stdout=log, stderr=subprocess.STDOUT)
@@ -476,6 +502,22 @@ try:
               last.get("credential") == "cal" and last.get("transport") == transport and "calendar/event.json" in last.get("paths", []), last)
     r = git("--git-dir", repo("cal"), "fsck", "--no-dangling", check_rc=False)
     check("server repository passes git fsck after pushes", r.returncode == 0, r.stderr.decode())
+    for _ in range(50):
+        if sum(1 for m in received if m[0] == "POST") >= 2 and sum(1 for m in received if m[0] == "GET") >= 2:
+            break
+        time.sleep(0.1)
+    gets = [m for m in received if m[0] == "GET" and m[1] == "/hook"]
+    posts = [m for m in received if m[0] == "POST" and m[1] == "/events"]
+    check("each accepted push requests the unikernel's hook", len(gets) >= 2, received)
+    key = open(f"{DATA}/git/webhook.key").read().strip().encode()
+    good = posts and all(m[2].get("X-Fleetconf-Signature") == "sha256=" + hmac.new(key, m[3], hashlib.sha256).hexdigest() for m in posts)
+    event = json.loads(posts[-1][3]) if posts else {}
+    check("the webhook is signed with HMAC-SHA256 and names repository, ref, old and new ids", len(posts) >= 2 and good and
+          event.get("repository") == "cal" and event.get("ref") == "refs/heads/main" and event.get("new") == server_head("cal"), posts[-1:])
+    st = json.loads(run(FC, "git", "status", "cal", "--json", "--site", SITE_FILE).stdout)
+    check("git status shows the hook's answer and the webhook's delivery", st["notifications"]["hook"]["state"] == "delivered" and
+          st["notifications"]["hook"]["detail"].startswith("pulled") and st["notifications"]["webhook"]["state"] == "delivered" and
+          st["last_push"]["result"] == "accepted", st)
     d = push_clone("cal")
     r = git("push", "-q", "origin", "main:refs/heads/feature", cwd=d, check_rc=False)
     check("push of a new branch", r.returncode == 0 and server_head("cal", "refs/heads/feature") == server_head("cal"), r.stderr.decode())
@@ -509,6 +551,11 @@ try:
     r = git("push", "-q", "origin", "main", cwd=d, check_rc=False)
     check("push into an empty repository", r.returncode == 0 and server_head("drop") == git("rev-parse", "HEAD", cwd=d).stdout.decode().strip(),
           r.stderr.decode())
+    time.sleep(2.5)  # the dead webhook: attempts at 0 s and 1 s, then waiting 2 s
+    st = json.loads(run(FC, "git", "status", "drop", "--json", "--site", SITE_FILE).stdout)
+    wh = st.get("notifications", {}).get("webhook", {})
+    check("a webhook that cannot be delivered is retried with backoff and shown as retrying",
+          wh.get("state") == "retrying" and wh.get("attempts", 0) >= 2 and "connect" in wh.get("detail", ""), st)
     r = git("clone", "-q", url("http", "drop"), f"{tmp}/drop-again", check_rc=False)
     check("the pushed repository clones", r.returncode == 0 and os.path.exists(f"{tmp}/drop-again/config.json"), r.stderr.decode())
     d = push_clone("web")
@@ -610,6 +657,10 @@ try:
           f"--remote=https://kv:{tokens['kv']}@127.0.0.1:{HTTPS}/kv.git" in boot and re.search(r"--tls-authenticator=key-fp:SHA256:[A-Za-z0-9+/=]{44}", boot),
           boot)
 finally:
+    try:
+        hook_server.shutdown()
+    except NameError:
+        pass
     if server and server.poll() is None:
         server.send_signal(signal.SIGTERM)
         try:

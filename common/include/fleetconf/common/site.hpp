@@ -88,6 +88,8 @@ struct GitSettings {
     bool git_protocol = false;  // also served read-only over git:// (no credentials: development only)
     bool allow_non_fast_forward = false;  // pushes may rewrite the configuration branch
     bool allow_delete = false;            // pushes may delete the configuration branch
+    std::string hook_url;     // requested (GET) after each accepted push: unipi's /hook answers "pulled <oid>"
+    std::string webhook_url;  // POSTed a JSON event, signed with HMAC-SHA256 (X-Fleetconf-Signature)
 };
 
 struct BlockSettings {
@@ -137,6 +139,7 @@ struct GitService {
     std::filesystem::path tls_cert, tls_key;  // PEM files; default: a self-signed pair made on first start
     std::filesystem::path template_dir;       // files of every new repository's first commit
     std::uint32_t pack_cache_mb = 64;         // packs kept for fleets fetching the same tip; 0 disables
+    std::filesystem::path webhook_key_file;   // HMAC key for webhooks; default <data_dir>/git/webhook.key, made on first start
     std::uint32_t max_pack_mb = 16;           // one push's pack
     std::uint32_t max_object_mb = 8;          // any file a push adds (unikernels hold the repository in memory)
     std::uint32_t max_repo_mb = 64;           // a repository's objects on disk after a push

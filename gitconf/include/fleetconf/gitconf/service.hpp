@@ -54,6 +54,9 @@ struct SshKeyPair {
 // returns both halves; the private seed is not kept.
 SshKeyPair ssh_keygen(const common::Site& site, const std::string& name);
 
+// The last notification state of a repository (<root>/notify/NAME.json; docs/gitconf.md).
+std::filesystem::path notify_state_file(const common::Site& site, std::string_view repo);
+
 // The unikernel's --tls-authenticator value for a certificate: "key-fp:SHA256:" + base64 of the
 // SHA-256 of its SubjectPublicKeyInfo. Throws std::runtime_error when the file cannot be read.
 std::string tls_key_fingerprint(const std::filesystem::path& cert_pem);
