@@ -473,7 +473,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             auto& s = site.services.git;
             if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
                                                "pack_cache_mb", "read_timeout", "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh",
-                                               "operators", "webhook_key_file"})) {
+                                               "operators", "webhook_key_file", "validator_timeout"})) {
+                s.validator_timeout_s = static_cast<std::uint32_t>(c.integer(j, "/services/git", "validator_timeout", 1, 3600).value_or(10));
                 if (auto k = c.string(j, "/services/git", "webhook_key_file")) {
                     s.webhook_key_file = resolve(base_dir, *k);
                     check_file_exists(c, "/services/git/webhook_key_file", s.webhook_key_file, false);
@@ -715,11 +716,22 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (j.contains("git")) {
                     const auto gp = join(p, "git");
                     const auto& g = j["git"];
-                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "hook_url", "webhook_url"})) {
+                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "hook_url", "webhook_url", "validator"})) {
                         u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
                         u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
                         u.git.allow_non_fast_forward = c.boolean(g, gp, "allow_non_fast_forward").value_or(false);
                         u.git.allow_delete = c.boolean(g, gp, "allow_delete").value_or(false);
+                        if (g.contains("validator")) {
+                            const auto& v = g["validator"];
+                            bool ok = v.is_array() && !v.empty() && v.size() <= 64;
+                            if (ok)
+                                for (const auto& x : v) ok = ok && x.is_string() && !x.get<std::string>().empty() && x.get<std::string>().size() <= 4096;
+                            if (!ok) c.error(join(gp, "validator"), "expected a command as an array of strings, e.g. [\"/usr/local/bin/check\", \"--strict\"]");
+                            else {
+                                for (const auto& x : v) u.git.validator.push_back(x.get<std::string>());
+                                if (u.git.validator[0].front() != '/') u.git.validator[0] = resolve(base_dir, u.git.validator[0]).string();
+                            }
+                        }
                         for (const char* key : {"hook_url", "webhook_url"}) {
                             auto v = c.string(g, gp, key);
                             if (!v) continue;

@@ -301,6 +301,16 @@ PushResult apply_push(Repository& repository, std::vector<RefCommand> commands, 
             c.error = e;
             continue;
         }
+        if (config && !policy.validator.argv.empty()) {
+            auto run = policy.validator;
+            run.env.emplace_back("FLEETCONF_REF", c.name);
+            run.env.emplace_back("FLEETCONF_OLD", c.old_id.hex());
+            run.env.emplace_back("FLEETCONF_NEW", c.new_id.hex());
+            if (auto e = run_validator(repository, c.new_id, run); !e.empty()) {
+                c.error = e;
+                continue;
+            }
+        }
         if (config && !c.is_create() && !policy.allow_non_fast_forward && c.old_id != c.new_id) {
             const git_oid n = to_git(c.new_id), o = to_git(c.old_id);
             if (git_graph_descendant_of(repo, &n, &o) != 1) {

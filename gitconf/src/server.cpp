@@ -329,6 +329,10 @@ PushPolicy Service::Impl::push_policy(const std::string& repo) const {
         p.config_branch = "refs/heads/" + u->git.branch;
         p.allow_non_fast_forward = u->git.allow_non_fast_forward;
         p.allow_delete = u->git.allow_delete;
+        p.validator.argv = u->git.validator;
+        p.validator.timeout = std::chrono::seconds(site.services.git.validator_timeout_s);
+        p.validator.scratch = git_root(site) / "tmp";
+        p.validator.env = {{"FLEETCONF_REPOSITORY", repo}};
     }
     return p;
 }

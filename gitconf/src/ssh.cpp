@@ -359,6 +359,10 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
         policy.config_branch = "refs/heads/" + u->git.branch;
         policy.allow_non_fast_forward = u->git.allow_non_fast_forward;
         policy.allow_delete = u->git.allow_delete;
+        policy.validator.argv = u->git.validator;
+        policy.validator.timeout = std::chrono::seconds(site_now->services.git.validator_timeout_s);
+        policy.validator.scratch = git_root(*site_now) / "tmp";
+        policy.validator.env = {{"FLEETCONF_REPOSITORY", repo_name}};
         PushResult result;
         if (rp.state() == ReceivePack::State::failed) {
             result.unpack_error = rp.error();

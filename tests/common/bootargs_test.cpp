@@ -15,7 +15,9 @@ TEST_CASE("boot arguments for each kind of unikernel in the example site", "[boo
     auto web = boot_args(site, *site.unikernel("web"), "tap-web");
     CHECK(web.tender == V{"--net:service=tap-web", "--net-mac:service=00:80:41:88:19:f5"});
     CHECK(web.unikernel == V{"--syslog=10.42.0.1", "--monitor=10.42.0.1", "--remote=http://web:TOKEN@10.42.0.1:8080/web.git"});
-    auto web_token = boot_args(site, *site.unikernel("web"), "tap-web", {"0123abcd", ""});
+    GitBootInfo with_token;
+    with_token.token = "0123abcd";
+    auto web_token = boot_args(site, *site.unikernel("web"), "tap-web", with_token);
     CHECK(web_token.unikernel.back() == "--remote=http://web:0123abcd@10.42.0.1:8080/web.git");
 
     auto resolver = boot_args(site, *site.unikernel("resolver"), default_tap_name("resolver"));
@@ -35,7 +37,9 @@ TEST_CASE("the remote URI follows the listeners: https first, then http, then gi
                            "/tmp", "t.json");
     CHECK(git_remote(site, site.unikernels[0], "") == "https://a:TOKEN@git.example/a.git#live");
     CHECK(git_remote(site, site.unikernels[1], "x").empty());  // no "git" entry: no repository
-    auto a = boot_args(site, site.unikernels[0], "tap-a", {"", "key-fp:SHA256:abc="});
+    GitBootInfo tls;
+    tls.tls_authenticator = "key-fp:SHA256:abc=";
+    auto a = boot_args(site, site.unikernels[0], "tap-a", tls);
     CHECK(a.unikernel == V{"--remote=https://a:TOKEN@git.example/a.git#live", "--tls-authenticator=key-fp:SHA256:abc="});
     site.services.git.https.reset();
     CHECK(git_remote(site, site.unikernels[0], "t") == "http://a:t@git.example:8080/a.git#live");

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 using namespace fleetconf::gitconf;
 namespace fs = std::filesystem;
@@ -162,4 +163,29 @@ TEST_CASE("receive-pack: apply_push moves refs by compare-and-swap and applies t
     auto broken = apply_push(repo, {{ok, ok, "refs/heads/side", {}}}, "PACKgarbage", false, policy, limits);
     CHECK_FALSE(broken.unpack_error.empty());
     CHECK(broken.commands[0].error == "unpacker error");
+}
+
+TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, with a timeout", "[gitconf][validator]") {
+    TempDir d;
+    auto repo = Repository::create(d.path / "v.git", "main", true);
+    const auto good = repo.put_file("main", "config.json", "{\"ok\":true}\n", {}, "good\n");
+    const auto bad = repo.put_file("main", "config.json", "{\"forbidden\":true}\n", {}, "bad\n");
+    const auto script = d.path / "check.sh";
+    {
+        std::ofstream f(script);
+        f << "#!/bin/sh\nif grep -q forbidden config.json; then echo \"forbidden word in config.json ($FLEETCONF_NEW)\"; exit 1; fi\n"
+             "test -f config.json || exit 3\nexit 0\n";
+    }
+    fs::permissions(script, fs::perms::owner_all);
+    ValidatorRun run{{script.string()}, std::chrono::milliseconds(5000), d.path / "scratch", {{"FLEETCONF_NEW", "x"}}};
+    CHECK(run_validator(repo, good, run).empty());
+    CHECK(run_validator(repo, bad, run) == "validator: forbidden word in config.json (x)");
+    // the checkout is removed afterwards
+    CHECK(fs::is_empty(d.path / "scratch"));
+    ValidatorRun slow{{"/bin/sleep", "5"}, std::chrono::milliseconds(300), d.path / "scratch", {}};
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(run_validator(repo, good, slow).find("timed out") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));
+    ValidatorRun missing{{"/nonexistent/validator"}, std::chrono::milliseconds(2000), d.path / "scratch", {}};
+    CHECK(run_validator(repo, good, missing) == "validator exited with status 127");
 }

@@ -56,7 +56,8 @@ SITE = {
     "unikernels": [
         {"name": "web", "network": "br0", "git": {"access": "read-only", "git_protocol": True}},
         {"name": "cal", "network": "br0", "git": {"access": "read-write", "hook_url": f"http://127.0.0.1:{HOOKP}/hook",
-                                                  "webhook_url": f"http://127.0.0.1:{HOOKP}/events"}},
+                                                  "webhook_url": f"http://127.0.0.1:{HOOKP}/events",
+                                                  "validator": [f"{tmp}/validator.sh", "--strict"]}},
         {"name": "kv", "network": "br0", "git": {"git_protocol": True}},
         {"name": "big", "network": "br0", "git": {}},
         {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
@@ -67,6 +68,9 @@ SITE = {
                          "ssh": f"127.0.0.1:{SSHP}", "public_host": "127.0.0.1", "read_timeout": 2, "max_object_mb": 1}},
 }
 SITE_FILE = f"{tmp}/site.json"
+with open(f"{tmp}/validator.sh", "w") as f:
+    f.write('#!/bin/sh\n[ "$1" = --strict ] || exit 9\nif grep -rqs FORBIDDEN .; then echo "FORBIDDEN found in $FLEETCONF_REPOSITORY"; exit 1; fi\n')
+os.chmod(f"{tmp}/validator.sh", 0o755)
 json.dump(SITE, open(SITE_FILE, "w"))
 
 
@@ -540,6 +544,11 @@ try:
           and server_head("cal") == before, r.stderr.decode())
     check("the refused push is audited with its reason", audit("cal")[-1]["result"] == "rejected" and
           "not valid JSON" in audit("cal")[-1]["refs"][0]["reason"], audit("cal")[-1])
+    d = push_clone("cal")
+    commit_file(d, "notes.txt", "FORBIDDEN\n", "forbidden")
+    r = git("push", "origin", "main", cwd=d, check_rc=False)
+    check("push refused by the repository's validator command, its message shown", r.returncode != 0 and
+          "validator: FORBIDDEN found in cal" in r.stderr.decode() and server_head("cal") == before, r.stderr.decode())
     d = push_clone("cal")
     commit_file(d, "huge.bin", os.urandom(1200 * 1024), "huge")
     r = git("push", "origin", "main", cwd=d, check_rc=False)

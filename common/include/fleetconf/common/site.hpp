@@ -90,6 +90,7 @@ struct GitSettings {
     bool allow_delete = false;            // pushes may delete the configuration branch
     std::string hook_url;     // requested (GET) after each accepted push: unipi's /hook answers "pulled <oid>"
     std::string webhook_url;  // POSTed a JSON event, signed with HMAC-SHA256 (X-Fleetconf-Signature)
+    std::vector<std::string> validator;  // argv run in the pushed tree's checkout; a non-zero exit refuses the push
 };
 
 struct BlockSettings {
@@ -140,6 +141,7 @@ struct GitService {
     std::filesystem::path template_dir;       // files of every new repository's first commit
     std::uint32_t pack_cache_mb = 64;         // packs kept for fleets fetching the same tip; 0 disables
     std::filesystem::path webhook_key_file;   // HMAC key for webhooks; default <data_dir>/git/webhook.key, made on first start
+    std::uint32_t validator_timeout_s = 10;   // a validator still running after this is killed and the push refused
     std::uint32_t max_pack_mb = 16;           // one push's pack
     std::uint32_t max_object_mb = 8;          // any file a push adds (unikernels hold the repository in memory)
     std::uint32_t max_repo_mb = 64;           // a repository's objects on disk after a push

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "fleetconf/gitconf/repo.hpp"
+#include "fleetconf/gitconf/validate.hpp"
 
 #include <cstdint>
 #include <string>
@@ -26,6 +27,7 @@ struct PushPolicy {
     bool allow_non_fast_forward = false;  // of the configuration branch
     bool allow_delete = false;            // of the configuration branch
     bool validate_json = true;            // every *.json blob the push adds must parse
+    ValidatorRun validator;               // empty argv: none; else run on each new tip of the configuration branch
 };
 
 struct RefCommand {
