@@ -26,6 +26,10 @@ namespace fleetconf::gitconf {
 
 using asio::ip::tcp;
 
+// Push limits and policy of a repository, from a site (the service's, or an SSH session's snapshot).
+PushLimits push_limits_for(const common::Site& site);
+PushPolicy push_policy_for(const common::Site& site, const std::string& repo);
+
 // Packs by PackJob key, most recently used kept within a byte budget; concurrent requests for the
 // same key build it once (the others wait for the first).
 class PackCache {

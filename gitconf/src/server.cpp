@@ -314,7 +314,7 @@ std::mutex& Service::Impl::push_lock(const std::string& repo) {
     return *m;
 }
 
-PushLimits Service::Impl::push_limits() const {
+PushLimits push_limits_for(const common::Site& site) {
     const auto& g = site.services.git;
     PushLimits l;
     l.max_pack = std::size_t{g.max_pack_mb} << 20;
@@ -323,7 +323,7 @@ PushLimits Service::Impl::push_limits() const {
     return l;
 }
 
-PushPolicy Service::Impl::push_policy(const std::string& repo) const {
+PushPolicy push_policy_for(const common::Site& site, const std::string& repo) {
     PushPolicy p;
     if (const auto* u = site.unikernel(repo)) {
         p.config_branch = "refs/heads/" + u->git.branch;
@@ -336,6 +336,9 @@ PushPolicy Service::Impl::push_policy(const std::string& repo) const {
     }
     return p;
 }
+
+PushLimits Service::Impl::push_limits() const { return push_limits_for(site); }
+PushPolicy Service::Impl::push_policy(const std::string& repo) const { return push_policy_for(site, repo); }
 
 asio::awaitable<PushResult> Service::Impl::push(const std::string& repo, const ReceivePack& rp) {
     auto* self = this;

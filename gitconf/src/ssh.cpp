@@ -330,14 +330,7 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
     };
 
     if (push) {
-        const PushLimits limits = [&] {
-            PushLimits l;
-            const auto& g = site_now->services.git;
-            l.max_pack = std::size_t{g.max_pack_mb} << 20;
-            l.max_object = std::size_t{g.max_object_mb} << 20;
-            l.max_repo = std::uint64_t{g.max_repo_mb} << 20;
-            return l;
-        }();
+        const PushLimits limits = push_limits_for(*site_now);
         if (!write_all(advertise_receive(repo->refs()))) return;
         ReceivePack rp(limits);
         while (rp.state() == ReceivePack::State::commands || rp.state() == ReceivePack::State::pack) {
@@ -355,14 +348,7 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
                 return;
             }
         }
-        PushPolicy policy;
-        policy.config_branch = "refs/heads/" + u->git.branch;
-        policy.allow_non_fast_forward = u->git.allow_non_fast_forward;
-        policy.allow_delete = u->git.allow_delete;
-        policy.validator.argv = u->git.validator;
-        policy.validator.timeout = std::chrono::seconds(site_now->services.git.validator_timeout_s);
-        policy.validator.scratch = git_root(*site_now) / "tmp";
-        policy.validator.env = {{"FLEETCONF_REPOSITORY", repo_name}};
+        const PushPolicy policy = push_policy_for(*site_now, repo_name);
         PushResult result;
         if (rp.state() == ReceivePack::State::failed) {
             result.unpack_error = rp.error();
