@@ -189,3 +189,19 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
     ValidatorRun missing{{"/nonexistent/validator"}, std::chrono::milliseconds(2000), d.path / "scratch", {}};
     CHECK(run_validator(repo, good, missing) == "validator exited with status 127");
 }
+
+TEST_CASE("receive-pack: the repository size limit is checked after indexing", "[gitconf][receive-pack]") {
+    TempDir d;
+    auto repo = Repository::create(d.path / "s.git", "main", true, {}, Author{"t", "t@t", 1700000000});
+    const Oid base = *repo.refs().head;
+    const Oid next = loose_commit(repo, base, "config.json", "{\"a\":1}");
+    const auto pack = repo.build_pack(PackPlan{{next}, {base}, {}});
+    PushLimits tiny;
+    tiny.max_repo = 1;
+    auto r = apply_push(repo, {{base, next, "refs/heads/main", {}}}, pack.data, false, PushPolicy{}, tiny);
+    CHECK(r.unpack_error.empty());
+    CHECK(r.commands[0].error.find("would exceed") != std::string::npos);
+    CHECK(*repo.refs().head == base);
+    auto ok = apply_push(repo, {{base, next, "refs/heads/main", {}}}, pack.data, false, PushPolicy{}, PushLimits{});
+    CHECK(ok.all_ok());
+}
