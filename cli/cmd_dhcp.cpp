@@ -3,16 +3,23 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/http.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/dhcp/service.hpp"
 
+#include <asio/connect.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include <http_parser.h>
+
 #include <chrono>
+#include <climits>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -26,7 +33,7 @@ struct DhcpArgs {
     std::string lease_file;
     bool json = false;
     bool no_sync = false;
-    std::string command, args_json = "{}", socket;
+    std::string command, args_json = "{}", socket, connect, password_file;
 };
 
 common::Site load(const DhcpArgs& a) {
@@ -117,17 +124,90 @@ int leases(const DhcpArgs& a) {
     return kExitOk;
 }
 
-int ctl(const DhcpArgs& a) {
-    std::string path = a.socket;
-    if (path.empty()) {
-        if (a.site.empty()) {
-            print_error("give --socket PATH or --site SITE (the socket is DATA_DIR/dhcp/control.sock)");
-            return kExitInvalid;
-        }
-        auto site = load_or_report(a);
-        if (!site) return kExitInvalid;
-        path = (site->services.data_dir / "dhcp" / "control.sock").string();
+// Reads a stream socket to its end (at most 64 MiB).
+template <typename Socket>
+std::string read_all(Socket& s) {
+    std::string in;
+    char buf[65536];
+    std::error_code ec;
+    while (!ec && in.size() <= (64u << 20)) {
+        const auto n = s.read_some(asio::buffer(buf), ec);
+        in.append(buf, n);
     }
+    return in;
+}
+
+// The reply of the unix control socket: one JSON object.
+std::optional<std::string> ctl_unix(const std::string& path, const std::string& request) {
+    asio::io_context io;
+    asio::local::stream_protocol::socket s(io);
+    std::error_code ec;
+    s.connect(asio::local::stream_protocol::endpoint(path), ec);
+    if (ec) {
+        print_error(path + ": cannot connect: " + ec.message() + " (is the DHCP service running?)");
+        return std::nullopt;
+    }
+    asio::write(s, asio::buffer(request), ec);
+    s.shutdown(asio::socket_base::shutdown_send, ec);
+    return read_all(s);
+}
+
+// The HTTP control channel (kea-ctrl-agent's shape): POST /, Basic authentication, a JSON array back.
+std::optional<std::string> ctl_http(const std::string& where, const std::string& password, const std::string& request) {
+    auto ep = common::Endpoint::parse(where);
+    if (!ep) {
+        print_error("--connect: \"" + where + "\" is not HOST:PORT");
+        return std::nullopt;
+    }
+    asio::io_context io;
+    asio::ip::tcp::socket s(io);
+    std::error_code ec;
+    s.connect(asio::ip::tcp::endpoint(asio::ip::make_address(ep->host_string(), ec), ep->port), ec);
+    if (ec) {
+        print_error(where + ": cannot connect: " + ec.message() + " (is services.dhcp.control_http set?)");
+        return std::nullopt;
+    }
+    const std::string auth = common::base64_encode(common::as_bytes("fleetconf:" + password));
+    const std::string out = "POST / HTTP/1.1\r\nHost: " + where + "\r\nAuthorization: Basic " + auth +
+                            "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(request.size()) +
+                            "\r\nConnection: close\r\n\r\n" + request;
+    asio::write(s, asio::buffer(out), ec);
+    const std::string in = read_all(s);
+    struct Reply {
+        std::string body;
+        bool complete = false;
+    } r;
+    http_parser_settings st{};
+    st.on_body = [](http_parser* p, const char* at, std::size_t len) {
+        static_cast<Reply*>(p->data)->body.append(at, len);
+        return 0;
+    };
+    st.on_message_complete = [](http_parser* p) {
+        static_cast<Reply*>(p->data)->complete = true;
+        return 0;
+    };
+    http_parser parser;
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = &r;
+    http_parser_execute(&parser, &st, in.data(), in.size());
+    http_parser_execute(&parser, &st, nullptr, 0);  // EOF ends a body without a length
+    if (parser.http_errno != HPE_OK || parser.status_code == 0) {
+        print_error(where + ": the reply is not HTTP");
+        return std::nullopt;
+    }
+    if (parser.status_code == 401) {
+        print_error(where + ": password refused (the contents of services.dhcp.control_key_file)");
+        return std::nullopt;
+    }
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (parser.status_code != 200 || !j.is_array() || j.empty()) {
+        print_error(where + ": HTTP " + std::to_string(parser.status_code) + ": " + r.body.substr(0, 200));
+        return std::nullopt;
+    }
+    return j[0].dump();
+}
+
+int ctl(const DhcpArgs& a) {
     auto args = nlohmann::json::parse(a.args_json, nullptr, false);
     if (args.is_discarded() || !args.is_object()) {
         print_error("--args: not a JSON object: " + a.args_json);
@@ -135,27 +215,40 @@ int ctl(const DhcpArgs& a) {
     }
     nlohmann::json req{{"command", a.command}};
     if (!args.empty()) req["arguments"] = args;
-    asio::io_context io;
-    asio::local::stream_protocol::socket s(io);
-    std::error_code ec;
-    s.connect(asio::local::stream_protocol::endpoint(path), ec);
-    if (ec) {
-        print_error(path + ": cannot connect: " + ec.message() + " (is the DHCP service running?)");
-        return kExitFailure;
+    std::optional<std::string> in;
+    if (!a.connect.empty()) {
+        std::string password;
+        if (!a.password_file.empty()) {
+            if (auto err = common::read_secret_file(a.password_file, 4096, password)) {
+                print_error(*err);
+                return kExitInvalid;
+            }
+            while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+        } else if (const char* env = std::getenv("FLEETCONF_DHCP_PASSWORD")) {
+            password = env;
+        } else {
+            print_error("--connect needs the control password: --password-file FILE or FLEETCONF_DHCP_PASSWORD");
+            return kExitInvalid;
+        }
+        req["service"] = {"dhcp4"};
+        in = ctl_http(a.connect, password, req.dump());
+    } else {
+        std::string path = a.socket;
+        if (path.empty()) {
+            if (a.site.empty()) {
+                print_error("give --socket PATH, --site SITE (the socket is DATA_DIR/dhcp/control.sock) or --connect HOST:PORT");
+                return kExitInvalid;
+            }
+            auto site = load_or_report(a);
+            if (!site) return kExitInvalid;
+            path = (site->services.data_dir / "dhcp" / "control.sock").string();
+        }
+        in = ctl_unix(path, req.dump());
     }
-    const auto out = req.dump();
-    asio::write(s, asio::buffer(out), ec);
-    s.shutdown(asio::socket_base::shutdown_send, ec);
-    std::string in;
-    char buf[65536];
-    while (true) {
-        const auto n = s.read_some(asio::buffer(buf), ec);
-        in.append(buf, n);
-        if (ec || in.size() > (64u << 20)) break;
-    }
-    auto r = nlohmann::json::parse(in, nullptr, false);
-    if (r.is_discarded()) {
-        print_error("reply is not JSON");
+    if (!in) return kExitFailure;
+    auto r = nlohmann::json::parse(*in, nullptr, false);
+    if (r.is_discarded() || !r.is_object()) {
+        print_error("reply is not a JSON object");
         return kExitFailure;
     }
     std::cout << r.dump(2) << "\n";
@@ -187,6 +280,8 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     c->add_option("COMMAND", a->command, "Command name")->required();
     c->add_option("--args", a->args_json, "Arguments as a JSON object, e.g. '{\"ip-address\": \"10.0.0.5\"}'");
     c->add_option("--socket", a->socket, "Control socket path");
+    c->add_option("--connect", a->connect, "HOST:PORT of the HTTP control channel (services.dhcp.control_http) instead of the socket");
+    c->add_option("--password-file", a->password_file, "With --connect: file holding the control password (else FLEETCONF_DHCP_PASSWORD)");
     c->add_option("--site", a->site, "Site file (the socket is DATA_DIR/dhcp/control.sock)");
     c->add_option("--data-dir", a->data_dir, "Override services.data_dir");
     c->callback([&action, a] { action = [a] { return ctl(*a); }; });

@@ -6,11 +6,17 @@ from another network namespace across a veth pair that this script creates and d
 For each server: the highest request rate with at most 2.5% drops in both DISCOVER-OFFER and
 REQUEST-ACK (ISC's method: step the rate up, then bisect), the exchanges/s actually achieved there, and
 the average latencies; then a boot storm (perfdhcp --scenario avalanche, 1,000 clients at once) timed to
-the last ACK. Prints a table with fleetconf's rates as ratios to each reference.
+the last ACK; and the server's CPU time per exchange at one common rate that every server sustains
+(user + system time of the server process from /proc, so it does not depend on how fast the load
+generator is). Prints a table with fleetconf's figures as ratios to each reference.
+
+perfdhcp runs in its single-threaded mode (-g single): on a small machine its receiver thread competes
+with the server for the cores, and the single mode drives more exchanges per CPU second; every server
+sees the same generator.
 
 usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S]
 """
-import json, os, re, shutil, signal, subprocess, sys, tempfile, time
+import json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
 FC = os.path.abspath(sys.argv[1])
 SMOKE = "--smoke" in sys.argv
@@ -99,14 +105,17 @@ def stop(p):
 
 
 def perfdhcp(*args, timeout=120):
-    r = sh("ip", "netns", "exec", CLI, "perfdhcp", "-4", "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    r = sh("ip", "netns", "exec", CLI, "perfdhcp", "-4", "-g", "single", "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
            check=False, timeout=timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = r.stdout + r.stderr
     sections = re.split(r"\*\*\*Statistics for: ", out)
     def field(sec, name):
         m = re.search(name + r": ([0-9.]+)", sec)
         return float(m.group(1)) if m else None
-    res = {"rc": r.returncode, "out": out}
+    res = {"rc": r.returncode, "out": out,
+           "gen_cpu": ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.monotonic() - t0)}
     for sec in sections[1:]:
         key = "do" if sec.startswith("DISCOVER-OFFER") else "ra" if sec.startswith("REQUEST-ACK") else None
         if key:
@@ -153,6 +162,25 @@ def search():
     return best, best_r
 
 
+def cpu_seconds(pid):
+    """user + system CPU seconds of a process (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+EFFICIENCY_RATE = 200 if SMOKE else 2000
+
+
+def efficiency(p):
+    """Server CPU microseconds per 4-way exchange at EFFICIENCY_RATE (a rate every server sustains)."""
+    c0 = cpu_seconds(p.pid)
+    r = perfdhcp("-r", str(EFFICIENCY_RATE), "-p", str(max(SECONDS, 2)), "-R", "50000")
+    used = cpu_seconds(p.pid) - c0
+    exchanges = r.get("ra_recv", 0)
+    return (used * 1e6 / exchanges if exchanges else None), exchanges
+
+
 def avalanche(clients):
     t0 = time.time()
     r = perfdhcp("--scenario", "avalanche", "-R", str(clients), timeout=180)
@@ -171,13 +199,15 @@ try:
     for name in SERVERS:
         p = start(name)
         try:
+            cpu_us, _ = efficiency(p)
             best, r = search()
             storm_clients = 100 if SMOKE else 1000
             storm_time, sr = avalanche(storm_clients)
             acked = int(sr.get("ra_recv", 0))
             results[name] = {"rate": best, "achieved": (r or {}).get("rate", 0.0), "do_delay": (r or {}).get("do_delay"),
                              "ra_delay": (r or {}).get("ra_delay"), "storm_s": storm_time, "storm_acked": acked,
-                             "storm_clients": storm_clients}
+                             "storm_clients": storm_clients, "cpu_us": cpu_us,
+                             "gen_cpu": (r or {}).get("gen_cpu", 0.0)}
         finally:
             stop(p)
         print(f"  measured {name}: {results[name]}", file=sys.stderr)
@@ -185,19 +215,27 @@ finally:
     teardown()
 
 print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp as relay across a veth pair; /16 pool)")
-print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>7}")
+print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>9} {'CPU us/exch':>11}"
+      f" {'perfdhcp CPU':>12}")
 for name in SERVERS:
     x = results.get(name)
     if not x:
         continue
     fmt = lambda v: f"{v:7.3f}" if isinstance(v, float) else "      -"
     print(f"{LABEL[name]:42} {x['rate']:9d} {x['achieved']:9.0f} {fmt(x['do_delay'])} {fmt(x['ra_delay'])} "
-          f"{x['storm_s']:8.2f} {x['storm_acked']:4d}/{x['storm_clients']}")
+          f"{x['storm_s']:8.2f} {x['storm_acked']:4d}/{x['storm_clients']:<4d} "
+          f"{(x['cpu_us'] or 0):11.1f} {x['gen_cpu'] * 100:11.0f}%")
 print("\nfleetconf durable, as a ratio of each reference (exchanges/s at <= 2.5% drops):")
 f = results.get("fleetconf", {}).get("achieved", 0)
 for name in [n for n in SERVERS if not n.startswith("fleetconf")]:
     ref = results.get(name, {}).get("achieved", 0)
     print(f"  vs {LABEL[name]:40} {f / ref:5.2f}x" if ref else f"  vs {LABEL[name]:40}     -")
+print(f"\nfleetconf durable, server CPU per exchange at {EFFICIENCY_RATE}/s, as a ratio (reference CPU / fleetconf CPU):")
+fc = results.get("fleetconf", {}).get("cpu_us")
+for name in [n for n in SERVERS if not n.startswith("fleetconf")]:
+    ref = results.get(name, {}).get("cpu_us")
+    print(f"  vs {LABEL[name]:40} {ref / fc:5.2f}x" if ref and fc else f"  vs {LABEL[name]:40}     -")
+print("(perfdhcp CPU: the generator's share of one core at the max rate; near 100% the rate is the generator's limit)")
 ok = all(results.get(n, {}).get("achieved", 0) > 0 for n in SERVERS)
 print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
 sys.exit(0 if ok else 1)

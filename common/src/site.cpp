@@ -453,12 +453,23 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (services.contains("dhcp")) {
             const auto& j = services["dhcp"];
             auto& s = site.services.dhcp;
-            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics"})) {
+            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics",
+                                                "control_http", "control_key_file"})) {
                 if (auto m = c.string(j, "/services/dhcp", "metrics")) {
                     if (*m == "off") s.metrics.reset();
                     else if (auto e = Endpoint::parse(*m)) s.metrics = *e;
                     else c.error("/services/dhcp/metrics", "\"" + *m + "\" is not an address with :port, or \"off\"");
                 }
+                if (auto m = c.string(j, "/services/dhcp", "control_http"); m && *m != "off") {
+                    if (auto e = Endpoint::parse(*m)) s.control_http = *e;
+                    else c.error("/services/dhcp/control_http", "\"" + *m + "\" is not an address with :port, or \"off\"");
+                }
+                if (auto k = c.string(j, "/services/dhcp", "control_key_file")) {
+                    s.control_key_file = resolve(base_dir, *k);
+                    check_file_exists(c, "/services/dhcp/control_key_file", s.control_key_file, false);
+                }
+                if (s.control_http && s.control_key_file.empty())
+                    c.error("/services/dhcp/control_http", "needs \"control_key_file\": the HTTP control channel is never open without a password");
                 s.config_uri_option = static_cast<std::uint8_t>(c.integer(j, "/services/dhcp", "config_uri_option", 224, 254).value_or(224));
                 s.enabled = c.boolean(j, "/services/dhcp", "enabled").value_or(true);
                 s.server_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "server_port", 1, 65535).value_or(67));

@@ -4,6 +4,7 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/http.hpp"
 #include "fleetconf/common/runtime.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <ctime>
 
 namespace fleetconf::dhcp {
@@ -311,77 +313,193 @@ asio::awaitable<void> Service::Impl::control_session(asio::local::stream_protoco
     co_await asio::async_write(s, asio::buffer(out), use_tuple);
 }
 
-void Service::Impl::start_metrics() {
-    if (!opts.metrics) return;
-    metrics = std::make_unique<asio::ip::tcp::acceptor>(io);
-    asio::ip::tcp::endpoint ep(asio::ip::make_address(opts.metrics->host_string()), opts.metrics->port);
-    metrics->open(ep.protocol());
-    metrics->set_option(asio::ip::tcp::acceptor::reuse_address(true));
-    metrics->bind(ep);
-    metrics->listen();
-    log->info("metrics on http://{}/metrics", opts.metrics->to_string());
-    asio::co_spawn(io, metrics_loop(), common::log_exception(log, "metrics"));
+namespace {
+
+asio::ip::tcp::acceptor listen_tcp(asio::io_context& io, const common::Endpoint& e) {
+    asio::ip::tcp::acceptor acc(io);
+    asio::ip::tcp::endpoint ep(asio::ip::make_address(e.host_string()), e.port);
+    acc.open(ep.protocol());
+    acc.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    acc.bind(ep);
+    acc.listen();
+    return acc;
 }
 
-asio::awaitable<void> Service::Impl::metrics_loop() {
+}  // namespace
+
+void Service::Impl::start_metrics() {
+    if (!opts.metrics) return;
+    metrics = std::make_unique<asio::ip::tcp::acceptor>(listen_tcp(io, *opts.metrics));
+    log->info("metrics on http://{}/metrics", opts.metrics->to_string());
+    asio::co_spawn(io, http_loop(*metrics, HttpRole::metrics), common::log_exception(log, "metrics"));
+}
+
+void Service::Impl::start_control_http() {
+    if (!opts.control_http) return;
+    std::string text;
+    if (auto err = common::read_secret_file(opts.control_key_file, 4096, text)) throw std::runtime_error("control_key_file: " + *err);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+    if (text.size() < 16)
+        throw std::runtime_error(opts.control_key_file.string() + ": the control password must have at least 16 characters "
+                                 "(make one: head -c 24 /dev/urandom | base64)");
+    control_password = std::move(text);
+    control_http = std::make_unique<asio::ip::tcp::acceptor>(listen_tcp(io, *opts.control_http));
+    log->info("control channel on http://{}/ (Basic authentication)", opts.control_http->to_string());
+    if (!control_http->local_endpoint().address().is_loopback())
+        log->warn("control channel on a non-loopback address: plain HTTP, the password crosses the network in clear");
+    asio::co_spawn(io, http_loop(*control_http, HttpRole::control), common::log_exception(log, "control channel (HTTP)"));
+}
+
+asio::awaitable<void> Service::Impl::http_loop(asio::ip::tcp::acceptor& acc, HttpRole role) {
     while (!stopped) {
-        auto [ec, s] = co_await metrics->async_accept(use_tuple);
+        auto [ec, s] = co_await acc.async_accept(use_tuple);
         if (ec) co_return;
-        asio::co_spawn(io, metrics_session(std::move(s)), common::log_exception(log, "metrics session", spdlog::level::warn));
+        asio::co_spawn(io, http_session(std::move(s), role), common::log_exception(log, "HTTP session", spdlog::level::warn));
     }
 }
 
 namespace {
+
+constexpr std::size_t kMaxHttpHeaderBytes = 16384;
+
+// One HTTP request, as far as these endpoints need it.
 struct HttpRequest {
-    std::string url;
-    bool complete = false;
-    unsigned method = 0;
+    std::string url, field, value, authorization, body;
+    bool in_value = false, complete = false, too_large = false;
+    std::size_t header_bytes = 0, max_body = 0;
+
+    void end_header() {
+        std::string name = field;
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (name == "authorization") authorization = value;
+        field.clear();
+        value.clear();
+        in_value = false;
+    }
 };
+
+HttpRequest* req_of(http_parser* p) { return static_cast<HttpRequest*>(p->data); }
+
+const http_parser_settings& http_settings() {
+    static const http_parser_settings s = [] {
+        http_parser_settings st{};
+        st.on_url = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            if (r->url.size() + len > 2048) return (r->too_large = true), 1;
+            r->url.append(at, len);
+            return 0;
+        };
+        st.on_header_field = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            if (r->in_value) r->end_header();
+            if ((r->header_bytes += len) > kMaxHttpHeaderBytes) return (r->too_large = true), 1;
+            r->field.append(at, len);
+            return 0;
+        };
+        st.on_header_value = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            r->in_value = true;
+            if ((r->header_bytes += len) > kMaxHttpHeaderBytes) return (r->too_large = true), 1;
+            r->value.append(at, len);
+            return 0;
+        };
+        st.on_headers_complete = [](http_parser* p) {
+            auto* r = req_of(p);
+            if (r->in_value || !r->field.empty()) r->end_header();
+            if (p->content_length != ULLONG_MAX && p->content_length > r->max_body) return (r->too_large = true), -1;
+            return 0;
+        };
+        st.on_body = [](http_parser* p, const char* at, std::size_t len) {
+            auto* r = req_of(p);
+            if (r->body.size() + len > r->max_body) return (r->too_large = true), 1;
+            r->body.append(at, len);
+            return 0;
+        };
+        st.on_message_complete = [](http_parser* p) {
+            req_of(p)->complete = true;
+            return 0;
+        };
+        return st;
+    }();
+    return s;
+}
+
+std::string http_response(int status, std::string_view type, std::string_view body, bool challenge = false) {
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + common::http_reason(status) + "\r\nContent-Type: ";
+    out += type;
+    out += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    if (challenge) out += "WWW-Authenticate: Basic realm=\"fleetconf dhcp\"\r\n";
+    out += "Connection: close\r\n\r\n";
+    out += body;
+    return out;
+}
+
 }  // namespace
 
-asio::awaitable<void> Service::Impl::metrics_session(asio::ip::tcp::socket s) {
+// Metrics: GET /metrics. Control (kea-ctrl-agent's shape): POST / with a JSON command, Basic
+// authentication; the reply is a JSON array holding the service's answer.
+asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s, HttpRole role) {
     using namespace asio::experimental::awaitable_operators;
-    http_parser_settings settings{};
-    settings.on_url = [](http_parser* p, const char* at, std::size_t len) {
-        auto* r = static_cast<HttpRequest*>(p->data);
-        if (r->url.size() + len > 2048) return 1;
-        r->url.append(at, len);
-        return 0;
-    };
-    settings.on_message_complete = [](http_parser* p) {
-        static_cast<HttpRequest*>(p->data)->complete = true;
-        return 0;
-    };
     http_parser parser;
     http_parser_init(&parser, HTTP_REQUEST);
     HttpRequest req;
+    req.max_body = role == HttpRole::control ? kMaxCommandBytes : 0;
     parser.data = &req;
     char buf[4096];
-    std::size_t total = 0;
-    asio::steady_timer deadline(io, std::chrono::seconds(5));
+    asio::steady_timer deadline(io, kCommandTimeout);
+    std::string out;
     while (!req.complete) {
         auto r = co_await (s.async_read_some(asio::buffer(buf), use_tuple) || deadline.async_wait(use_tuple));
-        if (r.index() == 1) co_return;
+        if (r.index() == 1) co_return;  // timeout: close
         auto [ec, n] = std::get<0>(r);
-        if (ec || (total += n) > 16384) co_return;
-        const auto used = http_parser_execute(&parser, &settings, buf, n);
-        if (parser.http_errno != HPE_OK || used != n) co_return;
+        if (ec) co_return;
+        const auto used = http_parser_execute(&parser, &http_settings(), buf, n);
+        if (req.too_large) {
+            out = http_response(413, "application/json", R"({"result": 1, "text": "request too large"})");
+            break;
+        }
+        if (parser.http_errno != HPE_OK || used != n) {
+            out = http_response(400, "application/json", R"({"result": 1, "text": "malformed HTTP request"})");
+            break;
+        }
     }
-    std::string body, status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8";
-    if (parser.method != HTTP_GET) {
-        status = "405 Method Not Allowed";
-        body = "GET only\n";
-        type = "text/plain";
-    } else if (req.url != "/metrics") {
-        status = "404 Not Found";
-        body = "see /metrics\n";
-        type = "text/plain";
-    } else {
-        body = owner->prometheus();
+    if (out.empty() && role == HttpRole::metrics) {
+        if (parser.method != HTTP_GET) out = http_response(405, "text/plain", "GET only\n");
+        else if (req.url != "/metrics") out = http_response(404, "text/plain", "see /metrics\n");
+        else out = http_response(200, "text/plain; version=0.0.4; charset=utf-8", owner->prometheus());
+    } else if (out.empty()) {
+        std::error_code pec;
+        const auto peer = s.remote_endpoint(pec);
+        const std::string from = pec ? std::string("?") : peer.address().to_string();
+        const auto cred = common::parse_basic_auth(req.authorization);
+        if (!cred || !common::constant_time_equal(common::as_bytes(cred->password), common::as_bytes(control_password))) {
+            log->warn("control (HTTP from {}): {} credentials refused", from, cred ? "wrong" : "no");
+            out = http_response(401, "application/json", R"({"result": 401, "text": "Unauthorized"})", true);
+        } else if (parser.method != HTTP_POST) {
+            out = http_response(405, "application/json", R"({"result": 1, "text": "POST a JSON command"})");
+        } else if (req.url != "/") {
+            out = http_response(404, "application/json", R"({"result": 1, "text": "POST commands to /"})");
+        } else {
+            auto request = json::parse(req.body, nullptr, false);
+            json answer;
+            if (request.is_discarded()) {
+                answer = reply(1, "invalid JSON: the body is not a JSON document");
+            } else if (request.is_object() && request.contains("service") &&
+                       !(request["service"].is_array() && request["service"].size() == 1 && request["service"][0] == "dhcp4")) {
+                answer = reply(1, "this control channel serves [\"dhcp4\"] only");
+            } else {
+                if (request.is_object()) request.erase("service");
+                try {
+                    answer = owner->command(request);
+                } catch (const std::exception& e) {
+                    answer = reply(1, std::string("internal error: ") + e.what());
+                }
+                log->info("control (HTTP from {}): {} -> result {}", from, request.is_object() ? request.value("command", "?") : "?",
+                          answer.value("result", -1));
+            }
+            out = http_response(200, "application/json", json::array({answer}).dump());
+        }
     }
-    const std::string head = "HTTP/1.1 " + status + "\r\nContent-Type: " + type + "\r\nContent-Length: " + std::to_string(body.size()) +
-                             "\r\nConnection: close\r\n\r\n";
-    const std::string out = head + body;
     co_await asio::async_write(s, asio::buffer(out), use_tuple);
 }
 

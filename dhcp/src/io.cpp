@@ -37,6 +37,10 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
     impl_->owner = this;
     if (impl_->opts.lease_file.empty()) impl_->opts.lease_file = site.services.data_dir / "dhcp" / "leases.journal";
     if (impl_->opts.control_socket.empty()) impl_->opts.control_socket = site.services.data_dir / "dhcp" / "control.sock";
+    if (!impl_->opts.control_http && site.services.dhcp.control_http) {
+        impl_->opts.control_http = site.services.dhcp.control_http;
+        impl_->opts.control_key_file = site.services.dhcp.control_key_file;
+    }
     impl_->cfg = make_config(site, interface_ipv4);
     std::vector<std::string> warnings;
     auto j = std::make_unique<JournalLeaseStore>(impl_->opts.lease_file, &warnings);
@@ -57,6 +61,7 @@ void Service::reload(const common::Site& site) {
 
 void Service::start() {
     impl_->start_control();
+    impl_->start_control_http();
     impl_->start_metrics();
     for (const auto& n : impl_->cfg.networks) {
         auto s = std::make_unique<Impl::Socket>(Impl::Socket{n.interface, udp::socket(impl_->io)});
@@ -69,6 +74,12 @@ void Service::start() {
                          static_cast<socklen_t>(n.interface.size() + 1)) != 0)
             throw std::system_error(errno, std::generic_category(), "cannot bind to interface " + n.interface);
         sock.bind(udp::endpoint(asio::ip::address_v4::any(), impl_->opts.server_port));
+        // Room for a boot storm's burst while the journal syncs: 4 MiB (SO_RCVBUFFORCE passes the system
+        // limit when the service runs with CAP_NET_ADMIN, as a DHCP server usually does).
+        const int rcvbuf = 4 << 20;
+        if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+            ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        sock.non_blocking(true);  // the batch loop reads until the queue is empty
         impl_->log->info("listening on {} (network {}, server id {}, port {})", n.interface, n.name, n.server_id.to_string(),
                          impl_->opts.server_port);
         auto* raw = s.get();
@@ -86,6 +97,7 @@ void Service::stop() {
         std::filesystem::remove(impl_->opts.control_socket, ec);
     }
     if (impl_->metrics) impl_->metrics->close(ec);
+    if (impl_->control_http) impl_->control_http->close(ec);
     impl_->store->sync();
 }
 
@@ -131,9 +143,8 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
                 if (d.reply) replies.push_back({std::move(*d.reply), d.max_reply_size});
             }
             std::error_code aec;
-            if (s.sock.available(aec) == 0 || aec) break;
             len = s.sock.receive_from(asio::buffer(buf), from, 0, aec);
-            if (aec) break;
+            if (aec) break;  // would_block: the queue is empty
         }
         try {
             if (need_sync && opts.durable) {

@@ -80,24 +80,61 @@ std::vector<Lease> MemoryLeaseStore::all() const {
 
 // ---- journal ----
 
-std::string JournalLeaseStore::encode_record(const LeaseChange& c) {
-    nlohmann::ordered_json j;
-    j["a"] = c.lease.address.to_string();
-    if (c.remove) {
-        j["remove"] = true;
+namespace {
+
+// A JSON string literal (quotes, escapes; invalid UTF-8 replaced by U+FFFD as nlohmann's `replace` does).
+void append_json_string(std::string& out, const std::string& s) {
+    bool plain = true;
+    for (unsigned char ch : s)
+        if (ch < 0x20 || ch == '"' || ch == '\\' || ch >= 0x80) {
+            plain = false;
+            break;
+        }
+    if (plain) {
+        out += '"';
+        out += s;
+        out += '"';
     } else {
-        j["c"] = common::to_hex(c.lease.client);
-        j["m"] = c.lease.mac.to_string();
-        j["h"] = c.lease.hostname;
-        j["n"] = c.lease.network;
-        j["s"] = to_string(c.lease.state);
-        j["e"] = c.lease.expires;
+        out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    const std::string body = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace
+
+// The same bytes nlohmann::ordered_json would write for these keys in this order, without building a
+// document per record (this runs once per lease change on the packet path).
+std::string JournalLeaseStore::encode_record(const LeaseChange& c) {
+    std::string body;
+    body.reserve(160);
+    body += "{\"a\":\"";
+    body += c.lease.address.to_string();
+    body += '"';
+    if (c.remove) {
+        body += ",\"remove\":true}";
+    } else {
+        body += ",\"c\":\"";
+        body += common::to_hex(c.lease.client);
+        body += "\",\"m\":\"";
+        body += c.lease.mac.to_string();
+        body += "\",\"h\":";
+        append_json_string(body, c.lease.hostname);
+        body += ",\"n\":";
+        append_json_string(body, c.lease.network);
+        body += ",\"s\":\"";
+        body += to_string(c.lease.state);
+        body += "\",\"e\":";
+        body += std::to_string(c.lease.expires);
+        body += '}';
+    }
     const auto crc = crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
     char head[10];
     std::snprintf(head, sizeof head, "%08lx ", static_cast<unsigned long>(crc));
-    return std::string(head) + body + "\n";
+    std::string line;
+    line.reserve(body.size() + 10);
+    line.append(head, 9);
+    line += body;
+    line += '\n';
+    return line;
 }
 
 std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view line) {

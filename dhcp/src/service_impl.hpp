@@ -47,12 +47,16 @@ struct Service::Impl {
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     std::unique_ptr<asio::local::stream_protocol::acceptor> control;
     std::unique_ptr<asio::ip::tcp::acceptor> metrics;
+    std::unique_ptr<asio::ip::tcp::acceptor> control_http;
+    std::string control_password;  // from control_key_file
+    enum class HttpRole { metrics, control };
 
     asio::awaitable<void> control_loop();
     asio::awaitable<void> control_session(asio::local::stream_protocol::socket s);
-    asio::awaitable<void> metrics_loop();
-    asio::awaitable<void> metrics_session(asio::ip::tcp::socket s);
+    asio::awaitable<void> http_loop(asio::ip::tcp::acceptor& acc, HttpRole role);
+    asio::awaitable<void> http_session(asio::ip::tcp::socket s, HttpRole role);
     void start_control();
+    void start_control_http();
     void start_metrics();
 
     Service* owner = nullptr;

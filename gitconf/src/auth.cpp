@@ -73,24 +73,6 @@ bool TokenStore::verify(std::string_view name, std::string_view token) const {
     return eq && it != tokens_.end();
 }
 
-std::optional<BasicCredentials> parse_basic_auth(std::string_view header) {
-    while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
-    if (header.size() < 6) return std::nullopt;
-    std::string scheme(header.substr(0, 6));
-    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (scheme != "basic ") return std::nullopt;
-    header.remove_prefix(6);
-    while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
-    while (!header.empty() && header.back() == ' ') header.remove_suffix(1);
-    if (header.size() > 1024) return std::nullopt;
-    auto raw = common::base64_decode(header);
-    if (!raw) return std::nullopt;
-    const std::string text(raw->begin(), raw->end());
-    const auto colon = text.find(':');
-    if (colon == std::string::npos) return std::nullopt;
-    return BasicCredentials{text.substr(0, colon), text.substr(colon + 1)};
-}
-
 Verdict authorize_http(std::string_view repo, const RepoAccess& access, const std::optional<BasicCredentials>& cred,
                        const TokenStore& tokens, bool push) {
     if (!cred || !tokens.verify(cred->user, cred->password)) return Verdict::unauthorized;

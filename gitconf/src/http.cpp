@@ -2,6 +2,7 @@
 // request bodies by zlib, then the same upload-pack core as git://. Stateless: one request, one round.
 #include "host.hpp"
 
+#include "fleetconf/common/http.hpp"
 #include "fleetconf/gitconf/pktline.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -137,24 +138,8 @@ struct Response {
     bool close = false;
 };
 
-const char* reason(int status) {
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-    }
-}
-
 std::string serialize(const Response& r) {
-    std::string h = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
+    std::string h = "HTTP/1.1 " + std::to_string(r.status) + " " + common::http_reason(r.status) + "\r\n";
     h += "Server: ";
     h += kAgent;
     h += "\r\nContent-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\n";

@@ -208,6 +208,15 @@ TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site
     auto e5 = errors_of(R"({"networks":[{"name":"a/b","subnet":"10.0.0.0/24"}]})");
     REQUIRE(e5.size() == 1);
     CHECK(e5[0].pointer == "/networks/0/name");
+    // The DHCP control channel over HTTP is never open without a password file.
+    auto e6 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"127.0.0.1:8004"}}})");
+    REQUIRE(e6.size() == 1);
+    CHECK(e6[0].pointer == "/services/dhcp/control_http");
+    CHECK(e6[0].message.find("control_key_file") != std::string::npos);
+    auto e7 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"localhost"}}})");
+    REQUIRE_FALSE(e7.empty());
+    CHECK(e7[0].message.find("not an address with :port") != std::string::npos);
+    CHECK_FALSE(parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"off"}}})").services.dhcp.control_http);
 }
 
 TEST_CASE("a file over the size limit or missing is refused", "[site]") {

@@ -3,6 +3,7 @@
 #include "fleetconf/common/crypto.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 
@@ -121,4 +122,33 @@ TEST_CASE("the record example of docs/dhcp-leases.md (CRC computed with Python's
     CHECK(r->lease.state == LeaseState::bound);
     CHECK(r->lease.expires == 1800000600);
     CHECK(r->lease.client == Bytes{0xff, 0x01, 0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc});
+}
+
+TEST_CASE("journal records are byte-identical to nlohmann's ordered JSON, hostile host names included", "[dhcp][leases]") {
+    // The encoder writes the JSON by hand (it runs on the packet path); this pins it to the documented form.
+    for (const std::string& host : {std::string("web"), std::string(""), std::string("quote\"back\\slash"), std::string("ctl\x01\n\t"),
+                                   std::string("caf\xc3\xa9"), std::string("bad\xff\xfeutf8"), std::string(63, 'x')}) {
+        for (bool remove : {false, true}) {
+            LeaseChange c{lease(9, host, LeaseState::offered), remove};
+            nlohmann::ordered_json j;
+            j["a"] = c.lease.address.to_string();
+            if (remove) {
+                j["remove"] = true;
+            } else {
+                j["c"] = fleetconf::common::to_hex(c.lease.client);
+                j["m"] = c.lease.mac.to_string();
+                j["h"] = c.lease.hostname;
+                j["n"] = c.lease.network;
+                j["s"] = "offered";
+                j["e"] = c.lease.expires;
+            }
+            const auto body = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+            const auto rec = JournalLeaseStore::encode_record(c);
+            INFO(host);
+            CHECK(rec.substr(9, rec.size() - 10) == body);
+            auto back = JournalLeaseStore::decode_record(std::string_view(rec).substr(0, rec.size() - 1));
+            REQUIRE(back);
+            CHECK(back->remove == remove);
+        }
+    }
 }

@@ -79,7 +79,8 @@ SITE = {
     "unikernels": [
         {"name": "bymac", "network": BR, "mac": "02:00:00:00:00:02", "address": "10.88.0.20"},
         {"name": "web", "network": BR, "address": "10.88.0.21", "config_uri": "git://10.88.0.1/web.git"}],
-    "services": {"data_dir": f"{tmp}/data"}}
+    "services": {"data_dir": f"{tmp}/data", "dhcp": {"control_http": "127.0.0.1:8004", "control_key_file": f"{tmp}/control.key"}}}
+CONTROL_PASSWORD = "correct-horse-battery-staple-42"
 
 
 def start_server():
@@ -178,6 +179,9 @@ print(json.dumps(acked))
 
 try:
     setup()
+    fd = os.open(f"{tmp}/control.key", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, (CONTROL_PASSWORD + "\n").encode())
+    os.close(fd)
     json.dump(SITE, open(f"{tmp}/site.json", "w"))
     start_server()
 
@@ -200,6 +204,9 @@ try:
     # RENEWING and RELEASE from a running udhcpc: SIGUSR1 renews (unicast REQUEST from ciaddr), SIGUSR2
     # releases. (busybox sends a RELEASE only from the BOUND state, so `-q -R` would not.)
     open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
+    for f in os.listdir(tmp):
+        if f.startswith("udhcpc."):
+            os.remove(f"{tmp}/{f}")
     d = subprocess.Popen(["ip", "netns", "exec", C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "4", "-T", "1",
                           "-s", f"{tmp}/u.sh"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     def wait_log(text, after):
@@ -210,6 +217,13 @@ try:
         return False
     mark = len(open(f"{tmp}/server.log").read())
     bound = wait_log(f"ACK {first}", mark)
+    # SIGUSR1 renews only from BOUND (else udhcpc starts over with a DISCOVER): wait for its script to
+    # have run for "bound", and a moment for udhcpc to enter that state after it.
+    for _ in range(50):
+        if os.path.exists(f"{tmp}/udhcpc.bound"):
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
     mark = len(open(f"{tmp}/server.log").read())
     sh("ip", "netns", "pids", C1)  # (namespace still there)
     subprocess.run(["pkill", "-USR1", "-f", f"udhcpc -i eth0 -f -t 4 -T 1 -s {tmp}/u.sh"])
@@ -323,6 +337,51 @@ try:
     m = ns(SRV, "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://127.0.0.1:9467/other')\nexcept Exception as e: print(e)",
            check=False)
     check("other paths: 404", "404" in m.stdout, m.stdout + m.stderr)
+    # The same commands over HTTP (kea-ctrl-agent's shape), on the server namespace's loopback.
+    def ctl_http(cmd, password, args=None):
+        a = ["--args", json.dumps(args)] if args is not None else []
+        r = ns(SRV, "env", f"FLEETCONF_DHCP_PASSWORD={password}", FC, "dhcp", "ctl", cmd, "--connect", "127.0.0.1:8004", *a, check=False)
+        return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"stderr": r.stderr})
+    rc, r = ctl_http("lease4-get", CONTROL_PASSWORD, {"ip-address": "10.88.0.20"})
+    check("HTTP control: lease4-get with the password", rc == 0 and r.get("result") == 0 and r["arguments"]["hw-address"] == "02:00:00:00:00:02", r)
+    rc, r = ctl_http("status-get", "wrong-password-wrong-password")
+    check("HTTP control: a wrong password is refused with a clear error", rc != 0 and "password refused" in r.get("stderr", ""), r)
+    http = r"""
+import base64, json, socket, sys, urllib.request as u
+def post(body, auth=True, method="POST", path="/"):
+    h = {"Content-Type": "application/json"}
+    if auth: h["Authorization"] = "Basic " + base64.b64encode(b"admin:" + sys.argv[1].encode()).decode()
+    try:
+        r = u.urlopen(u.Request("http://127.0.0.1:8004" + path, data=body, headers=h, method=method), timeout=5)
+        return [r.status, json.loads(r.read())]
+    except u.HTTPError as e:
+        return [e.code, json.loads(e.read() or b"null"), e.headers.get("WWW-Authenticate")]
+def announce_big():  # only the head: the server must answer 413 before any body arrives
+    c = socket.create_connection(("127.0.0.1", 8004), timeout=5)
+    c.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
+    return [int(c.recv(4096).split()[1])]
+print(json.dumps({
+  "noauth": post(b'{"command": "list-commands"}', auth=False),
+  "get": post(None, method="GET"),
+  "badjson": post(b'{"command": '),
+  "service": post(b'{"command": "list-commands", "service": ["dhcp6"]}'),
+  "unknown": post(b'{"command": "frobnicate", "service": ["dhcp4"]}'),
+  "missing": post(b'{"command": "lease4-del", "arguments": {}}'),
+  "ok": post(b'{"command": "list-commands", "service": ["dhcp4"]}'),
+  "big": announce_big()}))
+"""
+    m = ns(SRV, "python3", "-c", http, CONTROL_PASSWORD, check=False)
+    h = json.loads(m.stdout) if m.stdout.strip() else {}
+    check("HTTP control: no credentials -> 401 with a Basic challenge",
+          h.get("noauth", [0])[0] == 401 and "Basic" in (h["noauth"][2] or ""), h.get("noauth") or m.stderr[-400:])
+    check("HTTP control: GET -> 405", h.get("get", [0])[0] == 405, h.get("get"))
+    check("HTTP control: bad JSON -> a clear error in Kea's array form",
+          h.get("badjson", [0, [{}]])[1][0].get("result") == 1 and "invalid JSON" in h["badjson"][1][0]["text"], h.get("badjson"))
+    check("HTTP control: another service -> error", h.get("service", [0, [{}]])[1][0].get("result") == 1, h.get("service"))
+    check("HTTP control: unknown command -> result 2", h.get("unknown", [0, [{}]])[1][0].get("result") == 2, h.get("unknown"))
+    check("HTTP control: missing argument -> result 1, named", "ip-address" in h.get("missing", [0, [{"text": ""}]])[1][0]["text"], h.get("missing"))
+    check("HTTP control: list-commands", h.get("ok", [0])[0] == 200 and "lease4-get" in h["ok"][1][0]["arguments"], h.get("ok"))
+    check("HTTP control: a body over 1 MiB -> 413", h.get("big", [0])[0] == 413, (h.get("big") or [0])[0])
     r, env = udhcpc(C1)
     check("the server still serves after the control tests", env.get("ip") == "10.88.0.30", env.get("ip"))
     ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)

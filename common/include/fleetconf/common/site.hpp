@@ -122,6 +122,10 @@ struct DhcpService {
     bool authoritative = true;
     std::uint8_t config_uri_option = 224;  // private-use code carrying a unikernel's configuration URI
     std::optional<Endpoint> metrics = Endpoint{Ipv4{127, 0, 0, 1}, 9467};  // Prometheus; "off" disables
+    // The control commands over HTTP as kea-ctrl-agent serves them (POST /, Basic authentication with the
+    // password in control_key_file). Off unless configured; the unix socket is always there.
+    std::optional<Endpoint> control_http;
+    std::filesystem::path control_key_file;
 };
 
 struct GitService {

@@ -26,6 +26,10 @@ struct ServiceOptions {
     std::filesystem::path control_socket;         // default <data_dir>/dhcp/control.sock; "-" disables
     std::optional<common::Endpoint> metrics;       // Prometheus text format over HTTP (GET /metrics)
     std::filesystem::path site_file;               // for config-get / config-reload
+    // Control commands over HTTP (kea-ctrl-agent's POST /), Basic authentication with the password in
+    // control_key_file (a secret file, at least 16 characters). Default: the site's services.dhcp settings.
+    std::optional<common::Endpoint> control_http;
+    std::filesystem::path control_key_file;
 };
 
 // The IPv4 address of a local interface (getifaddrs), for the server identifier.

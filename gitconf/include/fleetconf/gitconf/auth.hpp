@@ -3,6 +3,8 @@
 // what one request may reach.
 #pragma once
 
+#include "fleetconf/common/http.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -39,12 +41,8 @@ private:
     std::map<std::string, TokenRecord> tokens_;
 };
 
-struct BasicCredentials {
-    std::string user;
-    std::string password;
-};
-// Parses an `Authorization: Basic ...` header value (RFC 7617); empty when absent or malformed.
-std::optional<BasicCredentials> parse_basic_auth(std::string_view header);
+using common::BasicCredentials;
+using common::parse_basic_auth;  // RFC 7617 `Authorization: Basic` header values
 
 enum class Verdict { allow, unauthorized, forbidden, not_found };
 
