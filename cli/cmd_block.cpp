@@ -3,12 +3,26 @@
 
 #include "fleetconf/blockcfg/client.hpp"
 #include "fleetconf/blockcfg/service.hpp"
+#include "fleetconf/blockcfg/tlstunnel.hpp"
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 
+#include <asio/connect.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/write.hpp>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -21,7 +35,9 @@ namespace bc = fleetconf::blockcfg;
 
 struct BlockArgs {
     // online
-    std::string connect = "127.0.0.1:7300";
+    std::string connect;  // default 127.0.0.1:7300 (tlstunnel: 127.0.0.1:1234)
+    bool legacy = false;  // --legacy-tlstunnel
+    std::string format = "fleetconf";
     std::string key_file;
     std::string key_id;
     std::string device_name;
@@ -31,7 +47,7 @@ struct BlockArgs {
     int port = 0;
     std::uint64_t generation = 0;
     // offline / serve
-    std::string device;
+    std::string device, image;
     std::uint32_t sector_size = 0;
     std::uint64_t size = 0;
     std::uint32_t slots = 0;
@@ -58,8 +74,300 @@ void print_routes(const json& routes) {
                   << r["port"].get<int>() << "\n";
 }
 
+namespace tt = fleetconf::blockcfg::tlstunnel;
+
+// Opens a device read-write for the offline commands; prints recovery warnings.
+std::optional<bc::Store> open_store(bc::Device& dev, std::string& err) {
+    std::error_code ec;
+    std::vector<std::string> warnings;
+    auto s = bc::Store::open(dev, ec, err, &warnings);
+    for (const auto& w : warnings) std::cerr << "fleetconf: warning: " << w << "\n";
+    return s;
+}
+
+
+// ---- tlstunnel, as a client only ----
+
+constexpr const char* kNoReplayWarning =
+    "fleetconf: warning: tlstunnel's control protocol has no replay protection: anyone who captures this command "
+    "can send it again, and replies are not authenticated. Use it only over a trusted path.";
+
+const char* tlstunnel_exit_meaning(std::int64_t e) {
+    switch (e) {
+        case 0: return "ok";
+        case 1: return "write failed or unexpected command";
+        case 2: return "the proxy could not parse the DER";
+        case 3: return "authentication failure (wrong key)";
+    }
+    return "unknown result code";
+}
+
+std::string tlstunnel_key(const BlockArgs& a) {
+    std::string kf = a.key_file;
+    if (kf.empty())
+        if (const char* e = std::getenv("FLEETCONF_BLOCK_KEY_FILE")) kf = e;
+    if (kf.empty()) throw std::runtime_error("no key: give --key-file FILE (the proxy's --key, as raw bytes; one trailing newline ignored)");
+    std::string key;
+    if (auto err = common::read_secret_file(kf, 4096, key)) throw std::runtime_error(*err);
+    if (!key.empty() && key.back() == '\n') key.pop_back();
+    if (key.empty()) throw std::runtime_error(kf + ": empty key");
+    return key;
+}
+
+void print_snis(const std::vector<tt::Sni>& snis) {
+    json routes = json::array();
+    for (const auto& x : snis) routes.push_back({{"host", x.name}, {"address", common::to_string(x.host)}, {"port", x.port}});
+    print_routes(routes);
+}
+
+int legacy_tlstunnel(const BlockArgs& a, const json& req) {
+    const std::string op = req["op"];
+    tt::Command cmd;
+    if (op == "list") {
+        cmd = tt::List{};
+    } else if (op == "remove") {
+        cmd = tt::Remove{req["host"].get<std::string>()};
+    } else if (op == "add") {
+        auto host = bc::normalize_host(req["host"].get<std::string>());
+        if (auto* f = std::get_if<bc::Failure>(&host)) {
+            print_error(f->message);
+            return kExitInvalid;
+        }
+        auto addr = common::parse_ip(req["address"].get<std::string>());
+        if (!addr || std::get<std::string>(host) == bc::kDefaultRoute) {
+            print_error(addr ? "tlstunnel has no default route" : "\"" + req["address"].get<std::string>() + "\" is not an IP address");
+            return kExitInvalid;
+        }
+        cmd = tt::Add{{std::get<std::string>(host), *addr, req["port"].get<int>()}};
+    } else {
+        print_error("tlstunnel knows only list, add and remove");
+        return kExitInvalid;
+    }
+    std::cerr << kNoReplayWarning << "\n";
+    auto ep = common::Endpoint::parse(a.connect.empty() ? "127.0.0.1:1234" : a.connect, 1234);
+    if (!ep) {
+        print_error("--connect: \"" + a.connect + "\" is not ADDRESS[:PORT]");
+        return kExitInvalid;
+    }
+    const std::string key = tlstunnel_key(a);
+    const auto frame = tt::frame_request(common::as_bytes(key), tt::encode(cmd));
+    asio::io_context io;
+    asio::ip::tcp::socket sock(io);
+    std::error_code ec;
+    sock.connect({asio::ip::make_address(ep->host_string()), ep->port}, ec);
+    if (ec) {
+        print_error(ep->to_string() + ": cannot connect: " + ec.message());
+        return kExitFailure;
+    }
+    const timeval tv{10, 0};  // the proxy answers at once; never hang on a silent peer
+    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    asio::write(sock, asio::buffer(frame), ec);
+    std::vector<std::uint8_t> in;
+    std::optional<tt::Bytes> der;
+    std::string err;
+    std::uint8_t buf[65536];
+    while (!ec && !der && err.empty()) {
+        const auto n = sock.read_some(asio::buffer(buf), ec);
+        in.insert(in.end(), buf, buf + n);
+        der = tt::parse_reply(in, err);
+    }
+    if (!der) {
+        print_error(ep->to_string() + ": " + (!err.empty() ? err : "no complete reply (" + ec.message() + ")"));
+        return kExitFailure;
+    }
+    auto reply = tt::decode(*der, err);
+    if (!reply) {
+        print_error(ep->to_string() + ": the reply is not a tlstunnel command: " + err);
+        return kExitFailure;
+    }
+    if (const auto* r = std::get_if<tt::Result>(&*reply)) {
+        if (a.json_out) std::cout << json{{"exit", r->exit}, {"message", r->message}}.dump() << "\n";
+        if (r->exit != 0) {
+            print_error("tlstunnel: result " + std::to_string(r->exit) + " (" + tlstunnel_exit_meaning(r->exit) + "): " + r->message);
+            return kExitFailure;
+        }
+        if (!a.json_out) std::cout << tt::describe(cmd) << ": ok" << (r->message.empty() ? "" : " (tlstunnel: " + r->message + ")") << "\n";
+        return kExitOk;
+    }
+    if (const auto* l = std::get_if<tt::Snis>(&*reply); l && op == "list") {
+        if (a.json_out) {
+            json routes = json::array();
+            for (const auto& x : l->snis) routes.push_back({{"host", x.name}, {"address", common::to_string(x.host)}, {"port", x.port}});
+            std::cout << routes.dump() << "\n";
+        } else {
+            print_snis(l->snis);
+        }
+        return kExitOk;
+    }
+    print_error(ep->to_string() + ": unexpected reply: " + tt::describe(*reply));
+    return kExitFailure;
+}
+
+// Reads an image file or block device whole (tlstunnel disks are small), at most 1 GiB.
+std::optional<std::vector<std::uint8_t>> read_image(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+        print_error(path + ": cannot open");
+        return std::nullopt;
+    }
+    std::vector<std::uint8_t> data;
+    char buf[1 << 16];
+    while (f.read(buf, sizeof buf) || f.gcount() > 0) {
+        data.insert(data.end(), buf, buf + f.gcount());
+        if (data.size() > (std::size_t{1} << 30)) {
+            print_error(path + ": larger than 1 GiB; not a tlstunnel configuration disk");
+            return std::nullopt;
+        }
+    }
+    return data;
+}
+
+// Reads a tlstunnel disk; the sector size is tried as given, or 512 then 4096.
+std::optional<std::pair<tt::DiskContents, std::size_t>> read_tlstunnel(const std::string& path, std::uint32_t sector_size) {
+    auto image = read_image(path);
+    if (!image) return std::nullopt;
+    std::vector<std::string> problems;
+    for (std::size_t ss : sector_size ? std::vector<std::size_t>{sector_size} : std::vector<std::size_t>{512, 4096}) {
+        auto r = tt::read_disk(*image, ss);
+        if (auto* c = std::get_if<tt::DiskContents>(&r)) {
+            for (const auto& n : c->notes) std::cerr << "fleetconf: warning: " << path << ": " << n << "\n";
+            return std::pair{std::move(*c), ss};
+        }
+        for (const auto& p : std::get<std::vector<std::string>>(r)) problems.push_back(std::to_string(ss) + "-byte sectors: " + p);
+    }
+    std::cerr << "fleetconf: " << path << ": not a readable tlstunnel disk:\n";
+    for (const auto& p : problems) std::cerr << "  " << p << "\n";
+    return std::nullopt;
+}
+
+int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
+    if (what == "dump") {
+        auto r = read_tlstunnel(a.device, a.sector_size);
+        if (!r) return kExitFailure;
+        const auto& [c, ss] = *r;
+        if (a.json_out) {
+            json routes = json::array();
+            for (const auto& x : c.snis) routes.push_back({{"host", x.name}, {"address", common::to_string(x.host)}, {"port", x.port}});
+            std::cout << json{{"sector_size", ss}, {"superblock", c.used_last ? "last" : "first"}, {"counter", c.used.counter},
+                              {"timestamp", c.used.timestamp}, {"routes", routes}, {"warnings", c.notes}}
+                             .dump(2)
+                      << "\n";
+            return kExitOk;
+        }
+        std::cout << a.device << ": tlstunnel disk, " << ss << "-byte sectors, read through the " << (c.used_last ? "last" : "first")
+                  << " superblock (counter " << c.used.counter << ", timestamp " << c.used.timestamp << "), " << c.snis.size()
+                  << " route(s)\n";
+        print_snis(c.snis);
+        return kExitOk;
+    }
+    if (what == "import") {  // import --format tlstunnel IMAGE DEVICE
+        const std::string image = a.device, device = a.file;
+        auto r = read_tlstunnel(image, a.sector_size);
+        if (!r) return kExitFailure;
+        bc::Config cfg;
+        std::vector<std::string> bad;
+        for (const auto& x : r->first.snis) {
+            auto host = bc::normalize_host(x.name);
+            if (auto* f = std::get_if<bc::Failure>(&host)) bad.push_back("\"" + x.name + "\": " + f->message);
+            else if (x.port < 1 || x.port > 65535) bad.push_back(x.name + ": port " + std::to_string(x.port) + " is out of range");
+            else cfg.routes[std::get<std::string>(host)] = {x.host, static_cast<std::uint16_t>(x.port)};
+        }
+        if (!bad.empty()) {
+            std::cerr << "fleetconf: " << image << ": routes fleetconf cannot take (nothing imported):\n";
+            for (const auto& b : bad) std::cerr << "  " << b << "\n";
+            return kExitInvalid;
+        }
+        auto dev = bc::FileDevice::open(device, 0, false);
+        std::string err;
+        auto s = open_store(*dev, err);
+        if (!s) {
+            print_error(device + ": " + err);
+            return kExitFailure;
+        }
+        if (auto ec = s->commit(bc::to_payload(cfg), bc::now_ns())) {
+            print_error(device + ": " + ec.message());
+            return kExitFailure;
+        }
+        std::cout << device << ": imported " << cfg.routes.size() << " route(s) from the tlstunnel disk " << image << " as generation "
+                  << s->generation() << "\n";
+        return kExitOk;
+    }
+    // export --format tlstunnel DEVICE IMAGE
+    if (a.image.empty()) {
+        print_error("export --format tlstunnel needs the IMAGE to write after DEVICE");
+        return kExitInvalid;
+    }
+    auto dev = bc::FileDevice::open(a.device, 0, true);
+    std::string err;
+    auto s = open_store(*dev, err);
+    if (!s) {
+        print_error(a.device + ": " + err);
+        return kExitFailure;
+    }
+    auto c = bc::from_payload(s->payload());
+    if (auto* f = std::get_if<bc::Failure>(&c)) {
+        print_error(a.device + ": " + f->message);
+        return kExitFailure;
+    }
+    const auto& cfg = std::get<bc::Config>(c);
+    std::vector<tt::Sni> snis;
+    for (const auto& [h, b] : cfg.routes) snis.push_back(tt::Sni{h, b.address, std::int64_t{b.port}});
+    if (cfg.default_route) std::cerr << "fleetconf: warning: tlstunnel has no default route; the default route is not exported\n";
+    const std::size_t ss = a.sector_size ? a.sector_size : 512;
+    struct stat st{};
+    const bool exists = ::stat(a.image.c_str(), &st) == 0;
+    const bool blockdev = exists && S_ISBLK(st.st_mode);
+    std::uint64_t bytes = a.size ? a.size : 1 << 20;
+    std::uint64_t counter = 1;
+    if (exists) {  // write over it: keep its size, and count on from its newest verified superblock
+        auto old = read_image(a.image);
+        if (!old) return kExitFailure;
+        if (!a.size) bytes = old->size();
+        for (std::size_t sector : {std::size_t{0}, old->size() >= ss ? old->size() / ss - 1 : 0}) {
+            std::string e;
+            if (old->size() >= ss * (sector + 1))
+                if (auto sb = tt::decode_superblock(std::span(*old).subspan(sector * ss, ss), e)) counter = std::max(counter, sb->counter + 1);
+        }
+    }
+    if (bytes % ss != 0) {
+        print_error(a.image + ": " + std::to_string(bytes) + " bytes is not a whole number of " + std::to_string(ss) + "-byte sectors");
+        return kExitInvalid;
+    }
+    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                    std::chrono::system_clock::now().time_since_epoch()).count());
+    tt::Bytes out;
+    try {
+        out = tt::write_disk(snis, ss, bytes / ss, counter, now);
+    } catch (const std::exception& e) {
+        print_error(a.image + ": " + e.what());
+        return kExitInvalid;
+    }
+    if (blockdev) {
+        const int fd = ::open(a.image.c_str(), O_WRONLY | O_CLOEXEC);
+        bool ok = fd >= 0;
+        for (std::size_t off = 0; ok && off < out.size();) {
+            const auto n = ::pwrite(fd, out.data() + off, out.size() - off, static_cast<off_t>(off));
+            ok = n > 0;
+            if (ok) off += static_cast<std::size_t>(n);
+        }
+        ok = ok && ::fsync(fd) == 0;
+        if (fd >= 0) ::close(fd);
+        if (!ok) {
+            print_error(a.image + ": write failed: " + std::strerror(errno));
+            return kExitFailure;
+        }
+    } else {
+        common::write_file_atomic(a.image, out, 0640);
+    }
+    std::cout << a.image << ": tlstunnel disk written: " << snis.size() << " route(s), " << ss << "-byte sectors, " << bytes / ss
+              << " sectors, counter " << counter << "\n";
+    return kExitOk;
+}
+
 int online(const BlockArgs& a, json req) {
-    auto ep = common::Endpoint::parse(a.connect, 7300);
+    if (a.legacy) return legacy_tlstunnel(a, req);
+    auto ep = common::Endpoint::parse(a.connect.empty() ? "127.0.0.1:7300" : a.connect, 7300);
     if (!ep) {
         print_error("--connect: \"" + a.connect + "\" is not ADDRESS[:PORT]");
         return kExitInvalid;
@@ -94,16 +402,18 @@ int online(const BlockArgs& a, json req) {
     return kExitOk;
 }
 
-// Opens a device read-write for the offline commands; prints recovery warnings.
-std::optional<bc::Store> open_store(bc::Device& dev, std::string& err) {
-    std::error_code ec;
-    std::vector<std::string> warnings;
-    auto s = bc::Store::open(dev, ec, err, &warnings);
-    for (const auto& w : warnings) std::cerr << "fleetconf: warning: " << w << "\n";
-    return s;
-}
-
 int offline(const BlockArgs& a, const std::string& what) {
+    if (a.format == "tlstunnel") {
+        if (what != "dump" && what != "import" && what != "export") {
+            print_error("--format tlstunnel applies to dump, import and export");
+            return kExitInvalid;
+        }
+        return tlstunnel_offline(a, what);
+    }
+    if (!a.image.empty()) {
+        print_error("IMAGE is for export --format tlstunnel; the fleetconf export writes JSON to standard output");
+        return kExitInvalid;
+    }
     if (what == "format") {
         if (!std::filesystem::exists(a.device)) {
             if (a.size == 0) {
@@ -223,9 +533,12 @@ void add_block_commands(CLI::App& app, Action& action) {
                                           "authenticated control socket, or work on a device offline");
     b->require_subcommand(1);
     auto a = std::make_shared<BlockArgs>();
+    b->add_flag("--legacy-tlstunnel", a->legacy,
+                "list, add and remove against a running tlstunnel proxy, in its own protocol (default port 1234; --key-file "
+                "holds its --key). That protocol has NO replay protection: use it only over a trusted path");
     auto add_online = [&](const char* name, const char* help) {
         auto* c = b->add_subcommand(name, help);
-        c->add_option("--connect", a->connect, "Editor address HOST:PORT")->capture_default_str();
+        c->add_option("--connect", a->connect, "Editor address HOST:PORT (default 127.0.0.1:7300; tlstunnel: 127.0.0.1:1234)");
         c->add_option("--key-file", a->key_file, "Key file (or FLEETCONF_BLOCK_KEY_FILE); never a key on the command line");
         c->add_option("--key-id", a->key_id, "Key id in the key file (default: the first)");
         c->add_option("--device", a->device_name, "Device name when the editor serves several");
@@ -282,7 +595,13 @@ void add_block_commands(CLI::App& app, Action& action) {
     auto add_offline = [&](const char* name, const char* help) {
         auto* c = b->add_subcommand(name, help);
         c->add_option("DEVICE", a->device, "Image file or block device")->required();
-        c->add_option("--sector-size", a->sector_size, "512 or 4096 (default: detected)");
+        c->add_option("--sector-size", a->sector_size, "512 or 4096 (default: detected; with --format tlstunnel: the tlstunnel image's)");
+        if (std::string(name) == "dump" || std::string(name) == "import" || std::string(name) == "export")
+            c->add_option("--format", a->format,
+                          "fleetconf, or tlstunnel: dump IMAGE, import IMAGE DEVICE (routes of a tlstunnel disk into a fleetconf "
+                          "device), export DEVICE IMAGE (write a tlstunnel disk; --size for a new file, default 1 MiB)")
+                ->check(CLI::IsMember({"fleetconf", "tlstunnel"}))
+                ->capture_default_str();
         std::string n = name;
         c->callback([&action, a, n] { action = [a, n] { return offline(*a, n); }; });
         return c;
@@ -295,10 +614,14 @@ void add_block_commands(CLI::App& app, Action& action) {
     dump->add_option("--generation", a->generation, "An older generation");
     dump->add_flag("--json", a->json_out, "JSON output");
     add_offline("fsck", "Check a device: headers, payload checksums, history; exit 1 if it cannot be read");
-    auto* exp = add_offline("export", "Write the stored configuration as JSON to standard output");
+    auto* exp = add_offline("export", "Write the stored configuration as JSON to standard output (or a tlstunnel disk image)");
     exp->add_option("--generation", a->generation, "An older generation");
+    exp->add_option("IMAGE", a->image, "With --format tlstunnel: the image file or block device to write");
+    exp->add_option("--size", a->size, "With --format tlstunnel: size in bytes of a new image file (default 1 MiB)");
     auto* imp = add_offline("import", "Commit a JSON configuration (from export) as a new generation");
-    imp->add_option("FILE", a->file, "JSON file")->required()->check(CLI::ExistingFile);
+    imp->add_option("FILE", a->file, "JSON file (with --format tlstunnel: DEVICE is the tlstunnel image, this the fleetconf device)")
+        ->required()
+        ->check(CLI::ExistingFile);
 
     auto* srv = b->add_subcommand("serve", "Run the editor for one device in the foreground (SIGHUP reloads the key file)");
     srv->add_option("DEVICE", a->device, "Formatted image file or block device")->required()->check(CLI::ExistingFile);

@@ -135,7 +135,7 @@ def run_at(rate, clients=50000):
 
 
 def search():
-    """Highest rate with <= 2.5% drops: double until it fails, then bisect a few steps."""
+    """Highest rate with <= 2.5% drops: double until it fails, then bisect five steps."""
     rates = [200] if SMOKE else [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000]
     best, best_r, bad = 0, None, None
     for rate in rates:
@@ -152,7 +152,7 @@ def search():
                 break
     if not SMOKE and bad and best:
         lo, hi = best, bad
-        for _ in range(3):
+        for _ in range(5):  # resolution: 1/32 of the bracket
             mid = (lo + hi) // 2
             ok, r = run_at(mid)
             if ok:

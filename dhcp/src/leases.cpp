@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <system_error>
@@ -171,24 +172,29 @@ std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view lin
     return c;
 }
 
-JournalLeaseStore::JournalLeaseStore(std::filesystem::path file, std::vector<std::string>* warnings) : file_(std::move(file)) {
+JournalLeaseStore::JournalLeaseStore(std::filesystem::path file, std::vector<std::string>* warnings, std::uint64_t prealloc_bytes)
+    : file_(std::move(file)), chunk_(prealloc_bytes) {
     common::ensure_directory(file_.parent_path(), 0750);
     std::string text;
     std::error_code ec;
     if (std::filesystem::exists(file_, ec)) {
         if (auto err = common::read_file_limited(file_, std::size_t{1} << 30, text)) throw std::runtime_error(*err);
     }
+    // The records end at the first NUL: the rest is preallocated space (zeros).
+    const auto used = std::min(text.find('\0'), text.size());
+    if (text.find_first_not_of('\0', used) != std::string::npos && warnings)
+        warnings->push_back(file_.string() + ": bytes after the end of the records (offset " + std::to_string(used) + ") ignored");
     std::size_t pos = 0, good_end = 0, line_no = 0;
-    while (pos < text.size()) {
+    while (pos < used) {
         ++line_no;
         const auto nl = text.find('\n', pos);
-        if (nl == std::string::npos) {  // no newline: the last write was torn
+        if (nl == std::string::npos || nl >= used) {  // no newline: the last write was torn
             if (warnings) warnings->push_back(file_.string() + ": torn last record (line " + std::to_string(line_no) + ") dropped");
             break;
         }
         auto rec = decode_record(std::string_view(text).substr(pos, nl - pos));
         if (!rec) {
-            if (nl + 1 == text.size()) {
+            if (nl + 1 == used) {
                 if (warnings) warnings->push_back(file_.string() + ": damaged last record (line " + std::to_string(line_no) + ") dropped");
                 break;
             }
@@ -202,10 +208,12 @@ JournalLeaseStore::JournalLeaseStore(std::filesystem::path file, std::vector<std
     }
     fd_ = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": cannot open lease journal");
-    // Cut a torn tail so new records start on a clean line.
+    // Cut a torn tail and the old preallocation, so new records start on a clean line.
     if (good_end != text.size() && ::ftruncate(fd_, static_cast<off_t>(good_end)) != 0)
         throw std::system_error(errno, std::generic_category(), file_.string() + ": cannot truncate torn record");
-    if (::lseek(fd_, 0, SEEK_END) < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": seek");
+    end_ = allocated_ = good_end;
+    preallocate(good_end + chunk_);
+    if (::fsync(fd_) != 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": fsync failed");
 }
 
 JournalLeaseStore::~JournalLeaseStore() {
@@ -218,6 +226,28 @@ JournalLeaseStore::~JournalLeaseStore() {
     }
 }
 
+void JournalLeaseStore::write_at(std::uint64_t offset, const char* data, std::size_t n) {
+    std::size_t off = 0;
+    while (off < n) {
+        const ssize_t w = ::pwrite(fd_, data + off, n - off, static_cast<off_t>(offset + off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": journal write failed");
+        off += static_cast<std::size_t>(w);
+    }
+}
+
+// Zeros written (not fallocate: unwritten extents would need a metadata update on first write) up to
+// `size`: appends inside that space change no metadata, so fdatasync writes the records and nothing else.
+void JournalLeaseStore::preallocate(std::uint64_t size) {
+    static const std::string zeros(1 << 16, '\0');
+    for (std::uint64_t at = allocated_; at < size;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), size - at));
+        write_at(at, zeros.data(), n);
+        at += n;
+    }
+    allocated_ = std::max(allocated_, size);
+}
+
 void JournalLeaseStore::apply(const std::vector<LeaseChange>& changes) {
     for (const auto& c : changes) {
         apply_one(c);
@@ -228,13 +258,10 @@ void JournalLeaseStore::apply(const std::vector<LeaseChange>& changes) {
 }
 
 void JournalLeaseStore::flush() {
-    std::size_t off = 0;
-    while (off < pending_.size()) {
-        ssize_t n = ::write(fd_, pending_.data() + off, pending_.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": journal write failed");
-        off += static_cast<std::size_t>(n);
-    }
+    if (pending_.empty()) return;
+    if (end_ + pending_.size() > allocated_) preallocate(end_ + pending_.size() + chunk_);  // the next sync carries the new size
+    write_at(end_, pending_.data(), pending_.size());
+    end_ += pending_.size();
     pending_.clear();
 }
 
@@ -252,8 +279,11 @@ void JournalLeaseStore::compact() {
     for (const auto& [a, l] : by_addr_) text += encode_record({l, false});
     common::write_file_atomic(file_, common::as_bytes(text), 0640);
     ::close(fd_);
-    fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    fd_ = ::open(file_.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": reopen after compaction failed");
+    end_ = allocated_ = text.size();
+    preallocate(end_ + chunk_);
+    if (::fsync(fd_) != 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": fsync failed");
     records_ = by_addr_.size();
 }
 

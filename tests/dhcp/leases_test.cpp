@@ -62,13 +62,13 @@ TEST_CASE("journal: a torn or damaged last record is dropped, and the file is cu
             o << good << next.substr(0, cut);
         }
         std::vector<std::string> warnings;
-        JournalLeaseStore j(f, &warnings);
+        JournalLeaseStore j(f, &warnings, 4096);
         INFO("cut at " << cut);
         CHECK(j.size() == 1);
         CHECK(warnings.size() == 1);
         j.apply({{lease(3, "c")}});
         j.sync();
-        JournalLeaseStore again(f);
+        JournalLeaseStore again(f, nullptr, 4096);
         CHECK(again.size() == 2);  // the torn tail was cut, so the new record is readable
     }
     // A flipped bit in the last complete line: dropped too.
@@ -82,6 +82,46 @@ TEST_CASE("journal: a torn or damaged last record is dropped, and the file is cu
     JournalLeaseStore j(f, &warnings);
     CHECK(j.size() == 1);
     CHECK_THAT(warnings.at(0), Catch::Contains("damaged last record"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: preallocated zeros; appends inside them keep the file size; a write torn into them is dropped",
+          "[dhcp][leases]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    std::uintmax_t size = 0;
+    {
+        JournalLeaseStore j(f, nullptr, 8192);
+        size = std::filesystem::file_size(f);
+        CHECK(size == 8192);
+        j.apply({{lease(1, "a")}});
+        j.sync();
+        CHECK(std::filesystem::file_size(f) == size);  // no metadata change for fdatasync to write
+        for (int i = 0; i < 200; ++i) j.apply({{lease(static_cast<std::uint8_t>(i % 250), "h" + std::to_string(i))}});
+        j.sync();  // past the zeros: the file grows by another chunk
+        CHECK(std::filesystem::file_size(f) > size);
+    }
+    {
+        std::vector<std::string> warnings;
+        JournalLeaseStore j(f, &warnings, 8192);
+        CHECK(warnings.empty());  // trailing zeros are free space, not damage
+        CHECK(j.size() == 200);
+    }
+    // A record torn inside the zeros (its head written, no newline, zeros after it).
+    std::string text = JournalLeaseStore::encode_record({lease(1, "a")}) + JournalLeaseStore::encode_record({lease(2, "b")}).substr(0, 30);
+    text.resize(4096, '\0');
+    {
+        std::ofstream o(f, std::ios::trunc | std::ios::binary);
+        o << text;
+    }
+    std::vector<std::string> warnings;
+    JournalLeaseStore j(f, &warnings, 8192);
+    CHECK(j.size() == 1);
+    REQUIRE(warnings.size() == 1);
+    CHECK_THAT(warnings[0], Catch::Contains("torn"));
+    j.apply({{lease(3, "c")}});
+    j.sync();
+    CHECK(JournalLeaseStore(f, nullptr, 8192).size() == 2);
     std::filesystem::remove_all(dir);
 }
 

@@ -78,12 +78,17 @@ protected:
 };
 
 // Journal format (docs/dhcp-leases.md): one record per line, `<crc32 as 8 hex digits> <JSON>\n`, where
-// the CRC-32 (zlib) covers the JSON bytes. Replay applies records in order; a last line without its
-// newline or with a bad checksum is a torn write and is dropped (and cut off the file).
+// the CRC-32 (zlib) covers the JSON bytes, followed by preallocated zeros: the records end at the first
+// NUL. Replay applies records in order; a last line without its newline or with a bad checksum is a
+// torn write and is dropped (and cut off the file).
 class JournalLeaseStore final : public MemoryLeaseStore {
 public:
+    // Zeros kept ahead of the last record, so appends change no file metadata (docs/dhcp-leases.md).
+    static constexpr std::uint64_t kPreallocate = 4u << 20;
     // Opens (creating if needed) and replays. Throws std::runtime_error on an unreadable journal.
-    explicit JournalLeaseStore(std::filesystem::path file, std::vector<std::string>* warnings = nullptr);
+    // `prealloc_bytes`: bytes of zeros kept ahead of the last record.
+    explicit JournalLeaseStore(std::filesystem::path file, std::vector<std::string>* warnings = nullptr,
+                               std::uint64_t prealloc_bytes = kPreallocate);
     ~JournalLeaseStore() override;
     void apply(const std::vector<LeaseChange>& changes) override;
     void sync() override;  // write + fdatasync of everything appended since the last sync
@@ -97,8 +102,13 @@ public:
     static std::optional<LeaseChange> decode_record(std::string_view line);
 
 private:
+    void write_at(std::uint64_t offset, const char* data, std::size_t n);
+    void preallocate(std::uint64_t size);
     std::filesystem::path file_;
     int fd_ = -1;
+    std::uint64_t end_ = 0;        // where the next record goes
+    std::uint64_t allocated_ = 0;  // file size: records, then zeros
+    std::uint64_t chunk_ = kPreallocate;
     std::string pending_;
     bool unsynced_ = false;  // records written (or pending) since the last fdatasync
     std::uint64_t records_ = 0;
