@@ -248,9 +248,55 @@ std::optional<std::vector<std::uint8_t>> encode_custom(Checker& c, const std::st
 
 constexpr std::string_view kAlwaysSendNames[] = {"syslog", "monitoring", "ntp"};
 
+// A list of literal options ("custom") or option-125 sub-options ("vivso"): [{code, type, value, always_send}].
+std::vector<CustomOption> parse_option_list(Checker& c, const json& j, const std::string& ptr, const char* key, int min_code,
+                                            int max_code, const std::set<std::uint64_t>& managed) {
+    std::vector<CustomOption> out;
+    auto it = j.find(key);
+    if (it == j.end()) return out;
+    const auto p = join(ptr, key);
+    if (!it->is_array()) {
+        c.error(p, "expected an array, found " + type_name(*it));
+        return out;
+    }
+    std::set<int> seen;
+    for (std::size_t i = 0; i < it->size(); ++i) {
+        const auto& e = (*it)[i];
+        const auto ep = join(p, i);
+        if (!c.object(e, ep, {"code", "type", "value", "always_send"}, {"code", "type", "value"})) continue;
+        CustomOption co;
+        int code = -1;
+        if (auto n = c.integer(e, ep, "code", min_code, max_code)) {
+            // Codes the server computes itself (RFC 2132 section 9, RFC 3046) cannot be set by hand.
+            if (managed.contains(*n))
+                c.error(join(ep, "code"), "option " + std::to_string(*n) + " is managed by the server and cannot be set");
+            else if (!seen.insert(static_cast<int>(*n)).second)
+                c.error(join(ep, "code"), "code " + std::to_string(*n) + " is given twice");
+            else
+                code = static_cast<int>(*n);
+        }
+        auto type = c.string(e, ep, "type");
+        static const std::set<std::string> types{"ip", "ips", "u8", "u16", "u32", "i32", "bool", "string", "hex"};
+        if (type && !types.contains(*type)) {
+            c.error(join(ep, "type"), "\"" + *type + "\" is not one of: ip, ips, u8, u16, u32, i32, bool, string, hex");
+            type.reset();
+        }
+        std::optional<std::vector<std::uint8_t>> data;
+        if (type && e.contains("value")) data = encode_custom(c, *type, e["value"], join(ep, "value"));
+        co.always_send = c.boolean(e, ep, "always_send").value_or(false);
+        if (code >= 0 && type && data) {
+            co.code = static_cast<std::uint8_t>(code);
+            co.type = *type;
+            co.data = std::move(*data);
+            out.push_back(std::move(co));
+        }
+    }
+    return out;
+}
+
 SiteOptions parse_options(Checker& c, const json& j, const std::string& ptr) {
     SiteOptions o;
-    if (!c.object(j, ptr, {"syslog", "monitoring", "ntp", "custom", "always_send"})) return o;
+    if (!c.object(j, ptr, {"syslog", "monitoring", "ntp", "custom", "vivso", "always_send"})) return o;
     o.syslog = c.parsed(j, ptr, "syslog", parse_endpoint_syslog, "an IPv4 address with an optional :port (default 514)");
     o.monitoring = c.parsed(j, ptr, "monitoring", parse_endpoint_required_port, "an IPv4 address with :port");
     o.ntp = c.parsed_list(j, ptr, "ntp", parse_ipv4, "an IPv4 address", 16);
@@ -267,46 +313,14 @@ SiteOptions parse_options(Checker& c, const json& j, const std::string& ptr) {
                     o.always_send.insert(name);
             }
     }
-    if (auto it = j.find("custom"); it != j.end()) {
-        const auto p = join(ptr, "custom");
-        if (!it->is_array()) {
-            c.error(p, "expected an array, found " + type_name(*it));
-            return o;
-        }
-        std::set<int> seen;
-        for (std::size_t i = 0; i < it->size(); ++i) {
-            const auto& e = (*it)[i];
-            const auto ep = join(p, i);
-            if (!c.object(e, ep, {"code", "type", "value", "always_send"}, {"code", "type", "value"})) continue;
-            CustomOption co;
-            int code = -1;
-            if (auto n = c.integer(e, ep, "code", 1, 254)) {
-                // Codes the server computes itself (RFC 2132 section 9, RFC 3046) cannot be set by hand.
-                static const std::set<std::uint64_t> managed{50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82};
-                if (managed.contains(*n))
-                    c.error(join(ep, "code"), "option " + std::to_string(*n) + " is managed by the server and cannot be set");
-                else if (!seen.insert(static_cast<int>(*n)).second)
-                    c.error(join(ep, "code"), "option " + std::to_string(*n) + " is given twice");
-                else
-                    code = static_cast<int>(*n);
-            }
-            auto type = c.string(e, ep, "type");
-            static const std::set<std::string> types{"ip", "ips", "u8", "u16", "u32", "i32", "bool", "string", "hex"};
-            if (type && !types.contains(*type)) {
-                c.error(join(ep, "type"), "\"" + *type + "\" is not one of: ip, ips, u8, u16, u32, i32, bool, string, hex");
-                type.reset();
-            }
-            std::optional<std::vector<std::uint8_t>> data;
-            if (type && e.contains("value")) data = encode_custom(c, *type, e["value"], join(ep, "value"));
-            co.always_send = c.boolean(e, ep, "always_send").value_or(false);
-            if (code > 0 && type && data) {
-                co.code = static_cast<std::uint8_t>(code);
-                co.type = *type;
-                co.data = std::move(*data);
-                o.custom.push_back(std::move(co));
-            }
-        }
-    }
+    o.custom = parse_option_list(c, j, ptr, "custom", 1, 254, {50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82});
+    // Sub-options of option 125 for the MirageOS enterprise (49836); 0 is the monitoring sink.
+    o.vivso = parse_option_list(c, j, ptr, "vivso", 1, 255, {});
+    std::size_t block = 0;
+    for (const auto& v : o.vivso) block += 2 + v.data.size();
+    if (block > 200)
+        c.error(join(ptr, "vivso"), "the sub-options take " + std::to_string(block) +
+                                        " bytes; at most 200 fit in option 125's enterprise block beside the monitoring sink");
     return o;
 }
 
@@ -408,10 +422,13 @@ SiteOptions Site::effective_options(const Unikernel& u) const {
     if (over.syslog) o.syslog = over.syslog;
     if (over.monitoring) o.monitoring = over.monitoring;
     if (over.ntp) o.ntp = over.ntp;
-    for (const auto& c : over.custom) {
-        auto it = std::find_if(o.custom.begin(), o.custom.end(), [&](const CustomOption& x) { return x.code == c.code; });
-        if (it != o.custom.end()) *it = c;
-        else o.custom.push_back(c);
+    for (auto* list : {&o.custom, &o.vivso}) {
+        const auto& from = list == &o.custom ? over.custom : over.vivso;
+        for (const auto& c : from) {
+            auto it = std::find_if(list->begin(), list->end(), [&](const CustomOption& x) { return x.code == c.code; });
+            if (it != list->end()) *it = c;
+            else list->push_back(c);
+        }
     }
     o.always_send.insert(over.always_send.begin(), over.always_send.end());
     return o;

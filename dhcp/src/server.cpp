@@ -1,12 +1,15 @@
 #include "fleetconf/dhcp/server.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace fleetconf::dhcp {
 
 using common::Ipv4;
 
 namespace {
+
+constexpr std::uint32_t kMirageEnterprise = 49836;  // the MirageOS private enterprise number (DNSvizor's option 125)
 
 void add_site_options(std::vector<Option>& out, std::set<std::uint8_t>& always, const common::SiteOptions& o,
                       const common::MonitoringOption& mon) {
@@ -18,11 +21,40 @@ void add_site_options(std::vector<Option>& out, std::set<std::uint8_t>& always, 
         if (auto* v4 = std::get_if<Ipv4>(&o.syslog->host)) put(opt::log_server, addr_bytes(*v4), o.always_send.contains("syslog"));
     }
     if (o.ntp && !o.ntp->empty()) put(opt::ntp, addrs_bytes(*o.ntp), o.always_send.contains("ntp"));
+    // Option 125 (RFC 3925): the monitoring sink (MirageOS: enterprise 49836, sub-option 0) and the site's
+    // sub-options of enterprise 49836, one block per enterprise.
+    std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>> blocks;
+    auto block_of = [&](std::uint32_t enterprise) -> std::vector<std::pair<std::uint8_t, Bytes>>& {
+        for (auto& [e, subs] : blocks)
+            if (e == enterprise) return subs;
+        return blocks.emplace_back(enterprise, std::vector<std::pair<std::uint8_t, Bytes>>{}).second;
+    };
+    bool vivso_always = false;
     if (o.monitoring) {
         const auto text = o.monitoring->to_string();
         Bytes value(text.begin(), text.end());
-        if (mon.code == opt::vivso) put(opt::vivso, vivso_bytes(mon.enterprise, {{mon.suboption, value}}), o.always_send.contains("monitoring"));
-        else put(mon.code, value, o.always_send.contains("monitoring"));
+        if (mon.code == opt::vivso) {
+            block_of(mon.enterprise).emplace_back(mon.suboption, std::move(value));
+            vivso_always = o.always_send.contains("monitoring");
+        } else {
+            put(mon.code, value, o.always_send.contains("monitoring"));
+        }
+    }
+    for (const auto& v : o.vivso) {
+        block_of(kMirageEnterprise).emplace_back(v.code, v.data);
+        vivso_always = vivso_always || v.always_send;
+    }
+    if (!blocks.empty()) {
+        Bytes value;
+        for (const auto& [e, subs] : blocks) {
+            std::size_t size = 0;
+            for (const auto& [code, data] : subs) size += 2 + data.size();
+            if (size > 255) throw std::runtime_error("option 125: the sub-options of enterprise " + std::to_string(e) + " take " +
+                                                     std::to_string(size) + " bytes, more than the 255 of one block");
+            auto b = vivso_bytes(e, subs);
+            value.insert(value.end(), b.begin(), b.end());
+        }
+        put(opt::vivso, std::move(value), vivso_always);
     }
     for (const auto& c : o.custom) put(c.code, c.data, c.always_send);
 }
@@ -120,6 +152,28 @@ Message reply_base(const Message& req, MessageType t, const NetworkConfig& net) 
     return r;
 }
 
+// RFC 4702: the answer to a client's FQDN option. fleetconf performs no DNS updates, so the answer says so:
+// N set, S clear, O set when the client had asked the server to update (S); E as the client sent it; the
+// deprecated RCODE fields 255. A partial name is completed with the network's domain.
+std::optional<Option> fqdn_reply(const Message& req, const Context& c) {
+    const Option* o = req.find(opt::client_fqdn);
+    if (!o) return std::nullopt;
+    auto f = parse_fqdn(o->data);
+    if (!f) return std::nullopt;  // malformed: not answered (the rest of the reply is unaffected)
+    ClientFqdn out;
+    out.flags = static_cast<std::uint8_t>(fqdn_flag::N | (f->flags & fqdn_flag::E) | ((f->flags & fqdn_flag::S) ? fqdn_flag::O : 0));
+    out.name = f->name;
+    out.fully_qualified = f->fully_qualified;
+    if (!f->fully_qualified && !f->name.empty()) {
+        const std::string& domain = c.net.domain;
+        if (!domain.empty()) {
+            out.name += "." + domain;
+            out.fully_qualified = true;
+        }
+    }
+    return Option{opt::client_fqdn, fqdn_bytes(out)};
+}
+
 // Options in the order the client's parameter request list asks, then those marked always-send, then
 // the echoes (RFC 6842 client id; RFC 3046 relay agent information, which must come last).
 void add_options(Message& r, const Message& req, const Context& c, bool with_lease_options) {
@@ -143,6 +197,8 @@ void add_options(Message& r, const Message& req, const Context& c, bool with_lea
         for (std::uint8_t code : {opt::subnet_mask, opt::router, opt::dns, opt::domain}) emit(code);
     }
     for (std::uint8_t code : always) emit(code);
+    if (with_lease_options)
+        if (auto f = fqdn_reply(req, c)) r.options.push_back(std::move(*f));
     if (const Option* cid = req.find(opt::client_id)) r.options.push_back(*cid);
     if (const Option* ra = req.find(opt::relay_agent)) r.options.push_back(*ra);
 }
@@ -166,6 +222,9 @@ Lease make_lease(const Context& c, const Message& m, Ipv4 a, LeaseState s, std::
     l.client = c.key;
     l.mac = m.mac();
     l.hostname = m.string_option(opt::hostname).value_or(c.host ? c.host->name : "");
+    if (l.hostname.empty())
+        if (const Option* o = m.find(opt::client_fqdn))
+            if (auto f = parse_fqdn(o->data)) l.hostname = f->name.substr(0, f->name.find('.'));
     if (l.hostname.size() > 63) l.hostname.resize(63);
     l.network = c.net.name;
     l.state = s;
@@ -177,6 +236,12 @@ std::string who(const Context& c, const Message& m) {
     std::string s = m.mac().to_string();
     if (c.host) s += " (" + c.host->name + ")";
     else if (auto h = m.string_option(opt::hostname)) s += " (host name \"" + h->substr(0, 63) + "\")";
+    if (const Option* o = m.find(opt::client_fqdn)) {
+        if (auto f = parse_fqdn(o->data))
+            s += " (FQDN \"" + f->name.substr(0, 255) + "\"" + ((f->flags & fqdn_flag::S) ? ", asks the server to update DNS: not done" : "") + ")";
+        else
+            s += " (malformed FQDN option ignored)";
+    }
     return s;
 }
 
@@ -379,6 +444,7 @@ Config make_config(const common::Site& site, const std::function<std::optional<I
         nc.pools = n.pools;
         nc.lease_time = n.lease_time;
         nc.ignore_client_id = n.ignore_client_id;
+        nc.domain = n.domain;
         auto sid = n.server_address ? n.server_address : n.gateway ? n.gateway : interface_address(n.interface);
         if (!sid) throw std::runtime_error("network " + n.name + ": no server_address, no gateway, and interface " + n.interface + " has no IPv4 address");
         nc.server_id = *sid;

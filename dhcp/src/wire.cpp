@@ -243,6 +243,59 @@ std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::ui
     return out;
 }
 
+std::optional<ClientFqdn> parse_fqdn(std::span<const std::uint8_t> d) {
+    if (d.size() < 3) return std::nullopt;
+    ClientFqdn f;
+    f.flags = d[0];
+    const auto name = d.subspan(3);
+    if (f.flags & fqdn_flag::E) {
+        std::size_t i = 0;
+        while (i < name.size()) {
+            const std::size_t len = name[i];
+            if (len == 0) {
+                if (i + 1 != name.size()) return std::nullopt;  // bytes after the root label
+                f.fully_qualified = true;
+                break;
+            }
+            if (len > 63 || i + 1 + len > name.size()) return std::nullopt;
+            if (!f.name.empty()) f.name += '.';
+            f.name.append(name.begin() + static_cast<std::ptrdiff_t>(i + 1), name.begin() + static_cast<std::ptrdiff_t>(i + 1 + len));
+            i += 1 + len;
+        }
+        if (name.size() > 255) return std::nullopt;
+    } else {
+        std::string text(name.begin(), name.end());
+        while (!text.empty() && text.back() == '\0') text.pop_back();  // some clients NUL-terminate
+        if (text.size() > 255) return std::nullopt;
+        if (!text.empty() && text.back() == '.') {
+            text.pop_back();
+            f.fully_qualified = true;
+        }
+        f.name = std::move(text);
+    }
+    return f;
+}
+
+Bytes fqdn_bytes(const ClientFqdn& f) {
+    Bytes b{f.flags, 255, 255};
+    if (f.flags & fqdn_flag::E) {
+        std::size_t start = 0;
+        while (start < f.name.size()) {
+            auto dot = f.name.find('.', start);
+            if (dot == std::string::npos) dot = f.name.size();
+            const auto len = std::min<std::size_t>(dot - start, 63);
+            b.push_back(static_cast<std::uint8_t>(len));
+            b.insert(b.end(), f.name.begin() + static_cast<std::ptrdiff_t>(start), f.name.begin() + static_cast<std::ptrdiff_t>(start + len));
+            start = dot + 1;
+        }
+        if (f.fully_qualified) b.push_back(0);
+    } else {
+        b.insert(b.end(), f.name.begin(), f.name.end());
+        if (f.fully_qualified && !f.name.empty()) b.push_back('.');
+    }
+    return b;
+}
+
 Bytes classless_routes_bytes(const std::vector<ClasslessRoute>& routes) {
     Bytes b;
     for (const auto& r : routes) {

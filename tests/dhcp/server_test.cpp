@@ -276,3 +276,99 @@ TEST_CASE("ignore-client-id: a client that changes its client id keeps one lease
     CHECK(w.dora(kA, second) == a);
     CHECK(w.leases.all().size() == 1);
 }
+
+namespace {
+
+Config cfg_vivso() {
+    auto s = fleetconf::common::parse_site(R"({
+      "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "domain": "fleet.example",
+        "pools": ["10.0.0.100-10.0.0.102"],
+        "options": {"monitoring": "10.0.0.3:8094",
+                    "vivso": [{"code": 1, "type": "string", "value": "acme"}, {"code": 7, "type": "hex", "value": "0102"}]}}],
+      "unikernels": [{"name": "web", "network": "br0", "mac": "02:00:00:00:00:0c",
+                      "options": {"vivso": [{"code": 7, "type": "hex", "value": "ff", "always_send": true}]}}]
+    })", "/tmp", "t.json");
+    return make_config(s, [](const std::string&) { return std::nullopt; });
+}
+
+}  // namespace
+
+TEST_CASE("option 125: the monitoring sink and the site's sub-options in one enterprise-49836 block", "[dhcp][decide][vivso]") {
+    MemoryLeaseStore leases;
+    const auto c = cfg_vivso();
+    auto m = request(MessageType::discover, kA);
+    m.options.push_back({opt::parameter_list, {1, 3, 125}});
+    auto d = decide(Request{m, "br0"}, kNow, leases, c);
+    REQUIRE(d.reply);
+    // 49836 = 0x0000c2ac, 25 bytes: sub-option 0 "10.0.0.3:8094", 1 "acme", 7 01 02
+    CHECK(fleetconf::common::to_hex(d.reply->find(opt::vivso)->data) ==
+          "0000c2ac19" "000d31302e302e302e333a38303934" "010461636d65" "07020102");
+    auto blocks = parse_vivso(d.reply->find(opt::vivso)->data);
+    REQUIRE(blocks);
+    REQUIRE(blocks->size() == 1);
+    CHECK((*blocks)[0].second.size() == 3);
+    // Not asked for: not sent to an unknown client ...
+    auto quiet = request(MessageType::discover, kB);
+    quiet.options.push_back({opt::parameter_list, {1, 3}});
+    CHECK_FALSE(decide(Request{quiet, "br0"}, kNow, leases, c).reply->find(opt::vivso));
+    // ... but the unikernel's own sub-option 7 replaces the network's and is always sent.
+    auto web = request(MessageType::discover, *Mac::parse("02:00:00:00:00:0c"));
+    web.options.push_back({opt::parameter_list, {1, 3}});
+    d = decide(Request{web, "br0"}, kNow, leases, c);
+    CHECK(fleetconf::common::to_hex(d.reply->find(opt::vivso)->data) ==
+          "0000c2ac18" "000d31302e302e302e333a38303934" "010461636d65" "0701ff");
+}
+
+TEST_CASE("site vivso sub-options: codes 1-255, each once, bounded", "[site][vivso]") {
+    auto errors = [](const std::string& vivso) {
+        try {
+            fleetconf::common::parse_site(R"({"networks": [{"name": "br0", "subnet": "10.0.0.0/24", "options": {"vivso": )" + vivso + "}}]}",
+                                          "/tmp", "t.json");
+        } catch (const fleetconf::common::SiteLoadError& e) {
+            return e.errors();
+        }
+        return std::vector<fleetconf::common::SiteError>{};
+    };
+    CHECK(errors(R"([{"code": 0, "type": "string", "value": "x"}])").at(0).pointer == "/networks/0/options/vivso/0/code");
+    CHECK(errors(R"([{"code": 3, "type": "u8", "value": 1}, {"code": 3, "type": "u8", "value": 2}])").at(0).message == "code 3 is given twice");
+    const std::string big = R"([{"code": 1, "type": "string", "value": ")" + std::string(220, 'a') + R"("}])";
+    CHECK_THAT(errors(big).at(0).message, Catch::Contains("at most 200"));
+    CHECK(errors(R"([{"code": 255, "type": "hex", "value": "00"}])").empty());
+}
+
+TEST_CASE("option 81 (RFC 4702): decoded, answered N=1 (no DNS updates), O when the client asked, E kept", "[dhcp][decide][fqdn]") {
+    MemoryLeaseStore leases;
+    const auto c = cfg_vivso();
+    auto reply81 = [&](Bytes value) {
+        auto m = request(MessageType::discover, kA);
+        m.options.push_back({opt::client_fqdn, std::move(value)});
+        auto d = decide(Request{m, "br0"}, kNow, leases, c);
+        REQUIRE(d.reply);
+        const Option* o = d.reply->find(opt::client_fqdn);
+        return o ? fleetconf::common::to_hex(o->data) : std::string("absent");
+    };
+    // ASCII, S set (busybox udhcpc -F laptop): partial name completed with the network's domain.
+    CHECK(reply81({0x01, 0, 0, 'l', 'a', 'p', 't', 'o', 'p'}) == "0affff" + fleetconf::common::to_hex(fleetconf::common::as_bytes("laptop.fleet.example.")));
+    // Wire format (E), fully qualified: kept as sent; flags N|E|O.
+    CHECK(reply81({0x05, 0, 0, 3, 'w', 'e', 'b', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0}) == "0effff03776562076578616d706c6500");
+    // Wire format, partial: completed, then the root label.
+    CHECK(reply81({0x04, 0, 0, 1, 'h'}) == "0cffff" "0168" "05666c656574" "076578616d706c65" "00");
+    // The client asks for no updates (N): N, no O.
+    CHECK(reply81({0x08, 0, 0, 'a', '.'}) == "08ffff612e");
+    // Malformed wire name (a label runs past the end): no option 81, the offer still goes out.
+    CHECK(reply81({0x04, 0, 0, 9, 'x'}) == "absent");
+    CHECK(reply81({0x04, 0, 0, 1, 'x', 0, 1}) == "absent");  // bytes after the root label
+    CHECK(reply81({0x01, 0}) == "absent");
+    // The codec alone.
+    auto f = parse_fqdn(Bytes{0x05, 0, 0, 3, 'w', 'e', 'b', 0});
+    REQUIRE(f);
+    CHECK(*f == ClientFqdn{0x05, "web", true});
+    CHECK(fqdn_bytes(ClientFqdn{0x0e, "web", true}) == Bytes{0x0e, 255, 255, 3, 'w', 'e', 'b', 0});
+    CHECK(parse_fqdn(Bytes{0x01, 0, 0, 'x', 'y', 0})->name == "xy");  // a NUL-terminated ASCII name
+    // Without option 12 the lease takes its host name from the FQDN's first label.
+    World w;
+    Message base;
+    base.options.push_back({opt::client_fqdn, {0x01, 0, 0, 'l', 'a', 'p', '.', 'x', '.'}});
+    const auto a = w.dora(kB, base);
+    CHECK(w.leases.by_address(a)->hostname == "lap");
+}

@@ -75,7 +75,8 @@ SITE = {
         "name": BR, "subnet": "10.88.0.0/24", "gateway": "10.88.0.1", "dns": ["10.88.0.1"], "domain": "t.example",
         "pools": ["10.88.0.100-10.88.0.239"], "lease_time": 120,
         "options": {"syslog": "10.88.0.2", "monitoring": "10.88.0.3:8094", "ntp": ["10.88.0.4"],
-                    "custom": [{"code": 230, "type": "string", "value": "private"}]}}],
+                    "custom": [{"code": 230, "type": "string", "value": "private"}],
+                    "vivso": [{"code": 1, "type": "string", "value": "acme"}]}}],
     "unikernels": [
         {"name": "bymac", "network": BR, "mac": "02:00:00:00:00:02", "address": "10.88.0.20"},
         {"name": "web", "network": BR, "address": "10.88.0.21", "config_uri": "git://10.88.0.1/web.git"}],
@@ -102,7 +103,7 @@ def stop_server(sig=signal.SIGTERM):
 # Records what udhcpc received, and configures the address like a real script would (RELEASE and
 # renewals are sent from the leased address, so it must be on the interface).
 UDHCPC_SCRIPT = """#!/bin/sh
-env | grep -E '^(ip|router|dns|domain|subnet|opt[0-9]+|lease|serverid|ntpsrv|mask)=' | sort > "{dir}/udhcpc.$1"
+env | grep -E '^(ip|router|dns|domain|subnet|opt[0-9]+|lease|serverid|ntpsrv|mask|fqdn|hostname)=' | sort > "{dir}/udhcpc.$1"
 case "$1" in
   deconfig) ip addr flush dev "$interface" ;;
   bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
@@ -192,10 +193,20 @@ try:
           env.get("domain") == "t.example" and env.get("mask") == "24", env)
     check("option 7 (syslog sink)", env.get("opt7") == "0a580002", env.get("opt7"))
     check("option 42 (NTP)", env.get("ntpsrv") == "10.88.0.4", env.get("ntpsrv"))
-    check("option 125 (monitoring, enterprise 49836, sub-option 0)",
-          env.get("opt125") == "0000c2ac10000e" + b"10.88.0.3:8094".hex(), env.get("opt125"))
+    check("option 125: enterprise 49836, sub-option 0 the monitoring sink, sub-option 1 from the site (DNSvizor's form)",
+          env.get("opt125") == "0000c2ac16000e" + b"10.88.0.3:8094".hex() + "0104" + b"acme".hex(), env.get("opt125"))
     check("private option 230", env.get("opt230") == b"private".hex(), env.get("opt230"))
     first = env.get("ip")
+
+    # udhcpc sending option 81 (-F: flags S, ASCII name) and option 125 of its own, asking for 81 and 125 back.
+    r, env = udhcpc(C1, "-F", "laptop", "-x", "0x7d:0000c2ac0401026869", "-O", "81", "-O", "125", "-r", first)
+    fq = env.get("opt81") or env.get("fqdn", "")
+    check("option 81 from udhcpc -F: answered N|O (no DNS update done), RCODEs 255, the name completed with the domain",
+          env.get("ip") == first and fq.lower() == "0affff" + b"laptop.t.example.".hex(), (env.get("ip"), fq, r.stderr[-300:]))
+    check("a client's own option 125 does not disturb the reply", env.get("opt125", "").startswith("0000c2ac16"), env.get("opt125"))
+    log = open(f"{tmp}/server.log").read()
+    check("the server log names the FQDN and that no DNS update was done", 'FQDN "laptop", asks the server to update DNS: not done' in log,
+          log[-500:])
 
     # Renew: udhcpc asking again for its address (-r) keeps it; dhclient renews below.
     r, env = udhcpc(C1, "-r", first)

@@ -60,6 +60,9 @@ struct SiteOptions {
     std::optional<Endpoint> monitoring;  // DHCP option 125/49836/0 as "ip:port"; --monitor
     std::optional<std::vector<Ipv4>> ntp;  // DHCP option 42
     std::vector<CustomOption> custom;    // by code; a unikernel's entry replaces the network's
+    // Option 125 sub-options of the MirageOS enterprise 49836 (DNSvizor's --mirage-vivso), code 1-255 (0 is
+    // the monitoring sink); by code, a unikernel's entry replaces the network's.
+    std::vector<CustomOption> vivso;
     std::set<std::string> always_send;   // "syslog", "monitoring", "ntp": sent even when not requested
     bool operator==(const SiteOptions&) const = default;
 };

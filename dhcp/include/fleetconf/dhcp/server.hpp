@@ -32,6 +32,7 @@ struct NetworkConfig {
     std::vector<common::Range> pools;
     std::uint32_t lease_time = common::kDefaultLeaseTime;
     bool ignore_client_id = false;
+    std::string domain;           // completes partial client FQDNs (option 81)
     std::vector<Option> options;  // network-wide options for clients that are not site unikernels
     std::set<std::uint8_t> always_send;
     std::vector<Host> hosts;

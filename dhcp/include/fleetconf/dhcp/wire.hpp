@@ -94,6 +94,22 @@ Bytes addrs_bytes(const std::vector<common::Ipv4>& v);
 Bytes vivso_bytes(std::uint32_t enterprise, const std::vector<std::pair<std::uint8_t, Bytes>>& suboptions);
 // Parses option 125 into (enterprise, suboptions) blocks; nullopt if malformed.
 std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>>> parse_vivso(std::span<const std::uint8_t>);
+// RFC 4702 Client FQDN (option 81): flags, two deprecated RCODE bytes, the name (ASCII, or RFC 1035 wire
+// format when E is set).
+namespace fqdn_flag {
+inline constexpr std::uint8_t S = 0x01, O = 0x02, E = 0x04, N = 0x08;
+}
+struct ClientFqdn {
+    std::uint8_t flags = 0;
+    std::string name;              // dotted, lower case as received, no trailing dot
+    bool fully_qualified = false;  // wire format: ended with the root label; ASCII: ended with '.'
+    bool operator==(const ClientFqdn&) const = default;
+};
+// nullopt when shorter than 3 bytes, or the wire-format name is malformed (label over 63, name over 255,
+// a length past the end, bytes after the root label).
+std::optional<ClientFqdn> parse_fqdn(std::span<const std::uint8_t> data);
+// A server's option 81 value: RCODE1 = RCODE2 = 255; the name in the encoding the E flag says.
+Bytes fqdn_bytes(const ClientFqdn& f);
 // RFC 3442 classless static routes.
 struct ClasslessRoute {
     common::Prefix destination;
