@@ -2,6 +2,7 @@
 #include "commands.hpp"
 
 #include "fleetconf/blockcfg/client.hpp"
+#include "fleetconf/blockcfg/routes.hpp"
 #include "fleetconf/blockcfg/service.hpp"
 #include "fleetconf/blockcfg/tlstunnel.hpp"
 #include "fleetconf/common/crypto.hpp"
@@ -9,12 +10,6 @@
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 
-#include <asio/connect.hpp>
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/write.hpp>
-
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -150,35 +145,11 @@ int legacy_tlstunnel(const BlockArgs& a, const json& req) {
         return kExitInvalid;
     }
     const std::string key = tlstunnel_key(a);
-    const auto frame = tt::frame_request(common::as_bytes(key), tt::encode(cmd));
-    asio::io_context io;
-    asio::ip::tcp::socket sock(io);
-    std::error_code ec;
-    sock.connect({asio::ip::make_address(ep->host_string()), ep->port}, ec);
-    if (ec) {
-        print_error(ep->to_string() + ": cannot connect: " + ec.message());
-        return kExitFailure;
-    }
-    const timeval tv{10, 0};  // the proxy answers at once; never hang on a silent peer
-    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    asio::write(sock, asio::buffer(frame), ec);
-    std::vector<std::uint8_t> in;
-    std::optional<tt::Bytes> der;
-    std::string err;
-    std::uint8_t buf[65536];
-    while (!ec && !der && err.empty()) {
-        const auto n = sock.read_some(asio::buffer(buf), ec);
-        in.insert(in.end(), buf, buf + n);
-        der = tt::parse_reply(in, err);
-    }
-    if (!der) {
-        print_error(ep->to_string() + ": " + (!err.empty() ? err : "no complete reply (" + ec.message() + ")"));
-        return kExitFailure;
-    }
-    auto reply = tt::decode(*der, err);
-    if (!reply) {
-        print_error(ep->to_string() + ": the reply is not a tlstunnel command: " + err);
+    std::optional<tt::Command> reply;
+    try {
+        reply = bc::tlstunnel_call(*ep, key, cmd);
+    } catch (const std::exception& e) {
+        print_error(e.what());
         return kExitFailure;
     }
     if (const auto* r = std::get_if<tt::Result>(&*reply)) {

@@ -1,6 +1,7 @@
 // fleetconf serve SITE: every service present in this build, on one site file, in one process.
 #include "commands.hpp"
 
+#include "fleetconf/blockcfg/routes.hpp"
 #include "fleetconf/blockcfg/service.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
@@ -9,12 +10,31 @@
 #include "fleetconf/dhcp/wire.hpp"
 #include "fleetconf/gitconf/service.hpp"
 
+#include <asio/steady_timer.hpp>
+
 #include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <memory>
 
 namespace fleetconf::cli {
 namespace {
+
+blockcfg::LeaseFacts facts(const dhcp::Lease& l) { return {l.address, l.mac, l.client, l.fqdn, l.expires}; }
+
+std::uint64_t unix_now() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// The bound, unexpired leases, as the router sees them.
+std::vector<blockcfg::LeaseFacts> active_leases(const dhcp::Service& d) {
+    std::vector<blockcfg::LeaseFacts> v;
+    const auto now = unix_now();
+    for (const auto& l : d.leases().all())
+        if (l.state == dhcp::LeaseState::bound && l.expires > now) v.push_back(facts(l));
+    return v;
+}
 
 struct ServeArgs {
     std::string site;
@@ -101,6 +121,38 @@ int run(const ServeArgs& a) {
             return kExitFailure;
         }
     }
+    // Lease-driven routes: DHCP bindings become proxy routes (services.dhcp.routes).
+    std::unique_ptr<blockcfg::RouteSync> route_sync;
+    std::unique_ptr<blockcfg::LeaseRouter> router;
+    asio::steady_timer sweep_timer(rt.io());
+    std::function<void()> sweep;
+    if (dhcp_service && site.services.dhcp.routes) {
+        try {
+            auto target = blockcfg::make_route_target(*site.services.dhcp.routes, [&](const std::string& name) {
+                return block ? block->device(name) : nullptr;
+            });
+            route_sync = std::make_unique<blockcfg::RouteSync>(std::move(target), common::log::get("routes"));
+            router = std::make_unique<blockcfg::LeaseRouter>(site, *route_sync);
+        } catch (const std::exception& e) {
+            print_error("routes: " + std::string(e.what()));
+            return kExitFailure;
+        }
+        // Bindings made while the process was down are routed now (setting an existing route changes nothing).
+        for (const auto& l : active_leases(*dhcp_service)) router->bound(l);
+        dhcp_service->set_lease_hook([&](const dhcp::LeaseEvent& e) {
+            if (e.kind == dhcp::LeaseEvent::Kind::bound) router->bound(facts(e.lease));
+            else router->released(facts(e.lease), "release of");
+        });
+        sweep = [&] {
+            sweep_timer.expires_after(std::chrono::seconds(5));
+            sweep_timer.async_wait([&](std::error_code ec) {
+                if (ec) return;
+                router->sweep(active_leases(*dhcp_service), unix_now());
+                sweep();
+            });
+        };
+        sweep();
+    }
     log->info("{} service(s) running; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
     rt.on_reload([&] {
@@ -109,6 +161,7 @@ int run(const ServeArgs& a) {
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
             if (dhcp_service) dhcp_service->reload(site);
+            if (router) router->set_site(site);
             if (git_service) git_service->reload(site);
             if (block) {
                 block->reload_keys();
@@ -122,6 +175,9 @@ int run(const ServeArgs& a) {
     });
     rt.on_stop([&] {
         log->info("stopping");
+        sweep_timer.cancel();
+        if (dhcp_service) dhcp_service->set_lease_hook({});
+        if (route_sync) route_sync->wait_idle(std::chrono::seconds(3));
         if (block) block->stop();
         if (dhcp_service) dhcp_service->stop();
         if (git_service) git_service->stop();

@@ -11,7 +11,7 @@ namespace {
 const Config& config() {
     static const Config cfg = [] {
         auto site = fleetconf::common::parse_site(R"({
-          "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "pools": ["10.0.0.100-10.0.0.103"],
+          "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "domain": "fleet.example", "pools": ["10.0.0.100-10.0.0.103"],
                         "options": {"syslog": "10.0.0.2", "monitoring": "10.0.0.3:8094", "ntp": ["10.0.0.4"]}}],
           "unikernels": [{"name": "web", "network": "br0", "address": "10.0.0.10", "config_uri": "git://x/web.git"}]})",
                                                   "/nonexistent", "fuzz.json");

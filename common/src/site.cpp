@@ -471,7 +471,44 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             const auto& j = services["dhcp"];
             auto& s = site.services.dhcp;
             if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics",
-                                                "control_http", "control_key_file"})) {
+                                                "control_http", "control_key_file", "routes"})) {
+                if (j.contains("routes")) {
+                    const std::string rp = "/services/dhcp/routes";
+                    const auto& r = j["routes"];
+                    if (c.object(r, rp, {"target", "key_file", "key_id", "port", "fqdn", "remove_on_release"}, {"target"})) {
+                        LeaseRoutes lr;
+                        if (auto t = c.string(r, rp, "target")) {
+                            auto after = [&](std::string_view scheme) { return t->substr(scheme.size()); };
+                            if (t->rfind("blockcfg://", 0) == 0 || t->rfind("tlstunnel://", 0) == 0) {
+                                const bool bc = t->rfind("blockcfg://", 0) == 0;
+                                lr.kind = bc ? LeaseRoutes::Kind::blockcfg : LeaseRoutes::Kind::tlstunnel;
+                                std::string rest = after(bc ? "blockcfg://" : "tlstunnel://");
+                                if (auto slash = rest.find('/'); slash != std::string::npos) {
+                                    lr.device = rest.substr(slash + 1);
+                                    rest = rest.substr(0, slash);
+                                    if (!bc || lr.device.empty()) c.error(join(rp, "target"), "a path is only for blockcfg://HOST:PORT/DEVICE");
+                                }
+                                lr.endpoint = Endpoint::parse(rest, bc ? 7300 : 1234);
+                                if (!lr.endpoint) c.error(join(rp, "target"), "\"" + rest + "\" is not HOST:PORT");
+                                if (auto k = c.string(r, rp, "key_file")) {
+                                    lr.key_file = resolve(base_dir, *k);
+                                    check_file_exists(c, join(rp, "key_file"), lr.key_file, false);
+                                } else {
+                                    c.error(join(rp, "key_file"), "a remote target needs the key to authenticate with");
+                                }
+                            } else if (t->find("://") != std::string::npos) {
+                                c.error(join(rp, "target"), "\"" + *t + "\" is not a unikernel name, blockcfg://HOST:PORT[/DEVICE] or tlstunnel://HOST:PORT");
+                            } else {
+                                lr.device = *t;  // checked against the unikernels below
+                            }
+                        }
+                        lr.key_id = c.string(r, rp, "key_id").value_or("");
+                        lr.port = static_cast<std::uint16_t>(c.integer(r, rp, "port", 1, 65535).value_or(80));
+                        lr.fqdn = c.boolean(r, rp, "fqdn").value_or(false);
+                        lr.remove_on_release = c.boolean(r, rp, "remove_on_release").value_or(true);
+                        s.routes = lr;
+                    }
+                }
                 if (auto m = c.string(j, "/services/dhcp", "metrics")) {
                     if (*m == "off") s.metrics.reset();
                     else if (auto e = Endpoint::parse(*m)) s.metrics = *e;
@@ -676,6 +713,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
     // ---- unikernels ----
     std::map<Mac, std::string> macs;
     std::map<Ipv4, std::string> addresses;
+    std::map<std::string, std::string> public_hosts;  // host name -> unikernel
     if (auto it = doc.find("unikernels"); it != doc.end()) {
         if (!it->is_array()) c.error("/unikernels", "expected an array, found " + type_name(*it));
         else if (it->size() > kMaxUnikernels) c.error("/unikernels", "at most " + std::to_string(kMaxUnikernels) + " unikernels allowed");
@@ -684,7 +722,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 const auto& j = (*it)[i];
                 const auto p = join("/unikernels", i);
                 if (!c.object(j, p, {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args",
-                                     "client_id", "config_uri"},
+                                     "client_id", "config_uri", "public_hosts", "backend_port"},
                               {"name", "network"}))
                     continue;
                 Unikernel u;
@@ -722,6 +760,22 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     if (!b || b->size() < 2 || b->size() > 255) c.error(join(p, "client_id"), "\"" + *cid + "\" is not 2-255 bytes of hex");
                     else u.client_id = *b;
                 }
+                if (auto ph = j.find("public_hosts"); ph != j.end()) {
+                    const auto hp = join(p, "public_hosts");
+                    if (!ph->is_array() || ph->size() > 64) c.error(hp, "expected an array of at most 64 host names");
+                    else
+                        for (std::size_t k = 0; k < ph->size(); ++k) {
+                            const auto& h = (*ph)[k];
+                            std::string name = h.is_string() ? h.get<std::string>() : std::string{};
+                            for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                            const bool wildcard = name.rfind("*.", 0) == 0;
+                            if (!is_dns_name(wildcard ? name.substr(2) : name)) c.error(join(hp, k), h.dump() + " is not a host name");
+                            else if (auto [at, fresh] = public_hosts.emplace(name, u.name); !fresh)
+                                c.error(join(hp, k), "\"" + name + "\" is also a public host of unikernel \"" + at->second + "\"");
+                            else u.public_hosts.push_back(name);
+                        }
+                }
+                if (auto bp = c.integer(j, p, "backend_port", 1, 65535)) u.backend_port = static_cast<std::uint16_t>(*bp);
                 if (auto uri = c.string(j, p, "config_uri")) {
                     if (uri->empty() || uri->size() > 255) c.error(join(p, "config_uri"), "must be 1-255 characters");
                     else u.config_uri = *uri;
@@ -817,6 +871,16 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 site.unikernels.push_back(std::move(u));
             }
     }
+    // Lease-driven routes: a local target is a unikernel with a block device; public hosts need routes.
+    if (const auto& r = site.services.dhcp.routes; r && r->kind == LeaseRoutes::Kind::local && !r->device.empty()) {
+        const Unikernel* t = site.unikernel(r->device);
+        if (!t || !t->block) c.error("/services/dhcp/routes/target", "\"" + r->device + "\" is not a unikernel with a \"block\" device");
+    }
+    if (!site.services.dhcp.routes)
+        for (std::size_t i = 0; i < site.unikernels.size(); ++i)
+            if (!site.unikernels[i].public_hosts.empty())
+                c.error(join(join("/unikernels", i), "public_hosts"), "needs services.dhcp.routes (where the routes go)");
+
     // Subnets of different networks must not overlap: an address would belong to two networks.
     for (std::size_t i = 0; i < site.networks.size(); ++i)
         for (std::size_t k = 0; k < site.networks.size(); ++k)

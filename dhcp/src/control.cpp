@@ -155,8 +155,10 @@ json Service::command(const json& request) {
         if (!a) return reply(1, err);
         const Lease* l = im.store->by_address(*a);
         if (!l) return reply(3, "IPv4 lease not found.");
-        im.store->apply({{*l, true}});
+        const Lease gone = *l;
+        im.store->apply({{gone, true}});
         im.store->sync();
+        im.report({LeaseEvent::Kind::released, gone});
         im.log->info("control: lease {} deleted", a->to_string());
         return reply(0, "IPv4 lease deleted.");
     }
@@ -191,6 +193,7 @@ json Service::command(const json& request) {
         l.expires = now + valid;
         im.store->apply({{l}});
         im.store->sync();
+        im.report({LeaseEvent::Kind::bound, l});
         im.log->info("control: lease {} added for {}", a->to_string(), mac->to_string());
         return reply(0, "Lease for address " + a->to_string() + " added.");
     }
@@ -214,6 +217,7 @@ json Service::command(const json& request) {
 }
 
 void Service::set_reload_hook(std::function<void()> hook) { impl_->reload_hook = std::move(hook); }
+void Service::set_lease_hook(std::function<void(const LeaseEvent&)> hook) { impl_->lease_hook = std::move(hook); }
 
 std::string Service::prometheus() const {
     const auto& im = *impl_;

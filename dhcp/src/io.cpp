@@ -118,6 +118,7 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         // Drain what else is already queued, decide on all of it, make the changes durable with one
         // sync (group commit), then send every reply: no ACK leaves before its lease is on disk.
         std::vector<Pending> replies;
+        std::vector<LeaseEvent> events;
         bool need_sync = false;
         const std::uint64_t now = unix_now();
         std::size_t len = n;
@@ -136,6 +137,12 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
                 if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
                 if (!d.changes.empty()) {
                     store->apply(d.changes);
+                    for (const auto& ch : d.changes) {
+                        if (ch.remove) continue;
+                        if (d.durable_before_reply && ch.lease.state == LeaseState::bound) events.push_back({LeaseEvent::Kind::bound, ch.lease});
+                        else if (ch.lease.state == LeaseState::released || ch.lease.state == LeaseState::declined)
+                            events.push_back({LeaseEvent::Kind::released, ch.lease});
+                    }
                     // Offers need no durability (a lost offer means a new DISCOVER); their records ride along
                     // with the next sync. Anything that promises a binding is synced before its reply.
                     need_sync = need_sync || d.durable_before_reply;
@@ -162,6 +169,7 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
             log->info("lease journal compacted to {} records", journal->records());
         }
         for (const auto& r : replies) send_reply(s, r.reply, r.max_size);
+        for (const auto& e : events) report(e);
     }
 }
 

@@ -125,6 +125,10 @@ std::string JournalLeaseStore::encode_record(const LeaseChange& c) {
         body += to_string(c.lease.state);
         body += "\",\"e\":";
         body += std::to_string(c.lease.expires);
+        if (!c.lease.fqdn.empty()) {
+            body += ",\"f\":";
+            append_json_string(body, c.lease.fqdn);
+        }
         body += '}';
     }
     const auto crc = crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
@@ -166,6 +170,7 @@ std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view lin
         c.lease.network = j.at("n").get<std::string>();
         c.lease.state = *st;
         c.lease.expires = j.at("e").get<std::uint64_t>();
+        if (auto f = j.find("f"); f != j.end()) c.lease.fqdn = f->get<std::string>();
     } catch (const nlohmann::json::exception&) {
         return std::nullopt;
     }

@@ -155,23 +155,35 @@ Message reply_base(const Message& req, MessageType t, const NetworkConfig& net) 
 // RFC 4702: the answer to a client's FQDN option. fleetconf performs no DNS updates, so the answer says so:
 // N set, S clear, O set when the client had asked the server to update (S); E as the client sent it; the
 // deprecated RCODE fields 255. A partial name is completed with the network's domain.
+// A partial name (no trailing dot / root label) completed with the network's domain.
+ClientFqdn completed(const ClientFqdn& f, const NetworkConfig& net) {
+    ClientFqdn out = f;
+    if (!f.fully_qualified && !f.name.empty() && !net.domain.empty()) {
+        out.name += "." + net.domain;
+        out.fully_qualified = true;
+    }
+    return out;
+}
+
 std::optional<Option> fqdn_reply(const Message& req, const Context& c) {
     const Option* o = req.find(opt::client_fqdn);
     if (!o) return std::nullopt;
     auto f = parse_fqdn(o->data);
     if (!f) return std::nullopt;  // malformed: not answered (the rest of the reply is unaffected)
-    ClientFqdn out;
+    ClientFqdn out = completed(*f, c.net);
     out.flags = static_cast<std::uint8_t>(fqdn_flag::N | (f->flags & fqdn_flag::E) | ((f->flags & fqdn_flag::S) ? fqdn_flag::O : 0));
-    out.name = f->name;
-    out.fully_qualified = f->fully_qualified;
-    if (!f->fully_qualified && !f->name.empty()) {
-        const std::string& domain = c.net.domain;
-        if (!domain.empty()) {
-            out.name += "." + domain;
-            out.fully_qualified = true;
-        }
-    }
     return Option{opt::client_fqdn, fqdn_bytes(out)};
+}
+
+// The name a client asks the server to update (option 81 with S): completed, lower case, a valid host name.
+std::string fqdn_to_update(const Message& m, const NetworkConfig& net) {
+    const Option* o = m.find(opt::client_fqdn);
+    if (!o) return {};
+    auto f = parse_fqdn(o->data);
+    if (!f || !(f->flags & fqdn_flag::S) || (f->flags & fqdn_flag::N)) return {};
+    std::string name = completed(*f, net).name;
+    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return common::is_dns_name(name) ? name : std::string{};
 }
 
 // Options in the order the client's parameter request list asks, then those marked always-send, then
@@ -229,6 +241,7 @@ Lease make_lease(const Context& c, const Message& m, Ipv4 a, LeaseState s, std::
     l.network = c.net.name;
     l.state = s;
     l.expires = expires;
+    l.fqdn = fqdn_to_update(m, c.net);
     return l;
 }
 

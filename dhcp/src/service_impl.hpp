@@ -44,6 +44,15 @@ struct Service::Impl {
     bool stopped = false;
     Stats stats;
     std::function<void()> reload_hook;
+    std::function<void(const LeaseEvent&)> lease_hook;
+    void report(const LeaseEvent& e) {
+        if (!lease_hook) return;
+        try {
+            lease_hook(e);
+        } catch (const std::exception& ex) {
+            log->error("lease hook: {}", ex.what());
+        }
+    }
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     std::unique_ptr<asio::local::stream_protocol::acceptor> control;
     std::unique_ptr<asio::ip::tcp::acceptor> metrics;

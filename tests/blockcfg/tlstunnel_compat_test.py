@@ -27,77 +27,8 @@ def run(*args, env=None):
     return subprocess.run([FC, *args], capture_output=True, text=True, env=env)
 
 
-# ---- DER, written from the ASN.1 in the docs ----
-def tlv(tag, content):
-    n = len(content)
-    if n < 0x80:
-        head = bytes([tag, n])
-    else:
-        b = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        head = bytes([tag, 0x80 | len(b)]) + b
-    return head + content
-
-
-def der_int(v):
-    length = 1
-    while not (-(1 << (8 * length - 1)) <= v < (1 << (8 * length - 1))):
-        length += 1
-    return tlv(0x02, v.to_bytes(length, "big", signed=True))
-
-
-def der_ip(addr):
-    if ":" in addr:
-        raw = socket.inet_pton(socket.AF_INET6, addr)
-        words = b"".join(der_int(struct.unpack(">i", raw[i:i + 4])[0]) for i in range(0, 16, 4))
-        return tlv(0xA1, tlv(0x30, words))
-    return tlv(0xA0, der_int(struct.unpack(">i", socket.inet_aton(addr))[0]))
-
-
-def der_sni(name, addr, port):
-    return tlv(0x30, tlv(0x0C, name.encode()) + der_ip(addr) + der_int(port))
-
-
-def der_snis(routes):
-    return tlv(0x30, b"".join(der_sni(*r) for r in routes))
-
-
-def parse_tlv(b, i=0):
-    tag, n = b[i], b[i + 1]
-    i += 2
-    if n & 0x80:
-        k = n & 0x7F
-        n = int.from_bytes(b[i:i + k], "big")
-        i += k
-    return tag, b[i:i + n], i + n
-
-
-def parse_ip(b):
-    tag, c, _ = parse_tlv(b)
-    if tag == 0xA0:
-        _, v, _ = parse_tlv(c)
-        return socket.inet_ntoa(struct.pack(">i", int.from_bytes(v, "big", signed=True)))
-    _, seq, _ = parse_tlv(c)
-    raw, i = b"", 0
-    while i < len(seq):
-        _, v, i = parse_tlv(seq, i)
-        raw += struct.pack(">i", int.from_bytes(v, "big", signed=True))
-    return socket.inet_ntop(socket.AF_INET6, raw)
-
-
-def parse_sni(c):
-    _, name, i = parse_tlv(c)
-    tag, ipc, j = parse_tlv(c, i)
-    _, port, _ = parse_tlv(c, j)
-    return (name.decode(), parse_ip(c[i:j]), int.from_bytes(port, "big", signed=True))
-
-
-def parse_snis(der):
-    _, seq, _ = parse_tlv(der)
-    out, i = [], 0
-    while i < len(seq):
-        _, c, i = parse_tlv(seq, i)
-        out.append(parse_sni(c))
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tlstunnel_standin import tlv, der_int, der_ip, der_sni, der_snis, parse_tlv, parse_sni, parse_snis, StandIn  # noqa: E402
 
 
 # ---- disk images, from the documented layout ----
@@ -227,49 +158,8 @@ try:
 
     # ---- the control socket, against a stand-in tlstunnel ----
     KEY = b"shared tlstunnel key"
-    state, seen = {}, []
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    port = srv.getsockname()[1]
-
-    def reply(conn, der):
-        conn.sendall(struct.pack(">Q", len(der)) + der)
-
-    def result(code, msg):
-        return tlv(0xA4, tlv(0x30, der_int(code) + tlv(0x0C, msg.encode())))
-
-    def serve():
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                head = conn.recv(8, socket.MSG_WAITALL)
-                (n,) = struct.unpack(">Q", head)
-                body = b""
-                while len(body) < n:
-                    body += conn.recv(n - len(body))
-                mac, der = body[:32], body[32:]
-                seen.append(body)
-                if not hmac.compare_digest(mac, hmac.new(KEY, der, hashlib.sha256).digest()):
-                    reply(conn, result(3, "authentication failure"))
-                    continue
-                tag, c, _ = parse_tlv(der)
-                if tag == 0xA2:
-                    reply(conn, tlv(0xA3, der_snis(sorted((k,) + v for k, v in state.items()))))
-                elif tag == 0xA0:
-                    name, addr, p = parse_sni(parse_tlv(c)[1])
-                    state[name] = (addr, p)
-                    reply(conn, result(0, ""))
-                elif tag == 0xA1:
-                    state.pop(parse_tlv(c)[1].decode(), None)
-                    reply(conn, result(0, ""))
-                else:
-                    reply(conn, result(1, "unexpected command"))
-
-    threading.Thread(target=serve, daemon=True).start()
+    standin = StandIn(KEY)
+    state, seen, port = standin.state, standin.seen, standin.port
     keyfile = f"{tmp}/tlstunnel.key"
     fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, KEY + b"\n")
@@ -303,8 +193,7 @@ try:
     r = run(*legacy, "list", *conn)
     check("a key file readable by others is refused", r.returncode != 0 and "chmod 600" in r.stderr, r.stderr)
     os.chmod(keyfile, 0o600)
-    srv.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the stand-in, then nothing listens
-    srv.close()
+    standin.close()
     r = run(*legacy, "list", *conn)
     check("no proxy listening: a clear error", r.returncode == 1 and "cannot connect" in r.stderr, (r.returncode, r.stderr))
 finally:

@@ -224,3 +224,47 @@ TEST_CASE("a file over the size limit or missing is refused", "[site]") {
     REQUIRE(errs.size() == 1);
     CHECK_THAT(errs[0].message, Catch::Contains("cannot open"));
 }
+
+TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][routes]") {
+    auto errors_of = [](const std::string& services, const std::string& extra_unikernel = "") {
+        try {
+            parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],
+                      "unikernels":[{"name":"proxy","network":"a","block":{}},
+                                    {"name":"web","network":"a","public_hosts":["WWW.example.org","*.apps.example.org"]})" +
+                  extra_unikernel + R"(],
+                      "services":)" + services + "}");
+        } catch (const SiteLoadError& e) {
+            return e.errors();
+        }
+        return std::vector<SiteError>{};
+    };
+    CHECK(errors_of(R"({"dhcp":{"routes":{"target":"proxy"}}})").empty());
+    auto s = parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],
+                       "unikernels":[{"name":"proxy","network":"a","block":{}},
+                                     {"name":"web","network":"a","public_hosts":["WWW.example.org"],"backend_port":8080}],
+                       "services":{"dhcp":{"routes":{"target":"proxy","fqdn":true}}}})");
+    REQUIRE(s.services.dhcp.routes);
+    CHECK(s.services.dhcp.routes->kind == LeaseRoutes::Kind::local);
+    CHECK(s.services.dhcp.routes->port == 80);
+    CHECK(s.services.dhcp.routes->remove_on_release);
+    CHECK(s.unikernel("web")->public_hosts == std::vector<std::string>{"www.example.org"});  // lower-cased
+    CHECK(*s.unikernel("web")->backend_port == 8080);
+    auto e = errors_of(R"({"dhcp":{"routes":{"target":"web"}}})");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].message == "\"web\" is not a unikernel with a \"block\" device");
+    e = errors_of(R"({"dhcp":{"routes":{"target":"blockcfg://127.0.0.1:7300/proxy"}}})");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].pointer == "/services/dhcp/routes/key_file");
+    e = errors_of(R"({"dhcp":{"routes":{"target":"tlstunnel://127.0.0.1/x","key_file":"/nonexistent"}}})");
+    CHECK(e.size() == 2);  // a path on a tlstunnel target, and a key file that does not exist
+    e = errors_of(R"({"dhcp":{"routes":{"target":"http://x"}}})");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].pointer == "/services/dhcp/routes/target");
+    e = errors_of(R"({})");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].message == "needs services.dhcp.routes (where the routes go)");
+    e = errors_of(R"({"dhcp":{"routes":{"target":"proxy"}}})", R"(,{"name":"cal","network":"a","public_hosts":["www.example.org","bad_name"]})");
+    REQUIRE(e.size() == 2);
+    CHECK(e[0].message == "\"www.example.org\" is also a public host of unikernel \"web\"");
+    CHECK(e[1].pointer == "/unikernels/2/public_hosts/1");
+}

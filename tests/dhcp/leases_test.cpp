@@ -192,3 +192,14 @@ TEST_CASE("journal records are byte-identical to nlohmann's ordered JSON, hostil
         }
     }
 }
+
+TEST_CASE("journal: the option-81 name travels in \"f\" only when set", "[dhcp][leases]") {
+    auto l = lease(5, "laptop");
+    CHECK(JournalLeaseStore::encode_record({l}).find("\"f\"") == std::string::npos);
+    l.fqdn = "laptop.fleet.example";
+    const auto rec = JournalLeaseStore::encode_record({l});
+    CHECK(rec.find(R"(,"e":1800000005,"f":"laptop.fleet.example"})") != std::string::npos);
+    auto back = JournalLeaseStore::decode_record(std::string_view(rec).substr(0, rec.size() - 1));
+    REQUIRE(back);
+    CHECK(back->lease == l);
+}

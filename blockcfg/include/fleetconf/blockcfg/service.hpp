@@ -32,6 +32,12 @@ public:
     // Re-reads the key file (rotation). On error the current keys stay and the error is thrown.
     void reload_keys() { server_->set_keys(load_key_file(key_file_)); }
     [[nodiscard]] std::uint16_t port() const { return server_->port(); }
+    // The device of unikernel `name`, or nullptr.
+    [[nodiscard]] ConfigService* device(const std::string& name) const {
+        for (const auto& d : devices_)
+            if (d->name() == name) return d.get();
+        return nullptr;
+    }
 
 private:
     std::vector<std::unique_ptr<ConfigService>> devices_;

@@ -116,6 +116,24 @@ struct Unikernel {
     std::vector<std::string> boot_args;
     std::vector<std::uint8_t> client_id;  // DHCP option 61 to reserve by (hex in the site file); empty: none
     std::string config_uri;               // sent in the configuration-URI option when set
+    std::vector<std::string> public_hosts;  // TLS host names routed to its leased address (services.dhcp.routes)
+    std::optional<std::uint16_t> backend_port;  // the port behind those names (default: routes.port)
+};
+
+// Lease-driven proxy routes: when a unikernel with public host names (or a client asking, through option
+// 81, for the server to update) is given an address, `host -> leased address : port` goes to a proxy's
+// routes; on release (and expiry) the route is removed again when remove_on_release is set.
+struct LeaseRoutes {
+    enum class Kind { local, blockcfg, tlstunnel };
+    Kind kind = Kind::local;
+    std::string device;                // local: the unikernel whose block device (served by this process);
+                                       // blockcfg: the device name on the remote editor ("" for its only one)
+    std::optional<Endpoint> endpoint;  // blockcfg / tlstunnel: where the editor or proxy listens
+    std::filesystem::path key_file;    // blockcfg: a key file (block keygen); tlstunnel: the proxy's --key
+    std::string key_id;                // blockcfg: the key id in key_file ("" = the first)
+    std::uint16_t port = 80;           // backend port unless the unikernel sets backend_port
+    bool fqdn = false;                 // also route names clients send in option 81 with the S flag
+    bool remove_on_release = true;
 };
 
 struct DhcpService {
@@ -129,6 +147,7 @@ struct DhcpService {
     // password in control_key_file). Off unless configured; the unix socket is always there.
     std::optional<Endpoint> control_http;
     std::filesystem::path control_key_file;
+    std::optional<LeaseRoutes> routes;
 };
 
 struct GitService {

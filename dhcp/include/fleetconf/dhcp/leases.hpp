@@ -29,6 +29,7 @@ struct Lease {
     std::string network;
     LeaseState state = LeaseState::offered;
     std::uint64_t expires = 0;  // seconds since the Unix epoch
+    std::string fqdn;  // the name the client asked the server to update (option 81 with S), completed; "" if none
     bool operator==(const Lease&) const = default;
 };
 

@@ -35,6 +35,14 @@ struct ServiceOptions {
 // The IPv4 address of a local interface (getifaddrs), for the server identifier.
 std::optional<common::Ipv4> interface_ipv4(const std::string& ifname);
 
+// A binding made durable (bound: an ACK went out, or lease4-add) or given up (released: RELEASE, DECLINE,
+// lease4-del). Reported after the lease journal is synced, on the service's thread: do not block in it.
+struct LeaseEvent {
+    enum class Kind { bound, released };
+    Kind kind;
+    Lease lease;
+};
+
 class Service {
 public:
     // Opens the lease journal and builds the configuration. Throws std::runtime_error with a clear message.
@@ -54,6 +62,8 @@ public:
     [[nodiscard]] std::string prometheus() const;
     // Called by config-reload: loads the site file and returns the site or throws SiteLoadError.
     void set_reload_hook(std::function<void()> hook);
+    // Called for every LeaseEvent (lease-driven routes use it).
+    void set_lease_hook(std::function<void(const LeaseEvent&)> hook);
 
 private:
     struct Impl;

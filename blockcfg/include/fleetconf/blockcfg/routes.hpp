@@ -1,0 +1,115 @@
+// Lease-driven routes: keeps `host -> address:port` entries of a proxy in step with DHCP leases. The
+// proxy is a blockcfg device served in this process, a blockcfg editor elsewhere (its authenticated
+// control protocol), or a tlstunnel proxy (its own protocol, as a client). Every change is an ordinary
+// change there (durable, logged); one worker thread applies them in order, skips those that change
+// nothing, and retries failures with backoff (1 s doubling to 60 s), keeping only the latest wish per host.
+#pragma once
+
+#include "fleetconf/blockcfg/model.hpp"
+#include "fleetconf/blockcfg/protocol.hpp"
+#include "fleetconf/blockcfg/tlstunnel.hpp"
+#include "fleetconf/common/site.hpp"
+
+#include <spdlog/logger.h>
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace fleetconf::blockcfg {
+
+class ConfigService;
+
+struct RouteTarget {
+    common::LeaseRoutes::Kind kind = common::LeaseRoutes::Kind::local;
+    ConfigService* local = nullptr;  // local
+    common::Endpoint endpoint;       // blockcfg, tlstunnel
+    protocol::Key key;               // blockcfg
+    std::string device;              // blockcfg: device name on the editor ("" = its only one)
+    std::string tlstunnel_key;       // tlstunnel: the proxy's --key, raw
+    [[nodiscard]] std::string describe() const;
+};
+
+// Builds the target of `routes`: loads the key file; `local_device` finds a device served in this process.
+// Throws std::runtime_error with a clear message.
+RouteTarget make_route_target(const common::LeaseRoutes& routes, const std::function<ConfigService*(const std::string&)>& local_device);
+
+// tlstunnel's control protocol as a client: one command, one connection, 10 s. Throws std::runtime_error.
+tlstunnel::Command tlstunnel_call(const common::Endpoint& proxy, const std::string& key, const tlstunnel::Command& cmd);
+
+class RouteSync {
+public:
+    RouteSync(RouteTarget target, std::shared_ptr<spdlog::logger> log);
+    ~RouteSync();
+    RouteSync(const RouteSync&) = delete;
+    RouteSync& operator=(const RouteSync&) = delete;
+
+    // host -> backend (add or change).
+    void set(const std::string& host, const Backend& backend, std::string why);
+    // Removes host's route if it still points at `address` (a newer lease elsewhere keeps it).
+    void clear(const std::string& host, const common::IpAddress& address, std::string why);
+    // Waits (at most `timeout`) until nothing is queued or being applied; true when idle. For tests and stop.
+    bool wait_idle(std::chrono::milliseconds timeout);
+    void stop();
+
+    struct Counters {
+        std::uint64_t applied = 0, unchanged = 0, failed = 0;
+    };
+    [[nodiscard]] Counters counters() const;
+
+private:
+    struct Wish {
+        std::optional<Backend> backend;  // nullopt: remove
+        common::IpAddress if_at;         // remove only if the route points here
+        std::string why;
+        int attempts = 0;
+        std::chrono::steady_clock::time_point not_before{};
+    };
+    void run();
+    // Applies one wish; returns false (after logging) when it should be retried.
+    bool apply(const std::string& host, const Wish& w);
+    std::optional<Backend> current(const std::string& host);
+
+    RouteTarget target_;
+    std::shared_ptr<spdlog::logger> log_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::map<std::string, Wish> wishes_;
+    bool busy_ = false, stopping_ = false;
+    Counters counters_;
+    std::thread worker_;
+};
+
+// What the router needs to know of a DHCP lease (the DHCP library stays independent of this one).
+struct LeaseFacts {
+    common::Ipv4 address;
+    common::Mac mac;
+    std::vector<std::uint8_t> client;  // 0xFF + client id, or htype + chaddr
+    std::string fqdn;                  // option 81 name the client asked the server to update, or ""
+    std::uint64_t expires = 0;
+};
+
+// Maps leases to routes with the site file: a unikernel (matched by client id or MAC) routes its
+// public_hosts to its address on backend_port (default routes.port); with routes.fqdn, an option-81 name
+// is routed too. Remembers which addresses it routed, so that expiry removes what a lease added.
+class LeaseRouter {
+public:
+    LeaseRouter(const common::Site& site, RouteSync& sync) : site_(site), sync_(sync) {}
+    void set_site(const common::Site& site) { site_ = site; }
+    void bound(const LeaseFacts& l);
+    void released(const LeaseFacts& l, const std::string& why);
+    // Removes the routes of routed leases that are no longer active (expired, or gone). `active`: the
+    // bound, unexpired leases now.
+    void sweep(const std::vector<LeaseFacts>& active, std::uint64_t now);
+    [[nodiscard]] std::vector<std::string> hosts_of(const LeaseFacts& l, std::uint16_t& port) const;
+
+private:
+    common::Site site_;
+    RouteSync& sync_;
+    std::map<common::Ipv4, LeaseFacts> routed_;
+};
+
+}  // namespace fleetconf::blockcfg

@@ -1,0 +1,319 @@
+#include "fleetconf/blockcfg/routes.hpp"
+
+#include "fleetconf/blockcfg/client.hpp"
+#include "fleetconf/blockcfg/server.hpp"
+#include "fleetconf/common/crypto.hpp"
+#include "fleetconf/common/files.hpp"
+
+#include <asio/connect.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/write.hpp>
+
+#include <algorithm>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+namespace fleetconf::blockcfg {
+
+using common::LeaseRoutes;
+
+std::string RouteTarget::describe() const {
+    switch (kind) {
+        case LeaseRoutes::Kind::local: return "device " + device + " (this process)";
+        case LeaseRoutes::Kind::blockcfg: return "blockcfg editor " + endpoint.to_string() + (device.empty() ? "" : " device " + device);
+        case LeaseRoutes::Kind::tlstunnel: return "tlstunnel " + endpoint.to_string();
+    }
+    return "?";
+}
+
+RouteTarget make_route_target(const LeaseRoutes& r, const std::function<ConfigService*(const std::string&)>& local_device) {
+    RouteTarget t;
+    t.kind = r.kind;
+    t.device = r.device;
+    if (r.endpoint) t.endpoint = *r.endpoint;
+    switch (r.kind) {
+        case LeaseRoutes::Kind::local:
+            t.local = local_device(r.device);
+            if (!t.local) throw std::runtime_error("routes: the block device of \"" + r.device + "\" is not served here (is the block service on?)");
+            break;
+        case LeaseRoutes::Kind::blockcfg: {
+            auto ring = load_key_file(r.key_file);
+            const auto* k = r.key_id.empty() ? &ring.keys.front() : ring.find(r.key_id);
+            if (!k) throw std::runtime_error(r.key_file.string() + ": no key with id \"" + r.key_id + "\"");
+            t.key = *k;
+            break;
+        }
+        case LeaseRoutes::Kind::tlstunnel: {
+            std::string key;
+            if (auto err = common::read_secret_file(r.key_file, 4096, key)) throw std::runtime_error(*err);
+            if (!key.empty() && key.back() == '\n') key.pop_back();
+            if (key.empty()) throw std::runtime_error(r.key_file.string() + ": empty key");
+            t.tlstunnel_key = std::move(key);
+            break;
+        }
+    }
+    return t;
+}
+
+tlstunnel::Command tlstunnel_call(const common::Endpoint& proxy, const std::string& key, const tlstunnel::Command& cmd) {
+    const auto frame = tlstunnel::frame_request(common::as_bytes(key), tlstunnel::encode(cmd));
+    asio::io_context io;
+    asio::ip::tcp::socket sock(io);
+    std::error_code ec;
+    sock.connect({asio::ip::make_address(proxy.host_string()), proxy.port}, ec);
+    if (ec) throw std::runtime_error(proxy.to_string() + ": cannot connect: " + ec.message());
+    const timeval tv{10, 0};  // the proxy answers at once; never hang on a silent peer
+    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    asio::write(sock, asio::buffer(frame), ec);
+    std::vector<std::uint8_t> in;
+    std::optional<tlstunnel::Bytes> der;
+    std::string err;
+    std::uint8_t buf[65536];
+    while (!ec && !der && err.empty()) {
+        const auto n = sock.read_some(asio::buffer(buf), ec);
+        in.insert(in.end(), buf, buf + n);
+        der = tlstunnel::parse_reply(in, err);
+    }
+    if (!der) throw std::runtime_error(proxy.to_string() + ": " + (!err.empty() ? err : "no complete reply (" + ec.message() + ")"));
+    auto reply = tlstunnel::decode(*der, err);
+    if (!reply) throw std::runtime_error(proxy.to_string() + ": the reply is not a tlstunnel command: " + err);
+    return *reply;
+}
+
+RouteSync::RouteSync(RouteTarget target, std::shared_ptr<spdlog::logger> log)
+    : target_(std::move(target)), log_(std::move(log)), worker_([this] { run(); }) {
+    log_->info("lease-driven routes go to {}", target_.describe());
+}
+
+RouteSync::~RouteSync() { stop(); }
+
+void RouteSync::stop() {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+    std::lock_guard lk(mu_);
+    if (!wishes_.empty()) log_->warn("routes: {} change(s) not applied at stop (they are made again from the leases at the next start)", wishes_.size());
+}
+
+void RouteSync::set(const std::string& host, const Backend& backend, std::string why) {
+    {
+        std::lock_guard lk(mu_);
+        wishes_[host] = Wish{backend, backend.address, std::move(why)};
+    }
+    cv_.notify_all();
+}
+
+void RouteSync::clear(const std::string& host, const common::IpAddress& address, std::string why) {
+    {
+        std::lock_guard lk(mu_);
+        wishes_[host] = Wish{std::nullopt, address, std::move(why)};
+    }
+    cv_.notify_all();
+}
+
+bool RouteSync::wait_idle(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    std::unique_lock lk(mu_);
+    while (!wishes_.empty() || busy_) {
+        if (std::chrono::steady_clock::now() >= until) return false;
+        lk.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        lk.lock();
+    }
+    return true;
+}
+
+RouteSync::Counters RouteSync::counters() const {
+    std::lock_guard lk(mu_);
+    return counters_;
+}
+
+void RouteSync::run() {
+    std::unique_lock lk(mu_);
+    while (!stopping_) {
+        // The next wish that is due; wait for one otherwise.
+        auto now = std::chrono::steady_clock::now();
+        auto due = wishes_.end();
+        auto earliest = std::chrono::steady_clock::time_point::max();
+        for (auto it = wishes_.begin(); it != wishes_.end(); ++it) {
+            if (it->second.not_before <= now) {
+                due = it;
+                break;
+            }
+            earliest = std::min(earliest, it->second.not_before);
+        }
+        if (due == wishes_.end()) {
+            if (earliest == std::chrono::steady_clock::time_point::max()) cv_.wait(lk);
+            else cv_.wait_until(lk, earliest);
+            continue;
+        }
+        const std::string host = due->first;
+        Wish w = due->second;
+        wishes_.erase(due);
+        busy_ = true;
+        lk.unlock();
+        bool ok = false;
+        try {
+            ok = apply(host, w);
+        } catch (const std::exception& e) {
+            log_->warn("routes: {} ({}): {}", host, w.why, e.what());
+        }
+        lk.lock();
+        busy_ = false;
+        if (!ok) {
+            ++counters_.failed;
+            // Retry unless a newer wish for this host arrived meanwhile.
+            if (!wishes_.contains(host)) {
+                w.attempts++;
+                w.not_before = std::chrono::steady_clock::now() + std::chrono::seconds(std::min(60, 1 << std::min(w.attempts - 1, 6)));
+                log_->warn("routes: {} will be retried in {} s", host, std::min(60, 1 << std::min(w.attempts - 1, 6)));
+                wishes_[host] = w;
+            }
+        }
+    }
+}
+
+std::optional<Backend> RouteSync::current(const std::string& host) {
+    using common::LeaseRoutes;
+    switch (target_.kind) {
+        case LeaseRoutes::Kind::local: {
+            auto snap = target_.local->snapshot();
+            auto it = snap.config->routes.find(host);
+            if (it == snap.config->routes.end()) return std::nullopt;
+            return it->second;
+        }
+        case LeaseRoutes::Kind::blockcfg: {
+            Client c(target_.endpoint, target_.key);
+            nlohmann::json req{{"op", "get"}, {"host", host}};
+            if (!target_.device.empty()) req["device"] = target_.device;
+            const auto r = c.call(req);
+            if (r.value("ok", false) != true) return std::nullopt;  // NOT_FOUND (other errors show at the change)
+            auto a = common::parse_ip(r["route"].value("address", ""));
+            if (!a) return std::nullopt;
+            return Backend{*a, static_cast<std::uint16_t>(r["route"].value("port", 0))};
+        }
+        case LeaseRoutes::Kind::tlstunnel: {
+            auto r = tlstunnel_call(target_.endpoint, target_.tlstunnel_key, tlstunnel::List{});
+            if (const auto* l = std::get_if<tlstunnel::Snis>(&r)) {
+                for (const auto& s : l->snis)
+                    if (s.name == host && s.port >= 0 && s.port <= 65535) return Backend{s.host, static_cast<std::uint16_t>(s.port)};
+                return std::nullopt;
+            }
+            throw std::runtime_error("tlstunnel list: " + tlstunnel::describe(r));
+        }
+    }
+    return std::nullopt;
+}
+
+bool RouteSync::apply(const std::string& host, const Wish& w) {
+    const auto now = current(host);
+    if (w.backend ? (now && *now == *w.backend) : (!now || now->address != w.if_at)) {
+        std::lock_guard lk(mu_);
+        ++counters_.unchanged;
+        return true;
+    }
+    const std::string what = w.backend ? host + " -> " + w.backend->to_string() : "remove " + host;
+    switch (target_.kind) {
+        case LeaseRoutes::Kind::local: {
+            ChangeRequest req;
+            req.name = w.backend ? "upsert" : "remove";
+            req.ops.push_back(Op{w.backend ? Op::Kind::upsert : Op::Kind::remove, host, w.backend.value_or(Backend{}), {}});
+            auto o = target_.local->change(std::move(req), "dhcp lease (" + w.why + ")");
+            if (o.ec) {
+                log_->warn("routes: {} on {}: {} {}", what, target_.describe(), o.ec.message(), o.message);
+                return false;
+            }
+            log_->info("routes: {} on {} (generation {}; {})", what, target_.describe(), o.generation, w.why);
+            break;
+        }
+        case LeaseRoutes::Kind::blockcfg: {
+            Client c(target_.endpoint, target_.key);
+            nlohmann::json req{{"op", w.backend ? "upsert" : "remove"}, {"host", host}};
+            if (w.backend) {
+                req["address"] = common::to_string(w.backend->address);
+                req["port"] = w.backend->port;
+            }
+            if (!target_.device.empty()) req["device"] = target_.device;
+            const auto r = c.call(req);
+            if (r.value("ok", false) != true) {
+                log_->warn("routes: {} on {}: {}", what, target_.describe(), r.value("error", nlohmann::json::object()).dump());
+                return false;
+            }
+            log_->info("routes: {} on {} (generation {}; {})", what, target_.describe(), r.value("generation", 0), w.why);
+            break;
+        }
+        case LeaseRoutes::Kind::tlstunnel: {
+            tlstunnel::Command cmd = w.backend ? tlstunnel::Command{tlstunnel::Add{{host, w.backend->address, w.backend->port}}}
+                                               : tlstunnel::Command{tlstunnel::Remove{host}};
+            auto r = tlstunnel_call(target_.endpoint, target_.tlstunnel_key, cmd);
+            const auto* res = std::get_if<tlstunnel::Result>(&r);
+            if (!res || res->exit != 0) {
+                log_->warn("routes: {} on {}: {}", what, target_.describe(), tlstunnel::describe(r));
+                return false;
+            }
+            log_->info("routes: {} on {} ({}; tlstunnel's protocol has no replay protection)", what, target_.describe(), w.why);
+            break;
+        }
+    }
+    std::lock_guard lk(mu_);
+    ++counters_.applied;
+    return true;
+}
+
+std::vector<std::string> LeaseRouter::hosts_of(const LeaseFacts& l, std::uint16_t& port) const {
+    std::vector<std::string> hosts;
+    if (!site_.services.dhcp.routes) return hosts;
+    const auto& r = *site_.services.dhcp.routes;
+    port = r.port;
+    for (const auto& u : site_.unikernels) {
+        const bool by_cid = !u.client_id.empty() && l.client.size() == u.client_id.size() + 1 && l.client[0] == 0xFF &&
+                            std::equal(u.client_id.begin(), u.client_id.end(), l.client.begin() + 1);
+        if (by_cid || u.mac == l.mac) {
+            hosts = u.public_hosts;
+            if (u.backend_port) port = *u.backend_port;
+            break;
+        }
+    }
+    if (r.fqdn && !l.fqdn.empty() && std::find(hosts.begin(), hosts.end(), l.fqdn) == hosts.end()) hosts.push_back(l.fqdn);
+    return hosts;
+}
+
+void LeaseRouter::bound(const LeaseFacts& l) {
+    std::uint16_t port = 0;
+    const auto hosts = hosts_of(l, port);
+    if (hosts.empty()) return;
+    // A binding that moved: the old address's routes go first (the new set below replaces them anyway).
+    for (auto it = routed_.begin(); it != routed_.end();)
+        if (it->first != l.address && it->second.client == l.client) it = routed_.erase(it);
+        else ++it;
+    routed_[l.address] = l;
+    for (const auto& h : hosts) sync_.set(h, Backend{l.address, port}, "lease of " + l.address.to_string() + " to " + l.mac.to_string());
+}
+
+void LeaseRouter::released(const LeaseFacts& l, const std::string& why) {
+    routed_.erase(l.address);
+    if (!site_.services.dhcp.routes || !site_.services.dhcp.routes->remove_on_release) return;
+    std::uint16_t port = 0;
+    for (const auto& h : hosts_of(l, port)) sync_.clear(h, l.address, why + " " + l.address.to_string() + " by " + l.mac.to_string());
+}
+
+void LeaseRouter::sweep(const std::vector<LeaseFacts>& active, std::uint64_t now) {
+    std::map<common::Ipv4, const LeaseFacts*> live;
+    for (const auto& l : active)
+        if (l.expires > now) live[l.address] = &l;
+    std::vector<LeaseFacts> gone;
+    for (const auto& [a, l] : routed_) {
+        auto it = live.find(a);
+        if (it == live.end() || it->second->client != l.client) gone.push_back(l);
+    }
+    for (const auto& l : gone) released(l, "expiry of");
+}
+
+}  // namespace fleetconf::blockcfg

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Lease-driven routes through `fleetconf serve`, with udhcpc as the unikernel, across a veth pair between
+two network namespaces that this test creates and always deletes. For each kind of target (the proxy's
+block device served in the same process; a blockcfg editor reached over its control protocol; a tlstunnel
+proxy, here a stand-in written from docs/tlstunnel-compat.md): a unikernel with public host names gets
+its routes when its lease is acknowledged; a client sending option 81 with S gets its FQDN routed; a
+RELEASE removes the routes; an expired lease (lease4-add with a short lifetime) loses them.
+
+usage: serve_routes_test.py FLEETCONF_BINARY
+"""
+import json, os, signal, subprocess, sys, tempfile, time
+
+FC = os.path.abspath(sys.argv[1])
+HERE = os.path.dirname(os.path.abspath(__file__))
+if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+    if os.environ.get("CI"):
+        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
+    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+
+P = f"frt{os.getpid() % 100000}"
+SRV, C1 = f"{P}s", f"{P}c"
+IF = f"{P}v"
+tmp = tempfile.mkdtemp(prefix="fleetconf-routes-")
+failures = []
+procs = []
+
+
+def sh(*args, check=True, **kw):
+    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def ns(name, *args, **kw):
+    return sh("ip", "netns", "exec", name, *args, **kw)
+
+
+def check(desc, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
+    if not ok:
+        failures.append(desc)
+
+
+def setup():
+    sh("ip", "netns", "add", SRV)
+    sh("ip", "netns", "add", C1)
+    sh("ip", "link", "add", IF, "netns", SRV, "type", "veth", "peer", "name", "eth0", "netns", C1)
+    sh("ip", "-n", SRV, "addr", "add", "10.77.0.1/24", "dev", IF)
+    for n, i in ((SRV, IF), (C1, "eth0")):
+        sh("ip", "-n", n, "link", "set", i, "up")
+        sh("ip", "-n", n, "link", "set", "lo", "up")
+
+
+def teardown():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for n in (SRV, C1):
+        sh("ip", "netns", "del", n, check=False)
+    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
+    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
+    if left:
+        failures.append("namespaces left behind")
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+env | grep -E '^(ip|mask)=' | sort > "{dir}/udhcpc.$1"
+case "$1" in
+  deconfig) ip addr flush dev "$interface" ;;
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+"""
+
+
+def udhcpc(*extra):
+    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
+    os.chmod(f"{tmp}/u.sh", 0o755)
+    if os.path.exists(f"{tmp}/udhcpc.bound"):
+        os.unlink(f"{tmp}/udhcpc.bound")
+    ns(C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", f"{tmp}/u.sh", *extra, check=False, timeout=30)
+    try:
+        return dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l).get("ip")
+    except FileNotFoundError:
+        return None
+
+
+def udhcpc_bound(*extra):
+    """A running udhcpc (it RELEASEs only from BOUND, on SIGUSR2): returns (process, leased address)."""
+    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
+    os.chmod(f"{tmp}/u.sh", 0o755)
+    if os.path.exists(f"{tmp}/udhcpc.bound"):
+        os.unlink(f"{tmp}/udhcpc.bound")
+    d = subprocess.Popen(["ip", "netns", "exec", C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "4", "-T", "1",
+                          "-s", f"{tmp}/u.sh", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(d)
+    for _ in range(100):
+        if os.path.exists(f"{tmp}/udhcpc.bound"):
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)  # from its script's "bound" to udhcpc's BOUND state
+    try:
+        ip = dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l).get("ip")
+    except FileNotFoundError:
+        ip = None
+    return d, ip
+
+
+def release(d):
+    # busybox udhcpc: SIGUSR2 sends a RELEASE from BOUND; its pid is the child of `ip netns exec` (exec'd: the same).
+    os.kill(d.pid, signal.SIGUSR2)
+    time.sleep(0.3)
+    d.kill()
+    d.wait()
+
+
+def site(target, extra_routes=None):
+    routes = {"target": target, "fqdn": True}
+    routes.update(extra_routes or {})
+    return {
+        "networks": [{"name": IF, "subnet": "10.77.0.0/24", "gateway": "10.77.0.1", "domain": "t.example",
+                      "pools": ["10.77.0.100-10.77.0.150"], "lease_time": 120}],
+        "unikernels": [
+            {"name": "proxy", "network": IF, "address": "10.77.0.10", "dhcp": False, "block": {}},
+            {"name": "web", "network": IF, "mac": "02:00:00:00:00:01", "public_hosts": ["www.example.org", "web.example.org"],
+             "backend_port": 8080}],
+        "services": {"data_dir": f"{tmp}/data", "dhcp": {"metrics": "off", "routes": routes}, "git": {"enabled": False},
+                     "block": {"listen": "127.0.0.1:7399"}}}
+
+
+def start(s):
+    json.dump(s, open(f"{tmp}/site.json", "w"))
+    log = open(f"{tmp}/serve.log", "a")
+    p = subprocess.Popen(["ip", "netns", "exec", SRV, FC, "serve", f"{tmp}/site.json"], stdout=log, stderr=subprocess.STDOUT)
+    procs.append(p)
+    for _ in range(100):
+        if "service(s) running" in open(f"{tmp}/serve.log").read() or p.poll() is not None:
+            break
+        time.sleep(0.1)
+    return p
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=20)
+
+
+def wait_for(get, want, seconds=15):
+    """Polls `get` until it returns `want` (routes are applied by a worker after the ACK)."""
+    got = None
+    for _ in range(int(seconds * 10)):
+        got = get()
+        if got == want:
+            return True, got
+        time.sleep(0.1)
+    return False, got
+
+
+def block_routes():
+    r = ns(SRV, FC, "block", "list", "--json", "--connect", "127.0.0.1:7399", "--key-file", f"{tmp}/data/block/keys", check=False)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip()}
+    return {x["host"]: f'{x["address"]}:{x["port"]}' for x in json.loads(r.stdout)["routes"]}
+
+
+def set_mac(mac):
+    ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)
+    ns(C1, "ip", "link", "set", "eth0", "address", mac)
+
+
+def scenario(label, routes_of):
+    set_mac("02:00:00:00:00:01")
+    d, ip = udhcpc_bound()
+    check(f"{label}: the unikernel gets a lease", bool(ip), ip)
+    ok, got = wait_for(routes_of, {"www.example.org": f"{ip}:8080", "web.example.org": f"{ip}:8080"})
+    check(f"{label}: its public host names route to the leased address and backend_port", ok, got)
+    release(d)
+    ok, got = wait_for(routes_of, {})
+    check(f"{label}: RELEASE removes them", ok, got)
+    set_mac("02:00:00:00:00:05")
+    d, ip2 = udhcpc_bound("-F", "laptop")
+    ok, got = wait_for(routes_of, {"laptop.t.example": f"{ip2}:80"})
+    check(f"{label}: option 81 with S: the completed FQDN routes to the lease on routes.port", ok, got)
+    release(d)
+    ok, got = wait_for(routes_of, {})
+    check(f"{label}: and its RELEASE removes it", ok, got)
+    # Expiry: a lease added with a 2-second lifetime for the unikernel's MAC.
+    r = ns(SRV, FC, "dhcp", "ctl", "lease4-add", "--socket", f"{tmp}/data/dhcp/control.sock", "--args",
+           json.dumps({"ip-address": "10.77.0.140", "hw-address": "02:00:00:00:00:01", "valid-lft": 2}), check=False)
+    ok, got = wait_for(routes_of, {"www.example.org": "10.77.0.140:8080", "web.example.org": "10.77.0.140:8080"})
+    check(f"{label}: lease4-add routes too", r.returncode == 0 and ok, (r.stdout, got))
+    ok, got = wait_for(routes_of, {}, seconds=20)
+    check(f"{label}: when that lease expires its routes go", ok, got)
+    ns(SRV, FC, "dhcp", "ctl", "lease4-del", "--socket", f"{tmp}/data/dhcp/control.sock", "--args",
+       json.dumps({"ip-address": "10.77.0.140"}), check=False)
+
+
+try:
+    setup()
+    # 1. The proxy's block device, served by the same process.
+    p = start(site("proxy"))
+    scenario("local device", block_routes)
+    log = open(f"{tmp}/serve.log").read()
+    check("every route change is logged with its generation", "routes: www.example.org -> 10.77.0." in log and "generation" in log, log[-600:])
+    stop(p)
+    # 2. The same device through its editor's authenticated control protocol (blockcfg://).
+    p = start(site("blockcfg://127.0.0.1:7399/proxy", {"key_file": f"{tmp}/data/block/keys"}))
+    scenario("blockcfg editor", block_routes)
+    stop(p)
+    # 3. A tlstunnel proxy (the stand-in, in the server's namespace).
+    fd = os.open(f"{tmp}/tt.key", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"tlstunnel shared key\n")
+    os.close(fd)
+    standin = subprocess.Popen(["ip", "netns", "exec", SRV, "python3", os.path.join(HERE, "..", "blockcfg", "tlstunnel_standin.py"),
+                                "1234", f"{tmp}/tt.key", f"{tmp}/tt.json"], stdout=subprocess.PIPE, text=True)
+    procs.append(standin)
+    check("tlstunnel stand-in started", standin.stdout.readline().strip() == "ready")
+
+    def tlstunnel_routes():
+        try:
+            return {k: f"{v[0]}:{v[1]}" for k, v in json.load(open(f"{tmp}/tt.json")).items()}
+        except (OSError, ValueError):
+            return {"error": "unreadable"}
+    p = start(site("tlstunnel://127.0.0.1:1234", {"key_file": f"{tmp}/tt.key"}))
+    scenario("tlstunnel", tlstunnel_routes)
+    check("the tlstunnel target's log says the protocol has no replay protection",
+          "no replay protection" in open(f"{tmp}/serve.log").read())
+    stop(p)
+    # A site that names a target without a block device is refused with the reason.
+    bad = site("nosuch")
+    json.dump(bad, open(f"{tmp}/bad.json", "w"))
+    r = sh(FC, "site", "check", f"{tmp}/bad.json", check=False)
+    check("routes to a unikernel without a block device: refused", r.returncode != 0 and "is not a unikernel with a \"block\" device" in (r.stdout + r.stderr),
+          r.stdout + r.stderr)
+finally:
+    teardown()
+    if not failures: subprocess.run(["rm", "-rf", tmp])
+    else: print("kept", tmp)
+
+print(f"{0 if failures else 1} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
