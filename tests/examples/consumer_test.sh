@@ -10,3 +10,12 @@ cmake --build "$tmp/build" >/dev/null
 out=$("$tmp/build/consumer" "$SRC/examples/site.json" web)
 echo "$out"
 test "$out" = "web 00:80:41:88:19:f5"
+# The embedded block store: a new image, one durable change, read back; a second run sees the first.
+out=$("$tmp/build/consumer" --block "$tmp/proxy.img" www.example.org 10.0.0.5 443)
+echo "$out"
+test "$out" = "www.example.org 10.0.0.5:443
+generation 2"
+out=$("$tmp/build/consumer" --block "$tmp/proxy.img" cal.example.org 10.0.0.6 8443)
+test "$out" = "cal.example.org 10.0.0.6:8443
+www.example.org 10.0.0.5:443
+generation 3"
