@@ -31,6 +31,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 #include <set>
@@ -115,6 +116,40 @@ std::vector<std::string> ensure_repositories(const common::Site& site, spdlog::l
         if (log) log->info("created repository {} (branch {})", dir.string(), u->git.branch);
     }
     return created;
+}
+
+std::vector<std::string> archive_removed_repositories(const common::Site& site, spdlog::logger* log,
+                                                      std::chrono::system_clock::time_point now) {
+    std::vector<std::string> archived;
+    const auto repos = git_root(site) / "repos";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(repos, ec)) return archived;
+    std::set<std::string> wanted;
+    for (const auto* u : repo_unikernels(site)) wanted.insert(u->name + ".git");
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    for (const auto& e : std::filesystem::directory_iterator(repos, ec)) {
+        const std::string name = e.path().filename().string();
+        if (wanted.contains(name) || name.size() <= 4 || name.substr(name.size() - 4) != ".git" || path_is_symlink(e.path()) ||
+            !e.is_directory(ec))
+            continue;
+        const auto archive = git_root(site) / "archive";
+        common::ensure_directory(archive, 0750);
+        auto dest = archive / (name.substr(0, name.size() - 4) + "-" + stamp + ".git");
+        for (int n = 2; std::filesystem::exists(dest, ec); ++n)
+            dest = archive / (name.substr(0, name.size() - 4) + "-" + stamp + "-" + std::to_string(n) + ".git");
+        std::filesystem::rename(e.path(), dest, ec);
+        if (ec) {
+            if (log) log->error("cannot archive {}: {}", e.path().string(), ec.message());
+            continue;
+        }
+        archived.push_back(name.substr(0, name.size() - 4));
+        if (log) log->info("repository {} archived to {} (its unikernel left the site)", e.path().string(), dest.string());
+    }
+    return archived;
 }
 
 // ---- TLS ------------------------------------------------------------------------------------------
@@ -704,6 +739,7 @@ Service::~Service() {
 void Service::start() {
     auto& i = *impl_;
     ensure_repositories(i.site, i.log.get());
+    archive_removed_repositories(i.site, i.log.get());
     i.refresh_tokens();
     const auto& g = i.site.services.git;
     if (g.https) {
@@ -757,7 +793,8 @@ void Service::reload(const common::Site& site) {
     std::atomic_store(&i.site_snapshot, std::make_shared<const common::Site>(site));
     try {
         auto created = ensure_repositories(site, i.log.get());
-        i.log->info("reloaded: {} repositories, {} new", repo_unikernels(site).size(), created.size());
+        auto archived = archive_removed_repositories(site, i.log.get());
+        i.log->info("reloaded: {} repositories, {} new, {} archived", repo_unikernels(site).size(), created.size(), archived.size());
     } catch (const std::exception& e) {
         i.log->error("reload: {}", e.what());
     }

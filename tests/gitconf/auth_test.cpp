@@ -1,8 +1,11 @@
 #include "fleetconf/gitconf/auth.hpp"
+#include "fleetconf/gitconf/service.hpp"
 
 #include "fleetconf/common/crypto.hpp"
 
 #include <catch2/catch.hpp>
+
+#include "../support/temp_dir.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -12,14 +15,7 @@ using namespace fleetconf::gitconf;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/fleetconf-auth-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using fleetconf::test::TempDir;
 }  // namespace
 
 TEST_CASE("tokens: issued, stored as hashes, verified, rotated and revoked", "[gitconf][auth]") {
@@ -106,4 +102,27 @@ TEST_CASE("token file: the documented test vector (docs/gitconf.md)", "[gitconf]
     const auto store = TokenStore::load(file);
     CHECK(store.verify("web", "000102030405060708090a0b0c0d0e0f1011121314151617"));
     CHECK_FALSE(store.verify("web", "000102030405060708090a0b0c0d0e0f1011121314151616"));
+}
+
+TEST_CASE("reload: the repository of a removed unikernel is archived, never deleted", "[gitconf][archive]") {
+    TempDir d;
+    auto site_with = [&](const std::string& unikernels) {
+        return fleetconf::common::parse_site(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24"}],"unikernels":[)" + unikernels +
+                                                 R"(],"services":{"data_dir":")" + d.path.string() + R"("}})",
+                                             d.path, "t.json");
+    };
+    auto both = site_with(R"({"name":"web","network":"br0","git":{}},{"name":"cal","network":"br0","git":{}})");
+    CHECK(fleetconf::gitconf::ensure_repositories(both).size() == 2);
+    CHECK(fleetconf::gitconf::archive_removed_repositories(both).empty());
+    auto web_only = site_with(R"({"name":"web","network":"br0","git":{}},{"name":"cal","network":"br0"})");  // cal: git off
+    const auto when = std::chrono::system_clock::from_time_t(1'800'000'000);
+    CHECK(fleetconf::gitconf::archive_removed_repositories(web_only, nullptr, when) == std::vector<std::string>{"cal"});
+    CHECK(fs::is_directory(fleetconf::gitconf::repo_dir(web_only, "web")));
+    CHECK_FALSE(fs::exists(fleetconf::gitconf::repo_dir(web_only, "cal")));
+    const auto archived = d.path / "git" / "archive" / "cal-20270115T080000Z.git";
+    CHECK(fs::is_directory(archived / "objects"));  // the whole bare repository, moved
+    // The unikernel comes back: a fresh repository; the archived one stays; a second archive gets its own name.
+    CHECK(fleetconf::gitconf::ensure_repositories(both) == std::vector<std::string>{"cal"});
+    CHECK(fleetconf::gitconf::archive_removed_repositories(web_only, nullptr, when) == std::vector<std::string>{"cal"});
+    CHECK(fs::is_directory(d.path / "git" / "archive" / "cal-20270115T080000Z-2.git"));
 }

@@ -2,6 +2,8 @@
 #include "fleetconf/gitconf/receive_pack.hpp"
 
 #include <catch2/catch.hpp>
+
+#include "../support/temp_dir.hpp"
 #include <git2.h>
 
 #include <cstring>
@@ -12,14 +14,7 @@ using namespace fleetconf::gitconf;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/fleetconf-rp-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using fleetconf::test::TempDir;
 
 std::string pl(std::string_view s) {
     std::string out;

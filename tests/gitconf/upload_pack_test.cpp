@@ -3,6 +3,8 @@
 #include "fleetconf/gitconf/upload_pack.hpp"
 
 #include <catch2/catch.hpp>
+
+#include "../support/temp_dir.hpp"
 #include <git2.h>
 
 #include <cstring>
@@ -14,14 +16,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/fleetconf-up-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using fleetconf::test::TempDir;
 
 std::string pl(std::string_view s) {
     std::string out;

@@ -34,6 +34,10 @@ std::vector<const common::Unikernel*> repo_unikernels(const common::Site& site);
 // from the site's template folder or an empty tree). Refuses a repository path that is a symbolic
 // link or not a directory. Returns the names created.
 std::vector<std::string> ensure_repositories(const common::Site& site, spdlog::logger* log = nullptr);
+// Moves the repositories of unikernels no longer in the site (or without git) to
+// <root>/archive/NAME-<UTC time>.git: never deleted, no longer served. Returns the names archived.
+std::vector<std::string> archive_removed_repositories(const common::Site& site, spdlog::logger* log = nullptr,
+                                                      std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
 // Creates a self-signed certificate (ECDSA P-256, 10 years, the public host as subject name) when
 // the site names no certificate and none was made before.
