@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""End to end: one site, `fleetconf serve` running DHCP, the git host and the block-config editor in a
+"unikernel host" namespace; a "fleet" namespace (joined by a veth pair; both created here and always
+deleted) where a client boots the way a unikernel would:
+
+  udhcpc gets its reserved address and the site options (syslog 7, NTP 42, monitoring 125, the
+  configuration URI 224); the proxy's routes gain its public host name the moment the lease is
+  acknowledged; the stock git client clones the URI it was given, with its credential; an operator pushes
+  over SSH, the hook receiver in the fleet namespace is notified, and the client's next fetch sees the
+  commit; an admin changes a proxy route with `fleetconf block` and the new generation is on the device;
+  `fleetconf bootargs` is checked for each unikernel.
+
+usage: e2e_boot_test.py FLEETCONF_BINARY
+"""
+import json, os, signal, subprocess, sys, tempfile, time
+
+FC = os.path.abspath(sys.argv[1])
+if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+    if os.environ.get("CI"):
+        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
+    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+
+P = f"fe2e{os.getpid() % 100000}"
+HOST, FLEET = f"{P}h", f"{P}f"
+IF = f"{P}v"
+tmp = tempfile.mkdtemp(prefix="fleetconf-e2e-")
+DATA = f"{tmp}/data"
+failures = []
+procs = []
+GIT_ENV = dict(os.environ, HOME=tmp, GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0",
+               GIT_AUTHOR_NAME="Operator", GIT_AUTHOR_EMAIL="op@fleet.test", GIT_COMMITTER_NAME="Operator",
+               GIT_COMMITTER_EMAIL="op@fleet.test")
+
+
+def sh(*args, check=True, env=None, **kw):
+    r = subprocess.run(list(args), capture_output=True, text=True, env=env or GIT_ENV, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def ns(name, *args, **kw):
+    return sh("ip", "netns", "exec", name, *args, **kw)
+
+
+def check(desc, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
+    if not ok:
+        failures.append(desc)
+
+
+def wait_for(get, want, seconds=15):
+    got = None
+    for _ in range(int(seconds * 10)):
+        got = get()
+        if want(got):
+            return True, got
+        time.sleep(0.1)
+    return False, got
+
+
+def setup():
+    sh("ip", "netns", "add", HOST)
+    sh("ip", "netns", "add", FLEET)
+    sh("ip", "link", "add", IF, "netns", HOST, "type", "veth", "peer", "name", "eth0", "netns", FLEET)
+    sh("ip", "-n", HOST, "addr", "add", "10.66.0.1/24", "dev", IF)
+    sh("ip", "-n", FLEET, "link", "set", "eth0", "address", "02:00:00:00:00:01")
+    for n, i in ((HOST, IF), (FLEET, "eth0")):
+        sh("ip", "-n", n, "link", "set", i, "up")
+        sh("ip", "-n", n, "link", "set", "lo", "up")
+
+
+def teardown():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for n in (HOST, FLEET):
+        sh("ip", "netns", "del", n, check=False)
+    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
+    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
+    if left:
+        failures.append("namespaces left behind")
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+env | grep -E '^(ip|mask|router|ntpsrv|opt[0-9]+)=' | sort > "{dir}/udhcpc.$1"
+case "$1" in
+  deconfig) ip addr flush dev "$interface" ;;
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+"""
+
+HOOK_RECEIVER = r"""
+import http.server, sys
+log = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        open(log, "a").write(self.path + "\n")
+        body = b"pulled, no changes"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer((sys.argv[1], 8089), H).serve_forever()
+"""
+
+try:
+    setup()
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "operator", "-f", f"{tmp}/operator")
+    site = {
+        "site": "fleet.test",
+        "networks": [{"name": IF, "subnet": "10.66.0.0/24", "gateway": "10.66.0.1", "dns": ["10.66.0.1"], "domain": "fleet.test",
+                      "pools": ["10.66.0.100-10.66.0.150"], "lease_time": 600,
+                      "options": {"syslog": "10.66.0.1", "monitoring": "10.66.0.1:8094", "ntp": ["10.66.0.1"],
+                                  "always_send": ["syslog", "monitoring", "ntp"]}}],
+        "unikernels": [
+            {"name": "proxy", "network": IF, "address": "10.66.0.10", "dhcp": False, "block": {}},
+            {"name": "web", "network": IF, "mac": "02:00:00:00:00:01", "address": "10.66.0.20",
+             "git": {"access": "read-only", "hook_url": "http://10.66.0.20:8089/hook"},
+             "config_uri": "http://10.66.0.1:8080/web.git", "public_hosts": ["www.fleet.test"]},
+            {"name": "calendar", "network": IF, "git": {"access": "read-write"}},
+            {"name": "resolver", "network": IF, "mac": "00:80:41:00:00:53", "address": "10.66.0.53", "dhcp": False}],
+        "services": {"data_dir": DATA,
+                     "dhcp": {"metrics": "off", "routes": {"target": "proxy"}},
+                     "git": {"http": "10.66.0.1:8080", "ssh": "127.0.0.1:2222", "public_host": "10.66.0.1",
+                             "operators": [{"name": "operator", "key": open(f"{tmp}/operator.pub").read().strip(), "access": "read-write"}]},
+                     "block": {"listen": "127.0.0.1:7398"}}}
+    json.dump(site, open(f"{tmp}/site.json", "w"))
+    log = open(f"{tmp}/serve.log", "w")
+    serve = subprocess.Popen(["ip", "netns", "exec", HOST, FC, "serve", f"{tmp}/site.json"], stdout=log, stderr=subprocess.STDOUT)
+    procs.append(serve)
+    ok, _ = wait_for(lambda: open(f"{tmp}/serve.log").read(), lambda t: "service(s) running" in t or serve.poll() is not None)
+    check("fleetconf serve starts DHCP, git and block on one site file", ok and serve.poll() is None, open(f"{tmp}/serve.log").read()[-800:])
+
+    # ---- boot: DHCP ----
+    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
+    os.chmod(f"{tmp}/u.sh", 0o755)
+    ns(FLEET, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", f"{tmp}/u.sh",
+       "-O", "7", "-O", "42", "-O", "125", "-O", "224", check=False, timeout=30)
+    env = dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l) if os.path.exists(f"{tmp}/udhcpc.bound") else {}
+    check("the unikernel gets its reserved address", env.get("ip") == "10.66.0.20", env)
+    check("and the site options: syslog (7), NTP (42), monitoring (125, enterprise 49836)",
+          env.get("opt7") == "0a420001" and env.get("ntpsrv") == "10.66.0.1" and
+          env.get("opt125", "") == "0000c2ac10000e" + b"10.66.0.1:8094".hex(), env)
+    uri = bytes.fromhex(env.get("opt224", "")).decode(errors="replace")
+    check("and its configuration URI (option 224)", uri == "http://10.66.0.1:8080/web.git", uri)
+
+    # ---- the proxy's routes follow the lease ----
+    def routes():
+        r = ns(HOST, FC, "block", "list", "--json", "--connect", "127.0.0.1:7398", "--key-file", f"{DATA}/block/keys", check=False)
+        return {x["host"]: f'{x["address"]}:{x["port"]}' for x in json.loads(r.stdout)["routes"]} if r.returncode == 0 else {}
+    ok, got = wait_for(routes, lambda r: r.get("www.fleet.test") == "10.66.0.20:80")
+    check("the proxy routes www.fleet.test to the leased address once the lease is acknowledged", ok, got)
+
+    # ---- configuration over git ----
+    token = sh(FC, "git", "token", "web", "--site", f"{tmp}/site.json").stdout.strip()
+    cred_uri = uri.replace("http://", f"http://web:{token}@")
+    r = ns(FLEET, "git", "clone", "-q", "--depth", "1", cred_uri, f"{tmp}/web", check=False)
+    check("the stock git client clones the URI it was given, with its credential", r.returncode == 0, r.stderr)
+    bad = ns(FLEET, "git", "clone", "-q", uri.replace("http://", "http://web:wrong@"), f"{tmp}/bad", check=False)
+    check("a wrong credential is refused", bad.returncode != 0, bad.stderr)
+    hook = subprocess.Popen(["ip", "netns", "exec", FLEET, "python3", "-c", HOOK_RECEIVER, "10.66.0.20", f"{tmp}/hook.log"])
+    procs.append(hook)
+    time.sleep(0.5)
+    ssh_cmd = (f"ssh -i {tmp}/operator -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={tmp}/known_hosts "
+               f"-o StrictHostKeyChecking=accept-new -p 2222")
+    op_env = dict(GIT_ENV, GIT_SSH_COMMAND=ssh_cmd)
+    r = ns(HOST, "git", "clone", "-q", "ssh://git@127.0.0.1:2222/web.git", f"{tmp}/op", env=op_env, check=False)
+    check("the operator clones over SSH with an operator key", r.returncode == 0, r.stderr)
+    open(f"{tmp}/op/config.json", "w").write('{"greeting": "hello fleet"}\n')
+    sh("git", "-C", f"{tmp}/op", "add", "config.json")
+    sh("git", "-C", f"{tmp}/op", "commit", "-q", "-m", "greet the fleet")
+    new = sh("git", "-C", f"{tmp}/op", "rev-parse", "HEAD").stdout.strip()
+    r = ns(HOST, "git", "-C", f"{tmp}/op", "push", "-q", "origin", "HEAD", env=op_env, check=False)
+    check("the operator pushes a change", r.returncode == 0, r.stderr)
+    ok, got = wait_for(lambda: open(f"{tmp}/hook.log").read() if os.path.exists(f"{tmp}/hook.log") else "", lambda t: "/hook" in t)
+    check("the hook receiver in the fleet namespace is notified", ok, got)
+    r = ns(FLEET, "git", "-C", f"{tmp}/web", "fetch", "-q", "--depth", "1", "origin", check=False)
+    head = sh("git", "-C", f"{tmp}/web", "rev-parse", "FETCH_HEAD", check=False).stdout.strip()
+    check("the client's next fetch sees the new commit", r.returncode == 0 and head == new, (r.stderr, head, new))
+
+    # ---- an admin edits the proxy's routes ----
+    def status():
+        r = ns(HOST, FC, "block", "status", "--json", "--connect", "127.0.0.1:7398", "--key-file", f"{DATA}/block/keys", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else {}
+    before = status().get("generation", 0)
+    r = ns(HOST, FC, "block", "upsert", "api.fleet.test", "10.66.0.30", "8443", "--connect", "127.0.0.1:7398",
+           "--key-file", f"{DATA}/block/keys", check=False)
+    after = status().get("generation", 0)
+    check("an admin's `fleetconf block upsert` makes a new generation", r.returncode == 0 and after == before + 1, (r.stderr, before, after))
+
+    # ---- bootargs for each unikernel ----
+    boot = {n: sh(FC, "bootargs", n, "--site", f"{tmp}/site.json", "--json").stdout for n in ("web", "calendar", "resolver", "proxy")}
+    args = {n: json.loads(v)["unikernel"] for n, v in boot.items()}
+    check("bootargs web: the git remote with its credential placeholder, no static address",
+          any(a.startswith("--remote=http://web:TOKEN@10.66.0.1:8080/web.git") for a in args["web"]) and
+          not any(a.startswith("--ipv4") for a in args["web"]), args["web"])
+    check("bootargs calendar: its own repository", any(a.startswith("--remote=http://calendar:TOKEN@") for a in args["calendar"]), args["calendar"])
+    check("bootargs resolver (no DHCP): --ipv4 and --ipv4-gateway", "--ipv4=10.66.0.53/24" in args["resolver"] and
+          "--ipv4-gateway=10.66.0.1" in args["resolver"], args["resolver"])
+    check("bootargs proxy (no DHCP, no git): static address, no remote", "--ipv4=10.66.0.10/24" in args["proxy"] and
+          not any(a.startswith("--remote") for a in args["proxy"]), args["proxy"])
+
+    serve.send_signal(signal.SIGTERM)
+    check("serve stops cleanly", serve.wait(timeout=20) == 0)
+    r = sh(FC, "block", "dump", "--json", f"{DATA}/block/proxy.img", check=False)
+    dumped = {x["host"]: f'{x["address"]}:{x["port"]}' for x in json.loads(r.stdout)["routes"]} if r.returncode == 0 else r.stderr
+    check("on the device, offline: the lease's route and the admin's route",
+          dumped == {"www.fleet.test": "10.66.0.20:80", "api.fleet.test": "10.66.0.30:8443"}, dumped)
+finally:
+    teardown()
+    if not failures:
+        subprocess.run(["rm", "-rf", tmp])
+    else:
+        print("kept", tmp)
+
+print(f"{0 if failures else 1} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
