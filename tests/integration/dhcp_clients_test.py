@@ -140,36 +140,9 @@ def storm(n_clients, kill_after):
     """A scripted relay in C1 (like perfdhcp: giaddr = its own address, replies to port 67) runs full
     DORA exchanges; the server is killed with SIGKILL after `kill_after` seconds. Returns {mac: address}
     for every ACK received."""
-    code = r'''
-import socket, struct, sys, time, random, json
-n, deadline = int(sys.argv[1]), time.time() + float(sys.argv[2]) + 2
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.88.0.250", 67)); s.settimeout(0.05)
-def pkt(t, mac, xid, extra=b""):
-    h = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, xid, 0, 0, b"\0"*4, b"\0"*4, b"\0"*4,
-                    socket.inet_aton("10.88.0.250"), mac + b"\0"*10, b"\0"*64, b"\0"*128)
-    return h + b"\x63\x82\x53\x63" + bytes([53, 1, t]) + extra + b"\xff"
-acked, state = {}, {}
-macs = [bytes([2, 0x55, 0, 0, i >> 8, i & 255]) for i in range(n)]
-i = 0
-while time.time() < deadline:
-    if i < n:
-        mac = macs[i]; state[i] = "d"; s.sendto(pkt(1, mac, i), ("10.88.0.1", 67)); i += 1
-    try:
-        data, _ = s.recvfrom(2048)
-    except socket.timeout:
-        continue
-    xid = struct.unpack("!I", data[4:8])[0]; yi = data[16:20]; opts = data[240:]
-    mtype = opts[opts.index(53) + 2] if 53 in opts else 0
-    if mtype == 2:
-        s.sendto(pkt(3, macs[xid], xid, bytes([50, 4]) + yi + bytes([54, 4]) + socket.inet_aton("10.88.0.1")), ("10.88.0.1", 67))
-    elif mtype == 5:
-        acked[macs[xid].hex(":")] = socket.inet_ntoa(yi)
-print(json.dumps(acked))
-'''
-    open(f"{tmp}/storm.py", "w").write(code)
     sh("ip", "-n", C1, "addr", "add", "10.88.0.250/24", "dev", "eth0", check=False)
-    p = subprocess.Popen(["ip", "netns", "exec", C1, "python3", f"{tmp}/storm.py", str(n_clients), str(kill_after)],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(["ip", "netns", "exec", C1, "python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "dhcp_relay.py"),
+                          "10.88.0.250", "10.88.0.1", str(n_clients), str(kill_after + 2)], stdout=subprocess.PIPE, text=True)
     time.sleep(kill_after)
     server.kill()
     server.wait()

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""A scripted DHCP relay (like perfdhcp: giaddr = its own address, it listens on port 67) that runs full
+DORA exchanges for N distinct MACs, over and over until SECONDS have passed, and prints {mac: address}
+of every ACK as JSON. Runs inside a namespace the calling test created.
+
+usage: dhcp_relay.py RELAY_IP SERVER_IP N SECONDS [MAC_BYTE]
+"""
+import json, socket, struct, sys, time
+
+relay, server, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+tag = int(sys.argv[5]) if len(sys.argv) > 5 else 0x55
+deadline = time.time() + seconds
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((relay, 67))
+s.settimeout(0.005)  # drain replies between sends: at most ~200 DISCOVERs a second
+
+
+def pkt(t, mac, xid, extra=b""):
+    h = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, xid, 0, 0, b"\0" * 4, b"\0" * 4, b"\0" * 4,
+                    socket.inet_aton(relay), mac + b"\0" * 10, b"\0" * 64, b"\0" * 128)
+    return h + b"\x63\x82\x53\x63" + bytes([53, 1, t]) + extra + b"\xff"
+
+
+acked = {}
+macs = [bytes([2, tag, 0, 0, i >> 8, i & 255]) for i in range(n)]
+i, rounds = 0, 0
+while time.time() < deadline:
+    s.sendto(pkt(1, macs[i % n], i % n), (server, 67))
+    i += 1
+    if i % n == 0:
+        rounds += 1
+    try:
+        while True:
+            data, _ = s.recvfrom(2048)
+            xid = struct.unpack("!I", data[4:8])[0]
+            yi, opts = data[16:20], data[240:]
+            mtype = opts[opts.index(53) + 2] if 53 in opts else 0
+            if mtype == 2 and xid < n:
+                s.sendto(pkt(3, macs[xid], xid, bytes([50, 4]) + yi + bytes([54, 4]) + socket.inet_aton(server)), (server, 67))
+            elif mtype == 5 and xid < n:
+                acked[macs[xid].hex(":")] = socket.inet_ntoa(yi)
+    except (socket.timeout, OSError):
+        pass
+print(json.dumps(acked))
