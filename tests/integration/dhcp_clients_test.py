@@ -7,11 +7,10 @@ usage: dhcp_clients_test.py FLEETCONF_BINARY
 """
 import json, os, signal, socket, struct, subprocess, sys, tempfile, time
 
+from nstest import Harness, require_root_and_netns
+
 FC = os.path.abspath(sys.argv[1])
-if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-    if os.environ.get("CI"):
-        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
-    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+require_root_and_netns()
 for tool in ("busybox", "dhclient", "perfdhcp"):
     if subprocess.run(["which", tool], capture_output=True).returncode != 0:
         print(f"FAIL: {tool} is not installed (./dev deps installs it)"); sys.exit(1)
@@ -20,25 +19,9 @@ P = f"fdt{os.getpid() % 100000}"
 SRV, C1, C2 = f"{P}s", f"{P}a", f"{P}b"
 BR = f"{P}br"
 tmp = tempfile.mkdtemp(prefix="fleetconf-dhcp-")
-failures = []
 server = None
-
-
-def sh(*args, check=True, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-def ns(name, *args, **kw):
-    return sh("ip", "netns", "exec", name, *args, **kw)
-
-
-def check(desc, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
-    if not ok:
-        failures.append(desc)
+H = Harness(P)
+sh, ns, check, failures = H.sh, H.ns, H.check, H.failures
 
 
 def mac_of(name):
@@ -46,8 +29,7 @@ def mac_of(name):
 
 
 def setup():
-    for n in (SRV, C1, C2):
-        sh("ip", "netns", "add", n)
+    H.add_namespaces(SRV, C1, C2)
     sh("ip", "-n", SRV, "link", "add", BR, "type", "bridge")
     for i, c in enumerate((C1, C2)):
         sh("ip", "link", "add", f"{P}p{i}", "netns", SRV, "type", "veth", "peer", "name", "eth0", "netns", c)
@@ -62,12 +44,7 @@ def setup():
 def teardown():
     if server and server.poll() is None:
         server.kill()
-    for n in (SRV, C1, C2):
-        sh("ip", "netns", "del", n, check=False)
-    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
-    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
-    if left:
-        failures.append("namespaces left behind")
+    H.teardown()
 
 
 SITE = {
@@ -402,5 +379,4 @@ print(json.dumps({
     check(f"kill -9 mid-storm: all {len(acked)} ACKed leases survived", len(acked) > 0 and not missing, missing[:5])
 finally:
     teardown()
-print(f"{0 if failures else 1} passed, {1 if failures else 0} failed")
-sys.exit(1 if failures else 0)
+H.finish(tmp)

@@ -14,73 +14,31 @@ usage: e2e_boot_test.py FLEETCONF_BINARY
 """
 import json, os, signal, subprocess, sys, tempfile, time
 
+from nstest import Harness, require_root_and_netns, wait_for
+
 FC = os.path.abspath(sys.argv[1])
-if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-    if os.environ.get("CI"):
-        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
-    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+require_root_and_netns()
 
 P = f"fe2e{os.getpid() % 100000}"
 HOST, FLEET = f"{P}h", f"{P}f"
 IF = f"{P}v"
 tmp = tempfile.mkdtemp(prefix="fleetconf-e2e-")
 DATA = f"{tmp}/data"
-failures = []
-procs = []
 GIT_ENV = dict(os.environ, HOME=tmp, GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0",
                GIT_AUTHOR_NAME="Operator", GIT_AUTHOR_EMAIL="op@fleet.test", GIT_COMMITTER_NAME="Operator",
                GIT_COMMITTER_EMAIL="op@fleet.test")
-
-
-def sh(*args, check=True, env=None, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, env=env or GIT_ENV, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-def ns(name, *args, **kw):
-    return sh("ip", "netns", "exec", name, *args, **kw)
-
-
-def check(desc, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
-    if not ok:
-        failures.append(desc)
-
-
-def wait_for(get, want, seconds=15):
-    got = None
-    for _ in range(int(seconds * 10)):
-        got = get()
-        if want(got):
-            return True, got
-        time.sleep(0.1)
-    return False, got
+H = Harness(P, GIT_ENV)
+sh, ns, check, procs = H.sh, H.ns, H.check, H.procs
 
 
 def setup():
-    sh("ip", "netns", "add", HOST)
-    sh("ip", "netns", "add", FLEET)
-    sh("ip", "link", "add", IF, "netns", HOST, "type", "veth", "peer", "name", "eth0", "netns", FLEET)
+    H.add_namespaces(HOST, FLEET)
+    H.veth(HOST, IF, FLEET, "eth0")
     sh("ip", "-n", HOST, "addr", "add", "10.66.0.1/24", "dev", IF)
     sh("ip", "-n", FLEET, "link", "set", "eth0", "address", "02:00:00:00:00:01")
     for n, i in ((HOST, IF), (FLEET, "eth0")):
         sh("ip", "-n", n, "link", "set", i, "up")
         sh("ip", "-n", n, "link", "set", "lo", "up")
-
-
-def teardown():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    for n in (HOST, FLEET):
-        sh("ip", "netns", "del", n, check=False)
-    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
-    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
-    if left:
-        failures.append("namespaces left behind")
 
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -207,11 +165,5 @@ try:
     check("on the device, offline: the lease's route and the admin's route",
           dumped == {"www.fleet.test": "10.66.0.20:80", "api.fleet.test": "10.66.0.30:8443"}, dumped)
 finally:
-    teardown()
-    if not failures:
-        subprocess.run(["rm", "-rf", tmp])
-    else:
-        print("kept", tmp)
-
-print(f"{0 if failures else 1} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+    H.teardown()
+H.finish(tmp)

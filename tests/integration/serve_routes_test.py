@@ -10,59 +10,27 @@ usage: serve_routes_test.py FLEETCONF_BINARY
 """
 import json, os, signal, subprocess, sys, tempfile, time
 
+from nstest import Harness, require_root_and_netns, wait_for as wait_until
+
 FC = os.path.abspath(sys.argv[1])
 HERE = os.path.dirname(os.path.abspath(__file__))
-if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-    if os.environ.get("CI"):
-        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
-    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+require_root_and_netns()
 
 P = f"frt{os.getpid() % 100000}"
 SRV, C1 = f"{P}s", f"{P}c"
 IF = f"{P}v"
 tmp = tempfile.mkdtemp(prefix="fleetconf-routes-")
-failures = []
-procs = []
-
-
-def sh(*args, check=True, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-def ns(name, *args, **kw):
-    return sh("ip", "netns", "exec", name, *args, **kw)
-
-
-def check(desc, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
-    if not ok:
-        failures.append(desc)
+H = Harness(P)
+sh, ns, check, procs = H.sh, H.ns, H.check, H.procs
 
 
 def setup():
-    sh("ip", "netns", "add", SRV)
-    sh("ip", "netns", "add", C1)
-    sh("ip", "link", "add", IF, "netns", SRV, "type", "veth", "peer", "name", "eth0", "netns", C1)
+    H.add_namespaces(SRV, C1)
+    H.veth(SRV, IF, C1, "eth0")
     sh("ip", "-n", SRV, "addr", "add", "10.77.0.1/24", "dev", IF)
     for n, i in ((SRV, IF), (C1, "eth0")):
         sh("ip", "-n", n, "link", "set", i, "up")
         sh("ip", "-n", n, "link", "set", "lo", "up")
-
-
-def teardown():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    for n in (SRV, C1):
-        sh("ip", "netns", "del", n, check=False)
-    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
-    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
-    if left:
-        failures.append("namespaces left behind")
 
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -148,13 +116,7 @@ def stop(p):
 
 def wait_for(get, want, seconds=15):
     """Polls `get` until it returns `want` (routes are applied by a worker after the ACK)."""
-    got = None
-    for _ in range(int(seconds * 10)):
-        got = get()
-        if got == want:
-            return True, got
-        time.sleep(0.1)
-    return False, got
+    return wait_until(get, lambda got: got == want, seconds)
 
 
 def block_routes():
@@ -234,9 +196,5 @@ try:
     check("routes to a unikernel without a block device: refused", r.returncode != 0 and "is not a unikernel with a \"block\" device" in (r.stdout + r.stderr),
           r.stdout + r.stderr)
 finally:
-    teardown()
-    if not failures: subprocess.run(["rm", "-rf", tmp])
-    else: print("kept", tmp)
-
-print(f"{0 if failures else 1} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+    H.teardown()
+H.finish(tmp)

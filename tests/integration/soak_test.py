@@ -12,40 +12,22 @@ usage: soak_test.py FLEETCONF_BINARY
 """
 import json, os, signal, subprocess, sys, tempfile, threading, time
 
+from nstest import Harness, require_root_and_netns
+
 FC = os.path.abspath(sys.argv[1])
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECONDS = float(os.environ.get("FLEETCONF_SOAK_SECONDS", "20"))
-if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-    if os.environ.get("CI"):
-        print("FAIL: needs root and network namespaces, and CI has them"); sys.exit(1)
-    print("SKIP: needs root and network namespaces (runs in CI)"); sys.exit(77)
+require_root_and_netns()
 
 P = f"fsk{os.getpid() % 100000}"
 HOST, FLEET = f"{P}h", f"{P}f"
 IF = f"{P}v"
 tmp = tempfile.mkdtemp(prefix="fleetconf-soak-")
 DATA = f"{tmp}/data"
-failures = []
-procs = []
 ENV = dict(os.environ, HOME=tmp, GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_AUTHOR_NAME="Soak",
            GIT_AUTHOR_EMAIL="soak@fleet.test", GIT_COMMITTER_NAME="Soak", GIT_COMMITTER_EMAIL="soak@fleet.test")
-
-
-def sh(*args, check=True, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, env=ENV, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-def ns(name, *args, **kw):
-    return sh("ip", "netns", "exec", name, *args, **kw)
-
-
-def check(desc, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
-    if not ok:
-        failures.append(desc)
+H = Harness(P, ENV)
+sh, ns, check, procs = H.sh, H.ns, H.check, H.procs
 
 
 def fds(pid):
@@ -59,23 +41,9 @@ def rss_kb(pid):
     return 0
 
 
-def teardown():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    for n in (HOST, FLEET):
-        sh("ip", "netns", "del", n, check=False)
-    left = [l for l in sh("ip", "netns", "list").stdout.split("\n") if l.startswith(P)]
-    print(("ok   " if not left else "FAIL ") + "namespaces deleted")
-    if left:
-        failures.append("namespaces left behind")
-
-
 try:
-    sh("ip", "netns", "add", HOST)
-    sh("ip", "netns", "add", FLEET)
-    sh("ip", "link", "add", IF, "netns", HOST, "type", "veth", "peer", "name", "eth0", "netns", FLEET)
+    H.add_namespaces(HOST, FLEET)
+    H.veth(HOST, IF, FLEET, "eth0")
     sh("ip", "-n", HOST, "addr", "add", "10.66.0.1/23", "dev", IF)
     sh("ip", "-n", FLEET, "addr", "add", "10.66.0.250/23", "dev", "eth0")
     for n, i in ((HOST, IF), (FLEET, "eth0")):
@@ -188,11 +156,5 @@ try:
     check(f"no lost route change: the last acknowledged value of all {len(result['routes'])} hosts is on the device", not wrong,
           list(wrong.items())[:3])
 finally:
-    teardown()
-    if not failures:
-        subprocess.run(["rm", "-rf", tmp])
-    else:
-        print("kept", tmp)
-
-print(f"{0 if failures else 1} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+    H.teardown()
+H.finish(tmp)

@@ -1,0 +1,72 @@
+"""What the integration tests share: running commands (in network namespaces), checks that print
+`ok`/`FAIL` lines, waiting for a condition, and the bookkeeping of the namespaces and processes a test
+creates (always deleted and stopped at the end, whatever happened)."""
+import os, shutil, subprocess, sys, time
+
+
+def require_root_and_netns():
+    """Namespaces need root: outside CI the test is skipped (exit 77, said so); in CI it fails."""
+    if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        if os.environ.get("CI"):
+            print("FAIL: needs root and network namespaces, and CI has them")
+            sys.exit(1)
+        print("SKIP: needs root and network namespaces (runs in CI)")
+        sys.exit(77)
+
+
+def wait_for(get, want, seconds=15):
+    """Polls get() until want(value) holds (or `seconds` pass); returns (held, last value)."""
+    got = None
+    for _ in range(int(seconds * 10)):
+        got = get()
+        if want(got):
+            return True, got
+        time.sleep(0.1)
+    return False, got
+
+
+class Harness:
+    def __init__(self, prefix, env=None):
+        self.prefix, self.env = prefix, env
+        self.failures, self.procs, self.namespaces = [], [], []
+
+    def sh(self, *args, check=True, env=None, **kw):
+        r = subprocess.run(list(args), capture_output=True, text=True, env=env or self.env, **kw)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, args))}: {r.stderr.strip()}")
+        return r
+
+    def ns(self, name, *args, **kw):
+        return self.sh("ip", "netns", "exec", name, *args, **kw)
+
+    def check(self, desc, ok, detail=""):
+        print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
+        if not ok:
+            self.failures.append(desc)
+
+    def add_namespaces(self, *names):
+        for n in names:
+            self.sh("ip", "netns", "add", n)
+            self.namespaces.append(n)
+
+    def veth(self, a, a_if, b, b_if):
+        self.sh("ip", "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b)
+
+    def teardown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for n in self.namespaces:
+            self.sh("ip", "netns", "del", n, check=False)
+        left = [l for l in self.sh("ip", "netns", "list").stdout.split("\n") if l.startswith(self.prefix)]
+        self.check("namespaces deleted", not left, left)
+
+    def finish(self, tmp):
+        """Removes `tmp` when everything passed (else keeps it for a look), prints the summary, exits."""
+        if not self.failures:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("kept", tmp)
+        print(f"{0 if self.failures else 1} passed, {len(self.failures)} failed")
+        sys.exit(1 if self.failures else 0)
