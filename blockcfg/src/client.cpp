@@ -1,5 +1,7 @@
 #include "fleetconf/blockcfg/client.hpp"
 
+#include "deadline_io.hpp"
+
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -18,17 +20,21 @@ struct Client::Impl {
     tcp::socket sock{io};
     protocol::ClientSession session;
     std::string server;
+    std::chrono::milliseconds timeout{10000};
     explicit Impl(protocol::Key k) : session(std::move(k)) {}
 
+    // One frame, within the timeout (a silent server is given up on, not waited for).
     std::vector<std::uint8_t> read_frame() {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
         std::uint8_t len[4];
         std::error_code ec;
-        asio::read(sock, asio::buffer(len), ec);
+        detail::read_before(sock, len, sizeof len, deadline, ec);
+        if (ec == asio::error::timed_out) throw ClientError(server + ": no reply within " + std::to_string(timeout.count()) + " ms");
         if (ec) throw ClientError(server + ": connection closed by the server (" + ec.message() + "); wrong key?");
         const std::uint32_t n = std::uint32_t{len[0]} << 24 | std::uint32_t{len[1]} << 16 | std::uint32_t{len[2]} << 8 | len[3];
         if (n > protocol::kDefaultMaxFrame) throw ClientError(server + ": reply frame of " + std::to_string(n) + " bytes is over the limit");
         std::vector<std::uint8_t> body(n);
-        asio::read(sock, asio::buffer(body), ec);
+        detail::read_before(sock, body.data(), body.size(), deadline, ec);
         if (ec) throw ClientError(server + ": connection lost while reading a reply (" + ec.message() + ")");
         return body;
     }
@@ -37,11 +43,12 @@ struct Client::Impl {
 Client::Client(const common::Endpoint& server, protocol::Key key, std::chrono::milliseconds timeout)
     : impl_(std::make_unique<Impl>(std::move(key))) {
     impl_->server = server.to_string();
+    impl_->timeout = timeout;
     std::error_code ec;
     tcp::endpoint ep(asio::ip::make_address(server.host_string()), server.port);
     impl_->sock.open(ep.protocol(), ec);
     if (!ec) {
-        // Blocking socket with kernel timeouts: every read and write is bounded.
+        // Writes are bounded by the kernel timeout; reads by read_before's deadline.
         timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
         ::setsockopt(impl_->sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         ::setsockopt(impl_->sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

@@ -1,5 +1,7 @@
 #include "fleetconf/blockcfg/routes.hpp"
 
+#include "deadline_io.hpp"
+
 #include "fleetconf/blockcfg/client.hpp"
 #include "fleetconf/blockcfg/server.hpp"
 #include "fleetconf/common/crypto.hpp"
@@ -64,16 +66,17 @@ tlstunnel::Command tlstunnel_call(const common::Endpoint& proxy, const std::stri
     std::error_code ec;
     sock.connect({asio::ip::make_address(proxy.host_string()), proxy.port}, ec);
     if (ec) throw std::runtime_error(proxy.to_string() + ": cannot connect: " + ec.message());
-    const timeval tv{10, 0};  // the proxy answers at once; never hang on a silent peer
-    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const timeval tv{10, 0};  // writes: the kernel bounds them; reads: the deadline below
     ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     asio::write(sock, asio::buffer(frame), ec);
+    // The proxy answers at once: never hang on a silent peer.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     std::vector<std::uint8_t> in;
     std::optional<tlstunnel::Bytes> der;
     std::string err;
     std::uint8_t buf[65536];
     while (!ec && !der && err.empty()) {
-        const auto n = sock.read_some(asio::buffer(buf), ec);
+        const auto n = detail::read_before(sock, buf, sizeof buf, deadline, ec, false);
         in.insert(in.end(), buf, buf + n);
         der = tlstunnel::parse_reply(in, err);
     }

@@ -10,7 +10,7 @@ implementation of docs/tlstunnel-compat.md:
 
 usage: tlstunnel_compat_test.py FLEETCONF_BINARY
 """
-import hashlib, hmac, json, os, socket, struct, subprocess, sys, tempfile, threading
+import hashlib, hmac, json, os, socket, struct, subprocess, sys, tempfile, threading, time
 
 FC = os.path.abspath(sys.argv[1])
 tmp = tempfile.mkdtemp(prefix="fleetconf-tlstunnel-")
@@ -193,6 +193,18 @@ try:
     r = run(*legacy, "list", *conn)
     check("a key file readable by others is refused", r.returncode != 0 and "chmod 600" in r.stderr, r.stderr)
     os.chmod(keyfile, 0o600)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts (in the kernel) and never answers
+    sp = silent.getsockname()[1]
+    t0 = time.monotonic()
+    r = run(*legacy, "list", "--connect", f"127.0.0.1:{sp}", "--key-file", keyfile)
+    check("a proxy that never answers: given up on with a clear error, not waited for", r.returncode == 1 and "no complete reply" in r.stderr and
+          time.monotonic() - t0 < 60, (r.returncode, r.stderr))
+    run("block", "keygen", f"{tmp}/bc.keys")
+    r = run("block", "list", "--connect", f"127.0.0.1:{sp}", "--key-file", f"{tmp}/bc.keys")
+    check("the same for the blockcfg client (no hello)", r.returncode != 0 and "no reply within" in r.stderr, (r.returncode, r.stderr))
+    silent.close()
     standin.close()
     r = run(*legacy, "list", *conn)
     check("no proxy listening: a clear error", r.returncode == 1 and "cannot connect" in r.stderr, (r.returncode, r.stderr))
