@@ -103,9 +103,7 @@ std::string tlstunnel_key(const BlockArgs& a) {
         if (const char* e = std::getenv("FLEETCONF_BLOCK_KEY_FILE")) kf = e;
     if (kf.empty()) throw std::runtime_error("no key: give --key-file FILE (the proxy's --key, as raw bytes; one trailing newline ignored)");
     std::string key;
-    if (auto err = common::read_secret_file(kf, 4096, key)) throw std::runtime_error(*err);
-    if (!key.empty() && key.back() == '\n') key.pop_back();
-    if (key.empty()) throw std::runtime_error(kf + ": empty key");
+    if (auto err = common::read_secret_line(kf, key, common::Trim::one_newline)) throw std::runtime_error(*err);
     return key;
 }
 

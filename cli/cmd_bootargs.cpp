@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -22,6 +23,7 @@ struct BootargsArgs {
     std::string token_file;
     std::string ssh_key_file;
     std::string data_dir;
+    std::string mode;
     bool json = false;
 };
 
@@ -45,11 +47,10 @@ int run(const BootargsArgs& a) {
     if (!a.data_dir.empty()) effective.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
     if (!a.token_file.empty()) {
         std::string text;
-        if (auto err = common::read_secret_file(a.token_file, 4096, text)) {
+        if (auto err = common::read_secret_line(a.token_file, text)) {
             print_error(*err);
             return kExitInvalid;
         }
-        while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
         git.token = text;
     } else if (const char* env = std::getenv("FLEETCONF_GIT_TOKEN"); env && *env) {
         git.token = env;
@@ -67,11 +68,10 @@ int run(const BootargsArgs& a) {
         }
         if (!a.ssh_key_file.empty()) {
             std::string text;
-            if (auto err = common::read_secret_file(a.ssh_key_file, 4096, text)) {
+            if (auto err = common::read_secret_line(a.ssh_key_file, text)) {
                 print_error(*err);
                 return kExitInvalid;
             }
-            while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
             if (text.rfind("--ssh-key=ed25519:", 0) == 0) text.erase(0, 18);
             if (text.rfind("ed25519:", 0) == 0) text.erase(0, 8);
             git.ssh_seed = text;
@@ -89,14 +89,37 @@ int run(const BootargsArgs& a) {
             }
         }
     }
-    const auto args = common::boot_args(site, *u, a.tap.empty() ? common::default_tap_name(u->name) : a.tap, git);
+    const auto modes = common::boot_modes(site, *u);
+    auto mode = modes.front();
+    if (!a.mode.empty()) {
+        const auto m = common::parse_boot_mode(a.mode);
+        if (!m || std::find(modes.begin(), modes.end(), *m) == modes.end()) {
+            std::string valid;
+            for (auto x : modes) valid += (valid.empty() ? "" : ", ") + std::string(common::to_string(x));
+            print_error("unikernel " + u->name + " cannot boot in mode \"" + a.mode + "\"; its modes: " + valid +
+                        (u->dhcp ? "" : " (it does not use DHCP)"));
+            return kExitInvalid;
+        }
+        mode = *m;
+    }
+    const std::string tap = a.tap.empty() ? common::default_tap_name(u->name) : a.tap;
+    const auto args = common::boot_args(site, *u, tap, git, mode);
     if (a.json) {
-        std::cout << nlohmann::json{{"name", u->name}, {"tender", args.tender}, {"unikernel", args.unikernel}, {"notes", args.notes}}.dump(2)
+        nlohmann::json all = nlohmann::json::object();
+        for (auto m : modes) all[common::to_string(m)] = common::boot_args(site, *u, tap, git, m).unikernel;
+        std::cout << nlohmann::json{{"name", u->name}, {"mode", common::to_string(mode)}, {"tender", args.tender},
+                                    {"unikernel", args.unikernel}, {"notes", args.notes}, {"modes", all}}.dump(2)
                   << "\n";
         return kExitOk;
     }
-    std::cout << "# " << u->name << ": solo5-hvt " << join(args.tender) << " " << u->name << ".hvt " << join(args.unikernel) << "\n";
+    std::cout << "# " << u->name << " (mode " << common::to_string(mode) << "): solo5-hvt " << join(args.tender) << " " << u->name
+              << ".hvt " << join(args.unikernel) << "\n";
     for (const auto& n : args.notes) std::cout << "# " << n << "\n";
+    for (auto m : modes)
+        if (m != mode) {
+            const auto other = common::boot_args(site, *u, tap, git, m).unikernel;
+            std::cout << "# mode " << common::to_string(m) << ": " << (other.empty() ? "(no arguments)" : join(other)) << "\n";
+        }
     std::cout << join(args.unikernel) << "\n";
     return kExitOk;
 }
@@ -118,7 +141,12 @@ void add_bootargs_command(CLI::App& app, Action& action) {
     c->add_option("--ssh-key-file", a->ssh_key_file, "File holding the unikernel's SSH key seed (as printed by `fleetconf git keygen NAME`)")
         ->check(CLI::ExistingFile);
     c->add_option("--data-dir", a->data_dir, "Override services.data_dir (where the TLS certificate and SSH keys are read from)");
-    c->add_flag("--json", a->json, "Machine-readable output: {name, tender[], unikernel[], notes[]}");
+    c->add_option("--mode", a->mode,
+                  "How the unikernel learns its settings: static (no DHCP), dhcp (address from DHCP, the rest on the command "
+                  "line: today's MirageOS), dhcp-config (built to read DHCP options 7, 125 and the configuration URI: only "
+                  "the credential and trust anchors remain). Default: static or dhcp; the other modes are listed as comments")
+        ->check(CLI::IsMember({"static", "dhcp", "dhcp-config"}));
+    c->add_flag("--json", a->json, "Machine-readable output: {name, mode, tender[], unikernel[], notes[], modes: {MODE: [args]}}");
     c->callback([&action, a] { action = [a] { return run(*a); }; });
 }
 

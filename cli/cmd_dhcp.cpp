@@ -6,6 +6,7 @@
 #include "fleetconf/common/http.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
+#include "fleetconf/common/status.hpp"
 #include "fleetconf/dhcp/service.hpp"
 
 #include <asio/connect.hpp>
@@ -62,13 +63,22 @@ int serve(const DhcpArgs& a) {
     o.client_port = site.services.dhcp.client_port;
     o.durable = !a.no_sync;
     if (!a.lease_file.empty()) o.lease_file = a.lease_file;
-    o.metrics = site.services.dhcp.metrics;
     o.site_file = std::filesystem::absolute(a.site);
     dhcp::Service svc(rt.io(), site, o, log);
     svc.set_reload_hook([&] { svc.reload(load(a)); });
     svc.start();
+    common::StatusRegistry status;
+    status.add(svc.status_source());
+    std::optional<common::StatusServer> status_server;
+    if (site.services.status) {
+        status_server.emplace(rt.io(), *site.services.status, status, common::log::get("status"));
+        status_server->start();
+    }
     if (a.no_sync) log->warn("--no-sync: leases are NOT synced before replies; a crash can lose acknowledged leases");
-    rt.on_stop([&] { svc.stop(); });
+    rt.on_stop([&] {
+        if (status_server) status_server->stop();
+        svc.stop();
+    });
     rt.on_reload([&] {
         try {
             svc.reload(load(a));
@@ -219,11 +229,10 @@ int ctl(const DhcpArgs& a) {
     if (!a.connect.empty()) {
         std::string password;
         if (!a.password_file.empty()) {
-            if (auto err = common::read_secret_file(a.password_file, 4096, password)) {
+            if (auto err = common::read_secret_line(a.password_file, password)) {
                 print_error(*err);
                 return kExitInvalid;
             }
-            while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
         } else if (const char* env = std::getenv("FLEETCONF_DHCP_PASSWORD")) {
             password = env;
         } else {

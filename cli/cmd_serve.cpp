@@ -6,6 +6,7 @@
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/site.hpp"
+#include "fleetconf/common/status.hpp"
 #include "fleetconf/dhcp/service.hpp"
 #include "fleetconf/dhcp/wire.hpp"
 #include "fleetconf/gitconf/service.hpp"
@@ -91,7 +92,6 @@ int run(const ServeArgs& a) {
             dhcp::ServiceOptions o;
             o.server_port = site.services.dhcp.server_port;
             o.client_port = site.services.dhcp.client_port;
-            o.metrics = site.services.dhcp.metrics;
             o.site_file = std::filesystem::absolute(a.site);
             dhcp_service = std::make_unique<dhcp::Service>(rt.io(), site, o, common::log::get("dhcp"));
             dhcp_service->set_reload_hook([&] { rt.request_reload(); });
@@ -153,11 +153,29 @@ int run(const ServeArgs& a) {
         };
         sweep();
     }
+    // One operator endpoint for all of them: GET /health and GET /metrics (services.status).
+    common::StatusRegistry status;
+    if (dhcp_service) status.add(dhcp_service->status_source());
+    if (git_service) status.add(git_service->status_source());
+    if (block) status.add(block->status_source());
+    if (route_sync) status.add(route_sync->status_source());
+    std::unique_ptr<common::StatusServer> status_server;
+    if (site.services.status && !status.empty()) {
+        try {
+            status_server = std::make_unique<common::StatusServer>(rt.io(), *site.services.status, status, common::log::get("status"));
+            status_server->start();
+        } catch (const std::exception& e) {
+            print_error(std::string(e.what()));
+            return kExitFailure;
+        }
+    }
     log->info("{} service(s) running; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
     rt.on_reload([&] {
         try {
             auto fresh = load(a);
+            if (fresh.services.status != site.services.status)
+                log->warn("services.status changed: the status endpoint moves at the next restart");
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
             if (dhcp_service) dhcp_service->reload(site);
@@ -175,6 +193,7 @@ int run(const ServeArgs& a) {
     });
     rt.on_stop([&] {
         log->info("stopping");
+        if (status_server) status_server->stop();
         sweep_timer.cancel();
         if (dhcp_service) dhcp_service->set_lease_hook({});
         if (route_sync) route_sync->wait_idle(std::chrono::seconds(3));

@@ -69,7 +69,7 @@ def start(name):
     if name.startswith("fleetconf"):
         site = {"networks": [{"name": IF_S, "subnet": "10.99.0.0/16", "gateway": "10.99.0.1", "dns": ["10.99.0.1"],
                               "pools": [f"{POOL[0]}-{POOL[1]}"], "lease_time": 3600}],
-                "services": {"data_dir": d, "dhcp": {"metrics": "off"}}}
+                "services": {"data_dir": d, "status": "off"}}
         json.dump(site, open(f"{d}/site.json", "w"))
         cmd = [FC, "--log-level", "warn", "dhcp", "serve", f"{d}/site.json"] + (["--no-sync"] if name.endswith("nosync") else [])
     elif name.startswith("kea"):

@@ -49,9 +49,7 @@ RouteTarget make_route_target(const LeaseRoutes& r, const std::function<ConfigSe
         }
         case LeaseRoutes::Kind::tlstunnel: {
             std::string key;
-            if (auto err = common::read_secret_file(r.key_file, 4096, key)) throw std::runtime_error(*err);
-            if (!key.empty() && key.back() == '\n') key.pop_back();
-            if (key.empty()) throw std::runtime_error(r.key_file.string() + ": empty key");
+            if (auto err = common::read_secret_line(r.key_file, key, common::Trim::one_newline)) throw std::runtime_error(*err);
             t.tlstunnel_key = std::move(key);
             break;
         }
@@ -135,7 +133,30 @@ bool RouteSync::wait_idle(std::chrono::milliseconds timeout) {
 
 RouteSync::Counters RouteSync::counters() const {
     std::lock_guard lk(mu_);
-    return counters_;
+    auto c = counters_;
+    c.pending = wishes_.size() + (busy_ ? 1 : 0);
+    c.retrying = static_cast<std::size_t>(std::count_if(wishes_.begin(), wishes_.end(), [](const auto& w) { return w.second.attempts > 0; }));
+    return c;
+}
+
+common::StatusSource RouteSync::status_source() const {
+    auto metrics = [this] {
+        const auto c = counters();
+        return "# HELP fleetconf_routes_changes_total Lease-driven route changes by outcome\n"
+               "# TYPE fleetconf_routes_changes_total counter\n"
+               "fleetconf_routes_changes_total{result=\"applied\"} " + std::to_string(c.applied) + "\n"
+               "fleetconf_routes_changes_total{result=\"unchanged\"} " + std::to_string(c.unchanged) + "\n"
+               "fleetconf_routes_changes_total{result=\"failed\"} " + std::to_string(c.failed) + "\n"
+               "# HELP fleetconf_routes_pending Hosts whose route change is not applied yet\n"
+               "# TYPE fleetconf_routes_pending gauge\nfleetconf_routes_pending " + std::to_string(c.pending) + "\n";
+    };
+    auto health = [this]() -> common::Health {
+        const auto c = counters();
+        if (c.retrying > 0)
+            return {false, std::to_string(c.retrying) + " host(s) waiting to retry a failed change on " + target_.describe()};
+        return {true, "to " + target_.describe() + "; " + std::to_string(c.applied) + " changes applied, " + std::to_string(c.pending) + " pending"};
+    };
+    return {"routes", metrics, health};
 }
 
 void RouteSync::run() {

@@ -87,6 +87,11 @@ Outcome ConfigService::change(ChangeRequest req, std::string who) {
     return *result;
 }
 
+ConfigService::Stats ConfigService::stats() const {
+    std::lock_guard lock(view_mutex_);
+    return stats_;
+}
+
 void ConfigService::writer() {
     constexpr std::size_t kMaxBatch = 256;
     while (true) {
@@ -156,6 +161,11 @@ void ConfigService::writer() {
                 info = store_.current();
             }
             if (ec) {
+                {
+                    std::lock_guard lock(view_mutex_);
+                    ++stats_.commit_failures;
+                    stats_.last_error = ec.message();
+                }
                 log_->error("{}: commit of {} change(s) failed: {}; the configuration stays at generation {}", name_,
                             std::count(accepted.begin(), accepted.end(), true), ec.message(), gen);
                 for (std::size_t i = 0; i < batch.size(); ++i)
@@ -168,6 +178,9 @@ void ConfigService::writer() {
                 {
                     std::lock_guard lock(view_mutex_);
                     view_ = {std::make_shared<const Config>(std::move(work)), info};
+                    ++stats_.commits;
+                    stats_.applied += static_cast<std::uint64_t>(std::count(accepted.begin(), accepted.end(), true));
+                    stats_.last_error.clear();
                 }
                 for (std::size_t i = 0; i < batch.size(); ++i)
                     if (accepted[i]) {
@@ -176,6 +189,10 @@ void ConfigService::writer() {
                                    info.generation);
                     }
             }
+        }
+        {
+            std::lock_guard lock(view_mutex_);
+            for (const auto& o : outcomes) stats_.refused += o.ec ? 1 : 0;
         }
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (!accepted[i] && outcomes[i].ec)
@@ -223,6 +240,7 @@ struct Server::Impl {
     tcp::acceptor acceptor;
     std::list<std::weak_ptr<tcp::socket>> sockets;
     std::size_t connections = 0;
+    std::uint64_t requests = 0, auth_failures = 0;
     struct Failures {
         int count = 0;
         std::chrono::steady_clock::time_point window_start, blocked_until;
@@ -247,6 +265,7 @@ struct Server::Impl {
             f.count = 0;
         }
         ++f.count;
+        ++auth_failures;
         log->warn("control {}: authentication failed: {} ({} in the last {} s)", peer, why, f.count, opts.failure_window.count());
         if (f.count >= opts.max_auth_failures) {
             f.blocked_until = now + opts.block_time;
@@ -270,6 +289,11 @@ Server::~Server() = default;
 void Server::set_keys(protocol::KeyRing keys) { impl_->keys = std::move(keys); }
 
 std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+Server::Stats Server::stats() const {
+    const auto& i = *impl_;
+    return {i.requests, i.auth_failures, i.connections, !i.stopped && i.acceptor.is_open()};
+}
 
 void Server::start() {
     auto& a = impl_->acceptor;
@@ -386,6 +410,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, s
                 co_return;
             }
             key_id = v.key->id;
+            ++requests;
             // Wait for the answer (changes are answered by the writer thread once durable).
             struct Wait {
                 asio::steady_timer t;

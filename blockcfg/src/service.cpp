@@ -58,4 +58,58 @@ SiteService::SiteService(asio::io_context& io, const common::Site& site, std::sh
     server_ = std::make_unique<Server>(io, std::move(by_name), load_key_file(kf), opts, log);
 }
 
+std::string SiteService::prometheus() const {
+    std::string out;
+    struct Family {
+        const char* name;
+        const char* help;
+        const char* type;
+        std::string lines;
+    };
+    Family fam[] = {
+        {"fleetconf_block_generation", "Current configuration generation", "gauge", {}},
+        {"fleetconf_block_routes", "Routes in the current configuration (the default route included)", "gauge", {}},
+        {"fleetconf_block_payload_bytes", "Size of the current configuration", "gauge", {}},
+        {"fleetconf_block_payload_max_bytes", "Largest configuration a slot holds", "gauge", {}},
+        {"fleetconf_block_commits_total", "Generations written", "counter", {}},
+        {"fleetconf_block_commit_failures_total", "Commits the device failed to store", "counter", {}},
+        {"fleetconf_block_changes_total", "Changes by outcome", "counter", {}},
+    };
+    for (const auto& d : devices_) {
+        const auto snap = d->snapshot();
+        const auto st = d->stats();
+        const std::string l = "{device=\"" + d->name() + "\"}";
+        fam[0].lines += fam[0].name + l + " " + std::to_string(snap.gen.generation) + "\n";
+        fam[1].lines += fam[1].name + l + " " + std::to_string(snap.config->routes.size() + (snap.config->default_route ? 1 : 0)) + "\n";
+        fam[2].lines += fam[2].name + l + " " + std::to_string(snap.gen.length) + "\n";
+        fam[3].lines += fam[3].name + l + " " + std::to_string(d->geometry().max_payload()) + "\n";
+        fam[4].lines += fam[4].name + l + " " + std::to_string(st.commits) + "\n";
+        fam[5].lines += fam[5].name + l + " " + std::to_string(st.commit_failures) + "\n";
+        fam[6].lines += std::string(fam[6].name) + "{device=\"" + d->name() + "\",result=\"applied\"} " + std::to_string(st.applied) + "\n";
+        fam[6].lines += std::string(fam[6].name) + "{device=\"" + d->name() + "\",result=\"refused\"} " + std::to_string(st.refused) + "\n";
+    }
+    for (const auto& f : fam) out += std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.type + "\n" + f.lines;
+    const auto s = server_->stats();
+    out += "# HELP fleetconf_block_requests_total Authenticated control requests answered\n# TYPE fleetconf_block_requests_total counter\n"
+           "fleetconf_block_requests_total " + std::to_string(s.requests) + "\n";
+    out += "# HELP fleetconf_block_auth_failures_total Control frames that failed authentication\n"
+           "# TYPE fleetconf_block_auth_failures_total counter\nfleetconf_block_auth_failures_total " + std::to_string(s.auth_failures) + "\n";
+    out += "# HELP fleetconf_block_connections Open control connections\n# TYPE fleetconf_block_connections gauge\n"
+           "fleetconf_block_connections " + std::to_string(s.connections) + "\n";
+    return out;
+}
+
+common::Health SiteService::health() const {
+    if (!server_->stats().listening) return {false, "control socket not listening"};
+    std::string failing;
+    for (const auto& d : devices_)
+        if (auto st = d->stats(); !st.last_error.empty()) failing += (failing.empty() ? "" : "; ") + d->name() + ": last commit failed: " + st.last_error;
+    if (!failing.empty()) return {false, failing};
+    return {true, std::to_string(devices_.size()) + " device(s); control socket on port " + std::to_string(server_->port())};
+}
+
+common::StatusSource SiteService::status_source() const {
+    return {"block", [this] { return prometheus(); }, [this] { return health(); }};
+}
+
 }  // namespace fleetconf::blockcfg

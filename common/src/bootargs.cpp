@@ -8,20 +8,19 @@ std::string default_tap_name(std::string_view unikernel) {
     return t;
 }
 
-std::string git_remote(const Site& site, const Unikernel& u, std::string_view token, bool ssh) {
+namespace {
+// The repository's URI over the preferred listener: https, http (both with `userinfo` before the host when
+// not empty) or git:// (no credentials). Empty when no listener serves it.
+std::string remote_uri(const Site& site, const Unikernel& u, const std::string& userinfo) {
     const auto& g = site.services.git;
     if (!g.enabled || !u.git.enabled) return {};
-    if (ssh && g.ssh) {
-        std::string host = g.public_host.empty() ? g.ssh->host_string() : g.public_host;
-        return "git@" + host + ":" + u.name + ".git" + (u.git.branch != "main" ? "#" + u.git.branch : "");
-    }
     auto host_of = [&](const Endpoint& e, std::uint16_t default_port) {
         std::string h = g.public_host.empty() ? e.host_string() : g.public_host;
         if (h.find(':') != std::string::npos) h = "[" + h + "]";
         if (e.port != default_port) h += ":" + std::to_string(e.port);
         return h;
     };
-    const std::string cred = u.name + ":" + (token.empty() ? std::string("TOKEN") : std::string(token)) + "@";
+    const std::string cred = userinfo.empty() ? "" : userinfo + "@";
     std::string uri;
     if (g.https) uri = "https://" + cred + host_of(*g.https, 443) + "/" + u.name + ".git";
     else if (g.http) uri = "http://" + cred + host_of(*g.http, 80) + "/" + u.name + ".git";
@@ -30,8 +29,77 @@ std::string git_remote(const Site& site, const Unikernel& u, std::string_view to
     if (u.git.branch != "main") uri += "#" + u.git.branch;
     return uri;
 }
+}  // namespace
 
-BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git) {
+std::string git_remote(const Site& site, const Unikernel& u, std::string_view token, bool ssh) {
+    const auto& g = site.services.git;
+    if (!g.enabled || !u.git.enabled) return {};
+    if (ssh && g.ssh) {
+        std::string host = g.public_host.empty() ? g.ssh->host_string() : g.public_host;
+        return "git@" + host + ":" + u.name + ".git" + (u.git.branch != "main" ? "#" + u.git.branch : "");
+    }
+    return remote_uri(site, u, u.name + ":" + (token.empty() ? std::string("TOKEN") : std::string(token)));
+}
+
+std::string dhcp_config_uri(const Site& site, const Unikernel& u) {
+    if (!u.config_uri.empty()) return u.config_uri;
+    return remote_uri(site, u, u.name);
+}
+
+const char* to_string(BootMode m) {
+    switch (m) {
+        case BootMode::static_address: return "static";
+        case BootMode::dhcp: return "dhcp";
+        case BootMode::dhcp_config: return "dhcp-config";
+    }
+    return "?";
+}
+
+std::optional<BootMode> parse_boot_mode(std::string_view s) {
+    for (auto m : {BootMode::static_address, BootMode::dhcp, BootMode::dhcp_config})
+        if (s == to_string(m)) return m;
+    return std::nullopt;
+}
+
+std::vector<BootMode> boot_modes(const Site& site, const Unikernel& u) {
+    if (!u.dhcp) return {BootMode::static_address};
+    std::vector<BootMode> modes{BootMode::dhcp};
+    if (site.services.dhcp.enabled && !dhcp_config_uri(site, u).empty()) modes.push_back(BootMode::dhcp_config);
+    return modes;
+}
+
+namespace {
+// dhcp-config: the address, the sinks and the configuration URI come from DHCP; what a DHCP reply must not
+// carry stays on the command line: the credential, and the trust anchors (a DHCP reply is not authenticated).
+void dhcp_config_args(const Site& site, const Unikernel& u, const GitBootInfo& git, BootArgs& a) {
+    const auto uri = dhcp_config_uri(site, u);
+    a.notes.push_back(u.address ? "address " + u.address->to_string() + " reserved in DHCP" : "address from the DHCP pool");
+    const SiteOptions o = site.effective_options(u);
+    if (o.syslog || o.monitoring)
+        a.notes.push_back("syslog and monitoring sinks from DHCP options 7 and 125 (the unikernel asks for them)");
+    a.notes.push_back("configuration URI " + uri + " from DHCP option " + std::to_string(site.services.dhcp.config_uri_option));
+    // A repository on this site's git host needs its token (and, over HTTPS, its certificate pinned); a
+    // config_uri pointing elsewhere has a credential this site does not know.
+    const bool ours = !remote_uri(site, u, "").empty();
+    if ((uri.rfind("http://", 0) == 0 || uri.rfind("https://", 0) == 0) && !ours) {
+        a.notes.push_back("the configuration URI is not a repository of this site: its credential, if any, is not known here");
+    } else if (uri.rfind("http://", 0) == 0 || uri.rfind("https://", 0) == 0) {
+        a.unikernel.push_back("--git-token=" + (git.token.empty() ? std::string("TOKEN") : git.token));
+        if (git.token.empty())
+            a.notes.push_back("TOKEN: the unikernel's git credential; `fleetconf git token " + u.name +
+                              "` issues one (only its hash is kept), --git-token-file fills it in here");
+        if (uri.rfind("https://", 0) == 0) {
+            if (!git.tls_authenticator.empty()) a.unikernel.push_back("--tls-authenticator=" + git.tls_authenticator);
+            else a.notes.push_back("--tls-authenticator: the certificate is made when the git service first starts; run bootargs again then");
+        }
+    } else if (uri.rfind("git@", 0) == 0 || uri.rfind("ssh://", 0) == 0) {
+        a.unikernel.push_back("--ssh-key=ed25519:" + (git.ssh_seed.empty() ? std::string("SEED") : git.ssh_seed));
+        if (!git.ssh_authenticator.empty()) a.unikernel.push_back("--ssh-authenticator=" + git.ssh_authenticator);
+    }
+}
+}  // namespace
+
+BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git, BootMode mode) {
     BootArgs a;
     const Network* net = site.network(u.network);
     a.tender.push_back(std::string("--net:") + kNetDevice + "=" + std::string(tap_name));
@@ -41,6 +109,11 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
     if (u.block) {
         a.tender.push_back(std::string("--block:") + kBlockDevice + "=" + u.block->device.string());
         a.notes.push_back("block device " + u.block->device.string() + " (" + std::to_string(u.block->sector_size) + "-byte sectors)");
+    }
+    if (mode == BootMode::dhcp_config) {
+        dhcp_config_args(site, u, git, a);
+        for (const auto& x : u.boot_args) a.unikernel.push_back(x);
+        return a;
     }
     if (!u.dhcp && u.address && net) {
         a.unikernel.push_back("--ipv4=" + u.address->to_string() + "/" + std::to_string(net->subnet.length()));

@@ -87,6 +87,17 @@ std::optional<std::string> read_secret_file(const std::filesystem::path& p, std:
     return read_file_limited(p, limit, out);
 }
 
+std::optional<std::string> read_secret_line(const std::filesystem::path& p, std::string& out, Trim trim, std::size_t limit) {
+    if (auto err = read_secret_file(p, limit, out)) return err;
+    if (trim == Trim::one_newline) {
+        if (!out.empty() && out.back() == '\n') out.pop_back();
+    } else {
+        while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
+    }
+    if (out.empty()) return p.string() + ": empty secret";
+    return std::nullopt;
+}
+
 void ensure_directory(const std::filesystem::path& p, unsigned mode) {
     std::error_code ec;
     if (std::filesystem::is_directory(p, ec)) return;

@@ -462,11 +462,18 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
     // ---- services first: data_dir is the default home of several paths below ----
     site.services.data_dir = "/var/lib/fleetconf";
     json services = doc.value("services", json::object());
-    if (c.object(services, "/services", {"data_dir", "dhcp", "git", "block"})) {
+    if (c.object(services, "/services", {"data_dir", "status", "dhcp", "git", "block"})) {
         if (auto d = c.string(services, "/services", "data_dir")) {
             if (d->empty()) c.error("/services/data_dir", "must not be empty");
             else site.services.data_dir = resolve(base_dir, *d);
         }
+        if (auto m = c.string(services, "/services", "status")) {
+            if (*m == "off") site.services.status.reset();
+            else if (auto e = Endpoint::parse(*m)) site.services.status = *e;
+            else c.error("/services/status", "\"" + *m + "\" is not an address with :port, or \"off\"");
+        }
+        if (services.contains("dhcp") && services["dhcp"].is_object() && services["dhcp"].contains("metrics"))
+            c.error("/services/dhcp/metrics", "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
         if (services.contains("dhcp")) {
             const auto& j = services["dhcp"];
             auto& s = site.services.dhcp;
@@ -508,11 +515,6 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                         lr.remove_on_release = c.boolean(r, rp, "remove_on_release").value_or(true);
                         s.routes = lr;
                     }
-                }
-                if (auto m = c.string(j, "/services/dhcp", "metrics")) {
-                    if (*m == "off") s.metrics.reset();
-                    else if (auto e = Endpoint::parse(*m)) s.metrics = *e;
-                    else c.error("/services/dhcp/metrics", "\"" + *m + "\" is not an address with :port, or \"off\"");
                 }
                 if (auto m = c.string(j, "/services/dhcp", "control_http"); m && *m != "off") {
                     if (auto e = Endpoint::parse(*m)) s.control_http = *e;

@@ -1,5 +1,6 @@
-// The DHCP control channel (Kea-compatible command names and reply shapes) on a unix socket, and the
-// statistics in Prometheus text format on an HTTP endpoint. HTTP is parsed by nodejs http-parser.
+// The DHCP control channel (Kea-compatible command names and reply shapes) on a unix socket and, as
+// kea-ctrl-agent serves it, over HTTP; the statistics in Prometheus text format and the service's health
+// for the process's status endpoint (common/status.hpp).
 #include "service_impl.hpp"
 
 #include "fleetconf/common/crypto.hpp"
@@ -13,12 +14,10 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-#include <http_parser.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <climits>
 #include <ctime>
 
 namespace fleetconf::dhcp {
@@ -232,6 +231,8 @@ std::string Service::prometheus() const {
     metric("naks_sent_total", "DHCPNAK replies", "counter", "", im.stats.sent_by_type[6]);
     metric("declines_received_total", "DHCPDECLINE messages", "counter", "", im.stats.declines);
     metric("journal_syncs_total", "Lease journal fdatasync calls", "counter", "", im.stats.journal_syncs);
+    metric("journal_failures_total", "Lease journal writes that failed (their replies were withheld)", "counter", "",
+           im.stats.journal_failures);
     static const char* names[] = {"", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"};
     out += "# HELP fleetconf_dhcp_messages_total DHCP messages by type and direction\n# TYPE fleetconf_dhcp_messages_total counter\n";
     for (int t = 1; t <= 8; ++t) {
@@ -253,6 +254,20 @@ std::string Service::prometheus() const {
         assigned += "fleetconf_dhcp_leases_active{network=\"" + n.name + "\"} " + std::to_string(active) + "\n";
     }
     return out + assigned;
+}
+
+common::Health Service::health() const {
+    const auto& im = *impl_;
+    if (im.stopped) return {false, "stopped"};
+    if (im.sockets.empty()) return {false, "not listening on any interface"};
+    if (!im.journal_error.empty()) return {false, "lease journal: " + im.journal_error + " (replies withheld)"};
+    std::string ifs;
+    for (const auto& s : im.sockets) ifs += (ifs.empty() ? "" : ", ") + s->ifname;
+    return {true, "listening on " + ifs + "; " + std::to_string(im.store->all().size()) + " leases in the journal"};
+}
+
+common::StatusSource Service::status_source() const {
+    return {"dhcp", [this] { return prometheus(); }, [this] { return health(); }};
 }
 
 void Service::Impl::start_control() {
@@ -331,18 +346,10 @@ asio::ip::tcp::acceptor listen_tcp(asio::io_context& io, const common::Endpoint&
 
 }  // namespace
 
-void Service::Impl::start_metrics() {
-    if (!opts.metrics) return;
-    metrics = std::make_unique<asio::ip::tcp::acceptor>(listen_tcp(io, *opts.metrics));
-    log->info("metrics on http://{}/metrics", opts.metrics->to_string());
-    asio::co_spawn(io, http_loop(*metrics, HttpRole::metrics), common::log_exception(log, "metrics"));
-}
-
 void Service::Impl::start_control_http() {
     if (!opts.control_http) return;
     std::string text;
-    if (auto err = common::read_secret_file(opts.control_key_file, 4096, text)) throw std::runtime_error("control_key_file: " + *err);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+    if (auto err = common::read_secret_line(opts.control_key_file, text)) throw std::runtime_error("control_key_file: " + *err);
     if (text.size() < 16)
         throw std::runtime_error(opts.control_key_file.string() + ": the control password must have at least 16 characters "
                                  "(make one: head -c 24 /dev/urandom | base64)");
@@ -351,138 +358,57 @@ void Service::Impl::start_control_http() {
     log->info("control channel on http://{}/ (Basic authentication)", opts.control_http->to_string());
     if (!control_http->local_endpoint().address().is_loopback())
         log->warn("control channel on a non-loopback address: plain HTTP, the password crosses the network in clear");
-    asio::co_spawn(io, http_loop(*control_http, HttpRole::control), common::log_exception(log, "control channel (HTTP)"));
+    asio::co_spawn(io, http_loop(*control_http), common::log_exception(log, "control channel (HTTP)"));
 }
 
-asio::awaitable<void> Service::Impl::http_loop(asio::ip::tcp::acceptor& acc, HttpRole role) {
+asio::awaitable<void> Service::Impl::http_loop(asio::ip::tcp::acceptor& acc) {
     while (!stopped) {
         auto [ec, s] = co_await acc.async_accept(use_tuple);
         if (ec) co_return;
-        asio::co_spawn(io, http_session(std::move(s), role), common::log_exception(log, "HTTP session", spdlog::level::warn));
+        asio::co_spawn(io, http_session(std::move(s)), common::log_exception(log, "HTTP session", spdlog::level::warn));
     }
 }
 
 namespace {
 
-constexpr std::size_t kMaxHttpHeaderBytes = 16384;
-
-// One HTTP request, as far as these endpoints need it.
-struct HttpRequest {
-    std::string url, field, value, authorization, body;
-    bool in_value = false, complete = false, too_large = false;
-    std::size_t header_bytes = 0, max_body = 0;
-
-    void end_header() {
-        std::string name = field;
-        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (name == "authorization") authorization = value;
-        field.clear();
-        value.clear();
-        in_value = false;
-    }
-};
-
-HttpRequest* req_of(http_parser* p) { return static_cast<HttpRequest*>(p->data); }
-
-const http_parser_settings& http_settings() {
-    static const http_parser_settings s = [] {
-        http_parser_settings st{};
-        st.on_url = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            if (r->url.size() + len > 2048) return (r->too_large = true), 1;
-            r->url.append(at, len);
-            return 0;
-        };
-        st.on_header_field = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            if (r->in_value) r->end_header();
-            if ((r->header_bytes += len) > kMaxHttpHeaderBytes) return (r->too_large = true), 1;
-            r->field.append(at, len);
-            return 0;
-        };
-        st.on_header_value = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            r->in_value = true;
-            if ((r->header_bytes += len) > kMaxHttpHeaderBytes) return (r->too_large = true), 1;
-            r->value.append(at, len);
-            return 0;
-        };
-        st.on_headers_complete = [](http_parser* p) {
-            auto* r = req_of(p);
-            if (r->in_value || !r->field.empty()) r->end_header();
-            if (p->content_length != ULLONG_MAX && p->content_length > r->max_body) return (r->too_large = true), -1;
-            return 0;
-        };
-        st.on_body = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            if (r->body.size() + len > r->max_body) return (r->too_large = true), 1;
-            r->body.append(at, len);
-            return 0;
-        };
-        st.on_message_complete = [](http_parser* p) {
-            req_of(p)->complete = true;
-            return 0;
-        };
-        return st;
-    }();
-    return s;
-}
-
-std::string http_response(int status, std::string_view type, std::string_view body, bool challenge = false) {
-    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + common::http_reason(status) + "\r\nContent-Type: ";
-    out += type;
-    out += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-    if (challenge) out += "WWW-Authenticate: Basic realm=\"fleetconf dhcp\"\r\n";
-    out += "Connection: close\r\n\r\n";
-    out += body;
-    return out;
+std::string json_response(int status, std::string_view body, bool challenge = false) {
+    return common::http_response(status, "application/json", body, challenge ? "WWW-Authenticate: Basic realm=\"fleetconf dhcp\"\r\n" : "");
 }
 
 }  // namespace
 
-// Metrics: GET /metrics. Control (kea-ctrl-agent's shape): POST / with a JSON command, Basic
-// authentication; the reply is a JSON array holding the service's answer.
-asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s, HttpRole role) {
+// Control (kea-ctrl-agent's shape): POST / with a JSON command, Basic authentication; the reply is a JSON
+// array holding the service's answer.
+asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
     using namespace asio::experimental::awaitable_operators;
-    http_parser parser;
-    http_parser_init(&parser, HTTP_REQUEST);
-    HttpRequest req;
-    req.max_body = role == HttpRole::control ? kMaxCommandBytes : 0;
-    parser.data = &req;
+    common::HttpRequestReader reader(common::HttpLimits{.max_url = 2048, .max_header_bytes = 16384, .max_body = kMaxCommandBytes, .body_limit = {}});
     char buf[4096];
     asio::steady_timer deadline(io, kCommandTimeout);
     std::string out;
-    while (!req.complete) {
+    while (reader.state() == common::HttpRequestReader::State::reading) {
         auto r = co_await (s.async_read_some(asio::buffer(buf), use_tuple) || deadline.async_wait(use_tuple));
         if (r.index() == 1) co_return;  // timeout: close
         auto [ec, n] = std::get<0>(r);
         if (ec) co_return;
-        const auto used = http_parser_execute(&parser, &http_settings(), buf, n);
-        if (req.too_large) {
-            out = http_response(413, "application/json", R"({"result": 1, "text": "request too large"})");
-            break;
-        }
-        if (parser.http_errno != HPE_OK || used != n) {
-            out = http_response(400, "application/json", R"({"result": 1, "text": "malformed HTTP request"})");
-            break;
-        }
+        reader.feed(std::string_view(buf, n));
     }
-    if (out.empty() && role == HttpRole::metrics) {
-        if (parser.method != HTTP_GET) out = http_response(405, "text/plain", "GET only\n");
-        else if (req.url != "/metrics") out = http_response(404, "text/plain", "see /metrics\n");
-        else out = http_response(200, "text/plain; version=0.0.4; charset=utf-8", owner->prometheus());
-    } else if (out.empty()) {
+    const auto& req = reader.request();
+    if (reader.state() == common::HttpRequestReader::State::too_large) {
+        out = json_response(413, R"({"result": 1, "text": "request too large"})");
+    } else if (reader.state() != common::HttpRequestReader::State::complete) {
+        out = json_response(400, R"({"result": 1, "text": "malformed HTTP request"})");
+    } else {
         std::error_code pec;
         const auto peer = s.remote_endpoint(pec);
         const std::string from = pec ? std::string("?") : peer.address().to_string();
-        const auto cred = common::parse_basic_auth(req.authorization);
+        const auto cred = common::parse_basic_auth(req.header("authorization"));
         if (!cred || !common::constant_time_equal(common::as_bytes(cred->password), common::as_bytes(control_password))) {
             log->warn("control (HTTP from {}): {} credentials refused", from, cred ? "wrong" : "no");
-            out = http_response(401, "application/json", R"({"result": 401, "text": "Unauthorized"})", true);
-        } else if (parser.method != HTTP_POST) {
-            out = http_response(405, "application/json", R"({"result": 1, "text": "POST a JSON command"})");
+            out = json_response(401, R"({"result": 401, "text": "Unauthorized"})", true);
+        } else if (req.method != "POST") {
+            out = json_response(405, R"({"result": 1, "text": "POST a JSON command"})");
         } else if (req.url != "/") {
-            out = http_response(404, "application/json", R"({"result": 1, "text": "POST commands to /"})");
+            out = json_response(404, R"({"result": 1, "text": "POST commands to /"})");
         } else {
             auto request = json::parse(req.body, nullptr, false);
             json answer;
@@ -501,7 +427,7 @@ asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s, HttpR
                 log->info("control (HTTP from {}): {} -> result {}", from, request.is_object() ? request.value("command", "?") : "?",
                           answer.value("result", -1));
             }
-            out = http_response(200, "application/json", json::array({answer}).dump());
+            out = json_response(200, json::array({answer}).dump());
         }
     }
     co_await asio::async_write(s, asio::buffer(out), use_tuple);

@@ -62,7 +62,6 @@ void Service::reload(const common::Site& site) {
 void Service::start() {
     impl_->start_control();
     impl_->start_control_http();
-    impl_->start_metrics();
     for (const auto& n : impl_->cfg.networks) {
         auto s = std::make_unique<Impl::Socket>(Impl::Socket{n.interface, udp::socket(impl_->io)});
         auto& sock = s->sock;
@@ -96,7 +95,6 @@ void Service::stop() {
         impl_->control->close(ec);
         std::filesystem::remove(impl_->opts.control_socket, ec);
     }
-    if (impl_->metrics) impl_->metrics->close(ec);
     if (impl_->control_http) impl_->control_http->close(ec);
     impl_->store->sync();
 }
@@ -160,7 +158,13 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
             } else {
                 store->flush();  // offers, releases, declines: written now, durable with the next sync
             }
+            if (!journal_error.empty()) {
+                log->info("lease journal writable again");
+                journal_error.clear();
+            }
         } catch (const std::exception& e) {
+            ++stats.journal_failures;
+            journal_error = e.what();
             log->error("{}: lease journal: {}; {} replies withheld", s.ifname, e.what(), replies.size());
             continue;  // never promise a lease that is not on disk
         }

@@ -1,5 +1,7 @@
 #include "fleetconf/dhcp/server.hpp"
 
+#include "fleetconf/common/bootargs.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -470,9 +472,11 @@ Config make_config(const common::Site& site, const std::function<std::optional<I
             h.fixed = u.address;
             h.options = network_base_options(n);
             add_site_options(h.options, h.always_send, site.effective_options(u), n.monitoring_option);
-            if (!u.config_uri.empty()) {
-                h.options.push_back({site.services.dhcp.config_uri_option, Bytes(u.config_uri.begin(), u.config_uri.end())});
-                h.always_send.insert(site.services.dhcp.config_uri_option);
+            // The configuration URI: the site's config_uri (always sent), else the repository's URI without its
+            // secret (sent when asked for: a unikernel built to read it lists the code in option 55).
+            if (const auto uri = common::dhcp_config_uri(site, u); !uri.empty() && uri.size() <= 255) {
+                h.options.push_back({site.services.dhcp.config_uri_option, Bytes(uri.begin(), uri.end())});
+                if (!u.config_uri.empty()) h.always_send.insert(site.services.dhcp.config_uri_option);
             }
             nc.hosts.push_back(std::move(h));
         }

@@ -1,5 +1,5 @@
 // Private: the state of a running DHCP service, shared by the packet path (io.cpp) and the control
-// and metrics endpoints (control.cpp). Everything here runs on the one io_context thread.
+// endpoints (control.cpp). Everything here runs on the one io_context thread.
 #pragma once
 
 #include "fleetconf/dhcp/service.hpp"
@@ -27,6 +27,7 @@ struct Stats {
     std::array<std::uint64_t, 9> sent_by_type{};
     std::uint64_t declines = 0;
     std::uint64_t journal_syncs = 0;
+    std::uint64_t journal_failures = 0;
 };
 
 struct Service::Impl {
@@ -43,6 +44,7 @@ struct Service::Impl {
     std::vector<std::unique_ptr<Socket>> sockets;
     bool stopped = false;
     Stats stats;
+    std::string journal_error;  // the last lease-journal failure, until a write succeeds again
     std::function<void()> reload_hook;
     std::function<void(const LeaseEvent&)> lease_hook;
     void report(const LeaseEvent& e) {
@@ -55,18 +57,15 @@ struct Service::Impl {
     }
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     std::unique_ptr<asio::local::stream_protocol::acceptor> control;
-    std::unique_ptr<asio::ip::tcp::acceptor> metrics;
     std::unique_ptr<asio::ip::tcp::acceptor> control_http;
     std::string control_password;  // from control_key_file
-    enum class HttpRole { metrics, control };
 
     asio::awaitable<void> control_loop();
     asio::awaitable<void> control_session(asio::local::stream_protocol::socket s);
-    asio::awaitable<void> http_loop(asio::ip::tcp::acceptor& acc, HttpRole role);
-    asio::awaitable<void> http_session(asio::ip::tcp::socket s, HttpRole role);
+    asio::awaitable<void> http_loop(asio::ip::tcp::acceptor& acc);
+    asio::awaitable<void> http_session(asio::ip::tcp::socket s);
     void start_control();
     void start_control_http();
-    void start_metrics();
 
     Service* owner = nullptr;
     Impl(asio::io_context& i, ServiceOptions o, std::shared_ptr<spdlog::logger> l) : io(i), opts(std::move(o)), log(std::move(l)) {}

@@ -1,5 +1,5 @@
-// Smart HTTP (gitprotocol-http) over plain TCP or TLS: request parsing by nodejs http-parser, gzip
-// request bodies by zlib, then the same upload-pack core as git://. Stateless: one request, one round.
+// Smart HTTP (gitprotocol-http) over plain TCP or TLS: requests read by common::HttpRequestReader (nodejs
+// http-parser), gzip request bodies by zlib, then the same upload-pack core as git://. Stateless: one request, one round.
 #include "host.hpp"
 
 #include "fleetconf/common/http.hpp"
@@ -12,7 +12,6 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include <http_parser.h>
 #include <zlib.h>
 
 #include <map>
@@ -24,82 +23,8 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxUrl = 4096;
 constexpr std::size_t kMaxHeaderBytes = 32768;
 
-struct Request {
-    std::string method, url, field, value;
-    std::map<std::string, std::string> headers;  // lower-case names
-    std::string body;
-    bool in_value = false, complete = false, too_large = false;
-    std::size_t header_bytes = 0, max_body = 0, max_push_body = 0;
-    bool keep_alive = true;
-
-    void commit_header() {
-        if (!field.empty()) {
-            for (auto& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            auto& slot = headers[field];
-            slot = slot.empty() ? value : slot + ", " + value;
-        }
-        field.clear();
-        value.clear();
-        in_value = false;
-    }
-    [[nodiscard]] std::string header(const std::string& name) const {
-        auto it = headers.find(name);
-        return it == headers.end() ? std::string() : it->second;
-    }
-};
-
-Request* req_of(http_parser* p) { return static_cast<Request*>(p->data); }
-
-const http_parser_settings& settings() {
-    static const http_parser_settings s = [] {
-        http_parser_settings st{};
-        st.on_url = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            if (r->url.size() + len > kMaxUrl) return (r->too_large = true), 1;
-            r->url.append(at, len);
-            return 0;
-        };
-        st.on_header_field = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            if (r->in_value) r->commit_header();
-            r->header_bytes += len;
-            if (r->header_bytes > kMaxHeaderBytes) return (r->too_large = true), 1;
-            r->field.append(at, len);
-            return 0;
-        };
-        st.on_header_value = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            r->in_value = true;
-            r->header_bytes += len;
-            if (r->header_bytes > kMaxHeaderBytes) return (r->too_large = true), 1;
-            r->value.append(at, len);
-            return 0;
-        };
-        st.on_headers_complete = [](http_parser* p) {
-            auto* r = req_of(p);
-            r->commit_header();
-            r->method = http_method_str(static_cast<http_method>(p->method));
-            if (r->url.find("/git-receive-pack") != std::string::npos) r->max_body = r->max_push_body;
-            if (p->content_length != ULLONG_MAX && p->content_length > r->max_body) return (r->too_large = true), -1;
-            return 0;
-        };
-        st.on_body = [](http_parser* p, const char* at, std::size_t len) {
-            auto* r = req_of(p);
-            if (r->body.size() + len > r->max_body) return (r->too_large = true), 1;
-            r->body.append(at, len);
-            return 0;
-        };
-        st.on_message_complete = [](http_parser* p) {
-            auto* r = req_of(p);
-            r->complete = true;
-            r->keep_alive = http_should_keep_alive(p) != 0;
-            http_parser_pause(p, 1);  // one request at a time; pipelined bytes wait in the buffer
-            return 0;
-        };
-        return st;
-    }();
-    return s;
-}
+using common::HttpRequest;
+using Request = common::HttpRequest;
 
 // Inflates a gzip (or zlib) request body, at most `limit` bytes out.
 std::optional<std::string> inflate_body(const std::string& in, std::size_t limit) {
@@ -139,17 +64,12 @@ struct Response {
 };
 
 std::string serialize(const Response& r) {
-    std::string h = "HTTP/1.1 " + std::to_string(r.status) + " " + common::http_reason(r.status) + "\r\n";
-    h += "Server: ";
-    h += kAgent;
-    h += "\r\nContent-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\n";
+    std::string extra = "Server: ";
+    extra += kAgent;
     // git http-backend's no-cache headers: answers depend on the current refs.
-    h += "Expires: Fri, 01 Jan 1980 00:00:00 GMT\r\nPragma: no-cache\r\nCache-Control: no-cache, max-age=0, must-revalidate\r\n";
-    if (r.challenge) h += "WWW-Authenticate: Basic realm=\"fleetconf git\", charset=\"UTF-8\"\r\n";
-    if (r.close) h += "Connection: close\r\n";
-    h += "\r\n";
-    h += r.body;
-    return h;
+    extra += "\r\nExpires: Fri, 01 Jan 1980 00:00:00 GMT\r\nPragma: no-cache\r\nCache-Control: no-cache, max-age=0, must-revalidate\r\n";
+    if (r.challenge) extra += "WWW-Authenticate: Basic realm=\"fleetconf git\", charset=\"UTF-8\"\r\n";
+    return common::http_response(r.status, r.content_type, r.body, extra, r.close);
 }
 
 Response text(int status, std::string body) {
@@ -365,39 +285,26 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
 
 template <typename Stream>
 asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline, const std::string& peer, bool tls) {
-    http_parser parser;
-    http_parser_init(&parser, HTTP_REQUEST);
-    std::string in;
+    using State = common::HttpRequestReader::State;
+    const std::size_t push_body = (std::size_t{h.site.services.git.max_pack_mb} << 20) + (1u << 20);
+    const std::size_t max_body = h.opts.max_body;
+    common::HttpRequestReader reader(common::HttpLimits{
+        .max_url = kMaxUrl,
+        .max_header_bytes = kMaxHeaderBytes,
+        .max_body = max_body,
+        .body_limit = [=](const HttpRequest& r) { return r.url.find("/git-receive-pack") != std::string::npos ? push_body : max_body; }});
+    std::string in;  // bytes read but not parsed yet (a pipelined request waits here)
     std::array<char, 16384> buf;
     while (true) {
-        Request req;
-        req.max_body = h.opts.max_body;
-        req.max_push_body = (std::size_t{h.site.services.git.max_pack_mb} << 20) + (1u << 20);
-        parser.data = &req;
-        bool started = false;
-        while (!req.complete) {
+        while (reader.state() == State::reading) {
             if (!in.empty()) {
-                started = true;
-                const auto n = http_parser_execute(&parser, &settings(), in.data(), in.size());
-                const auto err = HTTP_PARSER_ERRNO(&parser);
-                if (err == HPE_PAUSED) {
-                    http_parser_pause(&parser, 0);
-                } else if (err != HPE_OK) {
-                    Response r = req.too_large ? text(413, "request too large") : text(400, std::string("bad HTTP request: ") + http_errno_description(err));
-                    r.close = true;
-                    ++h.protocol_errors;
-                    h.log->info("http {}: {}", peer, r.body.substr(0, r.body.size() - 1));
-                    const auto out = serialize(r);
-                    co_await asio::async_write(stream, asio::buffer(out), use_tuple);
-                    co_return;
-                }
-                in.erase(0, n);
-                if (req.complete) break;
+                in.erase(0, reader.feed(in));
+                if (reader.state() != State::reading) break;
             }
-            deadline.arm(started ? h.opts.read_timeout : h.opts.idle_timeout);
+            deadline.arm(reader.started() ? h.opts.read_timeout : h.opts.idle_timeout);
             auto [ec, n] = co_await stream.async_read_some(asio::buffer(buf), use_tuple);
             if (ec) {
-                if (deadline.expired() && started) {
+                if (deadline.expired() && reader.started()) {
                     ++h.timeouts;
                     h.log->info("http {}: request stalled; closed", peer);
                 }
@@ -405,14 +312,24 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
             }
             in.append(buf.data(), n);
         }
+        if (reader.state() != State::complete) {
+            Response r = reader.state() == State::too_large ? text(413, "request too large") : text(400, "bad HTTP request: " + reader.error());
+            r.close = true;
+            ++h.protocol_errors;
+            h.log->info("http {}: {}", peer, r.body.substr(0, r.body.size() - 1));
+            const auto out = serialize(r);
+            co_await asio::async_write(stream, asio::buffer(out), use_tuple);
+            co_return;
+        }
         deadline.disarm();
-        Response r = co_await handle(h, req, peer, tls);
-        if (!req.keep_alive || h.stopped) r.close = true;
+        Response r = co_await handle(h, reader.request(), peer, tls);
+        if (!reader.request().keep_alive || h.stopped) r.close = true;
         const auto out = serialize(r);
         deadline.arm(h.opts.read_timeout);
         auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
         h.bytes_sent += wn;
         if (wec || r.close) co_return;
+        reader.next();
     }
 }
 

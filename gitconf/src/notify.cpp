@@ -129,8 +129,7 @@ std::vector<std::uint8_t> Service::Impl::webhook_key() {
         common::write_file_atomic(file, common::as_bytes(key), 0600);
         log->info("generated the webhook signing key {}", file.string());
     }
-    if (auto err = common::read_secret_file(file, 4096, text)) throw std::runtime_error(*err);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+    if (auto err = common::read_secret_line(file, text)) throw std::runtime_error(*err);
     return std::vector<std::uint8_t>(text.begin(), text.end());
 }
 

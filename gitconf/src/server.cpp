@@ -848,4 +848,25 @@ std::string Service::prometheus() const {
     return o.str();
 }
 
+common::Health Service::health() const {
+    const auto& i = *impl_;
+    if (i.stopped) return {false, "stopped"};
+    std::string open, closed;
+    auto check = [&](const char* what, const std::optional<tcp::acceptor>& a, const std::optional<common::Endpoint>& configured) {
+        if (!configured) return;
+        auto& list = a && a->is_open() ? open : closed;
+        list += (list.empty() ? "" : ", ") + std::string(what) + " " + configured->to_string();
+    };
+    check("http", i.http_acceptor, i.site.services.git.http);
+    check("https", i.https_acceptor, i.site.services.git.https);
+    check("git", i.git_acceptor, i.site.services.git.git);
+    check("ssh", i.ssh_acceptor, i.site.services.git.ssh);
+    if (!closed.empty()) return {false, "not listening: " + closed};
+    return {true, "listening on " + open + "; " + std::to_string(i.connections) + " connections"};
+}
+
+common::StatusSource Service::status_source() const {
+    return {"git", [this] { return prometheus(); }, [this] { return health(); }};
+}
+
 }  // namespace fleetconf::gitconf

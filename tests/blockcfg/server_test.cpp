@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 using namespace fleetconf::blockcfg;
@@ -53,6 +54,12 @@ struct Fixture {
         thread.join();
     }
     Client client() { return Client(ep, key); }
+    // Read on the server's own thread, as the status endpoint does.
+    Server::Stats server_stats() {
+        std::promise<Server::Stats> p;
+        asio::post(io, [&] { p.set_value(server->stats()); });
+        return p.get_future().get();
+    }
     std::uint64_t generation() const { return svc->snapshot().gen.generation; }
 };
 
@@ -120,6 +127,16 @@ TEST_CASE("control socket: changes are durable and replies carry the generation"
     auto s = Store::open(copy, ec, msg);
     REQUIRE(s);
     CHECK(s->generation() == 3);
+    // The counters the status endpoint shows.
+    const auto st = f.svc->stats();
+    CHECK(st.commits == 2);
+    CHECK(st.applied == 2);
+    CHECK(st.refused == 2);  // EXISTS and CONFLICT
+    CHECK(st.commit_failures == 0);
+    CHECK(st.last_error.empty());
+    CHECK(f.server_stats().requests == 11);  // every call above
+    CHECK(f.server_stats().auth_failures == 0);
+    CHECK(f.server_stats().listening);
 }
 
 TEST_CASE("control socket: attacks close the connection and change nothing", "[server][security]") {
@@ -206,6 +223,7 @@ TEST_CASE("control socket: repeated failures from one address are rate-limited",
     }
     // Now even a correct client is turned away (no hello at all).
     CHECK_THROWS_AS(f.client(), ClientError);
+    CHECK(f.server_stats().auth_failures == 3);
 }
 
 TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server][concurrency]") {

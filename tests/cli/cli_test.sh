@@ -32,6 +32,13 @@ args=$("$FC" bootargs resolver --site "$SRC/examples/site.json" | tail -n 1)
 check "bootargs static unikernel" test "$args" = "--ipv4=10.42.0.53/24 --ipv4-gateway=10.42.0.1 --syslog=10.42.0.1 --monitor=10.42.0.1 --dns-upstream=10.42.0.1"
 j=$("$FC" bootargs web --site "$SRC/examples/site.json" --json)
 check "bootargs --json" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["tender"][1]=="--net-mac:service=00:80:41:88:19:f5", d' "$j"
+# A unikernel that reads the configuration URI from DHCP (option 224) needs only its credential.
+args=$(FLEETCONF_GIT_TOKEN=t0k "$FC" bootargs web --site "$SRC/examples/site.json" --mode dhcp-config | tail -n 1)
+check "bootargs --mode dhcp-config: only the credential" test "$args" = "--git-token=t0k"
+out=$("$FC" bootargs web --site "$SRC/examples/site.json")
+check "bootargs lists the other modes as comments" grep -q "^# mode dhcp-config: --git-token=TOKEN$" <<<"$out"
+"$FC" bootargs resolver --site "$SRC/examples/site.json" --mode dhcp >/dev/null 2>&1; rc=$?
+check "bootargs: a mode the unikernel cannot use exits 2" test $rc -eq 2
 "$FC" bootargs nosuch --site "$SRC/examples/site.json" >/dev/null 2>&1; rc=$?
 check "bootargs unknown name exits 2" test $rc -eq 2
 

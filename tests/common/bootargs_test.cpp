@@ -63,3 +63,51 @@ TEST_CASE("a non-default syslog port is noted, not invented as an argument", "[b
     for (const auto& n : a.notes) noted = noted || n.find("syslog port 1514") != std::string::npos;
     CHECK(noted);
 }
+
+TEST_CASE("boot modes: static without DHCP; dhcp, and dhcp-config when DHCP carries a configuration URI", "[bootargs]") {
+    auto site = parse_site(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24","gateway":"10.0.0.1",
+            "options":{"syslog":"10.0.0.2","monitoring":"10.0.0.3:8094"}}],
+        "unikernels":[{"name":"a","network":"br0","git":{}},
+                      {"name":"b","network":"br0","config_uri":"https://b@cfg.example/b.git","git":{}},
+                      {"name":"c","network":"br0"},
+                      {"name":"s","network":"br0","dhcp":false,"address":"10.0.0.9","git":{}},
+                      {"name":"e","network":"br0","config_uri":"https://elsewhere.example/e.git"}],
+        "services":{"git":{"http":"10.0.0.1:8080"}}})", "/tmp", "t.json");
+    const auto& a = *site.unikernel("a");
+    const auto& b = *site.unikernel("b");
+    const auto& c = *site.unikernel("c");
+    const auto& s = *site.unikernel("s");
+    using M = std::vector<BootMode>;
+    CHECK(boot_modes(site, a) == M{BootMode::dhcp, BootMode::dhcp_config});
+    CHECK(boot_modes(site, c) == M{BootMode::dhcp});  // no repository, no URI: nothing for DHCP to carry
+    CHECK(boot_modes(site, s) == M{BootMode::static_address});
+    // The URI DHCP sends: the repository without its secret, or the site's config_uri.
+    CHECK(dhcp_config_uri(site, a) == "http://a@10.0.0.1:8080/a.git");
+    CHECK(dhcp_config_uri(site, b) == "https://b@cfg.example/b.git");
+    CHECK(dhcp_config_uri(site, c).empty());
+    // dhcp: today's MirageOS reads the sinks and the remote from the command line.
+    CHECK(boot_args(site, a, "tap-a", {}, BootMode::dhcp).unikernel ==
+          V{"--syslog=10.0.0.2", "--monitor=10.0.0.3", "--remote=http://a:TOKEN@10.0.0.1:8080/a.git"});
+    // dhcp-config: only the credential remains.
+    GitBootInfo tok;
+    tok.token = "s3cret";
+    CHECK(boot_args(site, a, "tap-a", tok, BootMode::dhcp_config).unikernel == V{"--git-token=s3cret"});
+    // Over HTTPS the trust anchor stays on the command line: a DHCP reply is not authenticated.
+    GitBootInfo tls;
+    tls.tls_authenticator = "key-fp:SHA256:abc=";
+    CHECK(boot_args(site, b, "tap-b", tls, BootMode::dhcp_config).unikernel ==
+          V{"--git-token=TOKEN", "--tls-authenticator=key-fp:SHA256:abc="});
+    CHECK(boot_args(site, s, "tap-s").unikernel ==
+          V{"--ipv4=10.0.0.9/24", "--ipv4-gateway=10.0.0.1", "--syslog=10.0.0.2", "--monitor=10.0.0.3",
+            "--remote=http://s:TOKEN@10.0.0.1:8080/s.git"});
+    // A config_uri that is not this site's repository: its credential is not known here, nothing to print.
+    const auto& e = *site.unikernel("e");
+    CHECK(boot_modes(site, e) == M{BootMode::dhcp, BootMode::dhcp_config});
+    CHECK(boot_args(site, e, "tap-e", tls, BootMode::dhcp_config).unikernel.empty());
+    CHECK(parse_boot_mode("dhcp-config") == BootMode::dhcp_config);
+    CHECK(parse_boot_mode("static") == BootMode::static_address);
+    CHECK_FALSE(parse_boot_mode("bogus"));
+    // Without the DHCP service in this site, nothing sends the URI.
+    site.services.dhcp.enabled = false;
+    CHECK(boot_modes(site, a) == M{BootMode::dhcp});
+}

@@ -268,3 +268,25 @@ TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][route
     CHECK(e[0].message == "\"www.example.org\" is also a public host of unikernel \"web\"");
     CHECK(e[1].pointer == "/unikernels/2/public_hosts/1");
 }
+
+TEST_CASE("services.status: one endpoint for every service; the old dhcp.metrics key says where it went", "[site][status]") {
+    const std::string net = R"("networks":[{"name":"a","subnet":"10.0.0.0/24"}])";
+    CHECK(parse("{" + net + "}").services.status == Endpoint{Ipv4{127, 0, 0, 1}, 9467});
+    CHECK(parse("{" + net + R"(,"services":{"status":"127.0.0.1:9100"}})").services.status == Endpoint{Ipv4{127, 0, 0, 1}, 9100});
+    CHECK_FALSE(parse("{" + net + R"(,"services":{"status":"off"}})").services.status);
+    auto errors_of = [](const std::string& text) {
+        try {
+            parse(text);
+        } catch (const SiteLoadError& e) {
+            return e.errors();
+        }
+        return std::vector<SiteError>{};
+    };
+    auto bad = errors_of("{" + net + R"(,"services":{"status":"nowhere"}})");
+    REQUIRE(bad.size() == 1);
+    CHECK(bad[0].pointer == "/services/status");
+    auto moved = errors_of("{" + net + R"(,"services":{"dhcp":{"metrics":"off"}}})");
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].pointer == "/services/dhcp/metrics");
+    CHECK(moved[0].message.find("services.status") != std::string::npos);
+}

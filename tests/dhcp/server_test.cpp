@@ -372,3 +372,22 @@ TEST_CASE("option 81 (RFC 4702): decoded, answered N=1 (no DNS updates), O when 
     const auto a = w.dora(kB, base);
     CHECK(w.leases.by_address(a)->hostname == "lap");
 }
+
+TEST_CASE("the repository's URI, without its secret, goes in option 224 when the unikernel asks for it", "[dhcp][decide]") {
+    const auto s = fleetconf::common::parse_site(R"({
+      "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "pools": ["10.0.0.100-10.0.0.102"]}],
+      "unikernels": [{"name": "web", "network": "br0", "git": {}}],
+      "services": {"git": {"http": "10.0.0.1:8080"}}})", "/tmp", "t.json");
+    World w;
+    w.c = make_config(s, [](const std::string&) { return std::nullopt; });
+    const Mac web = fleetconf::common::albatross_mac("br0", "web");
+    auto plain = w.run(request(MessageType::discover, web));
+    REQUIRE(plain.reply);
+    CHECK_FALSE(plain.reply->string_option(224));  // not asked for: not sent (RFC 2131 4.3.1)
+    auto asking = request(MessageType::discover, web);
+    asking.options.push_back({opt::parameter_list, {1, 3, 224}});
+    auto d = w.run(asking);
+    REQUIRE(d.reply);
+    REQUIRE(d.reply->string_option(224));
+    CHECK(*d.reply->string_option(224) == "http://web@10.0.0.1:8080/web.git");  // user name only: no token on the wire
+}

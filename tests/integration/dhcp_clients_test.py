@@ -295,6 +295,9 @@ try:
            check=False)
     check("Prometheus metrics on loopback", "fleetconf_dhcp_packets_received_total" in m.stdout and
           'fleetconf_dhcp_messages_total{type="ack",direction="sent"}' in m.stdout, m.stdout[:300] + m.stderr[-300:])
+    m = ns(SRV, "python3", "-c", "import json, urllib.request as u; print(json.load(u.urlopen('http://127.0.0.1:9467/health'))['services']['dhcp'])",
+           check=False)
+    check("GET /health: the DHCP service is healthy", "'ok': True" in m.stdout, m.stdout + m.stderr[-300:])
     m = ns(SRV, "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://127.0.0.1:9467/other')\nexcept Exception as e: print(e)",
            check=False)
     check("other paths: 404", "404" in m.stdout, m.stdout + m.stderr)

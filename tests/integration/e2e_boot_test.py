@@ -8,7 +8,8 @@ deleted) where a client boots the way a unikernel would:
   acknowledged; the stock git client clones the URI it was given, with its credential; an operator pushes
   over SSH, the hook receiver in the fleet namespace is notified, and the client's next fetch sees the
   commit; an admin changes a proxy route with `fleetconf block` and the new generation is on the device;
-  `fleetconf bootargs` is checked for each unikernel.
+  one status endpoint answers /health and /metrics for all of it; `fleetconf bootargs` is checked for
+  each unikernel and mode.
 
 usage: e2e_boot_test.py FLEETCONF_BINARY
 """
@@ -78,7 +79,7 @@ try:
             {"name": "calendar", "network": IF, "git": {"access": "read-write"}},
             {"name": "resolver", "network": IF, "mac": "00:80:41:00:00:53", "address": "10.66.0.53", "dhcp": False}],
         "services": {"data_dir": DATA,
-                     "dhcp": {"metrics": "off", "routes": {"target": "proxy"}},
+                     "status": "127.0.0.1:9470", "dhcp": {"routes": {"target": "proxy"}},
                      "git": {"http": "10.66.0.1:8080", "ssh": "127.0.0.1:2222", "public_host": "10.66.0.1",
                              "operators": [{"name": "operator", "key": open(f"{tmp}/operator.pub").read().strip(), "access": "read-write"}]},
                      "block": {"listen": "127.0.0.1:7398"}}}
@@ -146,6 +147,29 @@ try:
     after = status().get("generation", 0)
     check("an admin's `fleetconf block upsert` makes a new generation", r.returncode == 0 and after == before + 1, (r.stderr, before, after))
 
+    # ---- one status endpoint for the three services (and the lease-driven routes) ----
+    def get(path):
+        r = ns(HOST, "python3", "-c", "import sys, urllib.request as u, urllib.error as e\n"
+               "try: r = u.urlopen('http://127.0.0.1:9470' + sys.argv[1]); print(r.status); print(r.read().decode())\n"
+               "except e.HTTPError as x: print(x.code); print(x.read().decode())", path, check=False)
+        code, _, body = r.stdout.partition("\n")
+        return int(code or 0), body
+    code, body = get("/health")
+    health = json.loads(body) if code else {}
+    check("GET /health: 200, every service healthy", code == 200 and health.get("status") == "ok" and
+          sorted(health.get("services", {})) == ["block", "dhcp", "git", "routes"] and
+          all(v["ok"] for v in health["services"].values()), body[:600])
+    code, body = get("/metrics")
+    samples = dict(l.rsplit(" ", 1) for l in body.splitlines() if l and not l.startswith("#"))
+    check("GET /metrics: the metrics of DHCP, git, block, routes and the process", code == 200 and
+          float(samples.get('fleetconf_dhcp_messages_total{type="ack",direction="sent"}', 0)) >= 1 and
+          float(samples.get('fleetconf_git_fetches_total{transport="http"}', 0)) >= 1 and all(
+          x in body for x in ("fleetconf_git_fetches_total",
+                              'fleetconf_block_generation{device="proxy"}', 'fleetconf_routes_changes_total{result="applied"}',
+                              'fleetconf_up{service="git"} 1', "process_open_fds")), body[:400])
+    code, _ = get("/other")
+    check("other paths: 404", code == 404)
+
     # ---- bootargs for each unikernel ----
     boot = {n: sh(FC, "bootargs", n, "--site", f"{tmp}/site.json", "--json").stdout for n in ("web", "calendar", "resolver", "proxy")}
     args = {n: json.loads(v)["unikernel"] for n, v in boot.items()}
@@ -155,6 +179,13 @@ try:
     check("bootargs calendar: its own repository", any(a.startswith("--remote=http://calendar:TOKEN@") for a in args["calendar"]), args["calendar"])
     check("bootargs resolver (no DHCP): --ipv4 and --ipv4-gateway", "--ipv4=10.66.0.53/24" in args["resolver"] and
           "--ipv4-gateway=10.66.0.1" in args["resolver"], args["resolver"])
+    modes = {n: json.loads(v)["modes"] for n, v in boot.items()}
+    check("bootargs web, mode dhcp-config (reads option 224): only its credential", modes["web"].get("dhcp-config") == ["--git-token=TOKEN"],
+          modes["web"])
+    check("bootargs calendar, mode dhcp-config: the derived URI comes from DHCP, the token stays on the command line",
+          modes["calendar"].get("dhcp-config") == ["--git-token=TOKEN"], modes["calendar"])
+    check("bootargs resolver and proxy (no DHCP): static mode only", list(modes["resolver"]) == ["static"] and
+          list(modes["proxy"]) == ["static"], (modes["resolver"], modes["proxy"]))
     check("bootargs proxy (no DHCP, no git): static address, no remote", "--ipv4=10.66.0.10/24" in args["proxy"] and
           not any(a.startswith("--remote") for a in args["proxy"]), args["proxy"])
 

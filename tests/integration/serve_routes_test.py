@@ -93,7 +93,7 @@ def site(target, extra_routes=None):
             {"name": "proxy", "network": IF, "address": "10.77.0.10", "dhcp": False, "block": {}},
             {"name": "web", "network": IF, "mac": "02:00:00:00:00:01", "public_hosts": ["www.example.org", "web.example.org"],
              "backend_port": 8080}],
-        "services": {"data_dir": f"{tmp}/data", "dhcp": {"metrics": "off", "routes": routes}, "git": {"enabled": False},
+        "services": {"data_dir": f"{tmp}/data", "status": "off", "dhcp": {"routes": routes}, "git": {"enabled": False},
                      "block": {"listen": "127.0.0.1:7399"}}}
 
 

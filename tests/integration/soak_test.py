@@ -55,7 +55,7 @@ try:
             {"name": "proxy", "network": IF, "address": "10.66.0.10", "dhcp": False, "block": {}},
             {"name": "web", "network": IF, "git": {"access": "read-only"}},
             {"name": "cal", "network": IF, "git": {"access": "read-write"}}],
-        "services": {"data_dir": DATA, "dhcp": {"metrics": "off"}, "git": {"http": "10.66.0.1:8080"},
+        "services": {"data_dir": DATA, "status": "off", "git": {"http": "10.66.0.1:8080"},
                      "block": {"listen": "127.0.0.1:7397"}}}
     json.dump(site, open(f"{tmp}/site.json", "w"))
     serve = subprocess.Popen(["ip", "netns", "exec", HOST, FC, "serve", f"{tmp}/site.json"], stdout=open(f"{tmp}/serve.log", "w"),

@@ -9,6 +9,7 @@
 #include "fleetconf/blockcfg/protocol.hpp"
 #include "fleetconf/blockcfg/tlstunnel.hpp"
 #include "fleetconf/common/site.hpp"
+#include "fleetconf/common/status.hpp"
 
 #include <spdlog/logger.h>
 
@@ -57,8 +58,12 @@ public:
 
     struct Counters {
         std::uint64_t applied = 0, unchanged = 0, failed = 0;
+        std::size_t pending = 0;   // hosts with a change still to apply
+        std::size_t retrying = 0;  // of those, hosts whose last attempt failed
     };
     [[nodiscard]] Counters counters() const;
+    // Counters in Prometheus text; unhealthy while some change waits for a retry. Source name "routes".
+    [[nodiscard]] common::StatusSource status_source() const;
 
 private:
     struct Wish {

@@ -53,6 +53,15 @@ public:
     // Blocking convenience (CLI, tests).
     Outcome change(ChangeRequest req, std::string who);
 
+    struct Stats {
+        std::uint64_t commits = 0;          // generations written
+        std::uint64_t commit_failures = 0;  // batches the device failed to store
+        std::uint64_t applied = 0;          // changes made durable
+        std::uint64_t refused = 0;          // changes answered with an error (invalid, conflict, failed commit)
+        std::string last_error;             // the last failed commit, until one succeeds
+    };
+    [[nodiscard]] Stats stats() const;
+
 private:
     struct Pending {
         ChangeRequest req;
@@ -68,6 +77,7 @@ private:
     mutable std::mutex store_mutex_;
     mutable std::mutex view_mutex_;
     Snapshot view_;
+    Stats stats_;  // under view_mutex_
     std::mutex queue_mutex_;
     std::condition_variable queue_cv_;
     std::deque<Pending> queue_;
@@ -99,6 +109,14 @@ public:
     [[nodiscard]] std::uint16_t port() const;
     // Replaces the key ring (for key rotation on reload); existing connections keep their key.
     void set_keys(protocol::KeyRing keys);
+
+    struct Stats {
+        std::uint64_t requests = 0;       // verified requests answered
+        std::uint64_t auth_failures = 0;  // frames that failed authentication (or were oversized)
+        std::size_t connections = 0;      // open now
+        bool listening = false;
+    };
+    [[nodiscard]] Stats stats() const;
 
     // Answers one verified request body (a JSON document) without any socket; used by sessions and tests.
     // Calls `reply` with the reply body, possibly later (changes wait for their commit).

@@ -12,6 +12,7 @@ common::ServiceInfo service_info();
 
 #include "fleetconf/blockcfg/server.hpp"
 #include "fleetconf/common/site.hpp"
+#include "fleetconf/common/status.hpp"
 
 #include <asio/io_context.hpp>
 
@@ -32,6 +33,12 @@ public:
     // Re-reads the key file (rotation). On error the current keys stay and the error is thrown.
     void reload_keys() { server_->set_keys(load_key_file(key_file_)); }
     [[nodiscard]] std::uint16_t port() const { return server_->port(); }
+    // Per-device generations, commits and routes, and the control socket's counters (Prometheus text).
+    [[nodiscard]] std::string prometheus() const;
+    // Healthy while the control socket listens and no device's last commit failed.
+    [[nodiscard]] common::Health health() const;
+    // Both, for the process's status endpoint ("block").
+    [[nodiscard]] common::StatusSource status_source() const;
     // The device of unikernel `name`, or nullptr.
     [[nodiscard]] ConfigService* device(const std::string& name) const {
         for (const auto& d : devices_)

@@ -3,6 +3,7 @@
 
 #include "fleetconf/common/site.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,29 @@ struct GitBootInfo {
     std::string ssh_authenticator;  // "ed25519:<base64>" of the host key; empty when unknown
 };
 
+// How the unikernel learns its settings; each mode has its own shortest argument list (docs/bootargs.md).
+enum class BootMode {
+    static_address,  // no DHCP ("dhcp": false): address, gateway, sinks and remote on the command line
+    dhcp,            // today's MirageOS: address from DHCP; sinks and remote on the command line
+    dhcp_config,     // built to read DHCP options 7, 125 and the configuration URI: only secrets and trust anchors
+};
+const char* to_string(BootMode m);  // "static", "dhcp", "dhcp-config"
+std::optional<BootMode> parse_boot_mode(std::string_view s);
+// The modes that work for `u`, the usual one first: static for a unikernel without DHCP; dhcp, then
+// dhcp-config (when the site's DHCP service sends it a configuration URI) otherwise.
+std::vector<BootMode> boot_modes(const Site& site, const Unikernel& u);
+
 // - --remote=<uri>[#branch] for a unikernel with a repository: https (preferred), http or git://,
 //   with NAME:TOKEN credentials over HTTP(S);
-BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git = {});
+// In dhcp_config mode only what DHCP must not carry is printed: the credential (--git-token or --ssh-key)
+// and the trust anchors (--tls-authenticator, --ssh-authenticator), since a DHCP reply is not authenticated.
+BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git = {},
+                   BootMode mode = BootMode::dhcp);
+
+// The URI the DHCP service sends in the configuration-URI option (services.dhcp.config_uri_option):
+// the unikernel's "config_uri" when the site file sets one, else its repository's URI with the user name
+// and no secret (http://NAME@HOST/NAME.git), else empty.
+std::string dhcp_config_uri(const Site& site, const Unikernel& u);
 
 // The URI a unikernel fetches its configuration from (empty when it has no repository or no
 // listener serves it). `token` empty: "TOKEN" stands in for it.

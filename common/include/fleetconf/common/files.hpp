@@ -21,6 +21,13 @@ void write_file_atomic(const std::filesystem::path& p, std::span<const std::uint
 // Returns an error message (naming the file and the fix) on failure.
 std::optional<std::string> read_secret_file(const std::filesystem::path& p, std::size_t limit, std::string& out);
 
+// A one-line secret (a password, a token, a raw key) from a secret file as read_secret_file reads it,
+// without its line end: Trim::whitespace drops trailing "\n", "\r" and spaces; Trim::one_newline drops a
+// single trailing "\n" only (the secret is raw bytes). An empty secret is an error too.
+enum class Trim { whitespace, one_newline };
+std::optional<std::string> read_secret_line(const std::filesystem::path& p, std::string& out, Trim trim = Trim::whitespace,
+                                            std::size_t limit = 4096);
+
 // Creates the directory (and parents) with the given mode if missing.
 void ensure_directory(const std::filesystem::path& p, unsigned mode = 0750);
 

@@ -142,7 +142,6 @@ struct DhcpService {
     std::uint16_t client_port = 68;
     bool authoritative = true;
     std::uint8_t config_uri_option = 224;  // private-use code carrying a unikernel's configuration URI
-    std::optional<Endpoint> metrics = Endpoint{Ipv4{127, 0, 0, 1}, 9467};  // Prometheus; "off" disables
     // The control commands over HTTP as kea-ctrl-agent serves them (POST /, Basic authentication with the
     // password in control_key_file). Off unless configured; the unix socket is always there.
     std::optional<Endpoint> control_http;
@@ -184,6 +183,8 @@ struct BlockService {
 
 struct Services {
     std::filesystem::path data_dir;  // absolute
+    // GET /health and GET /metrics for every service of the process (docs/status.md); "off" disables.
+    std::optional<Endpoint> status = Endpoint{Ipv4{127, 0, 0, 1}, 9467};
     DhcpService dhcp;
     GitService git;
     BlockService block;

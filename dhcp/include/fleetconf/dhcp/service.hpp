@@ -3,6 +3,7 @@
 
 #include "fleetconf/common/service.hpp"
 #include "fleetconf/common/site.hpp"
+#include "fleetconf/common/status.hpp"
 #include "fleetconf/dhcp/leases.hpp"
 #include "fleetconf/dhcp/server.hpp"
 
@@ -24,7 +25,6 @@ struct ServiceOptions {
     bool durable = true;              // sync leases before the reply that depends on them
     std::filesystem::path lease_file;  // default <data_dir>/dhcp/leases.journal
     std::filesystem::path control_socket;         // default <data_dir>/dhcp/control.sock; "-" disables
-    std::optional<common::Endpoint> metrics;       // Prometheus text format over HTTP (GET /metrics)
     std::filesystem::path site_file;               // for config-get / config-reload
     // Control commands over HTTP (kea-ctrl-agent's POST /), Basic authentication with the password in
     // control_key_file (a secret file, at least 16 characters). Default: the site's services.dhcp settings.
@@ -60,6 +60,10 @@ public:
     nlohmann::json command(const nlohmann::json& request);
     // Statistics in Prometheus text exposition format.
     [[nodiscard]] std::string prometheus() const;
+    // Healthy while it listens on every interface and the lease journal takes writes.
+    [[nodiscard]] common::Health health() const;
+    // Both, for the process's status endpoint ("dhcp").
+    [[nodiscard]] common::StatusSource status_source() const;
     // Called by config-reload: loads the site file and returns the site or throws SiteLoadError.
     void set_reload_hook(std::function<void()> hook);
     // Called for every LeaseEvent (lease-driven routes use it).

@@ -5,6 +5,7 @@
 #include "fleetconf/common/net.hpp"
 #include "fleetconf/common/service.hpp"
 #include "fleetconf/common/site.hpp"
+#include "fleetconf/common/status.hpp"
 
 #include <asio/io_context.hpp>
 #include <spdlog/logger.h>
@@ -86,6 +87,10 @@ public:
     // New unikernels get their repositories; access rules follow the new site; connections stay.
     void reload(const common::Site& site);
     [[nodiscard]] std::string prometheus() const;
+    // Healthy while every configured listener is open.
+    [[nodiscard]] common::Health health() const;
+    // Both, for the process's status endpoint ("git").
+    [[nodiscard]] common::StatusSource status_source() const;
     // Bound addresses (after start), for tests that listen on port 0.
     [[nodiscard]] std::optional<common::Endpoint> http_endpoint() const;
     [[nodiscard]] std::optional<common::Endpoint> https_endpoint() const;

@@ -1,0 +1,211 @@
+#include "fleetconf/common/status.hpp"
+
+#include "fleetconf/common/runtime.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <list>
+
+namespace fleetconf::common {
+
+namespace {
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+std::string number(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+// What the kernel says about this process; zero when /proc is not there.
+std::uint64_t resident_bytes() {
+    std::ifstream f("/proc/self/statm");
+    std::uint64_t size = 0, resident = 0;
+    if (!(f >> size >> resident)) return 0;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::uint64_t open_fds() {
+    std::error_code ec;
+    std::uint64_t n = 0;
+    for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) ++n;
+    return n > 0 ? n - 1 : 0;  // the iterator's own descriptor
+}
+
+double cpu_seconds() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+Health checked(const StatusSource& s) {
+    if (!s.health) return {true, "running"};
+    try {
+        return s.health();
+    } catch (const std::exception& e) {
+        return {false, std::string("health check failed: ") + e.what()};
+    }
+}
+}  // namespace
+
+StatusRegistry::StatusRegistry() : started_(std::chrono::system_clock::now()) {}
+
+Health StatusRegistry::health(std::string& json_out) const {
+    nlohmann::json services = nlohmann::json::object();
+    Health all{true, ""};
+    for (const auto& s : sources_) {
+        const auto h = checked(s);
+        services[s.name] = {{"ok", h.ok}, {"detail", h.detail}};
+        if (!h.ok) {
+            all.ok = false;
+            all.detail += (all.detail.empty() ? "" : "; ") + s.name + ": " + h.detail;
+        }
+    }
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - started_).count();
+    json_out = nlohmann::json{{"status", all.ok ? "ok" : "failing"}, {"uptime_s", uptime}, {"services", services}}.dump(2) + "\n";
+    return all;
+}
+
+std::string StatusRegistry::metrics() const {
+    std::string out;
+    std::string up = "# HELP fleetconf_up 1 when the service reports itself healthy (see /health)\n# TYPE fleetconf_up gauge\n";
+    for (const auto& s : sources_) {
+        if (s.metrics) {
+            try {
+                out += s.metrics();
+            } catch (const std::exception&) {
+                // The health line below says what is wrong; a broken source must not hide the others.
+            }
+        }
+        up += "fleetconf_up{service=\"" + s.name + "\"} " + (checked(s).ok ? "1" : "0") + "\n";
+    }
+    out += up;
+    const auto start = std::chrono::duration<double>(started_.time_since_epoch()).count();
+    out += "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds\n"
+           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " + number(start) + "\n";
+    out += "# HELP process_cpu_seconds_total User and system CPU time spent in seconds\n"
+           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total " + number(cpu_seconds()) + "\n";
+    out += "# HELP process_resident_memory_bytes Resident memory size in bytes\n"
+           "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes " + std::to_string(resident_bytes()) + "\n";
+    out += "# HELP process_open_fds Number of open file descriptors\n"
+           "# TYPE process_open_fds gauge\nprocess_open_fds " + std::to_string(open_fds()) + "\n";
+    return out;
+}
+
+StatusReply status_reply(const StatusRegistry& reg, const HttpRequest& req) {
+    const std::string_view url = req.url;
+    const auto path = url.substr(0, url.find('?'));
+    if (path != "/health" && path != "/metrics")
+        return {404, "text/plain; charset=utf-8", "not found: GET /health (JSON) or /metrics (Prometheus)\n"};
+    if (req.method != "GET" && req.method != "HEAD") return {405, "text/plain; charset=utf-8", "GET or HEAD only\n"};
+    if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", reg.metrics()};
+    StatusReply r{200, "application/json", ""};
+    if (!reg.health(r.body).ok) r.status = 503;
+    return r;
+}
+
+struct StatusServer::Impl : std::enable_shared_from_this<Impl> {
+    asio::io_context& io;
+    Endpoint listen;
+    const StatusRegistry& reg;
+    std::shared_ptr<spdlog::logger> log;
+    asio::ip::tcp::acceptor acceptor;
+    std::list<std::weak_ptr<asio::ip::tcp::socket>> sockets;
+    bool stopped = false;
+
+    Impl(asio::io_context& i, Endpoint l, const StatusRegistry& r, std::shared_ptr<spdlog::logger> lg)
+        : io(i), listen(l), reg(r), log(std::move(lg)), acceptor(i) {}
+
+    asio::awaitable<void> accept_loop() {
+        auto self = shared_from_this();
+        while (!stopped) {
+            auto [ec, s] = co_await acceptor.async_accept(use_tuple);
+            if (ec) co_return;
+            std::erase_if(sockets, [](const auto& w) { return w.expired(); });
+            if (sockets.size() >= kMaxConnections) {
+                log->warn("status: {} connections open; refusing one", sockets.size());
+                continue;  // `s` closes here
+            }
+            auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(s));
+            sockets.push_back(sock);
+            asio::co_spawn(io, session(sock), log_exception(log, "status session", spdlog::level::warn));
+        }
+    }
+
+    asio::awaitable<void> session(std::shared_ptr<asio::ip::tcp::socket> s) {
+        using namespace asio::experimental::awaitable_operators;
+        auto self = shared_from_this();
+        HttpRequestReader reader(HttpLimits{.max_url = 1024, .max_header_bytes = 8192, .max_body = 0, .body_limit = {}});
+        asio::steady_timer deadline(io, kTimeout);
+        std::array<char, 4096> buf;
+        std::string out;
+        while (reader.state() == HttpRequestReader::State::reading) {
+            auto r = co_await (s->async_read_some(asio::buffer(buf), use_tuple) || deadline.async_wait(use_tuple));
+            if (r.index() == 1) co_return;  // timeout: close
+            auto [ec, n] = std::get<0>(r);
+            if (ec) co_return;
+            reader.feed(std::string_view(buf.data(), n));
+        }
+        if (reader.state() == HttpRequestReader::State::complete) {
+            const auto reply = status_reply(reg, reader.request());
+            out = http_response(reply.status, reply.content_type, reply.body);
+            if (reader.request().method == "HEAD") out.resize(out.size() - reply.body.size());
+        } else {
+            const int status = reader.state() == HttpRequestReader::State::too_large ? 413 : 400;
+            out = http_response(status, "text/plain; charset=utf-8", reader.error() + "\n");
+        }
+        co_await asio::async_write(*s, asio::buffer(out), use_tuple);
+        std::error_code ec;
+        s->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    }
+};
+
+StatusServer::StatusServer(asio::io_context& io, Endpoint listen, const StatusRegistry& reg, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_shared<Impl>(io, listen, reg, std::move(log))) {}
+
+StatusServer::~StatusServer() { stop(); }
+
+void StatusServer::start() {
+    auto& i = *impl_;
+    const asio::ip::tcp::endpoint ep(asio::ip::make_address(i.listen.host_string()), i.listen.port);
+    try {
+        i.acceptor.open(ep.protocol());
+        i.acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+        i.acceptor.bind(ep);
+        i.acceptor.listen();
+    } catch (const std::system_error& e) {
+        throw std::system_error(e.code(), "status endpoint " + i.listen.to_string());
+    }
+    i.log->info("status on http://{}:{} (/health, /metrics)", i.listen.host_string(), port());
+    asio::co_spawn(i.io, i.accept_loop(), log_exception(i.log, "status endpoint"));
+}
+
+void StatusServer::stop() {
+    auto& i = *impl_;
+    if (i.stopped) return;
+    i.stopped = true;
+    std::error_code ec;
+    i.acceptor.close(ec);
+    for (auto& w : i.sockets)
+        if (auto s = w.lock()) s->close(ec);
+}
+
+std::uint16_t StatusServer::port() const {
+    std::error_code ec;
+    const auto ep = impl_->acceptor.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+}  // namespace fleetconf::common
