@@ -3,6 +3,7 @@
 
 #include "fleetconf/blockcfg/routes.hpp"
 #include "fleetconf/blockcfg/service.hpp"
+#include "fleetconf/common/files.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/site.hpp"
@@ -13,7 +14,12 @@
 
 #include <asio/steady_timer.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -36,6 +42,12 @@ std::vector<blockcfg::LeaseFacts> active_leases(const dhcp::Service& d) {
         if (l.state == dhcp::LeaseState::bound && l.expires > now) v.push_back(facts(l));
     return v;
 }
+
+}  // namespace
+
+std::filesystem::path pid_file(const common::Site& site) { return site.services.data_dir / "fleetconf.pid"; }
+
+namespace {
 
 struct ServeArgs {
     std::string site;
@@ -67,6 +79,24 @@ int run(const ServeArgs& a) {
     }
     log->info("site {}: {} networks, {} unikernels, data in {}", a.site, site.networks.size(), site.unikernels.size(),
               site.services.data_dir.string());
+    // One server per data directory (two would share the lease journal and the devices); `fleetconf reload`
+    // finds this process through the file.
+    std::string pid_error;
+    try {
+        common::ensure_directory(site.services.data_dir, 0750);
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return kExitFailure;
+    }
+    const int pid_fd = common::hold_pid_file(pid_file(site), pid_error);
+    if (pid_fd < 0) {
+        print_error(pid_error);
+        return kExitFailure;
+    }
+    struct CloseFd {
+        int fd;
+        ~CloseFd() { ::close(fd); }
+    } pid_guard{pid_fd};
 
     common::Runtime rt;
     struct Entry {
@@ -208,6 +238,35 @@ int run(const ServeArgs& a) {
 
 }  // namespace
 
+namespace {
+
+int reload(const ServeArgs& a) {
+    common::Site site;
+    try {
+        site = load(a);
+    } catch (const common::SiteLoadError& e) {
+        std::cerr << e.what() << "\n";
+        print_error("nothing sent: fix the site file first (the running server would refuse it and keep its configuration)");
+        return kExitInvalid;
+    }
+    const auto file = pid_file(site);
+    const auto pid = common::locked_pid(file);
+    if (!pid) {
+        print_error("no fleetconf server runs with data directory " + site.services.data_dir.string() + " (" + file.string() +
+                    " is not held)");
+        return kExitFailure;
+    }
+    if (::kill(static_cast<pid_t>(*pid), SIGHUP) != 0) {
+        print_error("cannot signal pid " + std::to_string(*pid) + ": " + std::strerror(errno));
+        return kExitFailure;
+    }
+    std::cout << "reload sent to pid " << *pid << " (data directory " << site.services.data_dir.string() << "); " << a.site << " is valid: "
+              << site.networks.size() << " networks, " << site.unikernels.size() << " unikernels\n";
+    return kExitOk;
+}
+
+}  // namespace
+
 void add_serve_command(CLI::App& app, Action& action) {
     auto a = std::make_shared<ServeArgs>();
     auto* c = app.add_subcommand("serve", "Run the services of a site file in the foreground until SIGINT/SIGTERM; "
@@ -218,6 +277,13 @@ void add_serve_command(CLI::App& app, Action& action) {
     c->add_flag("--no-git", a->no_git, "Do not start the git host");
     c->add_flag("--no-block", a->no_block, "Do not start the block-config editor");
     c->callback([&action, a] { action = [a] { return run(*a); }; });
+
+    auto r = std::make_shared<ServeArgs>();
+    auto* rc = app.add_subcommand("reload", "Check a site file and make the running server of its data directory reload it "
+                                            "(SIGHUP): exit 2 without signalling when the file is invalid");
+    rc->add_option("SITE", r->site, "Site file")->required()->check(CLI::ExistingFile);
+    rc->add_option("--data-dir", r->data_dir, "Override services.data_dir, as given to serve");
+    rc->callback([&action, r] { action = [r] { return reload(*r); }; });
 }
 
 }  // namespace fleetconf::cli

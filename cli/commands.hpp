@@ -27,6 +27,9 @@ void add_block_commands(CLI::App& app, Action& action);
 void add_dhcp_commands(CLI::App& app, Action& action);
 void add_git_commands(CLI::App& app, Action& action);
 
+// <data_dir>/fleetconf.pid: held (flock) by the running `serve` or `dhcp serve` of that data directory.
+std::filesystem::path pid_file(const common::Site& site);
+
 // Prints "fleetconf: <message>" to stderr (one line, for the operator).
 void print_error(const std::string& message);
 

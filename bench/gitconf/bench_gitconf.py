@@ -77,7 +77,7 @@ try:
     pg, ph = free_port(), free_port()
     site = {"networks": [{"name": "br0", "subnet": "10.6.0.0/24"}],
             "unikernels": [{"name": "fleet", "network": "br0", "git": {"git_protocol": True}}],
-            "services": {"data_dir": f"{tmp}/data", "dhcp": {"enabled": False}, "block": {"enabled": False},
+            "services": {"data_dir": f"{tmp}/data", "status": "off", "dhcp": {"enabled": False}, "block": {"enabled": False},
                          "git": {"git": f"127.0.0.1:{pg}", "http": f"127.0.0.1:{ph}"}}}
     json.dump(site, open(f"{tmp}/site.json", "w"))
     token = sh(FC, "git", "token", "fleet", "--site", f"{tmp}/site.json").decode().strip()

@@ -1,10 +1,12 @@
 #include "fleetconf/common/files.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -96,6 +98,50 @@ std::optional<std::string> read_secret_line(const std::filesystem::path& p, std:
     }
     if (out.empty()) return p.string() + ": empty secret";
     return std::nullopt;
+}
+
+int hold_pid_file(const std::filesystem::path& p, std::string& error) {
+    const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error = p.string() + ": cannot open: " + errno_text(errno);
+        return -1;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        ::close(fd);
+        if (e == EWOULDBLOCK) {
+            const auto other = locked_pid(p);
+            error = "another fleetconf server (pid " + (other ? std::to_string(*other) : std::string("?")) +
+                    ") uses this data directory (" + p.string() + " is locked)";
+        } else {
+            error = p.string() + ": cannot lock: " + errno_text(e);
+        }
+        return -1;
+    }
+    const std::string text = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+        error = p.string() + ": cannot write: " + errno_text(errno);
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+std::optional<long> locked_pid(const std::filesystem::path& p) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    if (::flock(fd, LOCK_SH | LOCK_NB) == 0) {  // nobody holds it: nothing runs
+        ::close(fd);
+        return std::nullopt;
+    }
+    char buf[32] = {};
+    const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    if (n <= 0) return std::nullopt;
+    char* end = nullptr;
+    const long pid = std::strtol(buf, &end, 10);
+    if (pid <= 0 || end == buf) return std::nullopt;
+    return pid;
 }
 
 void ensure_directory(const std::filesystem::path& p, unsigned mode) {

@@ -43,7 +43,7 @@ check "bootargs: a mode the unikernel cannot use exits 2" test $rc -eq 2
 check "bootargs unknown name exits 2" test $rc -eq 2
 
 "$FC" --help >/dev/null; check "--help" test $? -eq 0
-for sub in site "site check" bootargs serve git "git put" "git token"; do
+for sub in site "site check" bootargs serve reload git "git put" "git token"; do
     # shellcheck disable=SC2086
     "$FC" $sub --help | grep -q -- "--help"; check "$sub --help" test $? -eq 0
 done
@@ -64,10 +64,12 @@ check "serve says which services are switched off" grep -q '"service":"serve".*g
 
 # serve runs blockcfg from the site file: device and key file created on first start, edits durable.
 port=$((20000 + RANDOM % 20000))
+sport=$((port + 1))
 cat >"$tmp/site.json" <<JSON
 { "networks": [ { "name": "br0", "subnet": "10.9.0.0/24" } ],
   "unikernels": [ { "name": "proxy", "network": "br0", "block": { "size": 262144 } } ],
-  "services": { "data_dir": "data2", "block": { "listen": "127.0.0.1:$port", "commit_mode": "checksummed" } } }
+  "services": { "data_dir": "data2", "status": "127.0.0.1:$sport",
+                "block": { "listen": "127.0.0.1:$port", "commit_mode": "checksummed" } } }
 JSON
 "$FC" serve "$tmp/site.json" --no-dhcp --no-git 2>"$tmp/log2" &
 pid=$!
@@ -75,10 +77,28 @@ for _ in $(seq 50); do grep -q "control socket listening" "$tmp/log2" && break; 
 check "serve created the device" test -f "$tmp/data2/block/proxy.img"
 check "serve created a mode-600 key file" test "$(stat -c %a "$tmp/data2/block/keys" 2>/dev/null)" = 600
 check "block add through serve" "$FC" block add www.example.org 10.9.0.5 443 --connect "127.0.0.1:$port" --key-file "$tmp/data2/block/keys"
+check "GET /health on services.status: the block editor is healthy" bash -c \
+    "curl -sf http://127.0.0.1:$sport/health | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"services\"][\"block\"][\"ok\"], d'"
+check "GET /metrics counts the change" bash -c "curl -sf http://127.0.0.1:$sport/metrics | grep -q '^fleetconf_block_changes_total{device=\"proxy\",result=\"applied\"} 1$'"
+"$FC" serve "$tmp/site.json" --no-dhcp --no-git >"$tmp/second" 2>&1; rc=$?
+check "a second serve on the same data directory is refused" test $rc -eq 1
+check "and says which process holds it" grep -q "another fleetconf server (pid $pid)" "$tmp/second"
+out=$("$FC" reload "$tmp/site.json"); rc=$?
+check "fleetconf reload signals the running serve" test $rc -eq 0
+check "and says which" grep -q "reload sent to pid $pid" <<<"$out"
+for _ in $(seq 30); do grep -q "control keys reloaded" "$tmp/log2" && break; sleep 0.1; done
+check "the reload is applied (site and keys)" grep -q "control keys reloaded" "$tmp/log2"
+cp "$tmp/site.json" "$tmp/broken.json"; echo '{' >>"$tmp/broken.json"
+"$FC" reload "$tmp/broken.json" --data-dir "$tmp/data2" >/dev/null 2>"$tmp/err"; rc=$?
+check "reload of an invalid site file exits 2 and sends nothing" test $rc -eq 2
+check "naming the error" grep -q "nothing sent" "$tmp/err"
 kill -HUP $pid; sleep 0.3
-check "SIGHUP reloads the site and the keys" grep -q "control keys reloaded" "$tmp/log2"
+check "SIGHUP reloads the site and the keys" test "$(grep -c "control keys reloaded" "$tmp/log2")" -ge 2
 kill -TERM $pid; wait $pid; rc=$?
 check "serve with blockcfg stops cleanly" test $rc -eq 0
 check "the route is on the device" bash -c "'$FC' block dump '$tmp/data2/block/proxy.img' | grep -q www.example.org"
+"$FC" reload "$tmp/site.json" >/dev/null 2>"$tmp/err"; rc=$?
+check "reload with no server running exits 1" test $rc -eq 1
+check "and says so" grep -q "no fleetconf server runs" "$tmp/err"
 
 exit $fail

@@ -119,7 +119,7 @@ port = s.getsockname()[1]
 s.close()
 site = {"networks": [{"name": "br0", "subnet": "10.7.0.0/24", "gateway": "10.7.0.1", "pools": ["10.7.0.100-10.7.0.120"]}],
         "unikernels": [{"name": "r", "network": "br0", "git": {}}],
-        "services": {"data_dir": f"{tmp}/data", "dhcp": {"enabled": False}, "block": {"enabled": False},
+        "services": {"data_dir": f"{tmp}/data", "status": "off", "dhcp": {"enabled": False}, "block": {"enabled": False},
                      "git": {"http": f"127.0.0.1:{port}"}}}
 json.dump(site, open(f"{tmp}/site.json", "w"))
 bare = f"{tmp}/data/git/repos/r.git"

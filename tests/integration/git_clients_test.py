@@ -63,7 +63,7 @@ SITE = {
         {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
         {"name": "drop", "network": "br0", "git": {"access": "read-write", "webhook_url": f"http://127.0.0.1:{DEADP}/never"}},
     ],
-    "services": {"data_dir": DATA, "dhcp": {"enabled": False}, "block": {"enabled": False},
+    "services": {"data_dir": DATA, "status": "off", "dhcp": {"enabled": False}, "block": {"enabled": False},
                  "git": {"http": f"127.0.0.1:{HTTP}", "https": f"127.0.0.1:{HTTPS}", "git": f"127.0.0.1:{GITP}",
                          "ssh": f"127.0.0.1:{SSHP}", "public_host": "127.0.0.1", "read_timeout": 2, "max_object_mb": 1}},
 }

@@ -28,6 +28,14 @@ enum class Trim { whitespace, one_newline };
 std::optional<std::string> read_secret_line(const std::filesystem::path& p, std::string& out, Trim trim = Trim::whitespace,
                                             std::size_t limit = 4096);
 
+// The pid file of a running daemon, so that one data directory has one server and `fleetconf reload` can
+// find it: hold_pid_file creates it (mode 0644), takes an exclusive flock for the life of the returned
+// descriptor (keep it open; the lock goes with the process) and writes the pid. It fails with a message
+// naming the other process when one holds the lock. locked_pid reads the pid while its owner holds the lock,
+// nullopt when nothing runs (a stale file from a crash does not count).
+int hold_pid_file(const std::filesystem::path& p, std::string& error);
+std::optional<long> locked_pid(const std::filesystem::path& p);
+
 // Creates the directory (and parents) with the given mode if missing.
 void ensure_directory(const std::filesystem::path& p, unsigned mode = 0750);
 
