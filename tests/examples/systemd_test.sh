@@ -14,5 +14,6 @@ done
 # The options the units pass exist: --help of each command line succeeds.
 "$FC" --log-format json serve --help >/dev/null
 "$FC" block serve --help | grep -q -- --key-file
+"$FC" reload --help >/dev/null
 "$FC" site check "$SRC/examples/site.json" >/dev/null
 echo "ok   the units' command lines are accepted"
