@@ -17,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include <http_parser.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <climits>
@@ -58,18 +57,8 @@ int serve(const DhcpArgs& a) {
     if (!loaded) return kExitInvalid;
     common::Site& site = *loaded;
     auto log = common::log::get("dhcp");
-    // One server per data directory (the lease journal is single-writer); `fleetconf reload` finds it.
-    common::ensure_directory(site.services.data_dir, 0750);
-    std::string pid_error;
-    const int pid_fd = common::hold_pid_file(pid_file(site), pid_error);
-    if (pid_fd < 0) {
-        print_error(pid_error);
-        return kExitFailure;
-    }
-    struct CloseFd {
-        int fd;
-        ~CloseFd() { ::close(fd); }
-    } pid_guard{pid_fd};
+    const DataDirLock lock(site);  // the lease journal has one writer
+    if (!lock.ok()) return kExitFailure;
     common::Runtime rt;
     dhcp::ServiceOptions o;
     o.server_port = site.services.dhcp.server_port;

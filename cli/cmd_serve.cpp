@@ -47,6 +47,21 @@ std::vector<blockcfg::LeaseFacts> active_leases(const dhcp::Service& d) {
 
 std::filesystem::path pid_file(const common::Site& site) { return site.services.data_dir / "fleetconf.pid"; }
 
+DataDirLock::DataDirLock(const common::Site& site) {
+    std::string error;
+    try {
+        common::ensure_directory(site.services.data_dir, 0750);
+        fd_ = common::hold_pid_file(pid_file(site), error);
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    if (fd_ < 0) print_error(error);
+}
+
+DataDirLock::~DataDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
 namespace {
 
 struct ServeArgs {
@@ -79,24 +94,8 @@ int run(const ServeArgs& a) {
     }
     log->info("site {}: {} networks, {} unikernels, data in {}", a.site, site.networks.size(), site.unikernels.size(),
               site.services.data_dir.string());
-    // One server per data directory (two would share the lease journal and the devices); `fleetconf reload`
-    // finds this process through the file.
-    std::string pid_error;
-    try {
-        common::ensure_directory(site.services.data_dir, 0750);
-    } catch (const std::exception& e) {
-        print_error(e.what());
-        return kExitFailure;
-    }
-    const int pid_fd = common::hold_pid_file(pid_file(site), pid_error);
-    if (pid_fd < 0) {
-        print_error(pid_error);
-        return kExitFailure;
-    }
-    struct CloseFd {
-        int fd;
-        ~CloseFd() { ::close(fd); }
-    } pid_guard{pid_fd};
+    const DataDirLock lock(site);
+    if (!lock.ok()) return kExitFailure;
 
     common::Runtime rt;
     struct Entry {

@@ -30,6 +30,20 @@ void add_git_commands(CLI::App& app, Action& action);
 // <data_dir>/fleetconf.pid: held (flock) by the running `serve` or `dhcp serve` of that data directory.
 std::filesystem::path pid_file(const common::Site& site);
 
+// Holds pid_file(site) for its lifetime: one server per data directory (two would share the lease journal
+// and the devices), and `fleetconf reload` finds it. ok() is false after the reason has been printed.
+class DataDirLock {
+public:
+    explicit DataDirLock(const common::Site& site);
+    ~DataDirLock();
+    DataDirLock(const DataDirLock&) = delete;
+    DataDirLock& operator=(const DataDirLock&) = delete;
+    [[nodiscard]] bool ok() const { return fd_ >= 0; }
+
+private:
+    int fd_ = -1;
+};
+
 // Prints "fleetconf: <message>" to stderr (one line, for the operator).
 void print_error(const std::string& message);
 

@@ -22,6 +22,15 @@ std::vector<SiteError> load_errors(const std::filesystem::path& file) {
 
 Site parse(const std::string& text) { return parse_site(text, std::filesystem::temp_directory_path(), "t.json"); }
 
+std::vector<SiteError> errors_of(const std::string& text) {
+    try {
+        parse(text);
+    } catch (const SiteLoadError& e) {
+        return e.errors();
+    }
+    return {};
+}
+
 }  // namespace
 
 TEST_CASE("the example site file is valid", "[site]") {
@@ -184,14 +193,6 @@ TEST_CASE("data_dir defaults derive paths, relative paths resolve against the si
 }
 
 TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site]") {
-    auto errors_of = [](const std::string& text) {
-        try {
-            parse(text);
-        } catch (const SiteLoadError& e) {
-            return e.errors();
-        }
-        return std::vector<SiteError>{};
-    };
     auto e1 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/16"},{"name":"b","subnet":"10.0.5.0/24"}]})");
     REQUIRE(e1.size() == 1);
     CHECK(e1[0] == SiteError{"/networks/1/subnet", "10.0.5.0/24 overlaps 10.0.0.0/16 of network \"a\""});
@@ -226,7 +227,7 @@ TEST_CASE("a file over the size limit or missing is refused", "[site]") {
 }
 
 TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][routes]") {
-    auto errors_of = [](const std::string& services, const std::string& extra_unikernel = "") {
+    auto route_errors = [](const std::string& services, const std::string& extra_unikernel = "") {
         try {
             parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],
                       "unikernels":[{"name":"proxy","network":"a","block":{}},
@@ -238,7 +239,7 @@ TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][route
         }
         return std::vector<SiteError>{};
     };
-    CHECK(errors_of(R"({"dhcp":{"routes":{"target":"proxy"}}})").empty());
+    CHECK(route_errors(R"({"dhcp":{"routes":{"target":"proxy"}}})").empty());
     auto s = parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],
                        "unikernels":[{"name":"proxy","network":"a","block":{}},
                                      {"name":"web","network":"a","public_hosts":["WWW.example.org"],"backend_port":8080}],
@@ -249,21 +250,21 @@ TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][route
     CHECK(s.services.dhcp.routes->remove_on_release);
     CHECK(s.unikernel("web")->public_hosts == std::vector<std::string>{"www.example.org"});  // lower-cased
     CHECK(*s.unikernel("web")->backend_port == 8080);
-    auto e = errors_of(R"({"dhcp":{"routes":{"target":"web"}}})");
+    auto e = route_errors(R"({"dhcp":{"routes":{"target":"web"}}})");
     REQUIRE(e.size() == 1);
     CHECK(e[0].message == "\"web\" is not a unikernel with a \"block\" device");
-    e = errors_of(R"({"dhcp":{"routes":{"target":"blockcfg://127.0.0.1:7300/proxy"}}})");
+    e = route_errors(R"({"dhcp":{"routes":{"target":"blockcfg://127.0.0.1:7300/proxy"}}})");
     REQUIRE(e.size() == 1);
     CHECK(e[0].pointer == "/services/dhcp/routes/key_file");
-    e = errors_of(R"({"dhcp":{"routes":{"target":"tlstunnel://127.0.0.1/x","key_file":"/nonexistent"}}})");
+    e = route_errors(R"({"dhcp":{"routes":{"target":"tlstunnel://127.0.0.1/x","key_file":"/nonexistent"}}})");
     CHECK(e.size() == 2);  // a path on a tlstunnel target, and a key file that does not exist
-    e = errors_of(R"({"dhcp":{"routes":{"target":"http://x"}}})");
+    e = route_errors(R"({"dhcp":{"routes":{"target":"http://x"}}})");
     REQUIRE(e.size() == 1);
     CHECK(e[0].pointer == "/services/dhcp/routes/target");
-    e = errors_of(R"({})");
+    e = route_errors(R"({})");
     REQUIRE(e.size() == 1);
     CHECK(e[0].message == "needs services.dhcp.routes (where the routes go)");
-    e = errors_of(R"({"dhcp":{"routes":{"target":"proxy"}}})", R"(,{"name":"cal","network":"a","public_hosts":["www.example.org","bad_name"]})");
+    e = route_errors(R"({"dhcp":{"routes":{"target":"proxy"}}})", R"(,{"name":"cal","network":"a","public_hosts":["www.example.org","bad_name"]})");
     REQUIRE(e.size() == 2);
     CHECK(e[0].message == "\"www.example.org\" is also a public host of unikernel \"web\"");
     CHECK(e[1].pointer == "/unikernels/2/public_hosts/1");
@@ -274,14 +275,6 @@ TEST_CASE("services.status: one endpoint for every service; the old dhcp.metrics
     CHECK(parse("{" + net + "}").services.status == Endpoint{Ipv4{127, 0, 0, 1}, 9467});
     CHECK(parse("{" + net + R"(,"services":{"status":"127.0.0.1:9100"}})").services.status == Endpoint{Ipv4{127, 0, 0, 1}, 9100});
     CHECK_FALSE(parse("{" + net + R"(,"services":{"status":"off"}})").services.status);
-    auto errors_of = [](const std::string& text) {
-        try {
-            parse(text);
-        } catch (const SiteLoadError& e) {
-            return e.errors();
-        }
-        return std::vector<SiteError>{};
-    };
     auto bad = errors_of("{" + net + R"(,"services":{"status":"nowhere"}})");
     REQUIRE(bad.size() == 1);
     CHECK(bad[0].pointer == "/services/status");
