@@ -22,9 +22,10 @@ namespace fleetconf::common {
 namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-std::string number(double v) {
+// Seconds with millisecond resolution: "%g" would round a Unix time to 6 digits (an error of hours).
+std::string seconds(double v) {
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
+    std::snprintf(buf, sizeof buf, "%.3f", v);
     return buf;
 }
 
@@ -94,9 +95,9 @@ std::string StatusRegistry::metrics() const {
     out += up;
     const auto start = std::chrono::duration<double>(started_.time_since_epoch()).count();
     out += "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds\n"
-           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " + number(start) + "\n";
+           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " + seconds(start) + "\n";
     out += "# HELP process_cpu_seconds_total User and system CPU time spent in seconds\n"
-           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total " + number(cpu_seconds()) + "\n";
+           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total " + seconds(cpu_seconds()) + "\n";
     out += "# HELP process_resident_memory_bytes Resident memory size in bytes\n"
            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes " + std::to_string(resident_bytes()) + "\n";
     out += "# HELP process_open_fds Number of open file descriptors\n"

@@ -61,6 +61,14 @@ TEST_CASE("GET /metrics: every source, fleetconf_up per service, the process", "
     CHECK_THAT(r.body, Catch::Contains("process_open_fds "));
     CHECK_THAT(r.body, Catch::Contains("process_resident_memory_bytes "));
     CHECK_THAT(r.body, Catch::Contains("process_start_time_seconds "));
+    // The start time keeps its precision (not 1.8e+09): whole seconds at least, as Unix time.
+    const auto at = r.body.find("\nprocess_start_time_seconds ") + 28;
+    const double start = std::stod(r.body.substr(at, r.body.find('\n', at) - at));
+    const double now = static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch()).count());
+    CHECK(start <= now + 1);
+    CHECK(start > now - 600);
+    CHECK(r.body.substr(at, r.body.find('\n', at) - at).find('e') == std::string::npos);
     auto h = nlohmann::json::parse(status_reply(reg, get("/health")).body);
     CHECK_THAT(h["services"]["block"]["detail"].get<std::string>(), Catch::Contains("device gone"));
 }
