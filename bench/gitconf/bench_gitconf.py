@@ -81,11 +81,14 @@ try:
                          "git": {"git": f"127.0.0.1:{pg}", "http": f"127.0.0.1:{ph}"}}}
     json.dump(site, open(f"{tmp}/site.json", "w"))
     token = sh(FC, "git", "token", "fleet", "--site", f"{tmp}/site.json").decode().strip()
+    # The second server (below) gets a copy of the data directory: one server per data directory.
+    shutil.copytree(f"{tmp}/data", f"{tmp}/data0")
     fc = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site.json"], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/fc.log", "w"))
     procs.append(fc)
     # the same server with the pack cache off: every fetch builds its pack, as git daemon does
     pg0, ph0 = free_port(), free_port()
     site0 = json.loads(json.dumps(site))
+    site0["services"]["data_dir"] = f"{tmp}/data0"
     site0["services"]["git"].update({"git": f"127.0.0.1:{pg0}", "http": f"127.0.0.1:{ph0}", "pack_cache_mb": 0})
     json.dump(site0, open(f"{tmp}/site0.json", "w"))
     fc0 = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site0.json"], stdout=subprocess.DEVNULL,
