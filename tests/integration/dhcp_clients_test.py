@@ -7,7 +7,7 @@ usage: dhcp_clients_test.py FLEETCONF_BINARY
 """
 import json, os, signal, socket, struct, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns
+from nstest import Harness, require_root_and_netns, udhcpc_script
 
 FC = os.path.abspath(sys.argv[1])
 require_root_and_netns()
@@ -77,23 +77,9 @@ def stop_server(sig=signal.SIGTERM):
     return server.wait(timeout=10)
 
 
-# Records what udhcpc received, and configures the address like a real script would (RELEASE and
-# renewals are sent from the leased address, so it must be on the interface).
-UDHCPC_SCRIPT = """#!/bin/sh
-env | grep -E '^(ip|router|dns|domain|subnet|opt[0-9]+|lease|serverid|ntpsrv|mask|fqdn|hostname)=' | sort > "{dir}/udhcpc.$1"
-case "$1" in
-  deconfig) ip addr flush dev "$interface" ;;
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-"""
-
 
 def udhcpc(client, *extra):
-    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
-    os.chmod(f"{tmp}/u.sh", 0o755)
-    for f in os.listdir(tmp):
-        if f.startswith("udhcpc."):
-            os.unlink(f"{tmp}/{f}")
+    udhcpc_script(tmp)
     r = ns(client, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", f"{tmp}/u.sh", *extra,
            check=False, timeout=30)
     try:
@@ -164,10 +150,7 @@ try:
 
     # RENEWING and RELEASE from a running udhcpc: SIGUSR1 renews (unicast REQUEST from ciaddr), SIGUSR2
     # releases. (busybox sends a RELEASE only from the BOUND state, so `-q -R` would not.)
-    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
-    for f in os.listdir(tmp):
-        if f.startswith("udhcpc."):
-            os.remove(f"{tmp}/{f}")
+    udhcpc_script(tmp)
     d = subprocess.Popen(["ip", "netns", "exec", C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "4", "-T", "1",
                           "-s", f"{tmp}/u.sh"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     def wait_log(text, after):

@@ -15,7 +15,7 @@ usage: e2e_boot_test.py FLEETCONF_BINARY
 """
 import json, os, signal, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns, wait_for
+from nstest import Harness, require_root_and_netns, udhcpc_record, udhcpc_script, wait_for
 
 FC = os.path.abspath(sys.argv[1])
 require_root_and_netns()
@@ -41,14 +41,6 @@ def setup():
         sh("ip", "-n", n, "link", "set", i, "up")
         sh("ip", "-n", n, "link", "set", "lo", "up")
 
-
-UDHCPC_SCRIPT = """#!/bin/sh
-env | grep -E '^(ip|mask|router|ntpsrv|opt[0-9]+)=' | sort > "{dir}/udhcpc.$1"
-case "$1" in
-  deconfig) ip addr flush dev "$interface" ;;
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-"""
 
 HOOK_RECEIVER = r"""
 import http.server, sys
@@ -91,11 +83,10 @@ try:
     check("fleetconf serve starts DHCP, git and block on one site file", ok and serve.poll() is None, open(f"{tmp}/serve.log").read()[-800:])
 
     # ---- boot: DHCP ----
-    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
-    os.chmod(f"{tmp}/u.sh", 0o755)
+    udhcpc_script(tmp)
     ns(FLEET, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", f"{tmp}/u.sh",
        "-O", "7", "-O", "42", "-O", "125", "-O", "224", check=False, timeout=30)
-    env = dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l) if os.path.exists(f"{tmp}/udhcpc.bound") else {}
+    env = udhcpc_record(tmp)
     check("the unikernel gets its reserved address", env.get("ip") == "10.66.0.20", env)
     check("and the site options: syslog (7), NTP (42), monitoring (125, enterprise 49836)",
           env.get("opt7") == "0a420001" and env.get("ntpsrv") == "10.66.0.1" and

@@ -14,6 +14,37 @@ def require_root_and_netns():
         sys.exit(77)
 
 
+# A udhcpc hook script that records what udhcpc received (DIR/udhcpc.EVENT, one VAR=value per line) and
+# configures the address like a real script would (RELEASE and renewals are sent from the leased address,
+# so it must be on the interface).
+UDHCPC_SCRIPT = """#!/bin/sh
+env | grep -E '^(ip|router|dns|domain|subnet|opt[0-9]+|lease|serverid|ntpsrv|mask|fqdn|hostname)=' | sort > "{dir}/udhcpc.$1"
+case "$1" in
+  deconfig) ip addr flush dev "$interface" ;;
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+"""
+
+
+def udhcpc_script(dir):
+    """Writes DIR/u.sh (the script above) and removes earlier records; returns the script's path."""
+    path = f"{dir}/u.sh"
+    open(path, "w").write(UDHCPC_SCRIPT.format(dir=dir))
+    os.chmod(path, 0o755)
+    for f in os.listdir(dir):
+        if f.startswith("udhcpc."):
+            os.unlink(f"{dir}/{f}")
+    return path
+
+
+def udhcpc_record(dir, event="bound"):
+    """What the script recorded for EVENT, as a dict; {} when nothing was."""
+    try:
+        return dict(l.split("=", 1) for l in open(f"{dir}/udhcpc.{event}").read().split("\n") if "=" in l)
+    except FileNotFoundError:
+        return {}
+
+
 def wait_for(get, want, seconds=15):
     """Polls get() until want(value) holds (or `seconds` pass); returns (held, last value)."""
     got = None

@@ -10,7 +10,7 @@ usage: serve_routes_test.py FLEETCONF_BINARY
 """
 import json, os, signal, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns, wait_for as wait_until
+from nstest import Harness, require_root_and_netns, udhcpc_record, udhcpc_script, wait_for as wait_until
 
 FC = os.path.abspath(sys.argv[1])
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,33 +33,16 @@ def setup():
         sh("ip", "-n", n, "link", "set", "lo", "up")
 
 
-UDHCPC_SCRIPT = """#!/bin/sh
-env | grep -E '^(ip|mask)=' | sort > "{dir}/udhcpc.$1"
-case "$1" in
-  deconfig) ip addr flush dev "$interface" ;;
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-"""
-
 
 def udhcpc(*extra):
-    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
-    os.chmod(f"{tmp}/u.sh", 0o755)
-    if os.path.exists(f"{tmp}/udhcpc.bound"):
-        os.unlink(f"{tmp}/udhcpc.bound")
+    udhcpc_script(tmp)
     ns(C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", f"{tmp}/u.sh", *extra, check=False, timeout=30)
-    try:
-        return dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l).get("ip")
-    except FileNotFoundError:
-        return None
+    return udhcpc_record(tmp).get("ip")
 
 
 def udhcpc_bound(*extra):
     """A running udhcpc (it RELEASEs only from BOUND, on SIGUSR2): returns (process, leased address)."""
-    open(f"{tmp}/u.sh", "w").write(UDHCPC_SCRIPT.format(dir=tmp))
-    os.chmod(f"{tmp}/u.sh", 0o755)
-    if os.path.exists(f"{tmp}/udhcpc.bound"):
-        os.unlink(f"{tmp}/udhcpc.bound")
+    udhcpc_script(tmp)
     d = subprocess.Popen(["ip", "netns", "exec", C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "4", "-T", "1",
                           "-s", f"{tmp}/u.sh", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(d)
