@@ -34,6 +34,7 @@ struct DhcpArgs {
     std::string lease_file;
     bool json = false;
     bool no_sync = false;
+    unsigned commit_interval_us = 1000;
     std::string command, args_json = "{}", socket, connect, password_file;
 };
 
@@ -64,6 +65,7 @@ int serve(const DhcpArgs& a) {
     o.server_port = site.services.dhcp.server_port;
     o.client_port = site.services.dhcp.client_port;
     o.durable = !a.no_sync;
+    o.commit_interval = std::chrono::microseconds(a.commit_interval_us);
     if (!a.lease_file.empty()) o.lease_file = a.lease_file;
     o.site_file = std::filesystem::absolute(a.site);
     dhcp::Service svc(rt.io(), site, o, log);
@@ -278,6 +280,11 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     s->add_option("--data-dir", a->data_dir, "Override services.data_dir");
     s->add_option("--lease-file", a->lease_file, "Lease journal (default DATA_DIR/dhcp/leases.journal)");
     s->add_flag("--no-sync", a->no_sync, "Do not sync leases before replying (benchmarks only: loses leases on a crash)");
+    s->add_option("--commit-interval", a->commit_interval_us,
+                  "Microseconds between the starts of two lease-journal syncs: ACKs arriving within it share one sync "
+                  "(0: sync every batch)")
+        ->check(CLI::Range(0u, 1000000u))
+        ->capture_default_str();
     s->callback([&action, a] { action = [a] { return serve(*a); }; });
     auto* l = d->add_subcommand("leases", "List the leases in the journal");
     l->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);

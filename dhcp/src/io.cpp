@@ -96,15 +96,13 @@ void Service::stop() {
         std::filesystem::remove(impl_->opts.control_socket, ec);
     }
     if (impl_->control_http) impl_->control_http->close(ec);
+    impl_->commit_timer.cancel();
     impl_->store->sync();
 }
 
 asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
     std::vector<std::uint8_t> buf(65536);
-    struct Pending {
-        Message reply;
-        std::size_t max_size;
-    };
+    Batch now_batch;  // replies that promise nothing durable: offers, NAKs, INFORM answers (and all, unsynced)
     while (!stopped) {
         udp::endpoint from;
         auto [ec, n] = co_await s.sock.async_receive_from(asio::buffer(buf), from, use_tuple);
@@ -113,11 +111,9 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
             log->warn("{}: receive: {}", s.ifname, ec.message());
             continue;
         }
-        // Drain what else is already queued, decide on all of it, make the changes durable with one
-        // sync (group commit), then send every reply: no ACK leaves before its lease is on disk.
-        std::vector<Pending> replies;
-        std::vector<LeaseEvent> events;
-        bool need_sync = false;
+        // Drain what else is already queued and decide on all of it. Replies that promise nothing leave at
+        // once; an ACK waits in `waiting` for the commit that makes its lease durable (group commit: one
+        // fdatasync for everything that queued up meanwhile), so no ACK leaves before its lease is on disk.
         const std::uint64_t now = unix_now();
         std::size_t len = n;
         for (int batch = 0; batch < 256; ++batch) {
@@ -133,48 +129,110 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
                 auto d = decide(Request{std::move(*msg), s.ifname}, now, *store, cfg);
                 if (!d.reply) ++stats.receive_drop;
                 if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
+                // Offers need no durability (a lost offer means a new DISCOVER): their records ride along
+                // with the next commit. Anything that promises a binding waits for its commit.
+                Batch& dest = (opts.durable && d.durable_before_reply) ? waiting : now_batch;
                 if (!d.changes.empty()) {
                     store->apply(d.changes);
                     for (const auto& ch : d.changes) {
                         if (ch.remove) continue;
-                        if (d.durable_before_reply && ch.lease.state == LeaseState::bound) events.push_back({LeaseEvent::Kind::bound, ch.lease});
+                        if (d.durable_before_reply && ch.lease.state == LeaseState::bound)
+                            dest.events.push_back({LeaseEvent::Kind::bound, ch.lease});
                         else if (ch.lease.state == LeaseState::released || ch.lease.state == LeaseState::declined)
-                            events.push_back({LeaseEvent::Kind::released, ch.lease});
+                            now_batch.events.push_back({LeaseEvent::Kind::released, ch.lease});
                     }
-                    // Offers need no durability (a lost offer means a new DISCOVER); their records ride along
-                    // with the next sync. Anything that promises a binding is synced before its reply.
-                    need_sync = need_sync || d.durable_before_reply;
                 }
-                if (d.reply) replies.push_back({std::move(*d.reply), d.max_reply_size});
+                if (d.reply) dest.replies.push_back({&s, std::move(*d.reply), d.max_reply_size});
             }
             std::error_code aec;
             len = s.sock.receive_from(asio::buffer(buf), from, 0, aec);
             if (aec) break;  // would_block: the queue is empty
         }
-        try {
-            if (need_sync && opts.durable) {
-                store->sync();
-                ++stats.journal_syncs;
-            } else {
-                store->flush();  // offers, releases, declines: written now, durable with the next sync
-            }
-            if (!journal_error.empty()) {
-                log->info("lease journal writable again");
-                journal_error.clear();
-            }
-        } catch (const std::exception& e) {
-            ++stats.journal_failures;
-            journal_error = e.what();
-            log->error("{}: lease journal: {}; {} replies withheld", s.ifname, e.what(), replies.size());
-            continue;  // never promise a lease that is not on disk
+        if (opts.durable) {
+            send_all(now_batch);
+            pump();
+        } else if (write_or_record("replies withheld")) {  // --no-sync: written, not synced
+            send_all(now_batch);
+        } else {
+            now_batch = {};  // the journal failed: nothing is promised from a store that cannot be written
         }
-        if (journal && journal->records() > 2 * journal->size() + 10000) {
-            journal->compact();
-            log->info("lease journal compacted to {} records", journal->records());
-        }
-        for (const auto& r : replies) send_reply(s, r.reply, r.max_size);
-        for (const auto& e : events) report(e);
     }
+}
+
+void Service::Impl::send_all(Batch& b) {
+    for (const auto& r : b.replies) send_reply(*r.sock, r.reply, r.max_size);
+    for (const auto& e : b.events) report(e);
+    b.replies.clear();
+    b.events.clear();
+}
+
+bool Service::Impl::write_or_record(const char* what) {
+    try {
+        store->flush();
+        if (!journal_error.empty()) {
+            log->info("lease journal writable again");
+            journal_error.clear();
+        }
+        return true;
+    } catch (const std::exception& e) {
+        ++stats.journal_failures;
+        journal_error = e.what();
+        log->error("lease journal: {}; {}", e.what(), what);
+        return false;
+    }
+}
+
+void Service::Impl::maybe_compact() {
+    if (!journal || journal->records() <= 2 * journal->size() + 10000) return;
+    try {
+        journal->compact();
+        log->info("lease journal compacted to {} records", journal->records());
+    } catch (const std::exception& e) {
+        log->error("lease journal compaction: {}", e.what());
+    }
+}
+
+// Durable mode: commits (one fdatasync for every ACK that waits) start at most once per commit_interval.
+// A lone request is committed at once; under load the ACKs that arrive within the interval share one
+// sync, which caps the syncs per second instead of paying one per batch.
+void Service::Impl::pump() {
+    if (stopped) return;
+    if (waiting.empty()) {
+        // Only offers and releases since the last commit: written now, durable with the next sync.
+        write_or_record("offers are still sent");
+        maybe_compact();
+        return;
+    }
+    const auto t = std::chrono::steady_clock::now();
+    if (t - last_commit < opts.commit_interval) {
+        if (!commit_timer_armed) {
+            commit_timer_armed = true;
+            commit_timer.expires_at(last_commit + opts.commit_interval);
+            commit_timer.async_wait([this](std::error_code ec) {
+                commit_timer_armed = false;
+                if (!ec) pump();
+            });
+        }
+        return;
+    }
+    last_commit = t;
+    Batch committing = std::move(waiting);
+    waiting = {};
+    try {
+        store->sync();
+    } catch (const std::exception& e) {
+        ++stats.journal_failures;
+        journal_error = e.what();
+        log->error("lease journal: {}; {} replies withheld", journal_error, committing.replies.size());
+        return;  // never promise a lease that is not on disk; the clients ask again
+    }
+    ++stats.journal_syncs;
+    if (!journal_error.empty()) {
+        log->info("lease journal writable again");
+        journal_error.clear();
+    }
+    send_all(committing);
+    maybe_compact();
 }
 
 void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m) {

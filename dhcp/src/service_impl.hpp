@@ -8,6 +8,7 @@
 #include <asio/detached.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/local/stream_protocol.hpp>
 
 #include <array>
@@ -73,6 +74,26 @@ struct Service::Impl {
     asio::awaitable<void> receive_loop(Socket& s);
     void send_reply(Socket& s, const Message& reply, std::size_t max_size);
     void add_arp(const std::string& ifname, common::Ipv4 ip, const Message& m);
+
+    // Durable mode: an ACK leaves only after its lease is on disk; offers and NAKs do not wait.
+    struct Outgoing {
+        Socket* sock;
+        Message reply;
+        std::size_t max_size;
+    };
+    struct Batch {
+        std::vector<Outgoing> replies;
+        std::vector<LeaseEvent> events;
+        [[nodiscard]] bool empty() const { return replies.empty() && events.empty(); }
+    };
+    Batch waiting;  // ACKs (and their bound events) for the next commit
+    std::chrono::steady_clock::time_point last_commit{};
+    asio::steady_timer commit_timer{io};
+    bool commit_timer_armed = false;
+    void pump();  // commits what waits (at most once per commit_interval); else writes offers' records
+    void send_all(Batch& b);
+    bool write_or_record(const char* what);  // false (and the failure recorded) when the journal failed
+    void maybe_compact();
 };
 
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Probes the DHCP server's group commit from a scripted relay (giaddr = its own address, listening on
+port 67). Gets OFFERs for N clients, REQUESTs the first alone (its commit opens a commit interval), then
+sends the other N-1 REQUESTs and one more DISCOVER at once, and prints JSON: the order in which the
+replies came back ("offer"/"ack" per reply), the seconds from the first REQUEST to the last reply, and
+the ACKed addresses. Runs inside a namespace the calling test created.
+
+usage: dhcp_commit_probe.py RELAY_IP SERVER_IP N
+"""
+import json, socket, struct, sys, time
+
+relay, server, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((relay, 67))
+s.settimeout(3.0)
+macs = [bytes([2, 0x77, 0, 0, 0, i]) for i in range(n + 1)]
+
+
+def pkt(t, i, extra=b""):
+    h = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, 0x7000 + i, 0, 0, b"\0" * 4, b"\0" * 4, b"\0" * 4,
+                    socket.inet_aton(relay), macs[i] + b"\0" * 10, b"\0" * 64, b"\0" * 128)
+    return h + b"\x63\x82\x53\x63" + bytes([53, 1, t]) + extra + b"\xff"
+
+
+def reply():
+    data, _ = s.recvfrom(2048)
+    opts = data[240:]
+    mtype = opts[opts.index(53) + 2] if 53 in opts else 0
+    return struct.unpack("!I", data[4:8])[0] - 0x7000, {2: "offer", 5: "ack", 6: "nak"}.get(mtype, str(mtype)), data[16:20]
+
+
+def request(i, yi):
+    return pkt(3, i, bytes([50, 4]) + yi + bytes([54, 4]) + socket.inet_aton(server))
+
+
+offered = {}
+for i in range(n):
+    s.sendto(pkt(1, i), (server, 67))
+while len(offered) < n:
+    i, kind, yi = reply()
+    if kind == "offer":
+        offered[i] = yi
+t0 = time.monotonic()
+s.sendto(request(0, offered[0]), (server, 67))
+i, kind, yi = reply()
+acked = {i: socket.inet_ntoa(yi)} if kind == "ack" else {}
+order = [kind]
+for i in range(1, n):
+    s.sendto(request(i, offered[i]), (server, 67))
+s.sendto(pkt(1, n), (server, 67))
+try:
+    while len(order) < n + 1:
+        i, kind, yi = reply()
+        order.append(kind)
+        if kind == "ack":
+            acked[i] = socket.inet_ntoa(yi)
+except socket.timeout:
+    pass
+print(json.dumps({"order": order, "seconds": time.monotonic() - t0, "acked": acked}))
