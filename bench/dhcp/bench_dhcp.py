@@ -12,9 +12,11 @@ generator is). Prints a table with fleetconf's figures as ratios to each referen
 
 perfdhcp runs in its single-threaded mode (-g single): on a small machine its receiver thread competes
 with the server for the cores, and the single mode drives more exchanges per CPU second; every server
-sees the same generator.
+sees the same generator. On a machine with two or more CPUs every server runs pinned to CPU 0 and
+perfdhcp to CPU 1 (taskset), so that neither takes the other's core and the figures vary less between
+runs; --no-pin lets the scheduler place them (then the server may also use the generator's core).
 
-usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S]
+usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S] [--no-pin] [--only NAME,...]
 """
 import json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
@@ -29,6 +31,9 @@ for tool in ("perfdhcp", "kea-dhcp4", "dnsmasq"):
         print(f"FAIL: {tool} is not installed (./dev deps installs it)")
         sys.exit(1)
 
+PIN = (os.cpu_count() or 1) >= 2 and "--no-pin" not in sys.argv
+SERVER_CPU = ["taskset", "-c", "0"] if PIN else []
+GENERATOR_CPU = ["taskset", "-c", "1"] if PIN else []
 P = f"fb{os.getpid() % 100000}"
 SRV, CLI = f"{P}s", f"{P}c"
 IF_S, IF_C = f"{P}a", f"{P}b"
@@ -88,7 +93,7 @@ def start(name):
                f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h", f"--dhcp-leasefile={d}/dnsmasq.leases", "--no-ping",
                "--dhcp-authoritative", "--dhcp-lease-max=200000", f"--pid-file={d}/pid", "--user=root",
                "--dhcp-option=3,10.99.0.1", "--dhcp-option=6,10.99.0.1", "--quiet-dhcp"]
-    p = subprocess.Popen(["ip", "netns", "exec", SRV] + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
+    p = subprocess.Popen(["ip", "netns", "exec", SRV] + SERVER_CPU + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
     time.sleep(1.0)
     if p.poll() is not None:
         raise RuntimeError(f"{name} did not start: " + open(f"{d}/out").read()[-800:])
@@ -104,9 +109,16 @@ def stop(p):
         p.wait()
 
 
+def rcvbuf_errors(netns):
+    """UDP datagrams dropped because a socket's receive buffer was full, in one namespace (/proc/net/snmp)."""
+    rows = [l.split() for l in sh("ip", "netns", "exec", netns, "cat", "/proc/net/snmp").stdout.splitlines() if l.startswith("Udp:")]
+    return int(dict(zip(rows[0][1:], rows[1][1:]))["RcvbufErrors"])
+
+
 def perfdhcp(*args, timeout=120):
+    overflow0 = (rcvbuf_errors(SRV), rcvbuf_errors(CLI))
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-    r = sh("ip", "netns", "exec", CLI, "perfdhcp", "-4", "-g", "single", "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
+    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, "perfdhcp", "-4", "-g", "single", "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
            check=False, timeout=timeout)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = r.stdout + r.stderr
@@ -115,7 +127,9 @@ def perfdhcp(*args, timeout=120):
         m = re.search(name + r": ([0-9.]+)", sec)
         return float(m.group(1)) if m else None
     res = {"rc": r.returncode, "out": out,
-           "gen_cpu": ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.monotonic() - t0)}
+           "gen_cpu": ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.monotonic() - t0),
+           # where packets were lost: the server's socket or perfdhcp's own (a generator that cannot keep up)
+           "srv_overflow": rcvbuf_errors(SRV) - overflow0[0], "gen_overflow": rcvbuf_errors(CLI) - overflow0[1]}
     for sec in sections[1:]:
         key = "do" if sec.startswith("DISCOVER-OFFER") else "ra" if sec.startswith("REQUEST-ACK") else None
         if key:
@@ -207,14 +221,16 @@ try:
             results[name] = {"rate": best, "achieved": (r or {}).get("rate", 0.0), "do_delay": (r or {}).get("do_delay"),
                              "ra_delay": (r or {}).get("ra_delay"), "storm_s": storm_time, "storm_acked": acked,
                              "storm_clients": storm_clients, "cpu_us": cpu_us,
-                             "gen_cpu": (r or {}).get("gen_cpu", 0.0)}
+                             "gen_cpu": (r or {}).get("gen_cpu", 0.0),
+                             "srv_overflow": (r or {}).get("srv_overflow", 0), "gen_overflow": (r or {}).get("gen_overflow", 0)}
         finally:
             stop(p)
         print(f"  measured {name}: {results[name]}", file=sys.stderr)
 finally:
     teardown()
 
-print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp as relay across a veth pair; /16 pool)")
+print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp as relay across a veth pair; /16 pool; "
+      f"{'server on CPU 0, perfdhcp on CPU 1' if PIN else 'not pinned'})")
 print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>9} {'CPU us/exch':>11}"
       f" {'perfdhcp CPU':>12}")
 for name in SERVERS:
@@ -236,6 +252,10 @@ for name in [n for n in SERVERS if not n.startswith("fleetconf")]:
     ref = results.get(name, {}).get("cpu_us")
     print(f"  vs {LABEL[name]:40} {ref / fc:5.2f}x" if ref and fc else f"  vs {LABEL[name]:40}     -")
 print("(perfdhcp CPU: the generator's share of one core at the max rate; near 100% the rate is the generator's limit)")
+print("\npackets lost to a full socket receive buffer at the max rate (server's socket / perfdhcp's socket):")
+for name in SERVERS:
+    if name in results:
+        print(f"  {LABEL[name]:42} {results[name]['srv_overflow']:7d} / {results[name]['gen_overflow']:7d}")
 ok = all(results.get(n, {}).get("achieved", 0) > 0 for n in SERVERS)
 print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
 sys.exit(0 if ok else 1)

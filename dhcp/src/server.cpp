@@ -149,6 +149,7 @@ Message reply_base(const Message& req, MessageType t, const NetworkConfig& net) 
     r.flags = req.flags;
     r.giaddr = req.giaddr;
     r.chaddr = req.chaddr;
+    r.options.reserve(16);  // a typical reply's options, without regrowing on the packet path
     r.options.push_back({opt::message_type, {static_cast<std::uint8_t>(t)}});
     r.options.push_back({opt::server_id, addr_bytes(net.server_id)});
     return r;
@@ -347,9 +348,9 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
     std::string note;
     const Host* host = match_host(*net, m, note);
     Context c{cfg, *net, host, client_key(m, net->ignore_client_id), now, leases};
-    auto with_note = [&](Decision d) {
+    auto with_note = [&](Decision&& d) -> Decision {
         if (!note.empty()) d.log += "; " + note;
-        return d;
+        return std::move(d);
     };
     const auto server_id = m.address_option(opt::server_id);
     const auto requested = m.address_option(opt::requested_address);
@@ -359,7 +360,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
             auto a = choose(c, requested);
             if (!a) {
                 none.log = "no address for " + who(c, m) + ": network " + net->name + " has no free address (pool exhausted)";
-                return with_note(none);
+                return with_note(std::move(none));
             }
             Decision d;
             Message r = reply_base(m, MessageType::offer, *net);
@@ -373,7 +374,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
             d.reply = std::move(r);
             d.max_reply_size = max_reply(m);
             d.log = "OFFER " + a->to_string() + " to " + who(c, m);
-            return with_note(d);
+            return with_note(std::move(d));
         }
         case MessageType::request: {
             if (server_id) {  // SELECTING (RFC 2131 4.3.2)
@@ -395,7 +396,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
                 if (c.host && c.host->fixed) return with_note(nak(m, c, "this client's address is " + c.host->fixed->to_string()));
                 if (!cfg.authoritative) {
                     none.log = "INIT-REBOOT for " + requested->to_string() + " from " + who(c, m) + ": no record, not authoritative: silent";
-                    return with_note(none);
+                    return with_note(std::move(none));
                 }
                 if (in_pools(*net, *requested) && available(c, *requested)) return with_note(ack(m, c, *requested, "init-reboot, new binding"));
                 return with_note(nak(m, c, requested->to_string() + " is not available to this client"));
@@ -405,7 +406,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
                 if (cfg.authoritative && net->subnet.contains(m.ciaddr))
                     return with_note(nak(m, c, m.ciaddr.to_string() + " is not leased to this client"));
                 none.log = "renewal of " + m.ciaddr.to_string() + " from " + who(c, m) + " not ours: silent";
-                return with_note(none);
+                return with_note(std::move(none));
             }
             return with_note(nak(m, c, "REQUEST without server identifier, requested address or ciaddr"));
         }
@@ -442,7 +443,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
             d.reply = std::move(r);
             d.max_reply_size = max_reply(m);
             d.log = "INFORM from " + who(c, m) + " at " + m.ciaddr.to_string();
-            return with_note(d);
+            return with_note(std::move(d));
         }
         default: none.log = "ignored " + std::string(to_string(*type)) + " (a server message)"; return none;
     }

@@ -119,6 +119,7 @@ std::optional<Message> decode(std::span<const std::uint8_t> d, std::error_code& 
     if (d.size() > 65507) return ec = DecodeError::too_long, std::nullopt;
     if (d.size() < kHeaderSize + 4) return ec = DecodeError::too_short, std::nullopt;
     Message m;
+    m.options.reserve(16);  // a typical request's options, without regrowing
     m.op = d[0];
     if (m.op != 1 && m.op != 2) return ec = DecodeError::bad_op, std::nullopt;
     m.htype = d[1];
@@ -277,7 +278,11 @@ std::optional<ClientFqdn> parse_fqdn(std::span<const std::uint8_t> d) {
 }
 
 Bytes fqdn_bytes(const ClientFqdn& f) {
-    Bytes b{f.flags, 255, 255};
+    Bytes b;
+    b.reserve(3 + f.name.size() + 2);
+    b.push_back(f.flags);
+    b.push_back(255);
+    b.push_back(255);
     if (f.flags & fqdn_flag::E) {
         std::size_t start = 0;
         while (start < f.name.size()) {
