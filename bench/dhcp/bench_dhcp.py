@@ -12,9 +12,10 @@ generator is). Prints a table with fleetconf's figures as ratios to each referen
 
 perfdhcp runs in its single-threaded mode (-g single): on a small machine its receiver thread competes
 with the server for the cores, and the single mode drives more exchanges per CPU second; every server
-sees the same generator. On a machine with two or more CPUs every server runs pinned to CPU 0 and
-perfdhcp to CPU 1 (taskset), so that neither takes the other's core and the figures vary less between
-runs; --no-pin lets the scheduler place them (then the server may also use the generator's core).
+sees the same generator. On a machine with two or more CPUs perfdhcp runs pinned to CPU 1 and the
+single-threaded servers to CPU 0 (taskset), so that neither takes the other's core and the figures vary
+less between runs; multi-threaded Kea may use every CPU (one core would leave its threads nothing to
+gain). --no-pin lets the scheduler place every process.
 
 usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S] [--no-pin] [--only NAME,...]
 """
@@ -93,7 +94,7 @@ def start(name):
                f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h", f"--dhcp-leasefile={d}/dnsmasq.leases", "--no-ping",
                "--dhcp-authoritative", "--dhcp-lease-max=200000", f"--pid-file={d}/pid", "--user=root",
                "--dhcp-option=3,10.99.0.1", "--dhcp-option=6,10.99.0.1", "--quiet-dhcp"]
-    p = subprocess.Popen(["ip", "netns", "exec", SRV] + SERVER_CPU + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
+    p = subprocess.Popen(["ip", "netns", "exec", SRV] + (SERVER_CPU if name != "kea-mt" else []) + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
     time.sleep(1.0)
     if p.poll() is not None:
         raise RuntimeError(f"{name} did not start: " + open(f"{d}/out").read()[-800:])
@@ -143,8 +144,13 @@ def perfdhcp(*args, timeout=120):
 
 
 def run_at(rate, clients=50000):
-    r = perfdhcp("-r", str(rate), "-p", str(SECONDS), "-R", str(clients))
-    ok = r.get("do_sent", 0) > 0 and r.get("do_drop", 100) <= 2.5 and r.get("ra_drop", 100) <= 2.5
+    """One run at `rate`; a failed run is repeated once, so that one stall of this shared machine (a slow
+    disk sync, a noisy neighbour) does not end the search: a rate fails when two runs in a row fail."""
+    for attempt in (1, 2):
+        r = perfdhcp("-r", str(rate), "-p", str(SECONDS), "-R", str(clients))
+        ok = r.get("do_sent", 0) > 0 and r.get("do_drop", 100) <= 2.5 and r.get("ra_drop", 100) <= 2.5
+        if ok or SMOKE:
+            break
     return ok, r
 
 
@@ -230,7 +236,7 @@ finally:
     teardown()
 
 print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp as relay across a veth pair; /16 pool; "
-      f"{'server on CPU 0, perfdhcp on CPU 1' if PIN else 'not pinned'})")
+      f"{'perfdhcp on CPU 1, servers on CPU 0 (multi-threaded Kea on all)' if PIN else 'not pinned'})")
 print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>9} {'CPU us/exch':>11}"
       f" {'perfdhcp CPU':>12}")
 for name in SERVERS:
