@@ -209,8 +209,9 @@ void Service::Impl::pump() {
             commit_timer_armed = true;
             commit_timer.expires_at(last_commit + opts.commit_interval);
             commit_timer.async_wait([this](std::error_code ec) {
+                if (ec) return;  // cancelled by stop(): touch nothing, the service may be on its way out
                 commit_timer_armed = false;
-                if (!ec) pump();
+                pump();
             });
         }
         return;
