@@ -151,7 +151,7 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         if (opts.durable) {
             send_all(now_batch);
             pump();
-        } else if (write_or_record("replies withheld")) {  // --no-sync: written, not synced
+        } else if (journal_write(false, "replies withheld")) {  // --no-sync: written, not synced
             send_all(now_batch);
         } else {
             now_batch = {};  // the journal failed: nothing is promised from a store that cannot be written
@@ -166,9 +166,16 @@ void Service::Impl::send_all(Batch& b) {
     b.events.clear();
 }
 
-bool Service::Impl::write_or_record(const char* what) {
+// Writes what was applied (and with `sync`, makes it durable); a failure is recorded for the health check
+// and logged with `consequence`. The first success after a failure says so.
+bool Service::Impl::journal_write(bool sync, const std::string& consequence) {
     try {
-        store->flush();
+        if (sync) {
+            store->sync();
+            ++stats.journal_syncs;
+        } else {
+            store->flush();
+        }
         if (!journal_error.empty()) {
             log->info("lease journal writable again");
             journal_error.clear();
@@ -177,7 +184,7 @@ bool Service::Impl::write_or_record(const char* what) {
     } catch (const std::exception& e) {
         ++stats.journal_failures;
         journal_error = e.what();
-        log->error("lease journal: {}; {}", e.what(), what);
+        log->error("lease journal: {}; {}", e.what(), consequence);
         return false;
     }
 }
@@ -199,7 +206,7 @@ void Service::Impl::pump() {
     if (stopped) return;
     if (waiting.empty()) {
         // Only offers and releases since the last commit: written now, durable with the next sync.
-        write_or_record("offers are still sent");
+        journal_write(false, "offers are still sent");
         maybe_compact();
         return;
     }
@@ -219,19 +226,8 @@ void Service::Impl::pump() {
     last_commit = t;
     Batch committing = std::move(waiting);
     waiting = {};
-    try {
-        store->sync();
-    } catch (const std::exception& e) {
-        ++stats.journal_failures;
-        journal_error = e.what();
-        log->error("lease journal: {}; {} replies withheld", journal_error, committing.replies.size());
-        return;  // never promise a lease that is not on disk; the clients ask again
-    }
-    ++stats.journal_syncs;
-    if (!journal_error.empty()) {
-        log->info("lease journal writable again");
-        journal_error.clear();
-    }
+    // Never promise a lease that is not on disk: on a failure the ACKs are dropped and the clients ask again.
+    if (!journal_write(true, std::to_string(committing.replies.size()) + " replies withheld")) return;
     send_all(committing);
     maybe_compact();
 }

@@ -92,7 +92,7 @@ struct Service::Impl {
     bool commit_timer_armed = false;
     void pump();  // commits what waits (at most once per commit_interval); else writes offers' records
     void send_all(Batch& b);
-    bool write_or_record(const char* what);  // false (and the failure recorded) when the journal failed
+    bool journal_write(bool sync, const std::string& consequence);  // false (failure recorded) when it failed
     void maybe_compact();
 };
 
