@@ -9,6 +9,8 @@ usage: dhcp_commit_probe.py RELAY_IP SERVER_IP N
 """
 import json, socket, struct, sys, time
 
+from dhcp_packets import relayed, selecting
+
 relay, server, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((relay, 67))
@@ -17,9 +19,7 @@ macs = [bytes([2, 0x77, 0, 0, 0, i]) for i in range(n + 1)]
 
 
 def pkt(t, i, extra=b""):
-    h = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, 0x7000 + i, 0, 0, b"\0" * 4, b"\0" * 4, b"\0" * 4,
-                    socket.inet_aton(relay), macs[i] + b"\0" * 10, b"\0" * 64, b"\0" * 128)
-    return h + b"\x63\x82\x53\x63" + bytes([53, 1, t]) + extra + b"\xff"
+    return relayed(t, macs[i], 0x7000 + i, relay, extra)
 
 
 def reply():
@@ -30,7 +30,7 @@ def reply():
 
 
 def request(i, yi):
-    return pkt(3, i, bytes([50, 4]) + yi + bytes([54, 4]) + socket.inet_aton(server))
+    return pkt(3, i, selecting(yi, server))
 
 
 offered = {}

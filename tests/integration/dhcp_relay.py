@@ -7,6 +7,8 @@ usage: dhcp_relay.py RELAY_IP SERVER_IP N SECONDS [MAC_BYTE]
 """
 import json, socket, struct, sys, time
 
+from dhcp_packets import relayed, selecting
+
 relay, server, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 tag = int(sys.argv[5]) if len(sys.argv) > 5 else 0x55
 deadline = time.time() + seconds
@@ -15,17 +17,11 @@ s.bind((relay, 67))
 s.settimeout(0.005)  # drain replies between sends: at most ~200 DISCOVERs a second
 
 
-def pkt(t, mac, xid, extra=b""):
-    h = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, xid, 0, 0, b"\0" * 4, b"\0" * 4, b"\0" * 4,
-                    socket.inet_aton(relay), mac + b"\0" * 10, b"\0" * 64, b"\0" * 128)
-    return h + b"\x63\x82\x53\x63" + bytes([53, 1, t]) + extra + b"\xff"
-
-
 acked = {}
 macs = [bytes([2, tag, 0, 0, i >> 8, i & 255]) for i in range(n)]
 i, rounds = 0, 0
 while time.time() < deadline:
-    s.sendto(pkt(1, macs[i % n], i % n), (server, 67))
+    s.sendto(relayed(1, macs[i % n], i % n, relay), (server, 67))
     i += 1
     if i % n == 0:
         rounds += 1
@@ -36,7 +32,7 @@ while time.time() < deadline:
             yi, opts = data[16:20], data[240:]
             mtype = opts[opts.index(53) + 2] if 53 in opts else 0
             if mtype == 2 and xid < n:
-                s.sendto(pkt(3, macs[xid], xid, bytes([50, 4]) + yi + bytes([54, 4]) + socket.inet_aton(server)), (server, 67))
+                s.sendto(relayed(3, macs[xid], xid, relay, selecting(yi, server)), (server, 67))
             elif mtype == 5 and xid < n:
                 acked[macs[xid].hex(":")] = socket.inet_ntoa(yi)
     except (socket.timeout, OSError):
