@@ -93,6 +93,13 @@ int serve(const DhcpArgs& a) {
     return rt.run() ? kExitOk : kExitFailure;
 }
 
+// At most `n` bytes of `s`, not cutting a UTF-8 sequence in two.
+std::string utf8_prefix(const std::string& s, std::size_t n) {
+    if (s.size() <= n) return s;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    return s.substr(0, n);
+}
+
 int leases(const DhcpArgs& a) {
     auto loaded = load_or_report(a);
     if (!loaded) return kExitInvalid;
@@ -102,7 +109,6 @@ int leases(const DhcpArgs& a) {
         print_error(file.string() + ": no lease journal (has the DHCP service run with this data directory?)");
         return kExitFailure;
     }
-    std::vector<std::string> warnings;
     // Read-only use: replay into memory without touching the file (copy it first).
     dhcp::MemoryLeaseStore mem;
     {
@@ -111,13 +117,12 @@ int leases(const DhcpArgs& a) {
             print_error(*err);
             return kExitFailure;
         }
-        std::size_t pos = 0;
-        while (pos < text.size()) {
-            auto nl = text.find('\n', pos);
-            if (nl == std::string::npos) break;
-            if (auto r = dhcp::JournalLeaseStore::decode_record(std::string_view(text).substr(pos, nl - pos))) mem.apply({*r});
-            pos = nl + 1;
-        }
+        // The same recovery the server does (docs/dhcp-leases.md): every intact record, damage reported.
+        const auto scan = dhcp::scan_journal(text);
+        mem.apply(scan.records);
+        for (const auto& r : scan.damaged)
+            std::cerr << "fleetconf: " << file.string() << ": damaged region at offset " << r.offset << ", " << r.length
+                      << " bytes (skipped; the server copies it aside and rewrites the journal at its next start)\n";
     }
     const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     if (a.json) {
@@ -126,14 +131,14 @@ int leases(const DhcpArgs& a) {
             arr.push_back({{"address", l.address.to_string()}, {"mac", l.mac.to_string()}, {"client", common::to_hex(l.client)},
                            {"hostname", l.hostname}, {"network", l.network}, {"state", dhcp::to_string(l.state)},
                            {"expires", l.expires}, {"active", l.expires > now}});
-        std::cout << arr.dump(2) << "\n";
+        std::cout << arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
         return kExitOk;
     }
     std::cout << std::left << std::setw(16) << "ADDRESS" << std::setw(19) << "MAC" << std::setw(20) << "HOST" << std::setw(10)
               << "STATE" << "EXPIRES IN\n";
     for (const auto& l : mem.all())
         std::cout << std::setw(16) << l.address.to_string() << std::setw(19) << l.mac.to_string() << std::setw(20)
-                  << (l.hostname.empty() ? "-" : l.hostname.substr(0, 19)) << std::setw(10) << dhcp::to_string(l.state)
+                  << (l.hostname.empty() ? "-" : utf8_prefix(l.hostname, 19)) << std::setw(10) << dhcp::to_string(l.state)
                   << (l.expires > now ? std::to_string(l.expires - now) + " s" : "expired") << "\n";
     return kExitOk;
 }

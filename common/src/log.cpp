@@ -1,5 +1,7 @@
 #include "fleetconf/common/log.hpp"
 
+#include "fleetconf/common/text.hpp"
+
 #include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -30,13 +32,30 @@ public:
         j["ts"] = ts;
         j["level"] = std::string(spdlog::level::to_string_view(msg.level).data(), spdlog::level::to_string_view(msg.level).size());
         j["service"] = std::string(msg.logger_name.data(), msg.logger_name.size());
-        j["msg"] = std::string(msg.payload.data(), msg.payload.size());
+        j["msg"] = log_safe(std::string_view(msg.payload.data(), msg.payload.size()));
         const auto s = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
         dest.append(s.data(), s.data() + s.size());
         dest.push_back('\n');
     }
     std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
+
+// %* : the message with control characters and bytes outside UTF-8 written as \xHH, so that no value
+// taken from the network (a host name with a newline, say) can split or forge a text log line.
+class SafePayload final : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+        const auto s = log_safe(std::string_view(msg.payload.data(), msg.payload.size()));
+        dest.append(s.data(), s.data() + s.size());
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<SafePayload>(); }
+};
+
+std::unique_ptr<spdlog::formatter> text_formatter(const std::string& pattern) {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<SafePayload>('*').set_pattern(pattern);
+    return f;
+}
 
 std::mutex g_mutex;
 Options g_opts;
@@ -45,12 +64,11 @@ std::vector<spdlog::sink_ptr> g_sinks;
 void make_sinks() {
     g_sinks.clear();
     auto err = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    if (g_opts.format == Format::json) err->set_formatter(std::make_unique<JsonFormatter>());
-    else err->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v"));
+    err->set_formatter(make_formatter(g_opts.format));
     g_sinks.push_back(err);
     if (g_opts.syslog) {
         auto sys = std::make_shared<spdlog::sinks::syslog_sink_mt>("fleetconf", LOG_PID, LOG_DAEMON, true);
-        sys->set_formatter(std::make_unique<spdlog::pattern_formatter>("[%n] %v"));
+        sys->set_formatter(text_formatter("[%n] %*"));
         g_sinks.push_back(sys);
     }
 }
@@ -71,6 +89,11 @@ std::optional<spdlog::level::level_enum> parse_level(std::string_view s) {
 }
 
 }  // namespace
+
+std::unique_ptr<spdlog::formatter> make_formatter(Format f) {
+    if (f == Format::json) return std::make_unique<JsonFormatter>();
+    return text_formatter("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %*");
+}
 
 std::optional<Format> parse_format(std::string_view s) {
     if (s == "text") return Format::text;

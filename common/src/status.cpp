@@ -69,13 +69,17 @@ Health StatusRegistry::health(std::string& json_out) const {
     for (const auto& s : sources_) {
         const auto h = checked(s);
         services[s.name] = {{"ok", h.ok}, {"detail", h.detail}};
-        if (!h.ok) {
-            all.ok = false;
+        if (h.degraded) services[s.name]["degraded"] = true;
+        if (!h.ok || h.degraded) {
+            all.ok = all.ok && h.ok;
+            all.degraded = all.degraded || h.degraded;
             all.detail += (all.detail.empty() ? "" : "; ") + s.name + ": " + h.detail;
         }
     }
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - started_).count();
-    json_out = nlohmann::json{{"status", all.ok ? "ok" : "failing"}, {"uptime_s", uptime}, {"services", services}}.dump(2) + "\n";
+    const char* status = !all.ok ? "failing" : all.degraded ? "degraded" : "ok";
+    json_out = nlohmann::json{{"status", status}, {"uptime_s", uptime}, {"services", services}}.dump(
+                   2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     return all;
 }
 

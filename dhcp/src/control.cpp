@@ -7,6 +7,7 @@
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/common/http.hpp"
 #include "fleetconf/common/runtime.hpp"
+#include "fleetconf/common/text.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -185,7 +186,7 @@ json Service::command(const json& request) {
             l.client = {0xFF};
             l.client.insert(l.client.end(), cid->begin(), cid->end());
         }
-        l.hostname = args.value("hostname", "");
+        l.hostname = common::printable(args.value("hostname", ""));
         l.network = net->name;
         l.state = LeaseState::bound;
         const auto valid = args.value("valid-lft", static_cast<std::uint64_t>(net->lease_time));
@@ -231,6 +232,15 @@ std::string Service::prometheus() const {
     metric("naks_sent_total", "DHCPNAK replies", "counter", "", im.stats.sent_by_type[6]);
     metric("declines_received_total", "DHCPDECLINE messages", "counter", "", im.stats.declines);
     metric("journal_syncs_total", "Lease journal fdatasync calls", "counter", "", im.stats.journal_syncs);
+    if (im.journal) {
+        std::uint64_t bytes = 0;
+        for (const auto& r : im.journal->recovery().damaged) bytes += r.length;
+        metric("journal_damaged_regions", "Damaged regions the lease journal held at start (skipped, copied aside)", "gauge", "",
+               im.journal->recovery().damaged.size());
+        metric("journal_damaged_bytes", "Bytes in those damaged regions", "gauge", "", bytes);
+        metric("journal_lost_records", "Records lost in those regions (gaps in the sequence numbers)", "gauge", "",
+               im.journal->recovery().missing_records);
+    }
     metric("journal_failures_total", "Lease journal writes that failed (their replies were withheld)", "counter", "",
            im.stats.journal_failures);
     static const char* names[] = {"", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"};
@@ -263,7 +273,14 @@ common::Health Service::health() const {
     if (!im.journal_error.empty()) return {false, "lease journal: " + im.journal_error + " (replies withheld)"};
     std::string ifs;
     for (const auto& s : im.sockets) ifs += (ifs.empty() ? "" : ", ") + s->ifname;
-    return {true, "listening on " + ifs + "; " + std::to_string(im.store->all().size()) + " leases in the journal"};
+    common::Health h{true, "listening on " + ifs + "; " + std::to_string(im.store->all().size()) + " leases in the journal"};
+    if (im.journal && !im.journal->recovery().damaged.empty()) {
+        const auto& rec = im.journal->recovery();
+        h.degraded = true;
+        h.detail += "; lease journal had " + std::to_string(rec.damaged.size()) + " damaged region(s) at start (" +
+                    std::to_string(rec.missing_records) + " record(s) lost), copied to " + rec.damaged_copy.string();
+    }
+    return h;
 }
 
 common::StatusSource Service::status_source() const {
@@ -328,7 +345,7 @@ asio::awaitable<void> Service::Impl::control_session(asio::local::stream_protoco
         answer = reply(1, std::string("internal error: ") + e.what());
     }
     log->info("control: {} -> result {}", request.value("command", "?"), answer.value("result", -1));
-    auto out = answer.dump();
+    auto out = answer.dump(-1, ' ', false, json::error_handler_t::replace);
     co_await asio::async_write(s, asio::buffer(out), use_tuple);
 }
 
@@ -427,7 +444,7 @@ asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
                 log->info("control (HTTP from {}): {} -> result {}", from, request.is_object() ? request.value("command", "?") : "?",
                           answer.value("result", -1));
             }
-            out = json_response(200, json::array({answer}).dump());
+            out = json_response(200, json::array({answer}).dump(-1, ' ', false, json::error_handler_t::replace));
         }
     }
     co_await asio::async_write(s, asio::buffer(out), use_tuple);

@@ -45,6 +45,16 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
     std::vector<std::string> warnings;
     auto j = std::make_unique<JournalLeaseStore>(impl_->opts.lease_file, &warnings);
     for (const auto& w : warnings) impl_->log->warn("{}", w);
+    const auto& rec = j->recovery();
+    for (const auto& r : rec.damaged)
+        impl_->log->error("leases: {}: damaged region at offset {}, {} bytes: skipped; every intact record after it kept",
+                          impl_->opts.lease_file.string(), r.offset, r.length);
+    if (!rec.damaged.empty())
+        impl_->log->error("leases: {}: {} damaged region(s){}; the damaged file was copied to {} and the journal rewritten "
+                          "with every intact record",
+                          impl_->opts.lease_file.string(), rec.damaged.size(),
+                          rec.missing_records ? ", " + std::to_string(rec.missing_records) + " record(s) lost with them" : "",
+                          rec.damaged_copy.string());
     impl_->log->info("leases: {} ({} records replayed, {} leases)", impl_->opts.lease_file.string(), j->records(), j->size());
     impl_->journal = j.get();
     impl_->store = std::move(j);

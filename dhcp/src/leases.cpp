@@ -2,6 +2,7 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/text.hpp"
 
 #include <nlohmann/json.hpp>
 #include <zlib.h>
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <stdexcept>
 #include <system_error>
 
@@ -104,10 +106,16 @@ void append_json_string(std::string& out, const std::string& s) {
 
 // The same bytes nlohmann::ordered_json would write for these keys in this order, without building a
 // document per record (this runs once per lease change on the packet path).
-std::string JournalLeaseStore::encode_record(const LeaseChange& c) {
+std::string JournalLeaseStore::encode_record(const LeaseChange& c, std::uint64_t seq) {
     std::string body;
-    body.reserve(160);
-    body += "{\"a\":\"";
+    body.reserve(176);
+    body += '{';
+    if (seq != 0) {
+        body += "\"q\":";
+        body += std::to_string(seq);
+        body += ',';
+    }
+    body += "\"a\":\"";
     body += c.lease.address.to_string();
     body += '"';
     if (c.remove) {
@@ -142,7 +150,8 @@ std::string JournalLeaseStore::encode_record(const LeaseChange& c) {
     return line;
 }
 
-std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view line) {
+std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view line, std::uint64_t* seq) {
+    if (seq) *seq = 0;
     if (line.size() < 11 || line[8] != ' ') return std::nullopt;
     auto crc = common::from_hex(line.substr(0, 8));
     if (!crc) return std::nullopt;
@@ -154,6 +163,10 @@ std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view lin
     LeaseChange c;
     auto a = Ipv4::parse(j["a"].get<std::string>());
     if (!a) return std::nullopt;
+    if (auto q = j.find("q"); q != j.end()) {
+        if (!q->is_number_unsigned() || q->get<std::uint64_t>() == 0) return std::nullopt;
+        if (seq) *seq = q->get<std::uint64_t>();
+    }
     c.lease.address = *a;
     if (j.value("remove", false)) {
         c.remove = true;
@@ -166,16 +179,108 @@ std::optional<LeaseChange> JournalLeaseStore::decode_record(std::string_view lin
         if (!client || !mac || !st) return std::nullopt;
         c.lease.client = *client;
         c.lease.mac = *mac;
-        c.lease.hostname = j.at("h").get<std::string>();
+        // Names were escaped when they came from the network (common/text.hpp); a journal of an older
+        // version may hold control characters: escape those too (a no-op on escaped text).
+        c.lease.hostname = common::log_safe(j.at("h").get<std::string>());
         c.lease.network = j.at("n").get<std::string>();
         c.lease.state = *st;
         c.lease.expires = j.at("e").get<std::uint64_t>();
-        if (auto f = j.find("f"); f != j.end()) c.lease.fqdn = f->get<std::string>();
+        if (auto f = j.find("f"); f != j.end()) c.lease.fqdn = common::log_safe(f->get<std::string>());
     } catch (const nlohmann::json::exception&) {
         return std::nullopt;
     }
     return c;
 }
+
+// Recovery (docs/dhcp-leases.md): a record never holds a NUL or a LF, so every LF and every run of NULs is
+// a place where the next record may start. Everything between intact records is damage; after the last
+// one, a single incomplete line followed by nothing but zeros is the torn tail of an interrupted write.
+JournalScan scan_journal(std::string_view text) {
+    JournalScan scan;
+    std::size_t pos = 0;
+    if (text.starts_with(JournalLeaseStore::kHeader)) pos = JournalLeaseStore::kHeader.size();
+    else scan.version = 1;  // until a record with a sequence number says otherwise
+    scan.end = pos;
+    std::vector<JournalRegion> bad;
+    auto mark = [&](std::size_t from, std::size_t to) {
+        if (!bad.empty() && bad.back().offset + bad.back().length == from) bad.back().length += to - from;
+        else bad.push_back({from, to - from});
+    };
+    std::uint64_t prev_seq = 0;
+    bool any_seq = false;
+    const std::size_t n = text.size();
+    while (pos < n) {
+        if (text[pos] == '\0') {
+            const auto next = text.find_first_not_of('\0', pos);
+            if (next == std::string_view::npos) break;  // the free space at the end
+            mark(pos, next);
+            pos = next;
+            continue;
+        }
+        const auto stop = text.find_first_of(std::string_view("\n\0", 2), pos);
+        if (stop == std::string_view::npos || text[stop] == '\0') {  // no LF: not a whole record
+            const auto to = stop == std::string_view::npos ? n : stop;
+            mark(pos, to);
+            pos = to;
+            continue;
+        }
+        const auto line = text.substr(pos, stop - pos);
+        std::uint64_t seq = 0;
+        auto rec = JournalLeaseStore::decode_record(line, &seq);
+        std::size_t start = 0;
+        if (!rec) {
+            // Garbage in front of a record on the same line (a stray write that ended without a LF): a
+            // format-2 record starts with 8 hex digits, a space and {"q":, so try each such start in the line.
+            constexpr std::string_view kStart = " {\"q\":";
+            for (auto k = line.find(kStart, 9); k != std::string_view::npos && !rec; k = line.find(kStart, k + 1)) {
+                rec = JournalLeaseStore::decode_record(line.substr(k - 8), &seq);
+                if (rec) start = k - 8;
+            }
+        }
+        if (rec) {
+            if (start) mark(pos, pos + start);
+            scan.records.push_back(std::move(*rec));
+            if (seq != 0) {
+                any_seq = true;
+                if (prev_seq != 0 && seq > prev_seq + 1) scan.missing_records += seq - prev_seq - 1;
+                prev_seq = seq;
+                scan.last_seq = std::max(scan.last_seq, seq);
+            }
+            scan.end = stop + 1;
+        } else {
+            mark(pos, stop + 1);
+        }
+        pos = stop + 1;
+    }
+    if (any_seq) scan.version = 2;
+    // After the last intact record: one incomplete line (no LF: a write cut short) followed only by zeros
+    // is a torn tail. A whole line with a bad checksum is not what an interrupted append leaves: damage.
+    if (!bad.empty() && bad.back().offset == scan.end) {
+        const auto tail = bad.back();
+        const auto line_end = text.find_first_of(std::string_view("\n\0", 2), tail.offset);
+        const bool no_lf = line_end == std::string_view::npos || text[line_end] == '\0';
+        const std::size_t torn_to = line_end == std::string_view::npos ? n : line_end;
+        if (no_lf && torn_to == tail.offset + tail.length) {
+            scan.torn_tail = tail;
+            bad.pop_back();
+        }
+    }
+    scan.damaged = std::move(bad);
+    return scan;
+}
+
+namespace {
+
+std::string utc_stamp() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+    return buf;
+}
+
+}  // namespace
 
 JournalLeaseStore::JournalLeaseStore(std::filesystem::path file, std::vector<std::string>* warnings, std::uint64_t prealloc_bytes)
     : file_(std::move(file)), chunk_(prealloc_bytes) {
@@ -185,39 +290,49 @@ JournalLeaseStore::JournalLeaseStore(std::filesystem::path file, std::vector<std
     if (std::filesystem::exists(file_, ec)) {
         if (auto err = common::read_file_limited(file_, std::size_t{1} << 30, text)) throw std::runtime_error(*err);
     }
-    // The records end at the first NUL: the rest is preallocated space (zeros).
-    const auto used = std::min(text.find('\0'), text.size());
-    if (text.find_first_not_of('\0', used) != std::string::npos && warnings)
-        warnings->push_back(file_.string() + ": bytes after the end of the records (offset " + std::to_string(used) + ") ignored");
-    std::size_t pos = 0, good_end = 0, line_no = 0;
-    while (pos < used) {
-        ++line_no;
-        const auto nl = text.find('\n', pos);
-        if (nl == std::string::npos || nl >= used) {  // no newline: the last write was torn
-            if (warnings) warnings->push_back(file_.string() + ": torn last record (line " + std::to_string(line_no) + ") dropped");
-            break;
+    const bool fresh = text.find_first_not_of('\0') == std::string::npos;
+    auto scan = scan_journal(text);
+    for (const auto& r : scan.records) apply_one(r);
+    records_ = scan.records.size();
+    next_seq_ = scan.last_seq + 1;
+    recovery_.damaged = scan.damaged;
+    recovery_.missing_records = scan.missing_records;
+    recovery_.version_read = fresh ? 2 : scan.version;
+    if (scan.torn_tail && warnings)
+        warnings->push_back(file_.string() + ": torn last record (" + std::to_string(scan.torn_tail->length) + " bytes at offset " +
+                            std::to_string(scan.torn_tail->offset) + ", an interrupted write) dropped");
+    if (!scan.damaged.empty()) {
+        // The damaged bytes are kept (the whole file, so offsets in the log match) before anything is rewritten.
+        auto copy = file_;
+        copy += ".damaged-" + utc_stamp();
+        for (int i = 1; std::filesystem::exists(copy, ec); ++i) {
+            copy = file_;
+            copy += ".damaged-" + utc_stamp() + "-" + std::to_string(i);
         }
-        auto rec = decode_record(std::string_view(text).substr(pos, nl - pos));
-        if (!rec) {
-            if (nl + 1 == used) {
-                if (warnings) warnings->push_back(file_.string() + ": damaged last record (line " + std::to_string(line_no) + ") dropped");
-                break;
-            }
-            if (warnings) warnings->push_back(file_.string() + ": damaged record on line " + std::to_string(line_no) + " skipped");
-        } else {
-            apply_one(*rec);
-            ++records_;
-        }
-        pos = nl + 1;
-        good_end = pos;
+        common::write_file_atomic(copy, common::as_bytes(text), 0640);
+        recovery_.damaged_copy = copy;
     }
     fd_ = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": cannot open lease journal");
-    // Cut a torn tail and the old preallocation, so new records start on a clean line.
-    if (good_end != text.size() && ::ftruncate(fd_, static_cast<off_t>(good_end)) != 0)
-        throw std::system_error(errno, std::generic_category(), file_.string() + ": cannot truncate torn record");
-    end_ = allocated_ = good_end;
-    preallocate(good_end + chunk_);
+    if (!scan.damaged.empty() || (scan.version == 1 && !fresh)) {
+        if (scan.version == 1 && !fresh && warnings)
+            warnings->push_back(file_.string() + ": journal format 1 rewritten as format 2 (" + std::to_string(size()) + " leases)");
+        compact();  // every intact record kept; damage and the old format gone
+        return;
+    }
+    if (fresh) {  // a new journal: the header, then zeros
+        if (::ftruncate(fd_, 0) != 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": cannot truncate");
+        end_ = allocated_ = 0;
+        write_at(0, kHeader.data(), kHeader.size());
+        end_ = allocated_ = kHeader.size();
+    } else {
+        // Cut a torn tail and the old preallocation, so new records start on a clean line.
+        const auto good_end = scan.end;
+        if (good_end != text.size() && ::ftruncate(fd_, static_cast<off_t>(good_end)) != 0)
+            throw std::system_error(errno, std::generic_category(), file_.string() + ": cannot truncate torn record");
+        end_ = allocated_ = good_end;
+    }
+    preallocate(end_ + chunk_);
     if (::fsync(fd_) != 0) throw std::system_error(errno, std::generic_category(), file_.string() + ": fsync failed");
 }
 
@@ -256,7 +371,7 @@ void JournalLeaseStore::preallocate(std::uint64_t size) {
 void JournalLeaseStore::apply(const std::vector<LeaseChange>& changes) {
     for (const auto& c : changes) {
         apply_one(c);
-        pending_ += encode_record(c);
+        pending_ += encode_record(c, next_seq_++);
         ++records_;
     }
     unsynced_ = unsynced_ || !changes.empty();
@@ -280,8 +395,9 @@ void JournalLeaseStore::sync() {
 
 void JournalLeaseStore::compact() {
     sync();
-    std::string text;
-    for (const auto& [a, l] : by_addr_) text += encode_record({l, false});
+    std::string text(kHeader);
+    next_seq_ = 1;
+    for (const auto& [a, l] : by_addr_) text += encode_record({l, false}, next_seq_++);
     common::write_file_atomic(file_, common::as_bytes(text), 0640);
     ::close(fd_);
     fd_ = ::open(file_.c_str(), O_WRONLY | O_CLOEXEC);

@@ -1,6 +1,7 @@
 #include "fleetconf/dhcp/server.hpp"
 
 #include "fleetconf/common/bootargs.hpp"
+#include "fleetconf/common/text.hpp"
 
 #include <algorithm>
 #include <stdexcept>
@@ -236,11 +237,17 @@ Lease make_lease(const Context& c, const Message& m, Ipv4 a, LeaseState s, std::
     l.address = a;
     l.client = c.key;
     l.mac = m.mac();
-    l.hostname = m.string_option(opt::hostname).value_or(c.host ? c.host->name : "");
-    if (l.hostname.empty())
-        if (const Option* o = m.find(opt::client_fqdn))
-            if (auto f = parse_fqdn(o->data)) l.hostname = f->name.substr(0, f->name.find('.'));
-    if (l.hostname.size() > 63) l.hostname.resize(63);
+    // Names from the network are stored escaped (common/text.hpp): every output can show them as they are.
+    std::string host = m.string_option(opt::hostname).value_or("");
+    if (host.empty() && c.host) {
+        l.hostname = c.host->name;
+    } else {
+        if (host.empty())
+            if (const Option* o = m.find(opt::client_fqdn))
+                if (auto f = parse_fqdn(o->data)) host = f->name.substr(0, f->name.find('.'));
+        if (host.size() > 63) host.resize(63);
+        l.hostname = common::printable(host);
+    }
     l.network = c.net.name;
     l.state = s;
     l.expires = expires;
@@ -251,10 +258,10 @@ Lease make_lease(const Context& c, const Message& m, Ipv4 a, LeaseState s, std::
 std::string who(const Context& c, const Message& m) {
     std::string s = m.mac().to_string();
     if (c.host) s += " (" + c.host->name + ")";
-    else if (auto h = m.string_option(opt::hostname)) s += " (host name \"" + h->substr(0, 63) + "\")";
+    else if (auto h = m.string_option(opt::hostname)) s += " (host name \"" + common::printable(h->substr(0, 63)) + "\")";
     if (const Option* o = m.find(opt::client_fqdn)) {
         if (auto f = parse_fqdn(o->data))
-            s += " (FQDN \"" + f->name.substr(0, 255) + "\"" + ((f->flags & fqdn_flag::S) ? ", asks the server to update DNS: not done" : "") + ")";
+            s += " (FQDN \"" + common::printable(f->name.substr(0, 255)) + "\"" + ((f->flags & fqdn_flag::S) ? ", asks the server to update DNS: not done" : "") + ")";
         else
             s += " (malformed FQDN option ignored)";
     }
@@ -301,7 +308,7 @@ const Host* match_host(const NetworkConfig& net, const Message& m, std::string& 
     if (auto name = m.string_option(opt::hostname))
         for (const auto& h : net.hosts)
             if (h.name == *name) {
-                note = "host name \"" + *name + "\" is a site unikernel but the MAC " + mac.to_string() + " is not its " +
+                note = "host name \"" + common::printable(*name) + "\" is a site unikernel but the MAC " + mac.to_string() + " is not its " +
                        (h.mac_derived ? "Albatross-derived " : "") + "MAC " + h.mac.to_string() + "; treated as unknown";
                 break;
             }
@@ -389,17 +396,25 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
                 if (!owns(c, *requested)) return with_note(nak(m, c, requested->to_string() + " was not offered to this client"));
                 return with_note(ack(m, c, *requested, "selecting"));
             }
-            if (requested && m.ciaddr.is_unspecified()) {  // INIT-REBOOT
-                if (!net->subnet.is_host(*requested))
-                    return with_note(nak(m, c, requested->to_string() + " is not on network " + net->subnet.to_string()));
+            if (requested && m.ciaddr.is_unspecified()) {  // INIT-REBOOT (RFC 2131 4.3.2; docs/site-file.md, dhcp.authoritative)
+                // Never an ACK without a record of this client (a lease it holds, or its reservation): without
+                // one, an authoritative server NAKs (the client restarts with DISCOVER, as Kea and ISC dhcpd
+                // do) and a non-authoritative one stays silent, so that it never contradicts another server.
+                auto silent = [&](const std::string& why) {
+                    none.log = "INIT-REBOOT for " + requested->to_string() + " from " + who(c, m) + ": " + why + ", not authoritative: silent";
+                    return with_note(std::move(none));
+                };
+                if (!net->subnet.is_host(*requested)) {
+                    const std::string why = requested->to_string() + " is not on network " + net->subnet.to_string();
+                    return cfg.authoritative ? with_note(nak(m, c, why)) : silent(why);
+                }
                 if (owns(c, *requested)) return with_note(ack(m, c, *requested, "init-reboot"));
                 if (c.host && c.host->fixed) return with_note(nak(m, c, "this client's address is " + c.host->fixed->to_string()));
-                if (!cfg.authoritative) {
-                    none.log = "INIT-REBOOT for " + requested->to_string() + " from " + who(c, m) + ": no record, not authoritative: silent";
-                    return with_note(std::move(none));
-                }
-                if (in_pools(*net, *requested) && available(c, *requested)) return with_note(ack(m, c, *requested, "init-reboot, new binding"));
-                return with_note(nak(m, c, requested->to_string() + " is not available to this client"));
+                const Lease* mine = leases.by_client(c.key);
+                if (mine && mine->network == net->name && mine->state != LeaseState::declined)
+                    return with_note(nak(m, c, "this client's address is " + mine->address.to_string() + ", not " + requested->to_string()));
+                if (!cfg.authoritative) return silent("no record of this client");
+                return with_note(nak(m, c, "no record of this client for " + requested->to_string() + " (start again with DISCOVER)"));
             }
             if (!m.ciaddr.is_unspecified()) {  // RENEWING (unicast) or REBINDING (broadcast)
                 if (owns(c, m.ciaddr)) return with_note(ack(m, c, m.ciaddr, "renew"));
@@ -424,11 +439,14 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
         }
         case MessageType::release: {
             Decision d;
-            if (!owns(c, m.ciaddr) || (c.host && c.host->fixed)) {
-                d.log = "RELEASE of " + m.ciaddr.to_string() + " from " + who(c, m) + (c.host && c.host->fixed ? ": reserved address, kept" : ": not its lease, ignored");
+            const Lease* held = leases.by_address(m.ciaddr);
+            if (!owns(c, m.ciaddr) || !held || held->client != c.key) {
+                d.log = "RELEASE of " + m.ciaddr.to_string() + " from " + who(c, m) + ": not its lease, ignored";
                 return d;
             }
-            Lease l = *leases.by_address(m.ciaddr);
+            // A reserved address is released like any other: the lease ends (and its routes go); the
+            // reservation stays, so the next DISCOVER of this client gets the same address.
+            Lease l = *held;
             l.state = LeaseState::released;
             l.expires = now;
             d.changes.push_back({l});  // the binding is remembered: the same client gets it back

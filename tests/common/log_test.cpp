@@ -1,6 +1,7 @@
 #include "fleetconf/common/log.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 using namespace fleetconf::common;
 
@@ -26,4 +27,28 @@ TEST_CASE("per-service levels apply to loggers", "[log]") {
     CHECK(log::get("dhcp")->level() == spdlog::level::err);
     log::setup(log::Options{});
     CHECK(log::get("block")->level() == spdlog::level::info);
+}
+
+namespace {
+std::string formatted(log::Format f, std::string_view payload) {
+    spdlog::details::log_msg msg("dhcp", spdlog::level::info, payload);
+    spdlog::memory_buf_t buf;
+    log::make_formatter(f)->format(msg, buf);
+    return {buf.data(), buf.size()};
+}
+}  // namespace
+
+TEST_CASE("a host name with a newline cannot forge a log line (issue 16.2)", "[log]") {
+    const std::string forged = "OFFER 10.0.0.5 to 02:00:00:00:00:01 (host name \"x\n2026-11-30T10:00:00.000 info  [dhcp] ACK forged\xff\")";
+    const auto text = formatted(log::Format::text, forged);
+    REQUIRE(text.size() > 1);
+    CHECK(text.back() == '\n');
+    CHECK(text.find('\n') == text.size() - 1);  // one line
+    CHECK(text.find("(host name \"x\\x0a2026-11-30T10:00:00.000 info  [dhcp] ACK forged\\xff\")") != std::string::npos);
+    const auto json = formatted(log::Format::json, forged);
+    CHECK(json.find('\n') == json.size() - 1);
+    auto j = nlohmann::json::parse(json);
+    CHECK(j["msg"] == "OFFER 10.0.0.5 to 02:00:00:00:00:01 (host name \"x\\x0a2026-11-30T10:00:00.000 info  [dhcp] ACK forged\\xff\")");
+    CHECK(j["service"] == "dhcp");
+    CHECK(j["level"] == "info");
 }

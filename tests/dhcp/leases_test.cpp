@@ -51,37 +51,68 @@ TEST_CASE("journal: replay after reopen, one sync for many changes", "[dhcp][lea
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("journal: a torn or damaged last record is dropped, and the file is cut back", "[dhcp][leases]") {
+namespace {
+
+void write_bytes(const std::filesystem::path& f, const std::string& text) {
+    std::ofstream o(f, std::ios::trunc | std::ios::binary);
+    o << text;
+}
+
+std::string read_bytes(const std::filesystem::path& f) {
+    std::ifstream i(f, std::ios::binary);
+    return {std::istreambuf_iterator<char>(i), {}};
+}
+
+std::vector<std::filesystem::path> damaged_copies(const std::filesystem::path& dir) {
+    std::vector<std::filesystem::path> v;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.path().filename().string().starts_with("leases.journal.damaged-")) v.push_back(e.path());
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("journal: a torn last record is dropped silently, and the file is cut back", "[dhcp][leases]") {
     auto dir = temp_dir();
     const auto f = dir / "leases.journal";
-    const std::string good = JournalLeaseStore::encode_record({lease(1, "a")});
-    const std::string next = JournalLeaseStore::encode_record({lease(2, "b")});
-    for (std::size_t cut = 1; cut < next.size(); ++cut) {
-        {
-            std::ofstream o(f, std::ios::trunc | std::ios::binary);
-            o << good << next.substr(0, cut);
-        }
+    const std::string head(JournalLeaseStore::kHeader);
+    const std::string good = JournalLeaseStore::encode_record({lease(1, "a")}, 1);
+    const std::string next = JournalLeaseStore::encode_record({lease(2, "b")}, 2);
+    for (std::size_t cut = 1; cut < next.size(); ++cut) {  // every prefix without the LF
+        write_bytes(f, head + good + next.substr(0, cut));
         std::vector<std::string> warnings;
         JournalLeaseStore j(f, &warnings, 4096);
         INFO("cut at " << cut);
         CHECK(j.size() == 1);
-        CHECK(warnings.size() == 1);
+        REQUIRE(warnings.size() == 1);
+        CHECK_THAT(warnings[0], Catch::Contains("torn last record"));
+        CHECK(j.recovery().damaged.empty());
         j.apply({{lease(3, "c")}});
         j.sync();
         JournalLeaseStore again(f, nullptr, 4096);
         CHECK(again.size() == 2);  // the torn tail was cut, so the new record is readable
+        CHECK(again.recovery().damaged.empty());
     }
-    // A flipped bit in the last complete line: dropped too.
-    {
-        std::string bad = next;
-        bad[20] ^= 1;
-        std::ofstream o(f, std::ios::trunc | std::ios::binary);
-        o << good << bad;
-    }
-    std::vector<std::string> warnings;
-    JournalLeaseStore j(f, &warnings);
+    CHECK(damaged_copies(dir).empty());
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: a whole last line with a bad checksum is damage, not a torn write", "[dhcp][leases]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    std::string bad = JournalLeaseStore::encode_record({lease(2, "b")}, 2);
+    bad[20] ^= 1;
+    const std::string text = std::string(JournalLeaseStore::kHeader) + JournalLeaseStore::encode_record({lease(1, "a")}, 1) + bad;
+    write_bytes(f, text);
+    JournalLeaseStore j(f);
     CHECK(j.size() == 1);
-    CHECK_THAT(warnings.at(0), Catch::Contains("damaged last record"));
+    const auto off = JournalLeaseStore::kHeader.size() + JournalLeaseStore::encode_record({lease(1, "a")}, 1).size();
+    REQUIRE(j.recovery().damaged.size() == 1);
+    CHECK(j.recovery().damaged[0] == JournalRegion{off, bad.size()});
+    const auto copies = damaged_copies(dir);
+    REQUIRE(copies.size() == 1);
+    CHECK(read_bytes(copies[0]) == text);  // the damaged bytes kept, exactly
+    CHECK(j.recovery().damaged_copy == copies[0]);
     std::filesystem::remove_all(dir);
 }
 
@@ -93,7 +124,7 @@ TEST_CASE("journal: preallocated zeros; appends inside them keep the file size; 
     {
         JournalLeaseStore j(f, nullptr, 8192);
         size = std::filesystem::file_size(f);
-        CHECK(size == 8192);
+        CHECK(size == JournalLeaseStore::kHeader.size() + 8192);
         j.apply({{lease(1, "a")}});
         j.sync();
         CHECK(std::filesystem::file_size(f) == size);  // no metadata change for fdatasync to write
@@ -105,15 +136,14 @@ TEST_CASE("journal: preallocated zeros; appends inside them keep the file size; 
         std::vector<std::string> warnings;
         JournalLeaseStore j(f, &warnings, 8192);
         CHECK(warnings.empty());  // trailing zeros are free space, not damage
+        CHECK(j.recovery().damaged.empty());
         CHECK(j.size() == 200);
     }
     // A record torn inside the zeros (its head written, no newline, zeros after it).
-    std::string text = JournalLeaseStore::encode_record({lease(1, "a")}) + JournalLeaseStore::encode_record({lease(2, "b")}).substr(0, 30);
+    std::string text = std::string(JournalLeaseStore::kHeader) + JournalLeaseStore::encode_record({lease(1, "a")}, 1) +
+                       JournalLeaseStore::encode_record({lease(2, "b")}, 2).substr(0, 30);
     text.resize(4096, '\0');
-    {
-        std::ofstream o(f, std::ios::trunc | std::ios::binary);
-        o << text;
-    }
+    write_bytes(f, text);
     std::vector<std::string> warnings;
     JournalLeaseStore j(f, &warnings, 8192);
     CHECK(j.size() == 1);
@@ -123,6 +153,149 @@ TEST_CASE("journal: preallocated zeros; appends inside them keep the file size; 
     j.sync();
     CHECK(JournalLeaseStore(f, nullptr, 8192).size() == 2);
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: format 1 (no header, no sequence numbers) is read and rewritten as format 2", "[dhcp][leases]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    std::string v1 = JournalLeaseStore::encode_record({lease(1, "a")}) + JournalLeaseStore::encode_record({lease(2, "b")});
+    v1.resize(v1.size() + 4096, '\0');
+    write_bytes(f, v1);
+    std::vector<std::string> warnings;
+    {
+        JournalLeaseStore j(f, &warnings, 4096);
+        CHECK(j.size() == 2);
+        CHECK(j.recovery().version_read == 1);
+        CHECK(j.recovery().damaged.empty());
+        REQUIRE(warnings.size() == 1);
+        CHECK_THAT(warnings[0], Catch::Contains("format 1 rewritten as format 2"));
+    }
+    const auto text = read_bytes(f);
+    CHECK(text.starts_with(JournalLeaseStore::kHeader));
+    const auto scan = scan_journal(text);
+    CHECK(scan.version == 2);
+    CHECK(scan.records.size() == 2);
+    CHECK(scan.last_seq == 2);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal recovery: damage anywhere loses no intact record (issue 16.3)", "[dhcp][leases]") {
+    // 120 records, one address each, so that every intact record is one lease to look for.
+    std::string clean(JournalLeaseStore::kHeader);
+    std::vector<std::pair<std::size_t, std::size_t>> spans;  // [begin, end) of each record
+    for (int i = 0; i < 120; ++i) {
+        Lease l = lease(static_cast<std::uint8_t>(i + 1), "host-" + std::to_string(i));
+        const auto rec = JournalLeaseStore::encode_record({l}, static_cast<std::uint64_t>(i + 1));
+        spans.emplace_back(clean.size(), clean.size() + rec.size());
+        clean += rec;
+    }
+    const std::size_t records_end = clean.size();
+    clean.resize(records_end + 8192, '\0');  // the preallocated zeros
+
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    std::size_t cases = 0;
+    // `text` is the damaged journal; bytes [from, to) of the clean one were changed (removed for a cut).
+    auto verify = [&](const std::string& what, const std::string& text, std::size_t from, std::size_t to, bool cut) {
+        ++cases;
+        INFO(what << " [" << from << ", " << to << ")");
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+        write_bytes(f, text);
+        std::vector<std::string> warnings;
+        JournalLeaseStore j(f, &warnings, 4096);
+        std::size_t intact = 0;
+        for (std::size_t i = 0; i < spans.size(); ++i) {
+            const auto [b, e] = spans[i];
+            const bool hit = cut ? e > from : (b < to && e > from);
+            const auto* l = j.by_address(Ipv4(10, 0, 0, static_cast<std::uint8_t>(i + 1)));
+            if (!hit) {
+                ++intact;
+                REQUIRE(l != nullptr);  // no intact lease lost
+                CHECK(l->hostname == "host-" + std::to_string(i));
+            } else {
+                CHECK(l == nullptr);  // a damaged record is not half-read
+            }
+        }
+        CHECK(j.size() == intact);
+        const bool damaged = !j.recovery().damaged.empty();
+        if (damaged) {
+            // Copied aside before the rewrite, exactly; the rewritten journal opens clean with the same leases.
+            const auto copies = damaged_copies(dir);
+            REQUIRE(copies.size() == 1);
+            CHECK(read_bytes(copies[0]) == text);
+            for (const auto& r : j.recovery().damaged) CHECK(r.offset + r.length <= text.size());
+        }
+        JournalLeaseStore again(f, nullptr, 4096);
+        CHECK(again.size() == intact);
+        CHECK(again.recovery().damaged.empty());
+        return damaged;
+    };
+    // Zeroed sectors of 512 and 4096 bytes, at every sector of the records.
+    for (std::size_t sector : {std::size_t{512}, std::size_t{4096}})
+        for (std::size_t at = 0; at < records_end; at += sector) {
+            std::string t = clean;
+            const auto to = std::min(at + sector, t.size());
+            std::fill(t.begin() + static_cast<std::ptrdiff_t>(at), t.begin() + static_cast<std::ptrdiff_t>(to), '\0');
+            const bool damaged = verify("zeroed sector of " + std::to_string(sector), t, at, to, false);
+            // A sector in the middle of the records is reported as damage, never dropped silently.
+            if (to < spans.back().first) CHECK(damaged);
+        }
+    // A NUL byte, a run of garbage, and a flipped bit: at every record boundary and inside every record.
+    for (std::size_t i = 0; i < spans.size(); ++i) {
+        for (std::size_t at : {spans[i].first, (spans[i].first + spans[i].second) / 2}) {
+            std::string nul = clean;
+            nul[at] = '\0';
+            CHECK(verify("NUL byte", nul, at, at + 1, false));
+            std::string garbage = clean;
+            const auto to = std::min(at + 37, records_end);
+            std::fill(garbage.begin() + static_cast<std::ptrdiff_t>(at), garbage.begin() + static_cast<std::ptrdiff_t>(to), '\xa5');
+            verify("garbage run", garbage, at, to, false);
+            std::string flip = clean;
+            flip[at + 12] ^= 0x10;
+            CHECK(verify("flipped bit", flip, at + 12, at + 13, false));
+        }
+        // Garbage inserted between two records (a misdirected write): every record kept.
+        std::string inserted = clean;
+        inserted.insert(spans[i].first, "\xa5\xa5 garbage \x01\x02\n\xa5");
+        verify("inserted garbage", inserted, 0, 0, false);
+    }
+    // Truncation at every byte of the last records: only the cut record is lost, silently.
+    for (std::size_t at = spans[spans.size() - 3].first; at <= records_end; ++at) {
+        const bool damaged = verify("truncation", clean.substr(0, at), at, at, true);
+        CHECK_FALSE(damaged);
+    }
+    CHECK(cases > 1000);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("scan_journal: regions, torn tail, sequence gaps (docs/dhcp-leases.md test vectors)", "[dhcp][leases]") {
+    const std::string h(JournalLeaseStore::kHeader);
+    const auto r1 = JournalLeaseStore::encode_record({lease(1, "a")}, 1);
+    const auto r2 = JournalLeaseStore::encode_record({lease(2, "b")}, 2);
+    const auto r3 = JournalLeaseStore::encode_record({lease(3, "c")}, 3);
+    // A zeroed hole that swallowed r2 entirely: r3 kept, one record missing.
+    auto s = scan_journal(h + r1 + std::string(r2.size(), '\0') + r3 + std::string(100, '\0'));
+    CHECK(s.version == 2);
+    CHECK(s.records.size() == 2);
+    CHECK(s.missing_records == 1);
+    REQUIRE(s.damaged.size() == 1);
+    CHECK(s.damaged[0] == JournalRegion{h.size() + r1.size(), r2.size()});
+    CHECK_FALSE(s.torn_tail);
+    CHECK(s.end == h.size() + r1.size() + r2.size() + r3.size());
+    // Only a torn tail.
+    s = scan_journal(h + r1 + r2.substr(0, 10));
+    CHECK(s.damaged.empty());
+    REQUIRE(s.torn_tail);
+    CHECK(*s.torn_tail == JournalRegion{h.size() + r1.size(), 10});
+    // A torn tail followed by more non-zero bytes is damage.
+    s = scan_journal(h + r1 + r2.substr(0, 10) + std::string(20, '\0') + "xyz");
+    CHECK_FALSE(s.torn_tail);
+    CHECK(s.damaged.size() == 1);
+    // Empty and all-zero files hold nothing and no damage.
+    CHECK(scan_journal("").damaged.empty());
+    CHECK(scan_journal(std::string(4096, '\0')).records.empty());
+    CHECK(scan_journal(std::string(4096, '\0')).damaged.empty());
 }
 
 TEST_CASE("journal: compaction keeps exactly the live leases", "[dhcp][leases]") {

@@ -121,25 +121,48 @@ TEST_CASE("SELECTING: ACK for the offered address, NAK for another, silence for 
     CHECK(w.leases.by_address(Ipv4(10, 0, 0, 101)) == nullptr);
 }
 
-TEST_CASE("INIT-REBOOT: ACK own address, NAK wrong network or someone else's, authoritative switch", "[dhcp][decide]") {
+TEST_CASE("INIT-REBOOT: ACK own address, NAK wrong network or someone else's, never ACK without a record", "[dhcp][decide]") {
     World w;
     const Ipv4 a = w.dora(kA);
-    auto reboot = [&](const Mac& mac, Ipv4 addr) {
+    auto reboot = [&](World& world, const Mac& mac, Ipv4 addr) {
         auto m = request(MessageType::request, mac);
         m.options.push_back({opt::requested_address, addr_bytes(addr)});
-        return w.run(m);
+        return world.run(m);
     };
-    CHECK(reboot(kA, a).reply->type() == MessageType::ack);
-    CHECK(reboot(kA, Ipv4(192, 168, 9, 9)).reply->type() == MessageType::nak);  // moved to another network
-    CHECK(reboot(kB, a).reply->type() == MessageType::nak);                     // A's address
-    // Unknown client asking for a free pool address: authoritative server binds it.
-    CHECK(reboot(kB, Ipv4(10, 0, 0, 102)).reply->type() == MessageType::ack);
-    // Not authoritative: a client we have no record of gets silence (RFC 2131 4.3.2).
+    auto type_of = [](const Decision& d) {
+        REQUIRE(d.reply);
+        return *d.reply->type();
+    };
+    CHECK(type_of(reboot(w, kA, a)) == MessageType::ack);
+    CHECK(type_of(reboot(w, kA, Ipv4(192, 168, 9, 9))) == MessageType::nak);  // moved to another network
+    CHECK(type_of(reboot(w, kB, a)) == MessageType::nak);                     // A's address
+    // RFC 2131 4.3.2: a server with no record of the client never ACKs. Authoritative: NAK (the client
+    // restarts with DISCOVER, as Kea and ISC dhcpd do); nothing is bound.
+    auto d = reboot(w, kB, Ipv4(10, 0, 0, 102));
+    CHECK(type_of(d) == MessageType::nak);
+    CHECK(d.changes.empty());
+    CHECK_THAT(d.log, Catch::Contains("no record of this client"));
+    CHECK(w.leases.by_address(Ipv4(10, 0, 0, 102)) == nullptr);
+    // A client with a record asking for another address of this network: NAK naming its own.
+    d = reboot(w, kA, Ipv4(10, 0, 0, 103));
+    CHECK(type_of(d) == MessageType::nak);
+    CHECK_THAT(d.log, Catch::Contains("this client's address is " + a.to_string()));
+
+    // Not authoritative (issue 16.4, 16.5): silence for a client without a record and for an address
+    // on another network, so that another server's clients on a shared segment are left alone.
     World na;
     na.c = cfg(false);
-    auto m = request(MessageType::request, kB);
-    m.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 101))});
-    CHECK_FALSE(na.run(m).reply);
+    d = reboot(na, kB, Ipv4(10, 0, 0, 101));
+    CHECK_FALSE(d.reply);
+    CHECK(d.changes.empty());
+    CHECK_THAT(d.log, Catch::Contains("not authoritative: silent"));
+    d = reboot(na, kB, Ipv4(192, 168, 9, 9));
+    CHECK_FALSE(d.reply);
+    CHECK_THAT(d.log, Catch::Contains("is not on network 10.0.0.0/24"));
+    const Ipv4 b = na.dora(kB);
+    CHECK(type_of(reboot(na, kB, b)) == MessageType::ack);  // its own record: ACK
+    d = reboot(na, kB, Ipv4(192, 168, 9, 9));
+    CHECK_FALSE(d.reply);  // still silent for another network, record or not
 }
 
 TEST_CASE("RENEWING and REBINDING extend; a stranger's ciaddr is NAKed", "[dhcp][decide]") {
@@ -187,6 +210,54 @@ TEST_CASE("RELEASE frees the address but the same client gets it back", "[dhcp][
     // Another client prefers never-used addresses over A's released one.
     CHECK(w.run(request(MessageType::discover, kB)).reply->yiaddr != a);
     CHECK(w.dora(kA) == a);
+}
+
+TEST_CASE("RELEASE of a reserved address ends the lease; the reservation stays (issue 16.6)", "[dhcp][decide]") {
+    World w;
+    // "fixed" is reserved 10.0.0.10 by its MAC.
+    const Mac web = w.c.networks[0].hosts[0].mac;  // the unikernel "fixed"
+    REQUIRE(w.c.networks[0].hosts[0].fixed);
+    const Ipv4 fixed = *w.c.networks[0].hosts[0].fixed;
+    CHECK(w.dora(web) == fixed);
+    auto rel = request(MessageType::release, web);
+    rel.ciaddr = fixed;
+    rel.options.push_back({opt::server_id, addr_bytes(Ipv4(10, 0, 0, 1))});
+    auto d = w.run(rel);
+    CHECK_FALSE(d.reply);
+    REQUIRE(d.changes.size() == 1);
+    CHECK(d.changes[0].lease.state == LeaseState::released);
+    REQUIRE(w.leases.by_address(fixed) != nullptr);
+    CHECK(w.leases.by_address(fixed)->state == LeaseState::released);
+    CHECK(w.leases.by_address(fixed)->expires == w.now);
+    // Another client cannot have it; the unikernel gets it again.
+    auto other = request(MessageType::discover, kB);
+    other.options.push_back({opt::requested_address, addr_bytes(fixed)});
+    auto o = w.run(other);
+    REQUIRE(o.reply);
+    CHECK(o.reply->yiaddr != fixed);
+    CHECK(w.dora(web) == fixed);
+    CHECK(w.leases.by_address(fixed)->state == LeaseState::bound);
+    // A RELEASE by a client that does not hold it changes nothing.
+    auto stranger = request(MessageType::release, kB);
+    stranger.ciaddr = fixed;
+    d = w.run(stranger);
+    CHECK(d.changes.empty());
+    CHECK_THAT(d.log, Catch::Contains("not its lease, ignored"));
+}
+
+TEST_CASE("host names from the network are stored and logged escaped (issue 16.1, 16.2)", "[dhcp][decide]") {
+    World w;
+    Message base;
+    base.options.push_back({opt::hostname, {'x', '\n', 'A', 'C', 'K', ' ', 0xff}});
+    const Ipv4 a = w.dora(kA, base);
+    const Lease* l = w.leases.by_address(a);
+    REQUIRE(l != nullptr);
+    CHECK(l->hostname == "x\\x0aACK \\xff");
+    auto disc = request(MessageType::discover, kB);
+    disc.options.push_back({opt::hostname, {0xff}});
+    auto d = w.run(disc);
+    CHECK_THAT(d.log, Catch::Contains("(host name \"\\xff\")"));
+    CHECK(d.log.find('\n') == std::string::npos);
 }
 
 TEST_CASE("pool exhaustion: no offer, and the log says why", "[dhcp][decide]") {

@@ -2,6 +2,7 @@
 // human text or JSON lines on stderr, optionally also to syslog.
 #pragma once
 
+#include <spdlog/formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <map>
@@ -24,6 +25,10 @@ struct Options {
 // Parses "info" or "warn,dhcp=debug,git=trace" into `opts`; returns an error message on failure.
 std::optional<std::string> parse_levels(std::string_view spec, Options& opts);
 std::optional<Format> parse_format(std::string_view s);
+
+// The line format of each log format. Both write control characters and bytes outside UTF-8 in the
+// message as \xHH (common/text.hpp: log_safe), so a value from the network cannot forge a line.
+std::unique_ptr<spdlog::formatter> make_formatter(Format f);
 
 // Installs the sinks and levels. Safe to call again (for example after a reload).
 void setup(const Options& opts);

@@ -20,7 +20,8 @@ namespace fleetconf::common {
 
 struct Health {
     bool ok = true;
-    std::string detail;  // one line for the operator: what runs, or what is wrong
+    std::string detail;     // one line for the operator: what runs, or what is wrong
+    bool degraded = false;  // serving, but something needs the operator's attention (said in `detail`)
 };
 
 // What one service contributes. Both functions run on the endpoint's io_context thread.

@@ -78,15 +78,39 @@ protected:
     std::unordered_map<std::string, common::Ipv4> by_client_;  // client identity bytes -> address
 };
 
-// Journal format (docs/dhcp-leases.md): one record per line, `<crc32 as 8 hex digits> <JSON>\n`, where
-// the CRC-32 (zlib) covers the JSON bytes, followed by preallocated zeros: the records end at the first
-// NUL. Replay applies records in order; a last line without its newline or with a bad checksum is a
-// torn write and is dropped (and cut off the file).
+// A byte range of the journal file.
+struct JournalRegion {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+    bool operator==(const JournalRegion&) const = default;
+};
+
+// What a journal file holds (docs/dhcp-leases.md, "Recovery"): every intact record in file order, and
+// every damaged region between them. Pure: bytes in, values out.
+struct JournalScan {
+    int version = 2;                       // 1: no header line (journals written before format 2)
+    std::vector<LeaseChange> records;      // every intact record, in file order
+    std::uint64_t end = 0;                 // just past the last intact record (or the header)
+    std::uint64_t last_seq = 0;            // the highest record sequence number seen (version 2)
+    std::uint64_t missing_records = 0;     // sequence numbers skipped between intact records (version 2)
+    std::vector<JournalRegion> damaged;    // bytes that are neither intact records nor the free space at the end
+    std::optional<JournalRegion> torn_tail;  // the last, incomplete record (a write cut by a crash)
+};
+[[nodiscard]] JournalScan scan_journal(std::string_view text);
+
+// Journal format 2 (docs/dhcp-leases.md): a header line `fleetconf-lease-journal 2`, then one record per
+// line, `<crc32 as 8 hex digits> <JSON>\n`, where the CRC-32 (zlib) covers the JSON bytes and the JSON
+// carries a sequence number `q`, followed by preallocated zeros. A record never contains a NUL or a LF,
+// so replay resynchronises at the next line or after a run of NULs and keeps every intact record after a
+// damaged region. Format 1 (no header, no `q`) is read and rewritten as format 2.
 class JournalLeaseStore final : public MemoryLeaseStore {
 public:
+    static constexpr std::string_view kHeader = "fleetconf-lease-journal 2\n";
     // Zeros kept ahead of the last record, so appends change no file metadata (docs/dhcp-leases.md).
     static constexpr std::uint64_t kPreallocate = 4u << 20;
     // Opens (creating if needed) and replays. Throws std::runtime_error on an unreadable journal.
+    // `warnings`: one line per torn tail or format upgrade. Damaged regions are in `recovery()`; before
+    // the journal is rewritten without them the whole file is copied to `<file>.damaged-<UTC time>`.
     // `prealloc_bytes`: bytes of zeros kept ahead of the last record.
     explicit JournalLeaseStore(std::filesystem::path file, std::vector<std::string>* warnings = nullptr,
                                std::uint64_t prealloc_bytes = kPreallocate);
@@ -99,8 +123,18 @@ public:
     [[nodiscard]] std::uint64_t records() const { return records_; }
     [[nodiscard]] std::uint64_t syncs() const { return syncs_; }
 
-    static std::string encode_record(const LeaseChange& c);
-    static std::optional<LeaseChange> decode_record(std::string_view line);
+    struct Recovery {
+        std::vector<JournalRegion> damaged;  // as found at open, offsets into the file as it was
+        std::uint64_t missing_records = 0;
+        std::filesystem::path damaged_copy;  // where the file was copied before the rewrite ("" if none)
+        int version_read = 2;
+    };
+    [[nodiscard]] const Recovery& recovery() const { return recovery_; }
+
+    // One record line with its LF. `seq` 0 writes format 1 (no `q`; for tests of the old format).
+    static std::string encode_record(const LeaseChange& c, std::uint64_t seq = 0);
+    // One record line without its LF; `seq` receives `q` (0 when absent).
+    static std::optional<LeaseChange> decode_record(std::string_view line, std::uint64_t* seq = nullptr);
 
 private:
     void write_at(std::uint64_t offset, const char* data, std::size_t n);
@@ -114,6 +148,8 @@ private:
     bool unsynced_ = false;  // records written (or pending) since the last fdatasync
     std::uint64_t records_ = 0;
     std::uint64_t syncs_ = 0;
+    std::uint64_t next_seq_ = 1;
+    Recovery recovery_;
 };
 
 }  // namespace fleetconf::dhcp
