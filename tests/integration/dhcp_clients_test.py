@@ -5,9 +5,9 @@ INIT-REBOOT after a restart), perfdhcp, and a kill -9 durability storm. Nothing 
 
 usage: dhcp_clients_test.py FLEETCONF_BINARY
 """
-import json, os, signal, socket, struct, subprocess, sys, tempfile, time
+import json, os, re, signal, socket, struct, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns, udhcpc_script
+from nstest import Harness, require_root_and_netns, udhcpc_script, wait_for
 
 FC = os.path.abspath(sys.argv[1])
 require_root_and_netns()
@@ -64,9 +64,10 @@ CONTROL_PASSWORD = "correct-horse-battery-staple-42"
 def start_server(*extra):
     global server
     log = open(f"{tmp}/server.log", "a")
+    mark = os.path.getsize(f"{tmp}/server.log")  # only what this server writes counts
     server = subprocess.Popen(["ip", "netns", "exec", SRV, FC, "dhcp", "serve", f"{tmp}/site.json", *extra], stderr=log)
     for _ in range(50):
-        if "listening on" in open(f"{tmp}/server.log").read().split("SIGTERM")[-1]:
+        if b"listening on" in open(f"{tmp}/server.log", "rb").read()[mark:]:
             return
         time.sleep(0.1)
     raise RuntimeError("server did not start: " + open(f"{tmp}/server.log").read())
@@ -329,6 +330,44 @@ print(json.dumps({
     check("HTTP control: missing argument -> result 1, named", "ip-address" in h.get("missing", [0, [{"text": ""}]])[1][0]["text"], h.get("missing"))
     check("HTTP control: list-commands", h.get("ok", [0])[0] == 200 and "lease4-get" in h["ok"][1][0]["arguments"], h.get("ok"))
     check("HTTP control: a body over 1 MiB -> 413", h.get("big", [0])[0] == 413, (h.get("big") or [0])[0])
+    # Hostile host names (issue 16.1, 16.2): one byte 0xff, and a newline that would forge a log line. Every
+    # output must survive them: the control channel over the socket and HTTP, `dhcp leases` (text and JSON),
+    # /metrics, /health and the text log.
+    sh("ip", "-n", C1, "addr", "add", "10.88.0.242/24", "dev", "eth0")
+    forged = "2026-11-30T00:00:00.000 info  [dhcp] ACK 10.88.0.99 to forged"
+    hostile = {"02:00:00:00:77:01": b"\xff", "02:00:00:00:77:02": b"evil\n" + forged.encode()}
+    dora = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dhcp_dora.py")
+    got = {}
+    for mac, name in hostile.items():
+        out = ns(C1, "python3", dora, "10.88.0.242", "10.88.0.1", mac, (bytes([12, len(name)]) + name).hex(), timeout=30).stdout
+        got[mac] = json.loads(out)["ack"]
+    sh("ip", "-n", C1, "addr", "del", "10.88.0.242/24", "dev", "eth0")
+    check("hostile host names: both clients get a lease", all(got.values()), got)
+    # Host names are kept to 63 bytes, then escaped (docs/text-escaping.md).
+    want = {"02:00:00:00:77:01": "\\xff", "02:00:00:00:77:02": "evil\\x0a" + forged[:63 - 5]}
+    rc, r = ctl("lease4-get-all")
+    hosts = {l["hw-address"]: l["hostname"] for l in r.get("arguments", {}).get("leases", [])}
+    check("hostile host names: lease4-get-all answers, the names escaped",
+          rc == 0 and r.get("result") == 0 and all(hosts.get(m) == h for m, h in want.items()), r)
+    rc, r = ctl("lease4-get", {"ip-address": got["02:00:00:00:77:01"] or "0.0.0.0"})
+    check("hostile host names: lease4-get answers", rc == 0 and r.get("arguments", {}).get("hostname") == "\\xff", r)
+    rc, r = ctl_http("lease4-get-all", CONTROL_PASSWORD)
+    check("hostile host names: lease4-get-all over HTTP answers", rc == 0 and r.get("result") == 0 and
+          any(l["hostname"] == "\\xff" for l in r["arguments"]["leases"]), r)
+    js = {l["mac"]: l["hostname"] for l in leases()}
+    check("hostile host names: dhcp leases --json", all(js.get(m) == h for m, h in want.items()), js)
+    text = sh(FC, "dhcp", "leases", f"{tmp}/site.json").stdout
+    check("hostile host names: dhcp leases (text) has one line per lease, names escaped",
+          "\\xff" in text and forged not in text and all(len(l.split()) >= 4 for l in text.splitlines()), text)
+    m = ns(SRV, "python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9467/metrics').read().decode('utf-8'))",
+           check=False)
+    check("hostile host names: /metrics still answers in UTF-8", m.returncode == 0 and "fleetconf_dhcp_packets_received_total" in m.stdout,
+          m.stderr[-300:])
+    logtext = open(f"{tmp}/server.log", "rb").read()
+    check("hostile host names: no forged log line, the newline escaped",
+          not any(l.startswith(forged.encode()) for l in logtext.split(b"\n")) and b"evil\\x0a2026-11-30" in logtext and
+          b"\xff" not in logtext, logtext[-600:])
+
     r, env = udhcpc(C1)
     check("the server still serves after the control tests", env.get("ip") == "10.88.0.30", env.get("ip"))
     ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)
@@ -341,9 +380,15 @@ print(json.dumps({
     check("INIT-REBOOT after a restart keeps the address", "ACK 10.88.0.20" in log and "init-reboot" in log, log[-600:])
     mark = len(open(f"{tmp}/server.log").read())
     dhclient(C2, "-r", conf=conf)  # dhclient's RELEASE
-    time.sleep(0.3)
-    check("dhclient RELEASE of a reserved address is logged and the reservation kept",
-          "RELEASE of 10.88.0.20" in open(f"{tmp}/server.log").read()[mark:] and "reserved address, kept" in open(f"{tmp}/server.log").read()[mark:])
+    # A RELEASE of a reserved address ends the lease (issue 16.6); the reservation stays.
+    _, released = wait_for(lambda: next((l["state"] for l in leases() if l["address"] == "10.88.0.20"), None),
+                           lambda v: v == "released")
+    check("dhclient RELEASE of a reserved address ends its lease", released == "released" and
+          "RELEASE 10.88.0.20 by 02:00:00:00:00:02" in open(f"{tmp}/server.log").read()[mark:], released)
+    r = dhclient(C2, conf=conf)
+    check("after its RELEASE the reserved client gets the same address again",
+          next((l["state"] for l in leases() if l["address"] == "10.88.0.20"), None) == "bound", r.stdout[-300:] + r.stderr[-300:])
+    dhclient(C2, "-r", conf=conf)
     ns(C2, "ip", "addr", "flush", "dev", "eth0", check=False)
 
     # perfdhcp completes a run against the server (it acts as a relay from C1).
@@ -388,6 +433,33 @@ print(json.dumps({
     have = {l["mac"]: l["address"] for l in leases() if l["state"] == "bound"}
     missing = [m for m, a in acked.items() if have.get(m) != a]
     check(f"kill -9 mid-storm: all {len(acked)} ACKed leases survived", len(acked) > 0 and not missing, missing[:5])
+
+    # A zeroed 512-byte sector in the middle of the journal (issue 16.3): the server keeps every intact
+    # record after it, copies the damaged file aside, logs the region at error level and says "degraded".
+    jf = f"{tmp}/data/dhcp/leases.journal"
+    data = bytearray(open(jf, "rb").read())
+    end = data.index(b"\0" * 64)  # the records end where the preallocated zeros begin
+    at = (end // 2) // 512 * 512
+    data[at:at + 512] = b"\0" * 512
+    open(jf, "wb").write(bytes(data))
+    survivors = {r.split(b'"m":"')[1][:17].decode() for r in bytes(data[at + 512:end]).split(b"\n")[1:] if b'"m":"' in r}
+    mark = len(open(f"{tmp}/server.log").read())
+    start_server()
+    log = open(f"{tmp}/server.log").read()[mark:]
+    have = {l["mac"] for l in leases()}
+    check(f"zeroed sector: all {len(survivors)} records after it kept", len(survivors) > 5 and survivors <= have,
+          sorted(survivors - have)[:5])
+    region = re.search(r" error \[dhcp\] leases: \S+: damaged region at offset (\d+), (\d+) bytes", log)
+    check("zeroed sector: the region is logged at error level with its offset and length",
+          region is not None and int(region[1]) <= at and int(region[1]) + int(region[2]) >= at + 512, log[-800:])
+    copies = [f for f in os.listdir(f"{tmp}/data/dhcp") if f.startswith("leases.journal.damaged-")]
+    check("zeroed sector: the damaged file copied aside, byte for byte",
+          len(copies) == 1 and open(f"{tmp}/data/dhcp/{copies[0]}", "rb").read() == bytes(data), copies)
+    m = ns(SRV, "python3", "-c", "import urllib.request as u; r = u.urlopen('http://127.0.0.1:9467/health'); print(r.status, r.read().decode())",
+           check=False).stdout
+    check("zeroed sector: /health says degraded (200) and names the copy", m.startswith("200") and '"degraded"' in m and
+          copies and copies[0] in m, m)
+    stop_server()
 finally:
     teardown()
 H.finish(tmp)
