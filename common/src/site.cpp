@@ -370,7 +370,7 @@ ParsedDocument parse_json(std::string_view text) {
     };
     try {
         out.doc = json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for a number too large for a double
         std::string msg = e.what();
         if (auto p = msg.find("] "); msg.rfind("[json.exception", 0) == 0 && p != std::string::npos) msg = msg.substr(p + 2);
         out.errors.push_back({"", "invalid JSON: " + msg});

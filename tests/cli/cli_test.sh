@@ -18,6 +18,12 @@ check "every error listed" test "$(echo "$err" | grep -c ': /')" -eq 4
 check "error line format" grep -qx "$SRC/tests/sites/invalid/20-many-errors.json: /networks/0/pools/1: range 10.0.0.15-10.0.0.30 overlaps 10.0.0.10-10.0.0.20" <<<"$err"
 check "error count line" grep -qx "$SRC/tests/sites/invalid/20-many-errors.json: 4 errors" <<<"$err"
 
+# A number too large for a double (issue 16.15): the documented error and exit 2, not an exception.
+big="$SRC/fuzz/corpus/site/number-too-large-for-a-double.json"
+err=$("$FC" site check "$big" 2>&1 >/dev/null); rc=$?
+check "site check: a number too large for a double exits 2" test $rc -eq 2
+check "site check: ... with FILE: invalid JSON: number overflow" grep -qx "$big: invalid JSON: number overflow parsing '8888E888888888888'" <<<"$err"
+
 json=$("$FC" site check --json "$SRC/tests/sites/invalid/03-reversed-pool.json"); rc=$?
 check "json errors exit 2" test $rc -eq 2
 check "json errors content" grep -q '"pointer":"/networks/0/pools/0"' <<<"$json"

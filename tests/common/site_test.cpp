@@ -128,6 +128,17 @@ TEST_CASE("syntax errors name the line and column", "[site]") {
     CHECK_THAT(errs[0].message, Catch::StartsWith("invalid JSON: parse error at line 1, column"));
 }
 
+TEST_CASE("a number too large for a double is an invalid-JSON error, not an exception (issue 16.15)", "[site]") {
+    for (const char* text : {R"({"networks": 8888E888888888888})", "[1e999]", R"({"name": -1e400})"}) {
+        INFO(text);
+        std::vector<SiteError> errs;
+        REQUIRE_NOTHROW(errs = errors_of(text));
+        REQUIRE(errs.size() == 1);
+        CHECK(errs[0].pointer.empty());
+        CHECK_THAT(errs[0].message, Catch::StartsWith("invalid JSON: number overflow parsing"));
+    }
+}
+
 TEST_CASE("a referenced file that does not exist is reported with its resolved path", "[site]") {
     const auto dir = kSrc / "tests/sites/invalid";
     auto errs = load_errors(dir / "12-missing-file.json");
