@@ -800,11 +800,12 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (j.contains("git")) {
                     const auto gp = join(p, "git");
                     const auto& g = j["git"];
-                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "hook_url", "webhook_url", "validator"})) {
+                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "allow_symlinks", "hook_url", "webhook_url", "validator"})) {
                         u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
                         u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
                         u.git.allow_non_fast_forward = c.boolean(g, gp, "allow_non_fast_forward").value_or(false);
                         u.git.allow_delete = c.boolean(g, gp, "allow_delete").value_or(false);
+                        u.git.allow_symlinks = c.boolean(g, gp, "allow_symlinks").value_or(false);
                         if (g.contains("validator")) {
                             const auto& v = g["validator"];
                             bool ok = v.is_array() && !v.empty() && v.size() <= 64;

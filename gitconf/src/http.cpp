@@ -151,7 +151,9 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
     const std::string_view path = url.substr(0, q);
     const std::string_view query = q == std::string_view::npos ? std::string_view() : url.substr(q + 1);
     const auto parts = split_path(path);
-    if (path.find('%') != std::string_view::npos || path.find("..") != std::string_view::npos) co_return text(404, "not found");
+    // A path with '%' or ".." names no repository; it is answered like any other unknown path, after the
+    // credential check (docs/gitconf.md: 401 whatever the path names).
+    const bool odd_path = path.find('%') != std::string_view::npos || path.find("..") != std::string_view::npos;
 
     enum class Route { none, info_refs, upload_pack, receive_pack } route = Route::none;
     std::string service;
@@ -169,12 +171,12 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
     } else if (parts.size() == 2 && parts[1] == "git-receive-pack") {
         route = Route::receive_pack;
     }
-    if (route == Route::none) co_return text(404, "not found");
+    if (odd_path) route = Route::none;
     const bool push = route == Route::receive_pack || service == "git-receive-pack";
 
-    // Credentials before anything about the repository is revealed.
+    // Credentials before anything about the path or the repository is revealed.
     h.refresh_tokens();
-    const auto name = Service::Impl::repo_name(parts[0]);
+    const auto name = route == Route::none ? std::nullopt : Service::Impl::repo_name(parts[0]);
     const auto acc = name ? h.access(*name) : RepoAccess{};
     const auto cred = parse_basic_auth(req.header("authorization"));
     const auto verdict = authorize_http(name ? *name : std::string_view(), acc, cred, h.tokens, push);
@@ -187,6 +189,7 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
         r.challenge = true;
         co_return r;
     }
+    if (route == Route::none) co_return text(404, "not found");
     if (verdict == Verdict::not_found) {
         ++h.not_found;
         h.log->info("http {} {} {}: 404 for credential {}", peer, req.method, std::string(path.substr(0, 128)), who);

@@ -1,5 +1,6 @@
 #include "fleetconf/gitconf/receive_pack.hpp"
 
+#include "fleetconf/common/text.hpp"
 #include "fleetconf/gitconf/pktline.hpp"
 #include "fleetconf/gitconf/upload_pack.hpp"
 
@@ -136,6 +137,30 @@ void ReceivePack::end_of_input() {
 
 namespace {
 
+}  // namespace
+
+bool tree_entry_name_ok(std::string_view name) {
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
+        name.find('\0') != std::string_view::npos)
+        return false;
+    std::string lower(name);
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return lower != ".git";
+}
+
+bool symlink_target_inside(std::string_view target) {
+    if (target.empty() || target.front() == '/' || target.find('\0') != std::string_view::npos) return false;
+    std::size_t pos = 0;
+    while (pos <= target.size()) {
+        const auto slash = std::min(target.find('/', pos), target.size());
+        if (target.substr(pos, slash - pos) == "..") return false;
+        pos = slash + 1;
+    }
+    return true;
+}
+
+namespace {
+
 struct Ctx {
     git_repository* repo;
     const PushLimits& limits;
@@ -157,8 +182,42 @@ bool check_tree(Ctx& c, const git_oid* tree_id, const std::string& prefix, int d
     const auto n = git_tree_entrycount(tree);
     for (std::size_t i = 0; i < n && ok; ++i) {
         const git_tree_entry* e = git_tree_entry_byindex(tree, i);
-        const std::string path = prefix + git_tree_entry_name(e);
-        if (git_tree_entry_filemode(e) == GIT_FILEMODE_COMMIT) continue;
+        const std::string name = git_tree_entry_name(e);
+        const std::string path = prefix + name;
+        if (!tree_entry_name_ok(name)) {
+            c.error = "\"" + common::printable(path) + "\" is not an acceptable file name";
+            ok = false;
+            break;
+        }
+        const auto mode = git_tree_entry_filemode(e);
+        if (mode == GIT_FILEMODE_COMMIT) {
+            c.error = common::printable(path) + " is a gitlink (submodule), which is not accepted";
+            ok = false;
+            break;
+        }
+        if (mode == GIT_FILEMODE_LINK) {
+            std::string target;
+            git_blob* blob = nullptr;
+            if (git_blob_lookup(&blob, c.repo, git_tree_entry_id(e)) == 0) {
+                target.assign(static_cast<const char*>(git_blob_rawcontent(blob)), static_cast<std::size_t>(git_blob_rawsize(blob)));
+                git_blob_free(blob);
+            }
+            if (!c.policy.allow_symlinks) {
+                c.error = common::printable(path) + " is a symbolic link, which is not accepted (allow_symlinks is off)";
+                ok = false;
+                break;
+            }
+            if (!symlink_target_inside(target)) {
+                c.error = common::printable(path) + " is a symbolic link to \"" + common::printable(target.substr(0, 100)) +
+                          "\", outside the tree (absolute, or with \"..\")";
+                ok = false;
+                break;
+            }
+        } else if (mode != GIT_FILEMODE_TREE && mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
+            c.error = common::printable(path) + " has an unknown file mode";
+            ok = false;
+            break;
+        }
         if (git_tree_entry_type(e) == GIT_OBJECT_TREE) {
             ok = check_tree(c, git_tree_entry_id(e), path + "/", depth + 1);
             continue;

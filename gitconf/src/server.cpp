@@ -364,6 +364,7 @@ PushPolicy push_policy_for(const common::Site& site, const std::string& repo) {
         p.config_branch = "refs/heads/" + u->git.branch;
         p.allow_non_fast_forward = u->git.allow_non_fast_forward;
         p.allow_delete = u->git.allow_delete;
+        p.allow_symlinks = u->git.allow_symlinks;
         p.validator.argv = u->git.validator;
         p.validator.timeout = std::chrono::seconds(site.services.git.validator_timeout_s);
         p.validator.scratch = git_root(site) / "tmp";

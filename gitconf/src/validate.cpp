@@ -1,8 +1,15 @@
 #include "fleetconf/gitconf/validate.hpp"
 
+#include "fleetconf/common/text.hpp"
+#include "fleetconf/gitconf/receive_pack.hpp"
+
 #include <git2.h>
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +19,95 @@
 #include <filesystem>
 
 namespace fleetconf::gitconf {
+
+namespace {
+
+// The unprivileged user a validator runs as when fleetconf runs as root: "nobody" (65534 if unknown).
+struct Unprivileged {
+    uid_t uid = 65534;
+    gid_t gid = 65534;
+};
+Unprivileged unprivileged() {
+    Unprivileged u;
+    passwd pw{};
+    passwd* found = nullptr;
+    char buf[1024];
+    if (::getpwnam_r("nobody", &pw, buf, sizeof buf, &found) == 0 && found) {
+        u.uid = found->pw_uid;
+        u.gid = found->pw_gid;
+    }
+    return u;
+}
+
+struct Checkout {
+    git_repository* repo;
+    bool chown_to = false;
+    Unprivileged owner;
+    std::size_t files = 0;
+    std::string error;
+};
+
+// Writes `tree` into the directory `dirfd` with openat/mkdirat only: regular files and directories, never a
+// link, never outside. A symbolic link (accepted only with allow_symlinks) becomes a regular file holding
+// its target, as git writes it where links are not supported; gitlinks are skipped.
+bool write_tree(Checkout& c, const git_tree* tree, int dirfd, int depth) {
+    if (depth > 64) return (c.error = "validator: trees nested too deeply"), false;
+    const auto n = git_tree_entrycount(tree);
+    for (std::size_t i = 0; i < n; ++i) {
+        const git_tree_entry* e = git_tree_entry_byindex(tree, i);
+        const char* name = git_tree_entry_name(e);
+        if (!tree_entry_name_ok(name)) return (c.error = "validator: unacceptable file name in the tree"), false;
+        if (++c.files > 100000) return (c.error = "validator: too many files to check out"), false;
+        const auto mode = git_tree_entry_filemode(e);
+        if (mode == GIT_FILEMODE_COMMIT) continue;
+        if (mode == GIT_FILEMODE_TREE) {
+            if (::mkdirat(dirfd, name, 0755) != 0) return (c.error = std::string("validator: mkdir ") + name + ": " + std::strerror(errno)), false;
+            const int sub = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) return (c.error = std::string("validator: open ") + name + ": " + std::strerror(errno)), false;
+            if (c.chown_to && ::fchown(sub, c.owner.uid, c.owner.gid) != 0) {
+                ::close(sub);
+                return (c.error = "validator: chown failed"), false;
+            }
+            git_tree* child = nullptr;
+            bool ok = git_tree_lookup(&child, c.repo, git_tree_entry_id(e)) == 0;
+            if (!ok) c.error = "validator: missing tree";
+            else ok = write_tree(c, child, sub, depth + 1);
+            git_tree_free(child);
+            ::close(sub);
+            if (!ok) return false;
+            continue;
+        }
+        git_blob* blob = nullptr;
+        if (git_blob_lookup(&blob, c.repo, git_tree_entry_id(e)) < 0) return (c.error = std::string("validator: missing blob ") + name), false;
+        const mode_t perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
+        const int fd = ::openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
+        bool ok = fd >= 0;
+        if (!ok) c.error = std::string("validator: create ") + name + ": " + std::strerror(errno);
+        const auto* data = static_cast<const char*>(git_blob_rawcontent(blob));
+        std::size_t left = static_cast<std::size_t>(git_blob_rawsize(blob)), off = 0;
+        while (ok && left > 0) {
+            const auto w = ::write(fd, data + off, left);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                c.error = std::string("validator: write ") + name + " failed";
+                ok = false;
+                break;
+            }
+            off += static_cast<std::size_t>(w);
+            left -= static_cast<std::size_t>(w);
+        }
+        if (ok && c.chown_to && ::fchown(fd, c.owner.uid, c.owner.gid) != 0) {
+            c.error = "validator: chown failed";
+            ok = false;
+        }
+        if (fd >= 0) ::close(fd);
+        git_blob_free(blob);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+}  // namespace
 
 std::string run_validator(Repository& repo, const Oid& commit, const ValidatorRun& run) {
     if (run.argv.empty()) return {};
@@ -28,22 +124,27 @@ std::string run_validator(Repository& repo, const Oid& commit, const ValidatorRu
             std::filesystem::remove_all(p, e);
         }
     } remove{dir};
-
-    // check the tree out (libgit2 writes into target_directory even for a bare repository)
-    git_oid id;
-    std::memcpy(id.id, commit.bytes.data(), 20);
-    git_commit* c = nullptr;
-    if (git_commit_lookup(&c, repo.raw(), &id) < 0) return "validator: commit " + commit.hex() + " is missing";
-    git_checkout_options opts;
-    git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
-    opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
     const std::string target = dir.string();
-    opts.target_directory = target.c_str();
-    const int rc = git_checkout_tree(repo.raw(), reinterpret_cast<git_object*>(c), &opts);
-    git_commit_free(c);
-    if (rc < 0) {
-        const git_error* e = git_error_last();
-        return std::string("validator: checkout failed: ") + (e ? e->message : "?");
+
+    // The checkout, written by hand (see write_tree): libgit2's checkout would create the links a push holds.
+    const bool drop = ::geteuid() == 0;
+    Checkout co{repo.raw(), drop, unprivileged(), 0, {}};
+    {
+        git_oid id;
+        std::memcpy(id.id, commit.bytes.data(), 20);
+        git_commit* c = nullptr;
+        if (git_commit_lookup(&c, repo.raw(), &id) < 0) return "validator: commit " + commit.hex() + " is missing";
+        git_tree* tree = nullptr;
+        const int rc = git_commit_tree(&tree, c);
+        git_commit_free(c);
+        if (rc < 0) return "validator: the tree of " + commit.hex() + " is missing";
+        const int dfd = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        bool ok = dfd >= 0 && (!drop || ::fchown(dfd, co.owner.uid, co.owner.gid) == 0);
+        if (ok) ok = write_tree(co, tree, dfd, 0);
+        else co.error = "validator: cannot prepare the temporary folder";
+        if (dfd >= 0) ::close(dfd);
+        git_tree_free(tree);
+        if (!ok) return co.error;
     }
 
     int out[2];
@@ -63,13 +164,22 @@ std::string run_validator(Repository& repo, const Oid& commit, const ValidatorRu
         return "validator: fork failed";
     }
     if (pid == 0) {
+        // Its own process group (killed whole on timeout), only descriptors 0-2, in the checkout, without
+        // privileges: as "nobody" when fleetconf runs as root, and never gaining any (no setuid programs).
         ::setpgid(0, 0);
         const int devnull = ::open("/dev/null", O_RDONLY);
         ::dup2(devnull, 0);
         ::dup2(out[1], 1);
         ::dup2(out[1], 2);
+        ::close_range(3, ~0U, 0);
         if (::chdir(target.c_str()) != 0) ::_exit(126);
+        if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(co.owner.gid) != 0 || ::setuid(co.owner.uid) != 0)) ::_exit(126);
+        ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         ::execve(argv[0], argv.data(), envp.data());
+        // The first line of the output is the reason the pusher sees.
+        const int err = errno;
+        const char* who = drop ? " (as the unprivileged user nobody)" : "";
+        ::dprintf(1, "cannot run %s%s: %s\n", argv[0], who, std::strerror(err));
         ::_exit(127);
     }
     ::close(out[1]);
@@ -108,11 +218,12 @@ std::string run_validator(Repository& repo, const Oid& commit, const ValidatorRu
         }
         ::usleep(2000);
     }
+    ::kill(-pid, SIGKILL);  // whatever it left running in its group
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+    // At most 200 bytes of the first line it printed, escaped (common/text.hpp) for the pusher's terminal.
     std::string line = output.substr(0, output.find('\n'));
     if (line.size() > 200) line.resize(200);
-    for (auto& ch : line)
-        if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
+    line = common::printable(line);
     if (!line.empty()) return "validator: " + line;
     if (WIFEXITED(status)) return "validator exited with status " + std::to_string(WEXITSTATUS(status));
     return "validator killed by signal " + std::to_string(WTERMSIG(status));

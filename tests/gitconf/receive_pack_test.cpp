@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 using namespace fleetconf::gitconf;
 namespace fs = std::filesystem;
 
@@ -23,7 +26,8 @@ std::string pl(std::string_view s) {
 }
 
 // Commits `files` on top of `parent` in `repo` without moving any ref (the objects a push would bring).
-Oid loose_commit(Repository& repo, const std::optional<Oid>& parent, const std::string& path, const std::string& content) {
+Oid loose_commit(Repository& repo, const std::optional<Oid>& parent, const std::string& path, const std::string& content,
+                 git_filemode_t mode = GIT_FILEMODE_BLOB) {
     git_repository* r = repo.raw();
     git_oid blob;
     REQUIRE(git_blob_create_from_buffer(&blob, r, content.data(), content.size()) == 0);
@@ -38,7 +42,8 @@ Oid loose_commit(Repository& repo, const std::optional<Oid>& parent, const std::
     git_tree_update upd{};
     upd.action = GIT_TREE_UPDATE_UPSERT;
     upd.id = blob;
-    upd.filemode = GIT_FILEMODE_BLOB;
+    upd.filemode = mode;
+    if (mode == GIT_FILEMODE_COMMIT) std::memset(blob.id, 0x5a, sizeof blob.id);  // a gitlink names a commit elsewhere
     upd.path = path.c_str();
     git_oid tree_id;
     if (!base) {
@@ -160,8 +165,88 @@ TEST_CASE("receive-pack: apply_push moves refs by compare-and-swap and applies t
     CHECK(broken.commands[0].error == "unpacker error");
 }
 
+TEST_CASE("receive-pack: symbolic links and gitlinks are refused, with a reason (issue 16.7)", "[gitconf][receive-pack]") {
+    TempDir d;
+    auto repo = Repository::create(d.path / "l.git", "main", true, {}, Author{"t", "t@t", 1700000000});
+    const Oid base = *repo.refs().head;
+    const Oid passwd = loose_commit(repo, base, "README", "/etc/passwd", GIT_FILEMODE_LINK);
+    const Oid keys = loose_commit(repo, base, "keys", "../../ssh/host_ed25519", GIT_FILEMODE_LINK);
+    const Oid inside = loose_commit(repo, base, "conf/current", "v2/config.json", GIT_FILEMODE_LINK);
+    const Oid gitlink = loose_commit(repo, base, "vendor", "", GIT_FILEMODE_COMMIT);
+    const PushLimits limits{};
+    auto one = [&](const Oid& tip, const PushPolicy& policy) {
+        return apply_push(repo, {{base, tip, "refs/heads/main", {}}}, {}, false, policy, limits).commands[0].error;
+    };
+    const PushPolicy strict;
+    CHECK(one(passwd, strict) == "README is a symbolic link, which is not accepted (allow_symlinks is off)");
+    CHECK(one(inside, strict) == "conf/current is a symbolic link, which is not accepted (allow_symlinks is off)");
+    CHECK(one(gitlink, strict) == "vendor is a gitlink (submodule), which is not accepted");
+    PushPolicy links;
+    links.allow_symlinks = true;
+    CHECK(one(passwd, links) == "README is a symbolic link to \"/etc/passwd\", outside the tree (absolute, or with \"..\")");
+    CHECK(one(keys, links) == "keys is a symbolic link to \"../../ssh/host_ed25519\", outside the tree (absolute, or with \"..\")");
+    CHECK(one(gitlink, links) == "vendor is a gitlink (submodule), which is not accepted");
+    CHECK(*repo.refs().head == base);  // nothing moved
+    CHECK(one(inside, links).empty());
+    CHECK(*repo.refs().head == inside);
+
+    CHECK(symlink_target_inside("a/b"));
+    CHECK(symlink_target_inside("a..b/c"));
+    CHECK_FALSE(symlink_target_inside("a/../b"));
+    CHECK_FALSE(symlink_target_inside(".."));
+    CHECK_FALSE(symlink_target_inside("/x"));
+    CHECK_FALSE(symlink_target_inside(""));
+    CHECK(tree_entry_name_ok("config.json"));
+    for (const char* bad : {"", ".", "..", ".git", ".GIT", "a/b"}) CHECK_FALSE(tree_entry_name_ok(bad));
+}
+
+TEST_CASE("validator: the checkout holds no link; an allowed link is a plain file with its target", "[gitconf][validator]") {
+    TempDir d;
+    fs::permissions(d.path, fs::perms::owner_all | fs::perms::others_exec);  // validators run as nobody under root
+    auto repo = Repository::create(d.path / "c.git", "main", true, {}, Author{"t", "t@t", 1700000000});
+    const Oid base = *repo.refs().head;
+    // Whatever the push check allowed, the validator's checkout writes no link: here one straight into the
+    // repository, the shape a push of README -> /etc/passwd had.
+    const Oid link = loose_commit(repo, base, "README", "/etc/passwd", GIT_FILEMODE_LINK);
+    const auto script = d.path / "first-line.sh";
+    {
+        std::ofstream f(script);
+        f << "#!/bin/sh\nif [ -L README ]; then echo \"README is a link\"; exit 1; fi\necho \"$(head -n 1 README)\"; exit 1\n";
+    }
+    fs::permissions(script, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                                fs::perms::others_exec);
+    ValidatorRun run{{script.string()}, std::chrono::milliseconds(5000), d.path / "scratch", {}};
+    CHECK(run_validator(repo, link, run) == "validator: /etc/passwd");  // the target as text, not the file's lines
+}
+
+TEST_CASE("validator: without privileges, descriptors or a clean environment leak", "[gitconf][validator]") {
+    TempDir d;
+    fs::permissions(d.path, fs::perms::owner_all | fs::perms::others_exec);
+    auto repo = Repository::create(d.path / "p.git", "main", true);
+    const auto tip = repo.put_file("main", "config.json", "{}\n", {}, "c\n");
+    // Not close-on-exec, so a child would inherit it; a high number, which the shell does not use itself.
+    const int devnull = ::open("/dev/null", O_RDONLY);
+    const int leaked = ::dup2(devnull, 157);
+    ::close(devnull);
+    REQUIRE(leaked == 157);
+    const auto script = d.path / "probe.sh";
+    {
+        std::ofstream f(script);
+        f << "#!/bin/sh\necho \"uid=$(id -u) fd=$(test -e /proc/$$/fd/" << leaked << " && echo open || echo closed) secret=${SECRET:-unset}\"; exit 1\n";
+    }
+    fs::permissions(script, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                                fs::perms::others_exec);
+    ::setenv("SECRET", "from-the-server", 1);
+    ValidatorRun run{{script.string()}, std::chrono::milliseconds(5000), d.path / "scratch", {}};
+    const auto uid = ::geteuid() == 0 ? std::string("65534") : std::to_string(::geteuid());
+    CHECK(run_validator(repo, tip, run) == "validator: uid=" + uid + " fd=closed secret=unset");
+    ::unsetenv("SECRET");
+    ::close(leaked);
+}
+
 TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, with a timeout", "[gitconf][validator]") {
     TempDir d;
+    fs::permissions(d.path, fs::perms::owner_all | fs::perms::others_exec);
     auto repo = Repository::create(d.path / "v.git", "main", true);
     const auto good = repo.put_file("main", "config.json", "{\"ok\":true}\n", {}, "good\n");
     const auto bad = repo.put_file("main", "config.json", "{\"forbidden\":true}\n", {}, "bad\n");
@@ -171,7 +256,7 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
         f << "#!/bin/sh\nif grep -q forbidden config.json; then echo \"forbidden word in config.json ($FLEETCONF_NEW)\"; exit 1; fi\n"
              "test -f config.json || exit 3\nexit 0\n";
     }
-    fs::permissions(script, fs::perms::owner_all);
+    fs::permissions(script, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
     ValidatorRun run{{script.string()}, std::chrono::milliseconds(5000), d.path / "scratch", {{"FLEETCONF_NEW", "x"}}};
     CHECK(run_validator(repo, good, run).empty());
     CHECK(run_validator(repo, bad, run) == "validator: forbidden word in config.json (x)");
@@ -180,7 +265,9 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
     ValidatorRun slow{{"/bin/sleep", "5"}, std::chrono::milliseconds(300), d.path / "scratch", {}};
     CHECK(run_validator(repo, good, slow) == "validator timed out after 0 s");  // killed, not waited for
     ValidatorRun missing{{"/nonexistent/validator"}, std::chrono::milliseconds(2000), d.path / "scratch", {}};
-    CHECK(run_validator(repo, good, missing) == "validator exited with status 127");
+    CHECK(run_validator(repo, good, missing) ==
+          std::string("validator: cannot run /nonexistent/validator") + (::geteuid() == 0 ? " (as the unprivileged user nobody)" : "") +
+              ": No such file or directory");
 }
 
 TEST_CASE("receive-pack: the repository size limit is checked after indexing", "[gitconf][receive-pack]") {

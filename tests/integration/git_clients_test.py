@@ -14,6 +14,9 @@ from openssh_key import write_key
 
 FC, LG2, FIX = (os.path.abspath(a) for a in sys.argv[1:4])
 tmp = tempfile.mkdtemp(prefix="fleetconf-git-")
+# Validators run as "nobody" when fleetconf runs as root: the script lives where that user can reach it.
+VALIDATOR_DIR = tempfile.mkdtemp(prefix="fleetconf-validator-")
+os.chmod(VALIDATOR_DIR, 0o755)
 failures = []
 server = None
 SRC_ENV = dict(os.environ, GIT_AUTHOR_NAME="fleetconf test", GIT_AUTHOR_EMAIL="test@fleetconf",
@@ -57,7 +60,7 @@ SITE = {
         {"name": "web", "network": "br0", "git": {"access": "read-only", "git_protocol": True}},
         {"name": "cal", "network": "br0", "git": {"access": "read-write", "hook_url": f"http://127.0.0.1:{HOOKP}/hook",
                                                   "webhook_url": f"http://127.0.0.1:{HOOKP}/events",
-                                                  "validator": [f"{tmp}/validator.sh", "--strict"]}},
+                                                  "validator": [f"{VALIDATOR_DIR}/validator.sh", "--strict"]}},
         {"name": "kv", "network": "br0", "git": {"git_protocol": True}},
         {"name": "big", "network": "br0", "git": {}},
         {"name": "empty", "network": "br0", "git": {"git_protocol": True}},
@@ -68,9 +71,9 @@ SITE = {
                          "ssh": f"127.0.0.1:{SSHP}", "public_host": "127.0.0.1", "read_timeout": 2, "max_object_mb": 1}},
 }
 SITE_FILE = f"{tmp}/site.json"
-with open(f"{tmp}/validator.sh", "w") as f:
+with open(f"{VALIDATOR_DIR}/validator.sh", "w") as f:
     f.write('#!/bin/sh\n[ "$1" = --strict ] || exit 9\nif grep -rqs FORBIDDEN .; then echo "FORBIDDEN found in $FLEETCONF_REPOSITORY"; exit 1; fi\n')
-os.chmod(f"{tmp}/validator.sh", 0o755)
+os.chmod(f"{VALIDATOR_DIR}/validator.sh", 0o755)
 json.dump(SITE, open(SITE_FILE, "w"))
 
 
@@ -467,7 +470,11 @@ try:
                 "/%2e%2e/web.git/info/refs?service=git-upload-pack", "/web/.git/info/refs?service=git-upload-pack",
                 "//etc/passwd", "/web.git/objects/info/packs"):
         st, _, _ = http_request("GET", bad, {"Authorization": basic("web", tokens["web"])})
-        check(f"traversal or non-smart path {bad!r}: refused ({st})", st in (401, 403, 404), st)
+        check(f"traversal or non-smart path {bad!r} with a valid credential: 404", st == 404, st)
+        # Credentials first, whatever the path names (issue 16.8): without them, 401 and the challenge.
+        st, h, _ = http_request("GET", bad)
+        check(f"traversal or non-smart path {bad!r} without credentials: 401", st == 401 and
+              h.get("WWW-Authenticate") == 'Basic realm="fleetconf git", charset="UTF-8"', (st, h.get("WWW-Authenticate")))
     st, _, _ = http_request("GET", "/web.git/info/refs", {"Authorization": basic("web", tokens["web"])})
     check("dumb HTTP (no service parameter): refused", st in (403, 404), st)
     st, _, b = http_request("GET", "/web.git/info/refs?service=git-receive-pack", {"Authorization": basic("web", tokens["web"])})
@@ -549,6 +556,27 @@ try:
     r = git("push", "origin", "main", cwd=d, check_rc=False)
     check("push refused by the repository's validator command, its message shown", r.returncode != 0 and
           "validator: FORBIDDEN found in cal" in r.stderr.decode() and server_head("cal") == before, r.stderr.decode())
+    # Links (issue 16.7): a symlink to /etc/passwd and a gitlink are refused, the reason shown, nothing moved.
+    for transport in ("http", "ssh"):
+        d = push_clone("cal") if transport == "http" else None
+        if d is None:
+            d = tempfile.mkdtemp(dir=tmp)
+            git("clone", "-q", f"ssh://git@127.0.0.1:{SSHP}/cal.git", d, env=ssh_env("cal"))
+        os.symlink("/etc/passwd", f"{d}/README")
+        git("add", "-A", cwd=d)
+        git("commit", "-q", "-m", "link", cwd=d)
+        env = ssh_env("cal") if transport == "ssh" else None
+        r = git("push", "origin", "main", cwd=d, env=env, check_rc=False)
+        check(f"push of a symlink over {transport} refused, reason shown", r.returncode != 0 and
+              "README is a symbolic link, which is not accepted (allow_symlinks is off)" in r.stderr.decode() and
+              "root:" not in r.stderr.decode() and server_head("cal") == before, r.stderr.decode())
+        git("reset", "-q", "--hard", "HEAD~1", cwd=d)
+        git("update-index", "--add", "--cacheinfo", f"160000,{before},vendor", cwd=d)
+        git("commit", "-q", "-m", "gitlink", cwd=d)
+        r = git("push", "origin", "main", cwd=d, env=env, check_rc=False)
+        check(f"push of a gitlink over {transport} refused, reason shown", r.returncode != 0 and
+              "vendor is a gitlink (submodule), which is not accepted" in r.stderr.decode() and server_head("cal") == before,
+              r.stderr.decode())
     d = push_clone("cal")
     commit_file(d, "huge.bin", os.urandom(1200 * 1024), "huge")
     r = git("push", "origin", "main", cwd=d, check_rc=False)
@@ -688,6 +716,7 @@ finally:
     if failures:
         print(open(f"{tmp}/serve.log").read()[-4000:] if os.path.exists(f"{tmp}/serve.log") else "")
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(VALIDATOR_DIR, ignore_errors=True)
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

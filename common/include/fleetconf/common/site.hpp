@@ -91,6 +91,7 @@ struct GitSettings {
     bool git_protocol = false;  // also served read-only over git:// (no credentials: development only)
     bool allow_non_fast_forward = false;  // pushes may rewrite the configuration branch
     bool allow_delete = false;            // pushes may delete the configuration branch
+    bool allow_symlinks = false;          // pushes may add symbolic links whose target stays inside the tree
     std::string hook_url;     // requested (GET) after each accepted push: unipi's /hook answers "pulled <oid>"
     std::string webhook_url;  // POSTed a JSON event, signed with HMAC-SHA256 (X-Fleetconf-Signature)
     std::vector<std::string> validator;  // argv run in the pushed tree's checkout; a non-zero exit refuses the push

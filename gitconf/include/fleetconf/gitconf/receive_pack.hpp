@@ -27,6 +27,9 @@ struct PushPolicy {
     bool allow_non_fast_forward = false;  // of the configuration branch
     bool allow_delete = false;            // of the configuration branch
     bool validate_json = true;            // every *.json blob the push adds must parse
+    // Symbolic links (mode 120000) are refused unless this is set, and then only with a relative target
+    // without ".." (it stays inside the tree); gitlinks (160000, submodules) are always refused.
+    bool allow_symlinks = false;
     ValidatorRun validator;               // empty argv: none; else run on each new tip of the configuration branch
 };
 
@@ -81,6 +84,11 @@ private:
 // from it), every new ref target must be connected to objects the repository has, the limits and the
 // policy are checked, then refs move one by one with compare-and-swap on their old id (with `atomic`,
 // every old id is checked first and nothing moves unless all can). Never throws for a refused push.
+// A tree entry name a push may bring: not empty, ".", "..", ".git" (any case), and without '/' or NUL.
+[[nodiscard]] bool tree_entry_name_ok(std::string_view name);
+// A symbolic link target that stays inside the tree: relative, no ".." component, no NUL.
+[[nodiscard]] bool symlink_target_inside(std::string_view target);
+
 PushResult apply_push(Repository& repo, std::vector<RefCommand> commands, std::string_view pack, bool atomic, const PushPolicy& policy,
                       const PushLimits& limits);
 
