@@ -174,7 +174,13 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
         ssh_channel ch = nullptr;
         ~Cleanup() {
             if (ch) {
+                // As sshd does: send CLOSE, then wait (briefly) for the client's CLOSE, so that the socket is not
+                // closed while the client still writes (which would reset the connection and lose our last bytes).
                 ssh_channel_close(ch);
+                char sink[4096];
+                const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+                while (!ssh_channel_is_closed(ch) && std::chrono::steady_clock::now() < until)
+                    if (ssh_channel_read_timeout(ch, sink, sizeof sink, 0, 200) == SSH_ERROR) break;
                 ssh_channel_free(ch);
             }
             ssh_disconnect(s);
@@ -293,6 +299,18 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
         }
         ssh_channel_request_send_exit_status(channel, status);
         ssh_channel_send_eof(channel);
+        // Read (and drop) what the client still sends until its EOF, at most 64 MiB or 5 s: closing with unread
+        // data would reset the connection, and a refused client could then miss the error line written above.
+        char sink[32768];
+        std::size_t drained = 0;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!ssh_channel_is_eof(channel) && !ssh_channel_is_closed(channel) && drained < (std::size_t{64} << 20)) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
+            if (left <= 0) break;
+            const int n = ssh_channel_read_timeout(channel, sink, sizeof sink, 0, static_cast<int>(std::min<long long>(left, 500)));
+            if (n == SSH_ERROR) break;
+            drained += static_cast<std::size_t>(std::max(n, 0));
+        }
     };
     // Access: a unikernel key reaches its own repository only; "not found" for everything else.
     const auto* u = common::is_dns_label(repo_name) ? site_now->unikernel(repo_name) : nullptr;
