@@ -23,14 +23,15 @@ struct Client::Impl {
     std::chrono::milliseconds timeout{10000};
     explicit Impl(protocol::Key k) : session(std::move(k)) {}
 
-    // One frame, within the timeout (a silent server is given up on, not waited for).
-    std::vector<std::uint8_t> read_frame() {
+    // One frame, within the timeout (a silent server is given up on, not waited for). `closed` says what a
+    // connection closed before the frame means at this point of the conversation.
+    std::vector<std::uint8_t> read_frame(const char* closed) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         std::uint8_t len[4];
         std::error_code ec;
         detail::read_before(sock, len, sizeof len, deadline, ec);
         if (ec == asio::error::timed_out) throw ClientError(server + ": no reply within " + std::to_string(timeout.count()) + " ms");
-        if (ec) throw ClientError(server + ": connection closed by the server (" + ec.message() + "); wrong key?");
+        if (ec) throw ClientError(server + ": connection closed by the server " + closed + " (" + ec.message() + ")");
         const std::uint32_t n = std::uint32_t{len[0]} << 24 | std::uint32_t{len[1]} << 16 | std::uint32_t{len[2]} << 8 | len[3];
         if (n > protocol::kDefaultMaxFrame) throw ClientError(server + ": reply frame of " + std::to_string(n) + " bytes is over the limit");
         std::vector<std::uint8_t> body(n);
@@ -56,7 +57,8 @@ Client::Client(const common::Endpoint& server, protocol::Key key, std::chrono::m
     }
     if (ec) throw ClientError("cannot connect to " + impl_->server + ": " + ec.message());
     impl_->sock.set_option(tcp::no_delay(true), ec);
-    auto hello = impl_->read_frame();
+    auto hello = impl_->read_frame("before its greeting");
+    if (auto busy = protocol::decode_busy(hello)) throw ClientError(impl_->server + ": refused: " + busy->message);
     if (impl_->session.on_hello(hello)) throw ClientError(impl_->server + ": not a fleetconf blockcfg server (bad hello)");
 }
 
@@ -69,7 +71,8 @@ nlohmann::json Client::call(const nlohmann::json& request) {
     std::error_code ec;
     asio::write(impl_->sock, asio::buffer(out), ec);
     if (ec) throw ClientError(impl_->server + ": send failed: " + ec.message());
-    auto frame = impl_->read_frame();
+    // The server closes without a reply exactly when the request fails authentication.
+    auto frame = impl_->read_frame("after the request: authentication failed (wrong key, or a key id the server does not know)");
     std::string body;
     if (impl_->session.on_reply(frame, body))
         throw ClientError(impl_->server + ": reply failed authentication (wrong key, or tampered in transit)");

@@ -155,6 +155,25 @@ Bytes encode_hello(const Nonce& nonce) {
     return b;
 }
 
+Bytes encode_busy(const Busy& b) {
+    Bytes out(kBusyMagic.begin(), kBusyMagic.end());
+    out.push_back(kVersion);
+    out.push_back(static_cast<std::uint8_t>(b.reason));
+    const auto text = b.message.substr(0, 200);
+    out.insert(out.end(), text.begin(), text.end());
+    return out;
+}
+
+std::optional<Busy> decode_busy(std::span<const std::uint8_t> body) {
+    if (body.size() < 6 || body.size() > 206 || !std::equal(kBusyMagic.begin(), kBusyMagic.end(), body.begin()) || body[4] != kVersion)
+        return std::nullopt;
+    if (body[5] != 1 && body[5] != 2) return std::nullopt;
+    Busy b;
+    b.reason = static_cast<BusyReason>(body[5]);
+    b.message.assign(body.begin() + 6, body.end());
+    return b;
+}
+
 std::optional<Nonce> decode_hello(std::span<const std::uint8_t> body) {
     if (body.size() != 37 || !std::equal(kHelloMagic.begin(), kHelloMagic.end(), body.begin()) || body[4] != kVersion)
         return std::nullopt;

@@ -337,14 +337,23 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         const std::string peer = pec ? "?" : (rep.address().is_v6() ? "[" + rep.address().to_string() + "]" : rep.address().to_string()) +
                                                  ":" + std::to_string(rep.port());
         const std::string peer_addr = pec ? "?" : rep.address().to_string();
+        // A refused client is told why (BUSY instead of HELLO), so that it does not blame its key.
+        auto turn_away = [&](protocol::BusyReason why, const std::string& text) {
+            const auto out = protocol::frame(protocol::encode_busy({why, text}));
+            s.non_blocking(true, pec);
+            asio::write(s, asio::buffer(out), pec);  // a fresh socket's send buffer takes it at once, or it is dropped
+            s.shutdown(tcp::socket::shutdown_send, pec);
+            s.close(pec);
+        };
         if (blocked(peer_addr)) {
             log->debug("control {}: refused (too many failed authentications)", peer);
-            s.close(pec);
+            turn_away(protocol::BusyReason::address_blocked, "this address is refused for 60 s after repeated failed authentications");
             continue;
         }
         if (connections >= opts.max_connections) {
             log->warn("control {}: refused, {} connections open", peer, connections);
-            s.close(pec);
+            turn_away(protocol::BusyReason::too_many_connections,
+                      "busy: " + std::to_string(connections) + " connections open (the limit); try again later");
             continue;
         }
         s.set_option(tcp::no_delay(true), pec);  // request/response: never wait to coalesce a reply

@@ -349,7 +349,10 @@ std::optional<Bytes> parse_reply(std::span<const std::uint8_t> buf, std::string&
 }
 
 std::string describe(const Command& c) {
-    auto sni_text = [](const Sni& s) { return s.name + " -> " + common::to_string(s.host) + ":" + std::to_string(s.port); };
+    auto sni_text = [](const Sni& s) {
+        return s.name + " -> " + (s.port >= 0 && s.port <= 65535 ? common::host_port(s.host, static_cast<std::uint32_t>(s.port))
+                                                                  : common::to_string(s.host) + " port " + std::to_string(s.port));
+    };
     return std::visit(
         [&](const auto& x) -> std::string {
             using T = std::decay_t<decltype(x)>;

@@ -233,6 +233,11 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text, std::optional<std
     return Endpoint{*a, static_cast<std::uint16_t>(*n)};
 }
 
+std::string host_port(const IpAddress& a, std::uint32_t port) {
+    const bool v6 = std::holds_alternative<Ipv6>(a);
+    return (v6 ? "[" : "") + fleetconf::common::to_string(a) + (v6 ? "]:" : ":") + std::to_string(port);
+}
+
 std::string Endpoint::to_string() const {
     std::string s;
     const bool v6 = std::holds_alternative<Ipv6>(host);

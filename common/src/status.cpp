@@ -193,7 +193,7 @@ void StatusServer::start() {
     } catch (const std::system_error& e) {
         throw std::system_error(e.code(), "status endpoint " + i.listen.to_string());
     }
-    i.log->info("status on http://{}:{} (/health, /metrics)", i.listen.host_string(), port());
+    i.log->info("status on http://{} (/health, /metrics)", host_port(i.listen.host, port()));
     asio::co_spawn(i.io, i.accept_loop(), log_exception(i.log, "status endpoint"));
 }
 

@@ -474,7 +474,7 @@ void Service::Impl::listen(std::optional<tcp::acceptor>& a, const common::Endpoi
     }
     a->listen();
     const auto bound = a->local_endpoint();
-    log->info("{} listening on {}:{}{}", what, e.host_string(), bound.port(),
+    log->info("{} listening on {}{}", what, common::host_port(e.host, bound.port()),
               common::is_loopback(e.host) ? "" : " (NOT loopback: reachable from the network)");
 }
 

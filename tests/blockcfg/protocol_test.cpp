@@ -185,3 +185,14 @@ TEST_CASE("key files", "[protocol][keys]") {
         CHECK(err == msg);
     }
 }
+
+TEST_CASE("BUSY frame: the docs/blockcfg-protocol.md example", "[protocol]") {
+    using namespace fleetconf::blockcfg::protocol;
+    const auto f = frame(encode_busy({BusyReason::too_many_connections, "busy"}));
+    CHECK(fleetconf::common::to_hex(f) == "0000000a46434242010162757379");
+    auto b = decode_busy(std::span(f).subspan(4));
+    REQUIRE(b);
+    CHECK(b->message == "busy");
+    CHECK_FALSE(decode_busy(encode_hello(Nonce{})));
+    CHECK_FALSE(decode_hello(std::span(f).subspan(4)));
+}

@@ -68,8 +68,9 @@ struct Raw {
     asio::io_context io;
     asio::ip::tcp::socket s{io};
     protocol::Nonce nonce{};
-    explicit Raw(const cm::Endpoint& ep) {
+    explicit Raw(const cm::Endpoint& ep, bool read_hello = true) {
         s.connect({asio::ip::make_address("127.0.0.1"), ep.port});
+        if (!read_hello) return;
         std::uint8_t hdr[4];
         asio::read(s, asio::buffer(hdr));
         std::vector<std::uint8_t> body(37);
@@ -221,9 +222,50 @@ TEST_CASE("control socket: repeated failures from one address are rate-limited",
         r.send(protocol::frame(protocol::encode_request({"admin", cm::random_bytes(32)}, r.nonce, 1, "{}")));
         CHECK(r.closed_by_server());
     }
-    // Now even a correct client is turned away (no hello at all).
-    CHECK_THROWS_AS(f.client(), ClientError);
+    // Now even a correct client is turned away, and told why (BUSY instead of HELLO).
+    try {
+        f.client();
+        FAIL("a blocked address was served");
+    } catch (const ClientError& e) {
+        CHECK(std::string(e.what()) == f.ep.to_string() + ": refused: this address is refused for 60 s after repeated failed authentications");
+    }
     CHECK(f.server_stats().auth_failures == 3);
+}
+
+TEST_CASE("control socket: a full server says busy; only a failed authentication suggests the key (issue 16.12)", "[server]") {
+    ServerOptions opts;
+    opts.max_connections = 1;
+    Fixture f(opts);
+    auto first = f.client();  // holds the only slot
+    REQUIRE(first.call({{"op", "list"}})["ok"] == true);
+    std::string busy;
+    try {
+        f.client();
+    } catch (const ClientError& e) {
+        busy = e.what();
+    }
+    CHECK(busy == f.ep.to_string() + ": refused: busy: 1 connections open (the limit); try again later");
+    CHECK(busy.find("key") == std::string::npos);
+    // The raw frame: "FCBB", version 1, reason 1, then the text.
+    Raw r(f.ep, false);
+    const auto frame = r.read_frame();
+    auto decoded = protocol::decode_busy(frame);
+    REQUIRE(decoded);
+    CHECK(decoded->reason == protocol::BusyReason::too_many_connections);
+    CHECK(frame[0] == 'F');
+    CHECK(frame[3] == 'B');
+}
+
+TEST_CASE("control socket: a wrong key is reported as an authentication failure", "[server]") {
+    Fixture f;
+    Client wrong(f.ep, test_key());  // same id, another secret
+    try {
+        wrong.call({{"op", "list"}});
+        FAIL("a wrong key was served");
+    } catch (const ClientError& e) {
+        CHECK(std::string(e.what()).find("after the request: authentication failed (wrong key, or a key id the server does not know)") !=
+              std::string::npos);
+    }
 }
 
 TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server][concurrency]") {

@@ -146,3 +146,13 @@ TEST_CASE("tlstunnel disk: write, read, damage", "[blockcfg][tlstunnel]") {
     CHECK(hex(Bytes(img.begin() + 512, img.begin() + 512 + 26)) == "0000000000000000" "3010300e0c0161a00602040a000001020150");
     CHECK(Bytes(img.begin(), img.begin() + 512) == Bytes(img.end() - 512, img.end()));
 }
+
+TEST_CASE("tlstunnel: an IPv6 route is described as [address]:port (issue 16.11)", "[tlstunnel]") {
+    using namespace fleetconf::blockcfg::tlstunnel;
+    const auto v6 = *fleetconf::common::parse_ip("2001:db8::7");
+    CHECK(describe(Command{Add{Sni{"www.example.org", v6, 8443}}}) == "add www.example.org -> [2001:db8::7]:8443");
+    const auto v4 = *fleetconf::common::parse_ip("192.0.2.1");
+    CHECK(describe(Command{Add{Sni{"a.example", v4, 443}}}) == "add a.example -> 192.0.2.1:443");
+    CHECK(describe(Command{Add{Sni{"a.example", v4, 70000}}}) == "add a.example -> 192.0.2.1 port 70000");
+    CHECK(fleetconf::common::host_port(v6, 1) == "[2001:db8::7]:1");
+}

@@ -23,6 +23,7 @@ inline constexpr std::uint8_t kVersion = 1;
 inline constexpr std::size_t kDefaultMaxFrame = 1 << 20;  // 1 MiB
 inline constexpr std::string_view kLabel = "fleetconf-blockcfg";
 inline constexpr std::array<std::uint8_t, 4> kHelloMagic = {'F', 'C', 'B', 'H'};
+inline constexpr std::array<std::uint8_t, 4> kBusyMagic = {'F', 'C', 'B', 'B'};
 inline constexpr std::uint8_t kTypeRequest = 1;
 inline constexpr std::uint8_t kTypeReply = 2;
 inline constexpr std::size_t kMinKeyBytes = 32;
@@ -70,6 +71,16 @@ private:
 // ---- messages (bodies of frames) ----
 Bytes encode_hello(const Nonce& nonce);
 std::optional<Nonce> decode_hello(std::span<const std::uint8_t> body);
+
+// BUSY, sent instead of HELLO when the server turns a connection away, then the connection closes
+// (docs/blockcfg-protocol.md). Unauthenticated: it only explains the refusal, it changes nothing.
+enum class BusyReason : std::uint8_t { too_many_connections = 1, address_blocked = 2 };
+struct Busy {
+    BusyReason reason = BusyReason::too_many_connections;
+    std::string message;  // at most 200 bytes of UTF-8
+};
+Bytes encode_busy(const Busy& b);
+std::optional<Busy> decode_busy(std::span<const std::uint8_t> body);
 
 struct RequestFrame {
     std::string key_id;

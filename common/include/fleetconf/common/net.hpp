@@ -53,6 +53,8 @@ using IpAddress = std::variant<Ipv4, Ipv6>;
 std::optional<IpAddress> parse_ip(std::string_view text);
 std::string to_string(const IpAddress& a);
 bool is_loopback(const IpAddress& a);
+// An address and a port together: "192.0.2.1:443", "[2001:db8::7]:8443" (RFC 3986 brackets for IPv6).
+std::string host_port(const IpAddress& a, std::uint32_t port);
 
 // An IPv4 prefix "a.b.c.d/len". The address must be the network address (no host bits set).
 class Prefix {
