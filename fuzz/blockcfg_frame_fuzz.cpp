@@ -19,6 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::string why;
         (void)protocol::decode_request(*f);
         (void)protocol::decode_reply(*f);
+        (void)protocol::decode_hello(*f);  // what a client reads first: HELLO or BUSY
+        if (auto b = protocol::decode_busy(*f); b && b->message.size() > 200) __builtin_trap();
         (void)session.on_request(*f, v, why);
         auto j = nlohmann::json::parse(f->begin(), f->end(), nullptr, false);
         if (!j.is_discarded()) {

@@ -19,11 +19,19 @@ gain). --no-pin lets the scheduler place every process.
 
 usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S] [--no-pin] [--only NAME,...]
 """
-import json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
+import argparse, json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
-FC = os.path.abspath(sys.argv[1])
-SMOKE = "--smoke" in sys.argv
-SECONDS = 1 if SMOKE else int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
+_ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="\n\n".join(__doc__.strip().split("\n\n")[1:-1]))
+_ap.add_argument("fleetconf", help="the fleetconf binary")
+_ap.add_argument("--smoke", action="store_true", help="one short pass per server (what ctest runs)")
+_ap.add_argument("--seconds", type=int, default=5, help="seconds per perfdhcp run (default 5)")
+_ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process")
+_ap.add_argument("--only", help="comma-separated servers to run (for profiling one server)")
+ARGS = _ap.parse_args()
+FC = os.path.abspath(ARGS.fleetconf)
+SMOKE = ARGS.smoke
+SECONDS = 1 if SMOKE else ARGS.seconds
 if os.geteuid() != 0:
     print("SKIP: needs root for network namespaces" + (" (and CI is root: failing)" if os.environ.get("CI") else ""))
     sys.exit(1 if os.environ.get("CI") else 77)
@@ -32,7 +40,7 @@ for tool in ("perfdhcp", "kea-dhcp4", "dnsmasq"):
         print(f"FAIL: {tool} is not installed (./dev deps installs it)")
         sys.exit(1)
 
-PIN = (os.cpu_count() or 1) >= 2 and "--no-pin" not in sys.argv
+PIN = (os.cpu_count() or 1) >= 2 and not ARGS.no_pin
 SERVER_CPU = ["taskset", "-c", "0"] if PIN else []
 GENERATOR_CPU = ["taskset", "-c", "1"] if PIN else []
 P = f"fb{os.getpid() % 100000}"
@@ -208,8 +216,8 @@ def avalanche(clients):
 
 
 SERVERS = ["fleetconf", "fleetconf-nosync", "kea-st", "kea-mt", "dnsmasq"]
-if "--only" in sys.argv:  # for profiling one server; the full table needs all of them
-    SERVERS = sys.argv[sys.argv.index("--only") + 1].split(",")
+if ARGS.only:  # for profiling one server; the full table needs all of them
+    SERVERS = ARGS.only.split(",")
 LABEL = {"fleetconf": "fleetconf (durable: synced before ACK)", "fleetconf-nosync": "fleetconf --no-sync",
          "kea-st": "Kea 2.2 memfile, single-threaded", "kea-mt": "Kea 2.2 memfile, multi-threaded (2)",
          "dnsmasq": "dnsmasq 2.90 --no-ping"}

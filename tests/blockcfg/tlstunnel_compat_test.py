@@ -10,9 +10,11 @@ implementation of docs/tlstunnel-compat.md:
 
 usage: tlstunnel_compat_test.py FLEETCONF_BINARY
 """
-import hashlib, hmac, json, os, socket, struct, subprocess, sys, tempfile, threading, time
+import argparse, hashlib, hmac, json, os, socket, struct, subprocess, sys, tempfile, threading, time
 
-FC = os.path.abspath(sys.argv[1])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+FC = os.path.abspath(_ap.parse_args().fleetconf)
 tmp = tempfile.mkdtemp(prefix="fleetconf-tlstunnel-")
 failures = []
 

@@ -143,7 +143,13 @@ class StandIn:
 
 
 if __name__ == "__main__":
-    port, key_file, state_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    import argparse
+    _ap = argparse.ArgumentParser(description="A stand-in tlstunnel control socket for tests.")
+    _ap.add_argument("port", type=int)
+    _ap.add_argument("key_file")
+    _ap.add_argument("state_file")
+    _a = _ap.parse_args()
+    port, key_file, state_file = _a.port, _a.key_file, _a.state_file
     key = open(key_file, "rb").read()
     if key.endswith(b"\n"):
         key = key[:-1]

@@ -6,9 +6,11 @@ ACK/NAK lines must be the same and the packs must hold the same objects.
 
 usage: differential_test.py FLEETCONF
 """
-import base64, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-FC = os.path.abspath(sys.argv[1])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+FC = os.path.abspath(_ap.parse_args().fleetconf)
 tmp = tempfile.mkdtemp(prefix="fleetconf-gitdiff-")
 ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
            HOME=tmp, GIT_CONFIG_NOSYSTEM="1")

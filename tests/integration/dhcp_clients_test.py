@@ -5,11 +5,13 @@ INIT-REBOOT after a restart), perfdhcp, and a kill -9 durability storm. Nothing 
 
 usage: dhcp_clients_test.py FLEETCONF_BINARY
 """
-import json, os, re, signal, socket, struct, subprocess, sys, tempfile, time
+import argparse, json, os, re, signal, socket, struct, subprocess, sys, tempfile, time
 
 from nstest import Harness, require_root_and_netns, udhcpc_script, wait_for
 
-FC = os.path.abspath(sys.argv[1])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+FC = os.path.abspath(_ap.parse_args().fleetconf)
 require_root_and_netns()
 for tool in ("busybox", "dhclient", "perfdhcp"):
     if subprocess.run(["which", tool], capture_output=True).returncode != 0:

@@ -7,11 +7,16 @@ the ACKed addresses. Runs inside a namespace the calling test created.
 
 usage: dhcp_commit_probe.py RELAY_IP SERVER_IP N
 """
-import json, socket, struct, sys, time
+import argparse, json, socket, struct, sys, time
 
 from dhcp_packets import relayed, selecting
 
-relay, server, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+_ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+_ap.add_argument("relay")
+_ap.add_argument("server")
+_ap.add_argument("n", type=int, help="clients")
+_a = _ap.parse_args()
+relay, server, n = _a.relay, _a.server, _a.n
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((relay, 67))
 s.settimeout(3.0)

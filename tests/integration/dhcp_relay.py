@@ -5,12 +5,18 @@ of every ACK as JSON. Runs inside a namespace the calling test created.
 
 usage: dhcp_relay.py RELAY_IP SERVER_IP N SECONDS [MAC_BYTE]
 """
-import json, socket, struct, sys, time
+import argparse, json, socket, struct, sys, time
 
 from dhcp_packets import relayed, selecting
 
-relay, server, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-tag = int(sys.argv[5]) if len(sys.argv) > 5 else 0x55
+_ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+_ap.add_argument("relay")
+_ap.add_argument("server")
+_ap.add_argument("n", type=int, help="distinct MACs")
+_ap.add_argument("seconds", type=float)
+_ap.add_argument("mac_byte", type=int, nargs="?", default=0x55, help="second byte of every MAC (default 0x55)")
+_a = _ap.parse_args()
+relay, server, n, seconds, tag = _a.relay, _a.server, _a.n, _a.seconds, _a.mac_byte
 deadline = time.time() + seconds
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((relay, 67))

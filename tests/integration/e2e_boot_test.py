@@ -13,11 +13,13 @@ deleted) where a client boots the way a unikernel would:
 
 usage: e2e_boot_test.py FLEETCONF_BINARY
 """
-import json, os, signal, subprocess, sys, tempfile, time
+import argparse, json, os, signal, subprocess, sys, tempfile, time
 
 from nstest import Harness, require_root_and_netns, udhcpc_record, udhcpc_script, wait_for
 
-FC = os.path.abspath(sys.argv[1])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+FC = os.path.abspath(_ap.parse_args().fleetconf)
 require_root_and_netns()
 
 P = f"fe2e{os.getpid() % 100000}"

@@ -7,12 +7,17 @@ byte for byte, and the access rules and limits.
 
 usage: git_clients_test.py FLEETCONF LIBGIT2_CLONE FIXTURE_DIR
 """
-import base64, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from openssh_key import write_key
 
-FC, LG2, FIX = (os.path.abspath(a) for a in sys.argv[1:4])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+_ap.add_argument("libgit2_clone", help="the libgit2 clone helper (tests/gitconf)")
+_ap.add_argument("fixtures", help="tests/gitconf/fixtures")
+_args = _ap.parse_args()
+FC, LG2, FIX = (os.path.abspath(a) for a in (_args.fleetconf, _args.libgit2_clone, _args.fixtures))
 tmp = tempfile.mkdtemp(prefix="fleetconf-git-")
 # Validators run as "nobody" when fleetconf runs as root: the script lives where that user can reach it.
 VALIDATOR_DIR = tempfile.mkdtemp(prefix="fleetconf-validator-")

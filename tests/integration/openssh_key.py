@@ -29,4 +29,10 @@ def write_key(seed_b64, pub_file, out_file):
 
 
 if __name__ == "__main__":
-    write_key(*sys.argv[1:4])
+    import argparse
+    _ap = argparse.ArgumentParser(description="Writes an OpenSSH ed25519 key pair from a 32-byte seed.")
+    _ap.add_argument("seed_b64")
+    _ap.add_argument("pub_file")
+    _ap.add_argument("key_file")
+    _a = _ap.parse_args()
+    write_key(_a.seed_b64, _a.pub_file, _a.key_file)

@@ -8,11 +8,13 @@ RELEASE removes the routes; an expired lease (lease4-add with a short lifetime) 
 
 usage: serve_routes_test.py FLEETCONF_BINARY
 """
-import json, os, signal, subprocess, sys, tempfile, time
+import argparse, json, os, signal, subprocess, sys, tempfile, time
 
 from nstest import Harness, require_root_and_netns, udhcpc_record, udhcpc_script, wait_for as wait_until
 
-FC = os.path.abspath(sys.argv[1])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+FC = os.path.abspath(_ap.parse_args().fleetconf)
 HERE = os.path.dirname(os.path.abspath(__file__))
 require_root_and_netns()
 

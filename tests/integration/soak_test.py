@@ -10,11 +10,13 @@ LeakSanitizer at exit makes that exit status non-zero).
 
 usage: soak_test.py FLEETCONF_BINARY
 """
-import json, os, signal, subprocess, sys, tempfile, threading, time
+import argparse, json, os, signal, subprocess, sys, tempfile, threading, time
 
 from nstest import Harness, require_root_and_netns
 
-FC = os.path.abspath(sys.argv[1])
+_ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
+_ap.add_argument("fleetconf", help="the fleetconf binary to test")
+FC = os.path.abspath(_ap.parse_args().fleetconf)
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECONDS = float(os.environ.get("FLEETCONF_SOAK_SECONDS", "20"))
 require_root_and_netns()
