@@ -466,7 +466,7 @@ int offline(const BlockArgs& a, const std::string& what) {
 
 int serve(const BlockArgs& a) {
     auto log = common::log::get("block");
-    auto ep = common::Endpoint::parse(a.listen);
+    auto ep = common::Endpoint::parse_listen(a.listen);
     if (!ep) {
         print_error("--listen: \"" + a.listen + "\" is not ADDRESS:PORT");
         return kExitInvalid;

@@ -33,12 +33,36 @@ def sh(*args, cwd=None, env=None):
     return subprocess.run(list(args), cwd=cwd, env=env or ENV, check=True, capture_output=True).stdout
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def listening_ports(proc, n, timeout=15):
+    """The TCP ports `proc` listens on, once it listens on `n` of them. Every server here is started on port 0
+    (the kernel picks a free port; nothing is guessed, tests/README.md) and its ports are read from ss."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+        ports = sorted({int(l.split()[3].rsplit(":", 1)[1]) for l in out.splitlines() if f"pid={proc.pid}," in l})
+        if len(ports) >= n:
+            return ports
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.args[0]} does not listen on {n} port(s)")
+
+
+def speaks_http(port):
+    """True when the server on `port` answers an HTTP request with an HTTP status line."""
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        s.settimeout(5)
+        try:
+            return s.recv(5) == b"HTTP/"
+        except OSError:
+            return False
+
+
+def git_and_http_ports(proc):
+    """fleetconf's git:// and HTTP listener ports (both asked for as port 0)."""
+    a, b = listening_ports(proc, 2)
+    return (b, a) if speaks_http(a) else (a, b)
 
 
 def wait_port(p):
@@ -74,42 +98,48 @@ try:
     sh("git", "clone", "-q", "--bare", work, f"{repos}/fleet.git")
 
     # ---- fleetconf ------------------------------------------------------------------------------
-    pg, ph = free_port(), free_port()
     site = {"networks": [{"name": "br0", "subnet": "10.6.0.0/24"}],
             "unikernels": [{"name": "fleet", "network": "br0", "git": {"git_protocol": True}}],
             "services": {"data_dir": f"{tmp}/data", "status": "off", "dhcp": {"enabled": False}, "block": {"enabled": False},
-                         "git": {"git": f"127.0.0.1:{pg}", "http": f"127.0.0.1:{ph}"}}}
+                         "git": {"git": "127.0.0.1:0", "http": "127.0.0.1:0"}}}
     json.dump(site, open(f"{tmp}/site.json", "w"))
     token = sh(FC, "git", "token", "fleet", "--site", f"{tmp}/site.json").decode().strip()
     # The second server (below) gets a copy of the data directory: one server per data directory.
     shutil.copytree(f"{tmp}/data", f"{tmp}/data0")
     fc = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site.json"], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/fc.log", "w"))
     procs.append(fc)
+    pg, ph = git_and_http_ports(fc)
     # the same server with the pack cache off: every fetch builds its pack, as git daemon does
-    pg0, ph0 = free_port(), free_port()
     site0 = json.loads(json.dumps(site))
     site0["services"]["data_dir"] = f"{tmp}/data0"
-    site0["services"]["git"].update({"git": f"127.0.0.1:{pg0}", "http": f"127.0.0.1:{ph0}", "pack_cache_mb": 0})
+    site0["services"]["git"].update({"pack_cache_mb": 0})
     json.dump(site0, open(f"{tmp}/site0.json", "w"))
     fc0 = subprocess.Popen([FC, "--log-level", "warn", "serve", f"{tmp}/site0.json"], stdout=subprocess.DEVNULL,
                            stderr=open(f"{tmp}/fc0.log", "w"))
     procs.append(fc0)
+    pg0, ph0 = git_and_http_ports(fc0)
 
     # ---- git daemon (forks one upload-pack per connection) ------------------------------------------
-    pd = free_port()
+    # git daemon takes --port=0 for its default 9418, so its port is held for it instead: a socket bound (with
+    # SO_REUSEADDR, never listening) to a port the kernel chose stays open for the whole run, and git daemon
+    # (--reuseaddr) binds the same port and listens on it; nothing else can take it in between.
+    hold = socket.socket()
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hold.bind(("127.0.0.1", 0))
+    pd = hold.getsockname()[1]
     gd = subprocess.Popen(["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={pd}", f"--base-path={repos}", "--export-all",
                            "--max-connections=0", repos], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     procs.append(gd)
 
     # ---- git http-backend as a CGI of busybox httpd ---------------------------------------------------
-    pw = free_port()
     os.makedirs(f"{tmp}/www/cgi-bin")
     cgi = f"{tmp}/www/cgi-bin/git"
     open(cgi, "w").write(f"#!/bin/sh\nexport GIT_PROJECT_ROOT={repos} GIT_HTTP_EXPORT_ALL=1 HOME={tmp}\nexec git http-backend\n")
     os.chmod(cgi, 0o755)
-    hb = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{pw}", "-h", f"{tmp}/www"], stdout=subprocess.DEVNULL,
+    hb = subprocess.Popen(["busybox", "httpd", "-f", "-p", "127.0.0.1:0", "-h", f"{tmp}/www"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     procs.append(hb)
+    pw = listening_ports(hb, 1)[0]
     for p in (pg, ph, pg0, ph0, pd, pw):
         wait_port(p)
 

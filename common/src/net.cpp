@@ -233,6 +233,15 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text, std::optional<std
     return Endpoint{*a, static_cast<std::uint16_t>(*n)};
 }
 
+std::optional<Endpoint> Endpoint::parse_listen(std::string_view text) {
+    if (text.size() > 2 && text.ends_with(":0") && !text.ends_with("::0")) {
+        auto e = parse(std::string(text.substr(0, text.size() - 1)) + "1");
+        if (e) e->port = 0;
+        return e;
+    }
+    return parse(text);
+}
+
 std::string host_port(const IpAddress& a, std::uint32_t port) {
     const bool v6 = std::holds_alternative<Ipv6>(a);
     return (v6 ? "[" : "") + fleetconf::common::to_string(a) + (v6 ? "]:" : ":") + std::to_string(port);

@@ -164,6 +164,7 @@ public:
 auto parse_ipv4 = [](std::string_view s) { return Ipv4::parse(s); };
 auto parse_endpoint_syslog = [](std::string_view s) { return Endpoint::parse(s, 514); };
 auto parse_endpoint_required_port = [](std::string_view s) { return Endpoint::parse(s); };
+auto parse_listen_endpoint = [](std::string_view s) { return Endpoint::parse_listen(s); };
 
 bool valid_interface_name(std::string_view s) {
     // Linux IFNAMSIZ is 16 including the NUL; no '/', whitespace or ':'.
@@ -469,7 +470,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         }
         if (auto m = c.string(services, "/services", "status")) {
             if (*m == "off") site.services.status.reset();
-            else if (auto e = Endpoint::parse(*m)) site.services.status = *e;
+            else if (auto e = Endpoint::parse_listen(*m)) site.services.status = *e;
             else c.error("/services/status", "\"" + *m + "\" is not an address with :port, or \"off\"");
         }
         if (services.contains("dhcp") && services["dhcp"].is_object() && services["dhcp"].contains("metrics"))
@@ -517,7 +518,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     }
                 }
                 if (auto m = c.string(j, "/services/dhcp", "control_http"); m && *m != "off") {
-                    if (auto e = Endpoint::parse(*m)) s.control_http = *e;
+                    if (auto e = Endpoint::parse_listen(*m)) s.control_http = *e;
                     else c.error("/services/dhcp/control_http", "\"" + *m + "\" is not an address with :port, or \"off\"");
                 }
                 if (auto k = c.string(j, "/services/dhcp", "control_key_file")) {
@@ -547,10 +548,10 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     check_file_exists(c, "/services/git/webhook_key_file", s.webhook_key_file, false);
                 }
                 s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
-                s.http = c.parsed(j, "/services/git", "http", parse_endpoint_required_port, "an address with :port");
-                s.https = c.parsed(j, "/services/git", "https", parse_endpoint_required_port, "an address with :port");
-                s.git = c.parsed(j, "/services/git", "git", parse_endpoint_required_port, "an address with :port");
-                s.ssh = c.parsed(j, "/services/git", "ssh", parse_endpoint_required_port, "an address with :port");
+                s.http = c.parsed(j, "/services/git", "http", parse_listen_endpoint, "an address with :port");
+                s.https = c.parsed(j, "/services/git", "https", parse_listen_endpoint, "an address with :port");
+                s.git = c.parsed(j, "/services/git", "git", parse_listen_endpoint, "an address with :port");
+                s.ssh = c.parsed(j, "/services/git", "ssh", parse_listen_endpoint, "an address with :port");
                 if (j.contains("operators")) {
                     const auto& ops = j["operators"];
                     if (!ops.is_array()) c.error("/services/git/operators", "expected an array of {name, key, access}");
@@ -608,7 +609,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     else if (*m != "ordered") c.error("/services/block/commit_mode", "\"" + *m + "\" is not ordered or checksummed");
                 }
                 s.enabled = c.boolean(j, "/services/block", "enabled").value_or(true);
-                if (auto e = c.parsed(j, "/services/block", "listen", parse_endpoint_required_port, "an address with :port"))
+                if (auto e = c.parsed(j, "/services/block", "listen", parse_listen_endpoint, "an address with :port"))
                     s.listen = *e;
                 if (auto k = c.string(j, "/services/block", "key_file")) {
                     s.key_file = resolve(base_dir, *k);

@@ -9,8 +9,8 @@ tmp=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-port=$((20000 + RANDOM % 20000))
-C=(--connect "127.0.0.1:$port" --key-file "$tmp/keys")
+port=""  # learned from the server's log at each start: it listens on port 0 (tests/README.md)
+C=()
 
 "$FC" block keygen "$tmp/keys" >/dev/null
 check "key file is mode 600" test "$(stat -c %a "$tmp/keys")" = 600
@@ -18,9 +18,18 @@ check "key file is mode 600" test "$(stat -c %a "$tmp/keys")" = 600
 check "format refuses a formatted device" bash -c "! '$FC' block format '$tmp/d.img' 2>/dev/null"
 
 start() {
-  "$FC" block serve "$tmp/d.img" --key-file "$tmp/keys" --listen "127.0.0.1:$port" 2>>"$tmp/log" &
+  local mark
+  mark=$(wc -l <"$tmp/log" 2>/dev/null || echo 0)
+  "$FC" block serve "$tmp/d.img" --key-file "$tmp/keys" --listen "127.0.0.1:0" 2>>"$tmp/log" &
   pid=$!
-  for _ in $(seq 50); do "$FC" block status "${C[@]}" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq 100); do
+    port=$(tail -n +$((mark + 1)) "$tmp/log" | sed -n 's/.*control socket listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' | head -1)
+    if [ -n "$port" ]; then
+      C=(--connect "127.0.0.1:$port" --key-file "$tmp/keys")
+      "$FC" block status "${C[@]}" >/dev/null 2>&1 && return 0
+    fi
+    sleep 0.1
+  done
   echo "server did not start"; cat "$tmp/log"; return 1
 }
 start || exit 1

@@ -69,17 +69,19 @@ check "serve logs JSON lines" python3 -c 'import json,sys; [json.loads(l) for l 
 check "serve says which services are switched off" grep -q '"service":"serve".*git: disabled' "$tmp/log"
 
 # serve runs blockcfg from the site file: device and key file created on first start, edits durable.
-port=$((20000 + RANDOM % 20000))
-sport=$((port + 1))
+# Port 0 everywhere: the kernel picks free ports, and the test reads them from the log (tests/README.md).
 cat >"$tmp/site.json" <<JSON
 { "networks": [ { "name": "br0", "subnet": "10.9.0.0/24" } ],
   "unikernels": [ { "name": "proxy", "network": "br0", "block": { "size": 262144 } } ],
-  "services": { "data_dir": "data2", "status": "127.0.0.1:$sport",
-                "block": { "listen": "127.0.0.1:$port", "commit_mode": "checksummed" } } }
+  "services": { "data_dir": "data2", "status": "127.0.0.1:0",
+                "block": { "listen": "127.0.0.1:0", "commit_mode": "checksummed" } } }
 JSON
 "$FC" serve "$tmp/site.json" --no-dhcp --no-git 2>"$tmp/log2" &
 pid=$!
-for _ in $(seq 50); do grep -q "control socket listening" "$tmp/log2" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "control socket listening" "$tmp/log2" && grep -q "status on http://" "$tmp/log2" && break; sleep 0.1; done
+port=$(sed -n 's/.*control socket listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/log2" | head -1)
+sport=$(sed -n 's|.*status on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$tmp/log2" | head -1)
+check "serve logs the ports it bound (port 0 in the site file)" test -n "$port" -a -n "$sport" -a "${port:-0}" != 0
 check "serve created the device" test -f "$tmp/data2/block/proxy.img"
 check "serve created a mode-600 key file" test "$(stat -c %a "$tmp/data2/block/keys" 2>/dev/null)" = 600
 check "block add through serve" "$FC" block add www.example.org 10.9.0.5 443 --connect "127.0.0.1:$port" --key-file "$tmp/data2/block/keys"

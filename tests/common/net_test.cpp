@@ -111,3 +111,19 @@ TEST_CASE("DNS names and labels", "[net]") {
     CHECK_FALSE(is_dns_name("fleet.example."));
     CHECK_FALSE(is_dns_name(std::string(254, 'a')));
 }
+
+TEST_CASE("listen endpoints accept port 0 (the kernel picks one); others do not", "[net]") {
+    using fleetconf::common::Endpoint;
+    CHECK_FALSE(Endpoint::parse("127.0.0.1:0"));
+    auto e = Endpoint::parse_listen("127.0.0.1:0");
+    REQUIRE(e);
+    CHECK(e->port == 0);
+    auto v6 = Endpoint::parse_listen("[::1]:0");
+    REQUIRE(v6);
+    CHECK(v6->port == 0);
+    auto p = Endpoint::parse_listen("127.0.0.1:7300");
+    REQUIRE(p);
+    CHECK(p->port == 7300);
+    CHECK_FALSE(Endpoint::parse_listen("127.0.0.1:"));
+    CHECK_FALSE(Endpoint::parse_listen("::0"));
+}

@@ -114,15 +114,11 @@ all_commits = sh("git", "rev-list", "--all", cwd=work).decode().split()
 dates = {h: int(sh("git", "show", "-s", "--format=%ct", h, cwd=work)) for h in all_commits}
 
 # ---- the same repository served by fleetconf (copied into its data directory) -----------------
-port = None
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-port = s.getsockname()[1]
-s.close()
+# Port 0: the kernel picks a free port, and the test reads it from the server's log (tests/README.md).
 site = {"networks": [{"name": "br0", "subnet": "10.7.0.0/24", "gateway": "10.7.0.1", "pools": ["10.7.0.100-10.7.0.120"]}],
         "unikernels": [{"name": "r", "network": "br0", "git": {}}],
         "services": {"data_dir": f"{tmp}/data", "status": "off", "dhcp": {"enabled": False}, "block": {"enabled": False},
-                     "git": {"http": f"127.0.0.1:{port}"}}}
+                     "git": {"http": "127.0.0.1:0"}}}
 json.dump(site, open(f"{tmp}/site.json", "w"))
 bare = f"{tmp}/data/git/repos/r.git"
 os.makedirs(os.path.dirname(bare))
@@ -131,12 +127,17 @@ sh("git", "--git-dir", bare, "tag", "-l")  # sanity
 token = subprocess.run([FC, "git", "token", "r", "--site", f"{tmp}/site.json"], capture_output=True).stdout.decode().strip()
 log = open(f"{tmp}/serve.log", "w")
 server = subprocess.Popen([FC, "serve", f"{tmp}/site.json"], stdout=log, stderr=subprocess.STDOUT)
-for _ in range(100):
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
+port = None
+for _ in range(150):
+    m = re.search(r"HTTP listening on 127\.0\.0\.1:(\d+)", open(f"{tmp}/serve.log").read())
+    if m:
+        port = int(m[1])
         break
-    except OSError:
-        time.sleep(0.1)
+    time.sleep(0.1)
+if port is None:
+    print("FAIL: the server did not log its HTTP port:\n" + open(f"{tmp}/serve.log").read()[-2000:])
+    server.kill()
+    sys.exit(1)
 auth = "Basic " + base64.b64encode(f"r:{token}".encode()).decode()
 
 

@@ -48,15 +48,21 @@ def git(*args, cwd=None, check_rc=True, env=None):
     return run("git", *args, cwd=cwd, check_rc=check_rc, env=env)
 
 
-def free_port():
+def reserved_port(listen=False):
+    """A socket on a port the kernel chose (port 0), kept open for the whole test so the port stays ours."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    if listen:
+        s.listen(64)
+    return s
 
 
-HTTP, HTTPS, GITP, SSHP, HOOKP, DEADP = free_port(), free_port(), free_port(), free_port(), free_port(), free_port()
+# No port is guessed (tests/README.md): the hook receiver listens on a socket bound to port 0; the dead
+# webhook's port is bound and never listens (connections are refused); the server's listeners are
+# configured with port 0 and the ports they got are read from its log, then written into the site file.
+HOOK_SOCK, DEAD_SOCK = reserved_port(listen=True), reserved_port()
+HOOKP, DEADP = HOOK_SOCK.getsockname()[1], DEAD_SOCK.getsockname()[1]
+HTTP = HTTPS = GITP = SSHP = 0
 DATA = f"{tmp}/data"
 SITE = {
     "site": "git.test",
@@ -120,7 +126,8 @@ def count_commits(d, rev="HEAD"):
     return int(git("rev-list", "--count", rev, cwd=d).stdout)
 
 
-def http_request(method, path, headers=None, body=None, port=HTTP):
+def http_request(method, path, headers=None, body=None, port=None):
+    port = port or HTTP
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -267,12 +274,25 @@ try:
         def log_message(self, *a):
             pass
 
-    hook_server = http.server.ThreadingHTTPServer(("127.0.0.1", HOOKP), Hook)
+    hook_server = http.server.ThreadingHTTPServer(("127.0.0.1", HOOKP), Hook, bind_and_activate=False)
+    hook_server.socket = HOOK_SOCK
     threading.Thread(target=hook_server.serve_forever, daemon=True).start()
 
     log = open(f"{tmp}/serve.log", "w")
     server = subprocess.Popen([FC, "--log-level", "info,git=debug", "serve", SITE_FILE], stdout=log, stderr=subprocess.STDOUT)
-    check("server listens on git://, HTTP, HTTPS and SSH", wait_port(GITP) and wait_port(HTTP) and wait_port(HTTPS) and wait_port(SSHP))
+    bound = {}
+    for _ in range(150):
+        bound = dict(re.findall(r"\b(git://|SSH|HTTP|HTTPS) listening on 127\.0\.0\.1:(\d+)", open(f"{tmp}/serve.log").read()))
+        if len(bound) == 4:
+            break
+        time.sleep(0.1)
+    GITP, SSHP, HTTP, HTTPS = (int(bound.get(k, 0)) for k in ("git://", "SSH", "HTTP", "HTTPS"))
+    check("server listens on git://, HTTP, HTTPS and SSH (ports 0 in the site file; the bound ports in its log)",
+          all((GITP, SSHP, HTTP, HTTPS)) and wait_port(GITP) and wait_port(HTTP) and wait_port(HTTPS) and wait_port(SSHP), bound)
+    # The commands run later (bootargs, token) read the site file: give it the ports the server holds.
+    SITE["services"]["git"].update({"http": f"127.0.0.1:{HTTP}", "https": f"127.0.0.1:{HTTPS}", "git": f"127.0.0.1:{GITP}",
+                                    "ssh": f"127.0.0.1:{SSHP}"})
+    json.dump(SITE, open(SITE_FILE, "w"))
     fds_start = len(os.listdir(f"/proc/{server.pid}/fd"))
     cert = f"{DATA}/git/tls/cert.pem"
     check("self-signed certificate generated", os.path.exists(cert) and (os.stat(f"{DATA}/git/tls/key.pem").st_mode & 0o777) == 0o600)

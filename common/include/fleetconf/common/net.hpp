@@ -122,6 +122,9 @@ struct Endpoint {
 
     // With default_port set, the ":port" part may be omitted (and IPv6 may then be written bare).
     static std::optional<Endpoint> parse(std::string_view text, std::optional<std::uint16_t> default_port = {});
+    // An address to listen on: as parse(), and port 0 is accepted (the kernel picks a free port, which the
+    // listener logs; what tests use so that they never guess a free port).
+    static std::optional<Endpoint> parse_listen(std::string_view text);
     [[nodiscard]] std::string to_string() const;
     [[nodiscard]] std::string host_string() const { return common::to_string(host); }
     bool operator==(const Endpoint&) const = default;
