@@ -169,7 +169,7 @@ public:
             they_have_.insert(id);
             if (info) {
                 if (!oldest_have_ || info->time < *oldest_have_) oldest_have_ = info->time;
-                for (const auto& p : info->parents) they_have_.insert(p);
+                for (const auto& p : parents_of(id, *info)) they_have_.insert(p);
             }
             if (knew) return 0;
         } else if (std::find(commons_.begin(), commons_.end(), id) != commons_.end()) {
@@ -181,10 +181,14 @@ public:
     [[nodiscard]] std::size_t haves_seen() const { return haves_seen_; }
     [[nodiscard]] const std::vector<Oid>& commons() const { return commons_; }
 
-    // git's ok_to_give_up: every wanted commit reaches a commit the client has.
+    // git's ok_to_give_up: every wanted commit reaches a commit the client has. As in git (v0/v1, where the
+    // shallow lines are computed before the haves): the parents of unshallowed commits are wants too, and
+    // the shallow commits (the client's, and the new ones) have no parents for this walk.
     bool ok_to_give_up() {
         if (they_have_.empty()) return false;
-        for (const auto& w : want_commits()) {
+        auto wants = want_commits();
+        wants.insert(wants.end(), extra_wants_.begin(), extra_wants_.end());
+        for (const auto& w : wants) {
             if (known_common_.count(w)) continue;
             std::unordered_set<Oid, OidHash> seen{w};
             std::deque<Oid> q{w};
@@ -199,7 +203,7 @@ public:
                 const auto* info = commit(c);
                 if (!info || !budget()) continue;
                 if (oldest_have_ && info->time < *oldest_have_) continue;  // older than anything they have
-                for (const auto& p : info->parents)
+                for (const auto& p : parents_of(c, *info))
                     if (seen.insert(p).second) q.push_back(p);
             }
             if (!found) return false;
@@ -311,6 +315,13 @@ private:
         return pos->second ? &*pos->second : nullptr;
     }
     bool budget() { return ++walked_ <= lim_.max_walk; }
+
+    // A commit's parents as git's walk sees them: a shallow commit registered for this client (its own, or
+    // one this answer makes shallow) is grafted to have none.
+    const std::vector<Oid>& parents_of(const Oid& c, const CommitInfo& info) const {
+        static const std::vector<Oid> none;
+        return boundaries_.count(c) ? none : info.parents;
+    }
 
     std::vector<Oid> want_commits() {
         std::vector<Oid> out;

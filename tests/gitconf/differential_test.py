@@ -168,6 +168,18 @@ cases.append(("client shallow + deepen 6", [tip], [commits[-2][0]], ["deepen 6"]
 cases.append(("client shallow + deepen 2 relative", [tip], [commits[-2][0]], ["deepen 2"], [], True))
 cases.append(("git-kv pull: shallow + deepen-since + have", [tip], [commits[-2][0]], [f"deepen-since {dates[commits[-2][0]]}"],
               [commits[-2][0]], False))
+# Pulls with no-done (no "done" line: the first stateless round) where the shallow boundary moves (issue 16.10):
+# git adds the parents of unshallowed commits to the wants and grafts the shallow commits before it decides
+# whether it may give up, so these get "ACK ... common" + NAK from git, not "ready" and a pack.
+old_tip, older = commits[-4][0], commits[-9]
+cases.append(("git-kv pull, old tip unshallowed (deepen-since an older date), no done", [tip], [old_tip],
+              [f"deepen-since {older[1]}"], [old_tip], False))
+cases.append(("git-kv pull, the new tip becomes shallow (deepen-since the tip's date), no done", [tip], [commits[-2][0]],
+              [f"deepen-since {dates[tip]}"], [commits[-2][0]], False))
+cases.append(("stock git fetch --shallow-since from a shallow clone, first round", [tip], [old_tip],
+              [f"deepen-since {older[1]}"], [old_tip, commits[-5][0], commits[-6][0]], False))
+cases.append(("git-kv pull, nothing unshallowed (deepen-since the old tip's date), no done", [tip], [old_tip],
+              [f"deepen-since {dates[old_tip]}"], [old_tip], False))
 # plain negotiation: haves that exist, haves that do not, a full clone
 cases.append(("full clone, no haves", [tip], [], [], [], True))
 cases.append(("haves: some common", [tip], [], [], [commits[5][0], commits[9][0], "1" * 40], False))
@@ -188,13 +200,18 @@ for name, wants, shallows, deepen, haves, done in cases:
     for h in haves:
         body += pkt(f"have {h}\n")
     body += pkt("done\n") if done or not haves else b"0000"
-    ref_lines, ref_pack = parse(reference(body))
+    ref_raw = reference(body)
+    ref_lines, ref_pack = parse(ref_raw)
     our_lines, our_pack = parse(fleetconf(body))
+    check(f"{name}: git itself answered (a pack after done, or acknowledgements)", bool(ref_raw) and
+          (bool(ref_pack) if (done or not haves) else any(l.startswith(("ACK", "NAK")) for l in ref_lines)), ref_raw[:200])
     ref_objs, our_objs = objects(ref_pack), objects(our_pack)
     sl = lambda ls: sorted(l for l in ls if l.startswith(("shallow", "unshallow")))
     al = lambda ls: [l for l in ls if l.startswith(("ACK", "NAK"))]
     check(f"{name}: shallow lines as git's", sl(ref_lines) == sl(our_lines), f"git {sl(ref_lines)} ours {sl(our_lines)}")
     check(f"{name}: ACK/NAK lines as git's", al(ref_lines) == al(our_lines), f"git {al(ref_lines)} ours {al(our_lines)}")
+    check(f"{name}: every other pkt line as git's, in order", [l for l in ref_lines if not l.startswith(("shallow", "unshallow"))] ==
+          [l for l in our_lines if not l.startswith(("shallow", "unshallow"))], f"git {ref_lines} ours {our_lines}")
     check(f"{name}: the same objects as git's pack ({len(ref_objs)})", ref_objs == our_objs,
           f"missing {len(ref_objs - our_objs)} extra {len(our_objs - ref_objs)}")
 
