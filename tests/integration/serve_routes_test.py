@@ -77,7 +77,8 @@ def site(target, extra_routes=None):
         "unikernels": [
             {"name": "proxy", "network": IF, "address": "10.77.0.10", "dhcp": False, "block": {}},
             {"name": "web", "network": IF, "mac": "02:00:00:00:00:01", "public_hosts": ["www.example.org", "web.example.org"],
-             "backend_port": 8080}],
+             "backend_port": 8080},
+            {"name": "api", "network": IF, "mac": "02:00:00:00:00:07", "address": "10.77.0.20", "public_hosts": ["api.example.org"]}],
         "services": {"data_dir": f"{tmp}/data", "status": "off", "dhcp": {"routes": routes}, "git": {"enabled": False},
                      "block": {"listen": "127.0.0.1:7399"}}}
 
@@ -132,6 +133,14 @@ def scenario(label, routes_of):
     release(d)
     ok, got = wait_for(routes_of, {})
     check(f"{label}: and its RELEASE removes it", ok, got)
+    # A unikernel with a reserved address (issue 16.6): its RELEASE ends the lease and its routes go too.
+    set_mac("02:00:00:00:00:07")
+    d, ip3 = udhcpc_bound()
+    ok, got = wait_for(routes_of, {"api.example.org": "10.77.0.20:80"})  # routes.port, the default 80
+    check(f"{label}: a reserved unikernel's lease routes its public host", ip3 == "10.77.0.20" and ok, (ip3, got))
+    release(d)
+    ok, got = wait_for(routes_of, {})
+    check(f"{label}: and the RELEASE of the reserved address removes it", ok, got)
     # Expiry: a lease added with a 2-second lifetime for the unikernel's MAC.
     r = ns(SRV, FC, "dhcp", "ctl", "lease4-add", "--socket", f"{tmp}/data/dhcp/control.sock", "--args",
            json.dumps({"ip-address": "10.77.0.140", "hw-address": "02:00:00:00:00:01", "valid-lft": 2}), check=False)
