@@ -3,8 +3,8 @@
 # updates, restart: every update acknowledged before the kill is on the device.
 set -u
 FC=$1
-fail=0
-check() { local d=$1; shift; if "$@"; then echo "ok   $d"; else echo "FAIL $d"; fail=1; fi; }
+fail=0 passed=0 failed=0
+check() { local d=$1; shift; if "$@"; then echo "ok   $d"; passed=$((passed + 1)); else echo "FAIL $d"; fail=1; failed=$((failed + 1)); fi; }
 tmp=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
@@ -87,4 +87,5 @@ check "SIGTERM stops the server cleanly" test $rc -eq 0
 "$FC" block format --force "$tmp/d.img" >/dev/null
 "$FC" block import "$tmp/d.img" "$tmp/x.json" >/dev/null
 check "export, format --force, import round trip" cmp -s <("$FC" block export "$tmp/d.img") "$tmp/x.json"
+echo "$passed passed, $failed failed"
 exit $fail

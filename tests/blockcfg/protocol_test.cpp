@@ -152,7 +152,9 @@ TEST_CASE("frame reader: every split point, the cap before any body", "[protocol
     REQUIRE_FALSE(r.feed(std::span<const std::uint8_t>(stream).subspan(split)));
     while (auto f = r.next()) frames.push_back(*f);
     REQUIRE(frames.size() == 2);
-    CHECK(decode_request(frames[1])->seq == 2);
+    const auto decoded = decode_request(frames[1]);
+    REQUIRE(decoded);
+    CHECK(decoded->seq == 2);
     CHECK_FALSE(r.partial());
 }
 

@@ -299,10 +299,13 @@ TEST_CASE("file device: create, lock, detect the sector size", "[store][device]"
         CHECK_THROWS_WITH(FileDevice::open(img), Catch::Contains("in use"));
     }
     auto d = FileDevice::open(img);  // sector size read from the header
+    REQUIRE(d);
     CHECK(d->sector_size() == 4096);
     std::error_code ec;
     std::string msg;
-    CHECK(Store::open(*d, ec, msg)->payload() == "x");
+    auto s = Store::open(*d, ec, msg);
+    REQUIRE(s);
+    CHECK(s->payload() == "x");
     std::filesystem::remove_all(dir);
 }
 

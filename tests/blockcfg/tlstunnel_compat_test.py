@@ -16,12 +16,14 @@ _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
 FC = os.path.abspath(_ap.parse_args().fleetconf)
 tmp = tempfile.mkdtemp(prefix="fleetconf-tlstunnel-")
-failures = []
+failures, passed = [], []
 
 
 def check(desc, ok, detail=""):
     print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
-    if not ok:
+    if ok:
+        passed.append(desc)
+    else:
         failures.append(desc)
 
 
@@ -213,5 +215,5 @@ try:
 finally:
     subprocess.run(["rm", "-rf", tmp])
 
-print(f"{0 if failures else 1} passed, {len(failures)} failed")
+print(f"{len(passed)} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -3,10 +3,10 @@
 set -u
 FC=$1
 SRC=$2
-fail=0
+fail=0 passed=0 failed=0
 check() { # description, command...
     local desc=$1; shift
-    if "$@"; then echo "ok   $desc"; else echo "FAIL $desc"; fail=1; fi
+    if "$@"; then echo "ok   $desc"; passed=$((passed + 1)); else echo "FAIL $desc"; fail=1; failed=$((failed + 1)); fi
 }
 out=$("$FC" site check "$SRC/examples/site.json"); rc=$?
 check "site check exits 0 on the example" test $rc -eq 0
@@ -109,4 +109,5 @@ check "the route is on the device" bash -c "'$FC' block dump '$tmp/data2/block/p
 check "reload with no server running exits 1" test $rc -eq 1
 check "and says so" grep -q "no fleetconf server runs" "$tmp/err"
 
+echo "$passed passed, $failed failed"
 exit $fail

@@ -41,6 +41,12 @@ Message request(MessageType t, const Mac& mac) {
     return m;
 }
 
+// The reply of a decision, REQUIREd first: a check on a reply that is not there fails instead of reading garbage.
+const Message& reply_of(const Decision& d) {
+    REQUIRE(d.reply);
+    return *d.reply;
+}
+
 const Mac kA = *Mac::parse("02:00:00:00:00:0a");
 const Mac kB = *Mac::parse("02:00:00:00:00:0b");
 
@@ -86,6 +92,9 @@ TEST_CASE("DISCOVER -> OFFER with lease times, server id and options in PRL orde
     CHECK(r.xid == 0x1234);
     CHECK(r.yiaddr == Ipv4(10, 0, 0, 100));
     CHECK(*r.address_option(opt::server_id) == Ipv4(10, 0, 0, 1));
+    REQUIRE(r.find(opt::lease_time));
+    REQUIRE(r.find(opt::renewal_t1));
+    REQUIRE(r.find(opt::rebinding_t2));
     CHECK(r.find(opt::lease_time)->data == u32_bytes(600));
     CHECK(r.find(opt::renewal_t1)->data == u32_bytes(300));
     CHECK(r.find(opt::rebinding_t2)->data == u32_bytes(525));
@@ -93,6 +102,7 @@ TEST_CASE("DISCOVER -> OFFER with lease times, server id and options in PRL orde
     for (const auto& o : r.options) order.push_back(o.code);
     // 53, 54, lease times, then the PRL order, then always-send (7), then the client id echo (RFC 6842).
     CHECK(order == std::vector<std::uint8_t>{53, 54, 51, 58, 59, 6, 3, 1, 42, 125, 230, 7, 61});
+    REQUIRE(r.find(opt::vivso));
     CHECK(fleetconf::common::to_hex(r.find(opt::vivso)->data) == "0000c2ac0f000d31302e302e302e333a38303934");
     REQUIRE(d.changes.size() == 1);
     CHECK(d.changes[0].lease.state == LeaseState::offered);
@@ -178,7 +188,7 @@ TEST_CASE("RENEWING and REBINDING extend; a stranger's ciaddr is NAKed", "[dhcp]
     CHECK(w.leases.by_address(a)->expires == w.now + 600);
     auto stranger = request(MessageType::request, kB);
     stranger.ciaddr = a;
-    CHECK(w.run(stranger).reply->type() == MessageType::nak);
+    CHECK(reply_of(w.run(stranger)).type() == MessageType::nak);
 }
 
 TEST_CASE("DECLINE puts the address on probation; the next DISCOVER gets another", "[dhcp][decide]") {
@@ -194,9 +204,9 @@ TEST_CASE("DECLINE puts the address on probation; the next DISCOVER gets another
     CHECK(d.reply->yiaddr != a);
     auto want = request(MessageType::discover, kB);
     want.options.push_back({opt::requested_address, addr_bytes(a)});
-    CHECK(w.run(want).reply->yiaddr != a);  // still on probation
+    CHECK(reply_of(w.run(want)).yiaddr != a);  // still on probation
     w.now += 3601;                           // probation over: it can be offered again
-    CHECK(w.run(want).reply->yiaddr == a);
+    CHECK(reply_of(w.run(want)).yiaddr == a);
 }
 
 TEST_CASE("RELEASE frees the address but the same client gets it back", "[dhcp][decide]") {
@@ -208,7 +218,7 @@ TEST_CASE("RELEASE frees the address but the same client gets it back", "[dhcp][
     CHECK_FALSE(w.run(rel).reply);
     CHECK(w.leases.by_address(a)->state == LeaseState::released);
     // Another client prefers never-used addresses over A's released one.
-    CHECK(w.run(request(MessageType::discover, kB)).reply->yiaddr != a);
+    CHECK(reply_of(w.run(request(MessageType::discover, kB))).yiaddr != a);
     CHECK(w.dora(kA) == a);
 }
 
@@ -275,12 +285,14 @@ TEST_CASE("reservations: by MAC, by client id, by Albatross-derived MAC; fixed w
     World w;
     const Mac fixed = *Mac::parse("00:80:41:00:00:01");
     auto d = w.run(request(MessageType::discover, fixed));
+    REQUIRE(d.reply);
     CHECK(d.reply->yiaddr == Ipv4(10, 0, 0, 10));
+    REQUIRE(d.reply->string_option(224));
     CHECK(*d.reply->string_option(224) == "git://h/fixed.git");  // the configuration URI option, always sent
     // Client id reservation, whatever the hardware address.
     auto cid = request(MessageType::discover, kB);
     cid.options.push_back({opt::client_id, {0xff, 0x01, 0x02}});
-    CHECK(w.run(cid).reply->yiaddr == Ipv4(10, 0, 0, 12));
+    CHECK(reply_of(w.run(cid)).yiaddr == Ipv4(10, 0, 0, 12));
     // "web" has no MAC in the site file: the Albatross-derived one is recognised, with its host name.
     const Mac web = fleetconf::common::albatross_mac("br0", "web");
     auto m = request(MessageType::discover, web);
@@ -295,7 +307,7 @@ TEST_CASE("reservations: by MAC, by client id, by Albatross-derived MAC; fixed w
     // A reserved address is never offered to anyone else, even when requested.
     auto greedy = request(MessageType::discover, kB);
     greedy.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 10))});
-    CHECK(w.run(greedy).reply->yiaddr != Ipv4(10, 0, 0, 10));
+    CHECK(reply_of(w.run(greedy)).yiaddr != Ipv4(10, 0, 0, 10));
 }
 
 TEST_CASE("relayed requests: network by giaddr, option 82 echoed last, unknown relay ignored", "[dhcp][decide]") {
@@ -372,6 +384,8 @@ TEST_CASE("option 125: the monitoring sink and the site's sub-options in one ent
     auto d = decide(Request{m, "br0"}, kNow, leases, c);
     REQUIRE(d.reply);
     // 49836 = 0x0000c2ac, 25 bytes: sub-option 0 "10.0.0.3:8094", 1 "acme", 7 01 02
+    REQUIRE(d.reply);
+    REQUIRE(d.reply->find(opt::vivso));
     CHECK(fleetconf::common::to_hex(d.reply->find(opt::vivso)->data) ==
           "0000c2ac19" "000d31302e302e302e333a38303934" "010461636d65" "07020102");
     auto blocks = parse_vivso(d.reply->find(opt::vivso)->data);
@@ -381,11 +395,13 @@ TEST_CASE("option 125: the monitoring sink and the site's sub-options in one ent
     // Not asked for: not sent to an unknown client ...
     auto quiet = request(MessageType::discover, kB);
     quiet.options.push_back({opt::parameter_list, {1, 3}});
-    CHECK_FALSE(decide(Request{quiet, "br0"}, kNow, leases, c).reply->find(opt::vivso));
+    CHECK_FALSE(reply_of(decide(Request{quiet, "br0"}, kNow, leases, c)).find(opt::vivso));
     // ... but the unikernel's own sub-option 7 replaces the network's and is always sent.
     auto web = request(MessageType::discover, *Mac::parse("02:00:00:00:00:0c"));
     web.options.push_back({opt::parameter_list, {1, 3}});
     d = decide(Request{web, "br0"}, kNow, leases, c);
+    REQUIRE(d.reply);
+    REQUIRE(d.reply->find(opt::vivso));
     CHECK(fleetconf::common::to_hex(d.reply->find(opt::vivso)->data) ==
           "0000c2ac18" "000d31302e302e302e333a38303934" "010461636d65" "0701ff");
 }

@@ -14,7 +14,7 @@ FC = os.path.abspath(_ap.parse_args().fleetconf)
 tmp = tempfile.mkdtemp(prefix="fleetconf-gitdiff-")
 ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
            HOME=tmp, GIT_CONFIG_NOSYSTEM="1")
-failures = []
+failures, passed = [], []
 server = None
 
 
@@ -27,7 +27,9 @@ def sh(*a, cwd=None, env=None, input=None):
 
 def check(desc, ok, detail=""):
     print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{str(detail)[:800]}]"))
-    if not ok:
+    if ok:
+        passed.append(desc)
+    else:
         failures.append(desc)
 
 
@@ -220,5 +222,5 @@ server.wait(10)
 if failures:
     print(open(f"{tmp}/serve.log").read()[-3000:])
 shutil.rmtree(tmp, ignore_errors=True)
-print(f"{len(failures)} failure(s)")
+print(f"{len(passed)} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -11,6 +11,7 @@ import argparse, base64, json, os, re, shutil, signal, socket, subprocess, sys, 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from openssh_key import write_key
+from nstest import wait_for
 
 _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
@@ -22,7 +23,7 @@ tmp = tempfile.mkdtemp(prefix="fleetconf-git-")
 # Validators run as "nobody" when fleetconf runs as root: the script lives where that user can reach it.
 VALIDATOR_DIR = tempfile.mkdtemp(prefix="fleetconf-validator-")
 os.chmod(VALIDATOR_DIR, 0o755)
-failures = []
+failures, passed = [], []
 server = None
 SRC_ENV = dict(os.environ, GIT_AUTHOR_NAME="fleetconf test", GIT_AUTHOR_EMAIL="test@fleetconf",
                GIT_COMMITTER_NAME="fleetconf test", GIT_COMMITTER_EMAIL="test@fleetconf",
@@ -33,7 +34,9 @@ THIRD = "248ea12b6c2d78c4d1725f887f1c3fc2860699f0"
 
 def check(desc, ok, detail=""):
     print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{str(detail)[:600]}]"))
-    if not ok:
+    if ok:
+        passed.append(desc)
+    else:
         failures.append(desc)
 
 
@@ -428,14 +431,27 @@ try:
     r = git("clone", "-q", f"ssh://git@127.0.0.1:{SSHP}/cal.git", f"{tmp}/ssh-stranger", env=ssh_env("stranger"), check_rc=False)
     check("ssh: an unknown key is refused", r.returncode != 0 and "Permission denied" in r.stderr.decode(), r.stderr.decode())
     base_ssh = ["ssh", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={tmp}/known_hosts", "-p", str(SSHP)]
-    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "-T", "git@127.0.0.1"], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
-    check("ssh: no shell", r.returncode != 0, r)
-    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "git@127.0.0.1", "cat /etc/passwd"], capture_output=True, timeout=20,
-                       stdin=subprocess.DEVNULL)
-    check("ssh: no other command", r.returncode != 0 and b"root:" not in r.stdout, r)
-    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "-W", f"127.0.0.1:{HTTP}", "git@127.0.0.1"], capture_output=True, timeout=20,
-                       stdin=subprocess.DEVNULL)
-    check("ssh: no forwarding", r.returncode != 0, r)
+    # The refusals below are only meaningful with a key and a server that work: first the allowed command.
+    r = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], "git@127.0.0.1", "git-upload-pack 'cal.git'"], input=b"0000",
+                       capture_output=True, timeout=20)
+    check("ssh: the same key and server run git-upload-pack (refs advertised)", r.returncode == 0 and b"refs/heads/main" in r.stdout,
+          (r.returncode, r.stderr[-300:]))
+
+    def refused(args, log_line):
+        """Runs ssh with the working key; returns (its result, whether the server logged this refusal once more)."""
+        before = open(f"{tmp}/serve.log").read().count(log_line)
+        res = subprocess.run(base_ssh + ["-i", ssh_keys["cal"], *args], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+        ok, _ = wait_for(lambda: open(f"{tmp}/serve.log").read().count(log_line), lambda n: n > before, seconds=5)
+        return res, ok
+
+    r, logged = refused(["-T", "git@127.0.0.1"], "cal: refused a channel request (shell, pty, subsystem or similar)")
+    check("ssh: no shell (refused by the server, as its log says)", r.returncode != 0 and logged, (r.returncode, r.stderr[-300:]))
+    r, logged = refused(["git@127.0.0.1", "cat /etc/passwd"], 'cal: refused command "cat /etc/passwd"')
+    check("ssh: no other command (refused by the server, as its log says)", r.returncode != 0 and b"root:" not in r.stdout and logged,
+          (r.returncode, r.stderr[-300:]))
+    r, logged = refused(["-W", f"127.0.0.1:{HTTP}", "git@127.0.0.1"], "refused a channel or forwarding request")
+    check("ssh: no forwarding (refused by the server, as its log says)", r.returncode != 0 and logged and
+          b"administratively prohibited" in r.stderr, (r.returncode, r.stderr[-300:]))
     # A refused large request (10,000 unknown wants) gets its ERR line every time (issue 16.9): the server
     # drains what the client still sends before it closes, so the connection is not reset under the line.
     wants = "".join(pkt(f"want {i:040x}\n") for i in range(1, 10001)) + "0000" + pkt("done\n")
@@ -758,5 +774,5 @@ finally:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(VALIDATOR_DIR, ignore_errors=True)
 
-print(f"{len(failures)} failure(s)")
+print(f"{len(passed)} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

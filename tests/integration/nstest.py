@@ -60,6 +60,7 @@ class Harness:
     def __init__(self, prefix, env=None):
         self.prefix, self.env = prefix, env
         self.failures, self.procs, self.namespaces = [], [], []
+        self.passed = 0
 
     def sh(self, *args, check=True, env=None, **kw):
         r = subprocess.run(list(args), capture_output=True, text=True, env=env or self.env, **kw)
@@ -72,7 +73,9 @@ class Harness:
 
     def check(self, desc, ok, detail=""):
         print(("ok   " if ok else "FAIL ") + desc + ("" if ok else f"  [{detail}]"))
-        if not ok:
+        if ok:
+            self.passed += 1
+        else:
             self.failures.append(desc)
 
     def add_namespaces(self, *names):
@@ -99,5 +102,8 @@ class Harness:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("kept", tmp)
-        print(f"{0 if self.failures else 1} passed, {len(self.failures)} failed")
+        if self.passed == 0 and not self.failures:
+            print("FAIL: no check ran")
+            sys.exit(1)
+        print(f"{self.passed} passed, {len(self.failures)} failed")
         sys.exit(1 if self.failures else 0)

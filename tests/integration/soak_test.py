@@ -12,7 +12,7 @@ usage: soak_test.py FLEETCONF_BINARY
 """
 import argparse, json, os, signal, subprocess, sys, tempfile, threading, time
 
-from nstest import Harness, require_root_and_netns
+from nstest import Harness, require_root_and_netns, wait_for
 
 _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
@@ -80,8 +80,18 @@ try:
     base_fds, base_rss = fds(serve.pid), rss_kb(serve.pid)
 
     stop_at = time.time() + SECONDS
-    result = {"clones": 0, "clone_fail": 0, "pushed": [], "push_fail": 0, "routes": {}, "route_fail": 0}
+    result = {"clones": 0, "clone_fail": 0, "pushed": [], "push_fail": 0, "routes": {}, "route_fail": 0, "errors": []}
     lock = threading.Lock()
+
+    def worker(f):
+        """Runs f; an exception is recorded (and fails the test) instead of ending only its thread."""
+        def run():
+            try:
+                f()
+            except Exception as e:  # noqa: BLE001 - any failure of a worker is a test failure
+                with lock:
+                    result["errors"].append(f"{f.__name__}: {type(e).__name__}: {e}")
+        return run
 
     def cloner():
         k = 0
@@ -122,7 +132,7 @@ try:
     relay = subprocess.Popen(["ip", "netns", "exec", FLEET, "python3", os.path.join(HERE, "dhcp_relay.py"), "10.66.0.250", "10.66.0.1",
                               "200", str(SECONDS)], stdout=subprocess.PIPE, text=True)
     procs.append(relay)
-    threads = [threading.Thread(target=f) for f in (cloner, pusher, router)]
+    threads = [threading.Thread(target=worker(f)) for f in (cloner, pusher, router)]
     for t in threads:
         t.start()
     peak_fds = base_fds
@@ -131,15 +141,19 @@ try:
             peak_fds = max(peak_fds, fds(serve.pid))
         time.sleep(0.2)
     acked = json.loads(relay.communicate(timeout=60)[0] or "{}")
-    time.sleep(1.0)  # sessions close
-    end_fds, end_rss = fds(serve.pid), rss_kb(serve.pid)
+    # Sessions close after their clients have gone: wait (bounded) for the descriptor count to come back down.
+    settled, end_fds = wait_for(lambda: fds(serve.pid), lambda n: n <= base_fds, seconds=20)
+    end_rss = rss_kb(serve.pid)
     print(f"     {SECONDS:.0f} s: {len(acked)} clients ACKed, {result['clones']} clones ({result['clone_fail']} failed), "
           f"{len(result['pushed'])} pushes ({result['push_fail']} refused), {len(result['routes'])} hosts routed "
           f"({result['route_fail']} failed); descriptors {base_fds} -> peak {peak_fds} -> {end_fds}; RSS {base_rss} -> {end_rss} KiB")
     check("the load ran: leases, clones, pushes and route changes were all acknowledged",
           len(acked) > 0 and result["clones"] > 0 and result["pushed"] and result["routes"], result)
+    check("no worker raised an exception", not result["errors"], result["errors"])
     check("no clone failed", result["clone_fail"] == 0, result["clone_fail"])
-    check("no file descriptor left open after the load", end_fds <= base_fds, (base_fds, end_fds))
+    check("no push failed (every push is a fast-forward of the last accepted one)", result["push_fail"] == 0, result["push_fail"])
+    check("no route change failed", result["route_fail"] == 0, result["route_fail"])
+    check("no file descriptor left open after the load (count back to its start within 20 s)", settled, (base_fds, end_fds))
     serve.send_signal(signal.SIGTERM)
     rc = serve.wait(timeout=30)
     log = open(f"{tmp}/serve.log").read()
