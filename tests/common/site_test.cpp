@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 using namespace fleetconf::common;
 
 namespace {
@@ -234,7 +236,29 @@ TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site
 TEST_CASE("a file over the size limit or missing is refused", "[site]") {
     auto errs = load_errors("/nonexistent/site.json");
     REQUIRE(errs.size() == 1);
-    CHECK_THAT(errs[0].message, Catch::Contains("cannot open"));
+    CHECK(errs[0].message == "/nonexistent/site.json: cannot open: No such file or directory");
+    // Exactly at the limit the file is read (and parsed: here, valid JSON that is not a site); one byte
+    // more and it is refused before anything is read.
+    const auto dir = std::filesystem::temp_directory_path() / ("fc-site-size-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto at = dir / "at.json", over = dir / "over.json";
+    {
+        std::ofstream f(at, std::ios::binary);
+        f << '"' << std::string(kMaxSiteFileBytes - 2, 'x') << '"';
+    }
+    {
+        std::ofstream f(over, std::ios::binary);
+        f << '"' << std::string(kMaxSiteFileBytes - 1, 'x') << '"';
+    }
+    REQUIRE(std::filesystem::file_size(at) == kMaxSiteFileBytes);
+    errs = load_errors(at);
+    REQUIRE_FALSE(errs.empty());
+    CHECK(errs[0].message.find("at most") == std::string::npos);  // read whole: the errors are about the content
+    errs = load_errors(over);
+    REQUIRE(errs.size() == 1);
+    CHECK(errs[0].message == over.string() + ": file is " + std::to_string(kMaxSiteFileBytes + 1) + " bytes, at most " +
+                                 std::to_string(kMaxSiteFileBytes) + " allowed");
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][routes]") {

@@ -262,8 +262,27 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
     CHECK(run_validator(repo, bad, run) == "validator: forbidden word in config.json (x)");
     // the checkout is removed afterwards
     CHECK(fs::is_empty(d.path / "scratch"));
-    ValidatorRun slow{{"/bin/sleep", "5"}, std::chrono::milliseconds(300), d.path / "scratch", {}};
-    CHECK(run_validator(repo, good, slow) == "validator timed out after 0 s");  // killed, not waited for
+    // A validator past its deadline is killed with its whole process group: the shell and the sleep it
+    // started are both gone when run_validator returns (the sleep would otherwise run for 60 s).
+    const auto pids = d.path / "pids";
+    fs::create_directories(pids);
+    fs::permissions(pids, fs::perms::all);  // the validator may run as nobody
+    ValidatorRun slow{{"/bin/sh", "-c", "echo $$ > " + (pids / "sh").string() + "; /bin/sleep 60 & echo $! > " + (pids / "sleep").string() +
+                                            "; wait"},
+                      std::chrono::milliseconds(500), d.path / "scratch", {}};
+    CHECK(run_validator(repo, good, slow) == "validator timed out after 0 s");
+    for (const char* which : {"sh", "sleep"}) {
+        std::ifstream f(pids / which);
+        pid_t pid = 0;
+        REQUIRE(f >> pid);
+        REQUIRE(pid > 0);
+        INFO(which << " " << pid);
+        // Gone, or a zombie waiting for whoever inherited it to reap it: either way not running.
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string line;
+        const bool running = std::getline(stat, line) && line.find(") Z ") == std::string::npos;
+        CHECK_FALSE(running);
+    }
     ValidatorRun missing{{"/nonexistent/validator"}, std::chrono::milliseconds(2000), d.path / "scratch", {}};
     CHECK(run_validator(repo, good, missing) ==
           std::string("validator: cannot run /nonexistent/validator") + (::geteuid() == 0 ? " (as the unprivileged user nobody)" : "") +
