@@ -17,6 +17,9 @@ check "key file is mode 600" test "$(stat -c %a "$tmp/keys")" = 600
 "$FC" block format "$tmp/d.img" --size 1048576 >/dev/null
 check "format refuses a formatted device" bash -c "! '$FC' block format '$tmp/d.img' 2>/dev/null"
 
+# Waits (at most 10 s) until PATTERN occurs at least N times in the server log: the event, not a fixed time.
+wait_log() { for _ in $(seq 100); do [ "$(grep -c "$1" "$tmp/log")" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
+
 start() {
   local mark
   mark=$(wc -l <"$tmp/log" 2>/dev/null || echo 0)
@@ -50,10 +53,10 @@ check "a world-readable key file is refused" grep -q "chmod 600" <<<"$out"
 # Key rotation: add a second key, SIGHUP, use it; a broken key file on SIGHUP keeps the old keys.
 printf 'next %s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >>"$tmp/keys"
 check "the new key is refused before the reload" bash -c "! '$FC' block list --connect 127.0.0.1:$port --key-file '$tmp/keys' --key-id next >/dev/null 2>&1"
-kill -HUP "$pid"; sleep 0.3
+kill -HUP "$pid"; wait_log "reloaded keys from" 1
 check "after SIGHUP the new key works" "$FC" block list --connect "127.0.0.1:$port" --key-file "$tmp/keys" --key-id next
 cp "$tmp/keys" "$tmp/keys.good"; echo "broken line" >>"$tmp/keys"
-kill -HUP "$pid"; sleep 0.3
+kill -HUP "$pid"; wait_log "key reload refused" 1
 cp "$tmp/keys.good" "$tmp/keys"
 check "a broken key file on SIGHUP keeps the keys" "$FC" block list --connect "127.0.0.1:$port" --key-file "$tmp/keys" --key-id admin
 check "the refused reload is logged" grep -q "key reload refused" "$tmp/log"
@@ -64,11 +67,13 @@ check "the refused reload is logged" grep -q "key reload refused" "$tmp/log"
     "$FC" block upsert "h$i.example.org" 10.0.1.1 $((1000 + i)) "${C[@]}" >/dev/null 2>&1 && echo "$i" >>"$tmp/acked"
   done ) &
 writer=$!
-sleep 1.5
+# The kill lands mid-stream: after 20 acknowledged updates, while the writer still has hundreds to go.
+for _ in $(seq 300); do [ "$(wc -l <"$tmp/acked")" -ge 20 ] && break; sleep 0.05; done
 kill -9 "$pid"; wait "$pid" 2>/dev/null; pid=""
 wait "$writer" 2>/dev/null
 n=$(wc -l <"$tmp/acked")
-check "some updates were acknowledged before the kill ($n)" test "$n" -gt 0
+check "some updates were acknowledged before the kill ($n)" test "$n" -ge 20
+check "the kill landed mid-stream: updates after it were refused ($n of 400 acknowledged)" test "$n" -lt 400
 "$FC" block dump --json "$tmp/d.img" >"$tmp/dump.json"
 missing=$(python3 - "$tmp/acked" "$tmp/dump.json" <<'PY'
 import json, sys
@@ -83,9 +88,18 @@ start || exit 1
 check "the restarted server serves them" bash -c "'$FC' block get h1.example.org ${C[*]} >/dev/null"
 kill -TERM "$pid"; wait "$pid"; rc=$?; pid=""
 check "SIGTERM stops the server cleanly" test $rc -eq 0
-"$FC" block export "$tmp/d.img" >"$tmp/x.json"
-"$FC" block format --force "$tmp/d.img" >/dev/null
-"$FC" block import "$tmp/d.img" "$tmp/x.json" >/dev/null
+"$FC" block export "$tmp/d.img" >"$tmp/x.json"; rc=$?
+check "export writes the routes (exit 0, h1.example.org -> 10.0.1.1:1001 among them)" bash -c "test $rc -eq 0 && python3 -c '
+import json, sys
+r = {x[\"host\"]: (x[\"address\"], x[\"port\"]) for x in json.load(open(sys.argv[1]))[\"routes\"]}
+assert r[\"h1.example.org\"] == (\"10.0.1.1\", 1001), r.get(\"h1.example.org\")
+assert len(r) >= $n, len(r)
+' '$tmp/x.json'"
+"$FC" block format --force "$tmp/d.img" >/dev/null; rc=$?
+check "format --force exits 0" test $rc -eq 0
+check "the formatted device holds no route" bash -c "'$FC' block export '$tmp/d.img' | python3 -c 'import json,sys; assert not json.load(sys.stdin)[\"routes\"]'"
+"$FC" block import "$tmp/d.img" "$tmp/x.json" >/dev/null; rc=$?
+check "import exits 0" test $rc -eq 0
 check "export, format --force, import round trip" cmp -s <("$FC" block export "$tmp/d.img") "$tmp/x.json"
 echo "$passed passed, $failed failed"
 exit $fail

@@ -100,7 +100,8 @@ cp "$tmp/site.json" "$tmp/broken.json"; echo '{' >>"$tmp/broken.json"
 "$FC" reload "$tmp/broken.json" --data-dir "$tmp/data2" >/dev/null 2>"$tmp/err"; rc=$?
 check "reload of an invalid site file exits 2 and sends nothing" test $rc -eq 2
 check "naming the error" grep -q "nothing sent" "$tmp/err"
-kill -HUP $pid; sleep 0.3
+kill -HUP $pid
+for _ in $(seq 100); do [ "$(grep -c "control keys reloaded" "$tmp/log2")" -ge 2 ] && break; sleep 0.1; done
 check "SIGHUP reloads the site and the keys" test "$(grep -c "control keys reloaded" "$tmp/log2")" -ge 2
 kill -TERM $pid; wait $pid; rc=$?
 check "serve with blockcfg stops cleanly" test $rc -eq 0
