@@ -170,6 +170,8 @@ def search():
         ok, r = run_at(rate)
         if not ok:
             bad = rate
+            if SMOKE:  # a smoke run only shows that the server answers: its figures are kept whatever the drops
+                best_r = r
             break
         best, best_r = rate, r
     if not SMOKE and best == 0:  # could not sustain the first step: look below it
@@ -270,6 +272,11 @@ print("\npackets lost to a full socket receive buffer at the max rate (server's 
 for name in SERVERS:
     if name in results:
         print(f"  {LABEL[name]:42} {results[name]['srv_overflow']:7d} / {results[name]['gen_overflow']:7d}")
-ok = all(results.get(n, {}).get("achieved", 0) > 0 for n in SERVERS)
-print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
-sys.exit(0 if ok else 1)
+# Each server must answer (exchanges completed in the rate run and ACKs in the storm); no threshold on drops
+# or speed here: figures come from full runs on a quiet machine, never from a pass/fail check.
+answered = [n for n in SERVERS if results.get(n, {}).get("achieved", 0) > 0 and results.get(n, {}).get("storm_acked", 0) > 0]
+silent = [n for n in SERVERS if n not in answered]
+for n in silent:
+    print(f"FAIL {LABEL.get(n, n)}: no exchange completed")
+print(f"{len(answered)} passed, {len(silent)} failed")
+sys.exit(0 if not silent else 1)

@@ -201,10 +201,10 @@ try:
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)  # accepts (in the kernel) and never answers
     sp = silent.getsockname()[1]
-    t0 = time.monotonic()
+    # No timing threshold: the client's own deadline ends it (else ctest's timeout would), and says so.
     r = run(*legacy, "list", "--connect", f"127.0.0.1:{sp}", "--key-file", keyfile)
-    check("a proxy that never answers: given up on with a clear error, not waited for", r.returncode == 1 and "no complete reply" in r.stderr and
-          time.monotonic() - t0 < 60, (r.returncode, r.stderr))
+    check("a proxy that never answers: given up on with a clear error, not waited for", r.returncode == 1 and "no complete reply" in r.stderr,
+          (r.returncode, r.stderr))
     run("block", "keygen", f"{tmp}/bc.keys")
     r = run("block", "list", "--connect", f"127.0.0.1:{sp}", "--key-file", f"{tmp}/bc.keys")
     check("the same for the blockcfg client (no hello)", r.returncode != 0 and "no reply within" in r.stderr, (r.returncode, r.stderr))
