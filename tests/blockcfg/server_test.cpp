@@ -8,6 +8,7 @@
 #include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
+#include "../support/deadline_io.hpp"
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -71,24 +72,27 @@ struct Raw {
     explicit Raw(const cm::Endpoint& ep, bool read_hello = true) {
         s.connect({asio::ip::make_address("127.0.0.1"), ep.port});
         if (!read_hello) return;
+        const auto until = fleetconf::test::in_seconds(10);
         std::uint8_t hdr[4];
-        asio::read(s, asio::buffer(hdr));
+        fleetconf::test::read_exact(s, hdr, sizeof hdr, until);
         std::vector<std::uint8_t> body(37);
-        asio::read(s, asio::buffer(body));
+        fleetconf::test::read_exact(s, body.data(), body.size(), until);
         nonce = *protocol::decode_hello(body);
     }
     void send(const std::vector<std::uint8_t>& bytes) { asio::write(s, asio::buffer(bytes)); }
     std::vector<std::uint8_t> read_frame() {
+        const auto until = fleetconf::test::in_seconds(10);
         std::uint8_t h[4];
-        asio::read(s, asio::buffer(h));
+        fleetconf::test::read_exact(s, h, sizeof h, until);
         std::vector<std::uint8_t> b(std::uint32_t{h[0]} << 24 | std::uint32_t{h[1]} << 16 | std::uint32_t{h[2]} << 8 | h[3]);
-        asio::read(s, asio::buffer(b));
+        fleetconf::test::read_exact(s, b.data(), b.size(), until);
         return b;
     }
-    // True when the server closed the connection without a reply.
+    // True when the server closed the connection without a reply (within 10 s).
     bool closed_by_server() {
         std::uint8_t b;
         std::error_code ec;
+        fleetconf::test::wait_readable(s, fleetconf::test::in_seconds(10));
         s.read_some(asio::buffer(&b, 1), ec);
         return ec == asio::error::eof || ec == asio::error::connection_reset;
     }

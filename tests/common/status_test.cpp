@@ -3,6 +3,7 @@
 #include <asio/connect.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
+#include "../support/deadline_io.hpp"
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/null_sink.h>
@@ -95,10 +96,7 @@ TEST_CASE("the status server answers over a loopback socket and refuses oversize
         asio::ip::tcp::socket s(cio);
         s.connect({asio::ip::make_address("127.0.0.1"), port});
         asio::write(s, asio::buffer(request));
-        std::string out;
-        std::error_code ec;
-        asio::read(s, asio::dynamic_buffer(out), ec);  // until the server closes
-        return out;
+        return fleetconf::test::read_until_close(s, fleetconf::test::in_seconds(10));  // until the server closes
     };
     auto health = exchange("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK_THAT(health, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
