@@ -33,6 +33,8 @@ TEST_CASE("one-line secrets: line ends dropped as asked, empty and shared files 
     auto shared = read_secret_line(secret(d.path, "d", "x\n", 0644), out);
     REQUIRE(shared);
     CHECK_THAT(*shared, Catch::Contains("chmod 600"));
-    auto big = read_secret_line(secret(d.path, "e", std::string(5000, 'x')), out);
-    CHECK(big);  // over the 4 KiB limit
+    const auto big_file = secret(d.path, "e", std::string(5000, 'x'));
+    auto big = read_secret_line(big_file, out);
+    REQUIRE(big);  // over the 4 KiB limit, and said so
+    CHECK(*big == big_file.string() + ": file is 5000 bytes, at most 4096 allowed");
 }

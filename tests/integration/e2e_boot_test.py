@@ -112,7 +112,9 @@ try:
     check("a wrong credential is refused", bad.returncode != 0, bad.stderr)
     hook = subprocess.Popen(["ip", "netns", "exec", FLEET, "python3", "-c", HOOK_RECEIVER, "10.66.0.20", f"{tmp}/hook.log"])
     procs.append(hook)
-    time.sleep(0.5)
+    # Until the hook receiver accepts connections (not a fixed time).
+    wait_for(lambda: ns(FLEET, "python3", "-c", "import socket; socket.create_connection(('10.66.0.20', 8089), 1).close()",
+                        check=False).returncode, lambda rc: rc == 0, seconds=10)
     ssh_cmd = (f"ssh -i {tmp}/operator -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={tmp}/known_hosts "
                f"-o StrictHostKeyChecking=accept-new -p 2222")
     op_env = dict(GIT_ENV, GIT_SSH_COMMAND=ssh_cmd)

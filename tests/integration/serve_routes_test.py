@@ -60,10 +60,12 @@ def udhcpc_bound(*extra):
     return d, ip
 
 
-def release(d):
+def release(d, ip):
     # busybox udhcpc: SIGUSR2 sends a RELEASE from BOUND; its pid is the child of `ip netns exec` (exec'd: the same).
+    # Wait until the server has logged that RELEASE (not a fixed time), then stop the client.
+    seen = open(f"{tmp}/serve.log").read().count(f"RELEASE {ip} by")
     os.kill(d.pid, signal.SIGUSR2)
-    time.sleep(0.3)
+    wait_until(lambda: open(f"{tmp}/serve.log").read().count(f"RELEASE {ip} by"), lambda n: n > seen, 10)
     d.kill()
     d.wait()
 
@@ -123,14 +125,14 @@ def scenario(label, routes_of):
     check(f"{label}: the unikernel gets a lease", bool(ip), ip)
     ok, got = wait_for(routes_of, {"www.example.org": f"{ip}:8080", "web.example.org": f"{ip}:8080"})
     check(f"{label}: its public host names route to the leased address and backend_port", ok, got)
-    release(d)
+    release(d, ip)
     ok, got = wait_for(routes_of, {})
     check(f"{label}: RELEASE removes them", ok, got)
     set_mac("02:00:00:00:00:05")
     d, ip2 = udhcpc_bound("-F", "laptop")
     ok, got = wait_for(routes_of, {"laptop.t.example": f"{ip2}:80"})
     check(f"{label}: option 81 with S: the completed FQDN routes to the lease on routes.port", ok, got)
-    release(d)
+    release(d, ip2)
     ok, got = wait_for(routes_of, {})
     check(f"{label}: and its RELEASE removes it", ok, got)
     # A unikernel with a reserved address (issue 16.6): its RELEASE ends the lease and its routes go too.
@@ -138,7 +140,7 @@ def scenario(label, routes_of):
     d, ip3 = udhcpc_bound()
     ok, got = wait_for(routes_of, {"api.example.org": "10.77.0.20:80"})  # routes.port, the default 80
     check(f"{label}: a reserved unikernel's lease routes its public host", ip3 == "10.77.0.20" and ok, (ip3, got))
-    release(d)
+    release(d, ip3)
     ok, got = wait_for(routes_of, {})
     check(f"{label}: and the RELEASE of the reserved address removes it", ok, got)
     # Expiry: a lease added with a 2-second lifetime for the unikernel's MAC.
