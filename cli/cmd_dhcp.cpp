@@ -88,14 +88,7 @@ int serve(const DhcpArgs& a) {
         try {
             svc.reload(load(a));
         } catch (const std::exception& e) {
-            // One log line per error: a message never spans lines (log lines escape newlines).
-            const std::string what = e.what();
-            log->error("reload refused, keeping the running configuration:");
-            for (std::size_t at = 0; at < what.size();) {
-                const auto nl = std::min(what.find('\n', at), what.size());
-                if (nl > at) log->error("  {}", what.substr(at, nl - at));
-                at = nl + 1;
-            }
+            common::log::error_lines(*log, "reload refused, keeping the running configuration:", e.what());
         }
     });
     return rt.run() ? kExitOk : kExitFailure;

@@ -215,14 +215,7 @@ int run(const ServeArgs& a) {
                 log->info("block: control keys reloaded");
             }
         } catch (const common::SiteLoadError& e) {
-            // One log line per error: a message never spans lines (log lines escape newlines).
-            const std::string what = e.what();
-            log->error("reload refused, keeping the running configuration:");
-            for (std::size_t at = 0; at < what.size();) {
-                const auto nl = std::min(what.find('\n', at), what.size());
-                if (nl > at) log->error("  {}", what.substr(at, nl - at));
-                at = nl + 1;
-            }
+            common::log::error_lines(*log, "reload refused, keeping the running configuration:", e.what());
         } catch (const std::exception& e) {
             log->error("reload: {}; keeping the current keys", e.what());
         }

@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <vector>
@@ -93,6 +94,15 @@ std::optional<spdlog::level::level_enum> parse_level(std::string_view s) {
 std::unique_ptr<spdlog::formatter> make_formatter(Format f) {
     if (f == Format::json) return std::make_unique<JsonFormatter>();
     return text_formatter("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %*");
+}
+
+void error_lines(spdlog::logger& l, std::string_view header, std::string_view text) {
+    l.error("{}", header);
+    for (std::size_t at = 0; at < text.size();) {
+        const auto nl = std::min(text.find('\n', at), text.size());
+        if (nl > at) l.error("  {}", text.substr(at, nl - at));
+        at = nl + 1;
+    }
 }
 
 std::optional<Format> parse_format(std::string_view s) {

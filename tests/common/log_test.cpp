@@ -2,6 +2,9 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
 
 using namespace fleetconf::common;
 
@@ -51,4 +54,13 @@ TEST_CASE("a host name with a newline cannot forge a log line (issue 16.2)", "[l
     CHECK(j["msg"] == "OFFER 10.0.0.5 to 02:00:00:00:00:01 (host name \"x\\x0a2026-11-30T10:00:00.000 info  [dhcp] ACK forged\\xff\")");
     CHECK(j["service"] == "dhcp");
     CHECK(j["level"] == "info");
+}
+
+TEST_CASE("error_lines: one log line per line of a multi-line message", "[log]") {
+    std::ostringstream out;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+    sink->set_pattern("%l|%v");
+    spdlog::logger l("t", sink);
+    log::error_lines(l, "reload refused:", "site.json: /a: bad\nsite.json: /b: worse\n\n");
+    CHECK(out.str() == "error|reload refused:\nerror|  site.json: /a: bad\nerror|  site.json: /b: worse\n");
 }

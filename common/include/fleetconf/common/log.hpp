@@ -30,6 +30,10 @@ std::optional<Format> parse_format(std::string_view s);
 // message as \xHH (common/text.hpp: log_safe), so a value from the network cannot forge a line.
 std::unique_ptr<spdlog::formatter> make_formatter(Format f);
 
+// Logs `header` at error level, then each line of `text` as its own error line (indented): a message never
+// spans lines, since both formats escape newlines.
+void error_lines(spdlog::logger& l, std::string_view header, std::string_view text);
+
 // Installs the sinks and levels. Safe to call again (for example after a reload).
 void setup(const Options& opts);
 
