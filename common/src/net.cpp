@@ -247,16 +247,7 @@ std::string host_port(const IpAddress& a, std::uint32_t port) {
     return (v6 ? "[" : "") + fleetconf::common::to_string(a) + (v6 ? "]:" : ":") + std::to_string(port);
 }
 
-std::string Endpoint::to_string() const {
-    std::string s;
-    const bool v6 = std::holds_alternative<Ipv6>(host);
-    if (v6) s.push_back('[');
-    s.append(host_string());
-    if (v6) s.push_back(']');
-    s.push_back(':');
-    s.append(std::to_string(port));
-    return s;
-}
+std::string Endpoint::to_string() const { return host_port(host, port); }
 
 bool is_dns_label(std::string_view s) {
     if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;

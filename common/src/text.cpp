@@ -1,5 +1,7 @@
 #include "fleetconf/common/text.hpp"
 
+#include "fleetconf/common/crypto.hpp"
+
 #include <cstdint>
 
 namespace fleetconf::common {
@@ -68,13 +70,6 @@ std::string escape(std::string_view s) {
     return out;
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 }  // namespace
 
 std::string printable(std::string_view bytes) { return escape<true>(bytes); }
@@ -103,9 +98,9 @@ std::optional<std::string> unescape_printable(std::string_view text) {
             continue;
         }
         if (i + 3 >= text.size() || text[i + 1] != 'x') return std::nullopt;
-        const int hi = hex_value(text[i + 2]), lo = hex_value(text[i + 3]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out += static_cast<char>(hi << 4 | lo);
+        const auto byte = from_hex(text.substr(i + 2, 2));
+        if (!byte) return std::nullopt;
+        out += static_cast<char>((*byte)[0]);
         i += 3;
     }
     return out;

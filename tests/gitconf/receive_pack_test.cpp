@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -277,11 +278,15 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
         REQUIRE(f >> pid);
         REQUIRE(pid > 0);
         INFO(which << " " << pid);
-        // Gone, or a zombie waiting for whoever inherited it to reap it: either way not running.
-        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-        std::string line;
-        const bool running = std::getline(stat, line) && line.find(") Z ") == std::string::npos;
-        CHECK_FALSE(running);
+        // Gone, or a zombie waiting for whoever inherited it to reap it: either way not running. SIGKILL is
+        // delivered asynchronously, so the check waits (up to 10 s) for that state instead of reading it once.
+        auto running = [&] {
+            std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+            std::string line;
+            return std::getline(stat, line) && line.find(") Z ") == std::string::npos;
+        };
+        for (int i = 0; i < 200 && running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK_FALSE(running());
     }
     ValidatorRun missing{{"/nonexistent/validator"}, std::chrono::milliseconds(2000), d.path / "scratch", {}};
     CHECK(run_validator(repo, good, missing) ==
