@@ -167,10 +167,10 @@ int run(const ServeArgs& a) {
             return kExitFailure;
         }
         // Bindings made while the process was down are routed now (setting an existing route changes nothing).
-        for (const auto& l : active_leases(*dhcp_service)) router->bound(l);
+        router->start(active_leases(*dhcp_service), unix_now());
         dhcp_service->set_lease_hook([&](const dhcp::LeaseEvent& e) {
             if (e.kind == dhcp::LeaseEvent::Kind::bound) router->bound(facts(e.lease));
-            else router->released(facts(e.lease), "release of");
+            else router->released(facts(e.lease), dhcp::why_released(e));
         });
         sweep = [&] {
             sweep_timer.expires_after(std::chrono::seconds(5));

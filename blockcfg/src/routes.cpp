@@ -84,9 +84,114 @@ tlstunnel::Command tlstunnel_call(const common::Endpoint& proxy, const std::stri
     return *reply;
 }
 
+std::chrono::milliseconds Backoff::after(int attempts) const {
+    auto d = first;
+    for (int i = 1; i < attempts && d < max; ++i) d *= 2;
+    return std::min(d, max);
+}
+
+namespace {
+
+// This process's device: an ordinary change, durable and logged there.
+class LocalDriver final : public RouteDriver {
+public:
+    explicit LocalDriver(RouteTarget t) : t_(std::move(t)) {}
+    std::string describe() const override { return t_.describe(); }
+    std::optional<Backend> current(const std::string& host) override {
+        auto snap = t_.local->snapshot();
+        auto it = snap.config->routes.find(host);
+        if (it == snap.config->routes.end()) return std::nullopt;
+        return it->second;
+    }
+    Outcome change(const std::string& host, const std::optional<Backend>& backend, const std::string& why) override {
+        ChangeRequest req;
+        req.name = backend ? "upsert" : "remove";
+        req.ops.push_back(Op{backend ? Op::Kind::upsert : Op::Kind::remove, host, backend.value_or(Backend{}), {}});
+        auto o = t_.local->change(std::move(req), "dhcp lease (" + why + ")");
+        if (o.ec) return {false, o.ec.message() + " " + o.message};
+        return {true, "generation " + std::to_string(o.generation)};
+    }
+
+private:
+    RouteTarget t_;
+};
+
+// A blockcfg editor elsewhere, over its authenticated control protocol (one connection per call).
+class BlockcfgDriver final : public RouteDriver {
+public:
+    explicit BlockcfgDriver(RouteTarget t) : t_(std::move(t)) {}
+    std::string describe() const override { return t_.describe(); }
+    std::optional<Backend> current(const std::string& host) override {
+        Client c(t_.endpoint, t_.key);
+        nlohmann::json req{{"op", "get"}, {"host", host}};
+        if (!t_.device.empty()) req["device"] = t_.device;
+        const auto r = c.call(req);
+        if (r.value("ok", false) != true) return std::nullopt;  // NOT_FOUND (other errors show at the change)
+        auto a = common::parse_ip(r["route"].value("address", ""));
+        if (!a) return std::nullopt;
+        return Backend{*a, static_cast<std::uint16_t>(r["route"].value("port", 0))};
+    }
+    Outcome change(const std::string& host, const std::optional<Backend>& backend, const std::string&) override {
+        Client c(t_.endpoint, t_.key);
+        nlohmann::json req{{"op", backend ? "upsert" : "remove"}, {"host", host}};
+        if (backend) {
+            req["address"] = common::to_string(backend->address);
+            req["port"] = backend->port;
+        }
+        if (!t_.device.empty()) req["device"] = t_.device;
+        const auto r = c.call(req);
+        if (r.value("ok", false) != true) return {false, r.value("error", nlohmann::json::object()).dump()};
+        return {true, "generation " + std::to_string(r.value("generation", 0))};
+    }
+
+private:
+    RouteTarget t_;
+};
+
+// A tlstunnel proxy, as a client of its own protocol.
+class TlstunnelDriver final : public RouteDriver {
+public:
+    explicit TlstunnelDriver(RouteTarget t) : t_(std::move(t)) {}
+    std::string describe() const override { return t_.describe(); }
+    std::optional<Backend> current(const std::string& host) override {
+        auto r = tlstunnel_call(t_.endpoint, t_.tlstunnel_key, tlstunnel::List{});
+        if (const auto* l = std::get_if<tlstunnel::Snis>(&r)) {
+            for (const auto& s : l->snis)
+                if (s.name == host && s.port >= 0 && s.port <= 65535) return Backend{s.host, static_cast<std::uint16_t>(s.port)};
+            return std::nullopt;
+        }
+        throw std::runtime_error("tlstunnel list: " + tlstunnel::describe(r));
+    }
+    Outcome change(const std::string& host, const std::optional<Backend>& backend, const std::string&) override {
+        tlstunnel::Command cmd = backend ? tlstunnel::Command{tlstunnel::Add{{host, backend->address, backend->port}}}
+                                         : tlstunnel::Command{tlstunnel::Remove{host}};
+        auto r = tlstunnel_call(t_.endpoint, t_.tlstunnel_key, cmd);
+        const auto* res = std::get_if<tlstunnel::Result>(&r);
+        if (!res || res->exit != 0) return {false, tlstunnel::describe(r)};
+        return {true, "tlstunnel's protocol has no replay protection"};
+    }
+
+private:
+    RouteTarget t_;
+};
+
+}  // namespace
+
+std::unique_ptr<RouteDriver> make_route_driver(RouteTarget target) {
+    switch (target.kind) {
+        case LeaseRoutes::Kind::local: return std::make_unique<LocalDriver>(std::move(target));
+        case LeaseRoutes::Kind::blockcfg: return std::make_unique<BlockcfgDriver>(std::move(target));
+        case LeaseRoutes::Kind::tlstunnel: return std::make_unique<TlstunnelDriver>(std::move(target));
+    }
+    throw std::logic_error("route target kind");
+}
+
 RouteSync::RouteSync(RouteTarget target, std::shared_ptr<spdlog::logger> log)
-    : target_(std::move(target)), log_(std::move(log)), worker_([this] { run(); }) {
-    log_->info("lease-driven routes go to {}", target_.describe());
+    : RouteSync(make_route_driver(std::move(target)), std::move(log)) {}
+
+RouteSync::RouteSync(std::unique_ptr<RouteDriver> driver, std::shared_ptr<spdlog::logger> log, Backoff backoff)
+    : driver_(std::move(driver)), log_(std::move(log)), backoff_(backoff), worker_([this] { run(); }) {
+    log_->info("lease-driven routes go to {}", driver_->describe());
 }
 
 RouteSync::~RouteSync() { stop(); }
@@ -153,8 +258,8 @@ common::StatusSource RouteSync::status_source() const {
     auto health = [this]() -> common::Health {
         const auto c = counters();
         if (c.retrying > 0)
-            return {false, std::to_string(c.retrying) + " host(s) waiting to retry a failed change on " + target_.describe()};
-        return {true, "to " + target_.describe() + "; " + std::to_string(c.applied) + " changes applied, " + std::to_string(c.pending) + " pending"};
+            return {false, std::to_string(c.retrying) + " host(s) waiting to retry a failed change on " + driver_->describe()};
+        return {true, "to " + driver_->describe() + "; " + std::to_string(c.applied) + " changes applied, " + std::to_string(c.pending) + " pending"};
     };
     return {"routes", metrics, health};
 }
@@ -196,96 +301,30 @@ void RouteSync::run() {
             // Retry unless a newer wish for this host arrived meanwhile.
             if (!wishes_.contains(host)) {
                 w.attempts++;
-                w.not_before = std::chrono::steady_clock::now() + std::chrono::seconds(std::min(60, 1 << std::min(w.attempts - 1, 6)));
-                log_->warn("routes: {} will be retried in {} s", host, std::min(60, 1 << std::min(w.attempts - 1, 6)));
+                const auto delay = backoff_.after(w.attempts);
+                w.not_before = std::chrono::steady_clock::now() + delay;
+                log_->warn("routes: {} will be retried in {} ms", host, delay.count());
                 wishes_[host] = w;
             }
         }
     }
 }
 
-std::optional<Backend> RouteSync::current(const std::string& host) {
-    using common::LeaseRoutes;
-    switch (target_.kind) {
-        case LeaseRoutes::Kind::local: {
-            auto snap = target_.local->snapshot();
-            auto it = snap.config->routes.find(host);
-            if (it == snap.config->routes.end()) return std::nullopt;
-            return it->second;
-        }
-        case LeaseRoutes::Kind::blockcfg: {
-            Client c(target_.endpoint, target_.key);
-            nlohmann::json req{{"op", "get"}, {"host", host}};
-            if (!target_.device.empty()) req["device"] = target_.device;
-            const auto r = c.call(req);
-            if (r.value("ok", false) != true) return std::nullopt;  // NOT_FOUND (other errors show at the change)
-            auto a = common::parse_ip(r["route"].value("address", ""));
-            if (!a) return std::nullopt;
-            return Backend{*a, static_cast<std::uint16_t>(r["route"].value("port", 0))};
-        }
-        case LeaseRoutes::Kind::tlstunnel: {
-            auto r = tlstunnel_call(target_.endpoint, target_.tlstunnel_key, tlstunnel::List{});
-            if (const auto* l = std::get_if<tlstunnel::Snis>(&r)) {
-                for (const auto& s : l->snis)
-                    if (s.name == host && s.port >= 0 && s.port <= 65535) return Backend{s.host, static_cast<std::uint16_t>(s.port)};
-                return std::nullopt;
-            }
-            throw std::runtime_error("tlstunnel list: " + tlstunnel::describe(r));
-        }
-    }
-    return std::nullopt;
-}
-
 bool RouteSync::apply(const std::string& host, const Wish& w) {
-    const auto now = current(host);
+    const auto now = driver_->current(host);
+    // Nothing to do: the route is already there, or (removal) no longer points at the lease's address.
     if (w.backend ? (now && *now == *w.backend) : (!now || now->address != w.if_at)) {
         std::lock_guard lk(mu_);
         ++counters_.unchanged;
         return true;
     }
     const std::string what = w.backend ? host + " -> " + w.backend->to_string() : "remove " + host;
-    switch (target_.kind) {
-        case LeaseRoutes::Kind::local: {
-            ChangeRequest req;
-            req.name = w.backend ? "upsert" : "remove";
-            req.ops.push_back(Op{w.backend ? Op::Kind::upsert : Op::Kind::remove, host, w.backend.value_or(Backend{}), {}});
-            auto o = target_.local->change(std::move(req), "dhcp lease (" + w.why + ")");
-            if (o.ec) {
-                log_->warn("routes: {} on {}: {} {}", what, target_.describe(), o.ec.message(), o.message);
-                return false;
-            }
-            log_->info("routes: {} on {} (generation {}; {})", what, target_.describe(), o.generation, w.why);
-            break;
-        }
-        case LeaseRoutes::Kind::blockcfg: {
-            Client c(target_.endpoint, target_.key);
-            nlohmann::json req{{"op", w.backend ? "upsert" : "remove"}, {"host", host}};
-            if (w.backend) {
-                req["address"] = common::to_string(w.backend->address);
-                req["port"] = w.backend->port;
-            }
-            if (!target_.device.empty()) req["device"] = target_.device;
-            const auto r = c.call(req);
-            if (r.value("ok", false) != true) {
-                log_->warn("routes: {} on {}: {}", what, target_.describe(), r.value("error", nlohmann::json::object()).dump());
-                return false;
-            }
-            log_->info("routes: {} on {} (generation {}; {})", what, target_.describe(), r.value("generation", 0), w.why);
-            break;
-        }
-        case LeaseRoutes::Kind::tlstunnel: {
-            tlstunnel::Command cmd = w.backend ? tlstunnel::Command{tlstunnel::Add{{host, w.backend->address, w.backend->port}}}
-                                               : tlstunnel::Command{tlstunnel::Remove{host}};
-            auto r = tlstunnel_call(target_.endpoint, target_.tlstunnel_key, cmd);
-            const auto* res = std::get_if<tlstunnel::Result>(&r);
-            if (!res || res->exit != 0) {
-                log_->warn("routes: {} on {}: {}", what, target_.describe(), tlstunnel::describe(r));
-                return false;
-            }
-            log_->info("routes: {} on {} ({}; tlstunnel's protocol has no replay protection)", what, target_.describe(), w.why);
-            break;
-        }
+    const auto o = driver_->change(host, w.backend, w.why);
+    if (!o.ok) {
+        log_->warn("routes: {} on {}: {}", what, driver_->describe(), o.detail);
+        return false;
     }
+    log_->info("routes: {} on {} ({}; {})", what, driver_->describe(), o.detail, w.why);
     std::lock_guard lk(mu_);
     ++counters_.applied;
     return true;
@@ -307,6 +346,11 @@ std::vector<std::string> LeaseRouter::hosts_of(const LeaseFacts& l, std::uint16_
     }
     if (r.fqdn && !l.fqdn.empty() && std::find(hosts.begin(), hosts.end(), l.fqdn) == hosts.end()) hosts.push_back(l.fqdn);
     return hosts;
+}
+
+void LeaseRouter::start(const std::vector<LeaseFacts>& active, std::uint64_t now) {
+    for (const auto& l : active)
+        if (l.expires > now) bound(l);
 }
 
 void LeaseRouter::bound(const LeaseFacts& l) {

@@ -158,7 +158,7 @@ json Service::command(const json& request) {
         const Lease gone = *l;
         im.store->apply({{gone, true}});
         im.store->sync();
-        im.report({LeaseEvent::Kind::released, gone});
+        im.report({LeaseEvent::Kind::released, gone, "lease4-del"});
         im.log->info("control: lease {} deleted", a->to_string());
         return reply(0, "IPv4 lease deleted.");
     }
@@ -193,7 +193,7 @@ json Service::command(const json& request) {
         l.expires = now + valid;
         im.store->apply({{l}});
         im.store->sync();
-        im.report({LeaseEvent::Kind::bound, l});
+        im.report({LeaseEvent::Kind::bound, l, "lease4-add"});
         im.log->info("control: lease {} added for {}", a->to_string(), mac->to_string());
         return reply(0, "Lease for address " + a->to_string() + " added.");
     }

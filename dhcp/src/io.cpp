@@ -144,13 +144,8 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
                 Batch& dest = (opts.durable && d.durable_before_reply) ? waiting : now_batch;
                 if (!d.changes.empty()) {
                     store->apply(d.changes);
-                    for (const auto& ch : d.changes) {
-                        if (ch.remove) continue;
-                        if (d.durable_before_reply && ch.lease.state == LeaseState::bound)
-                            dest.events.push_back({LeaseEvent::Kind::bound, ch.lease});
-                        else if (ch.lease.state == LeaseState::released || ch.lease.state == LeaseState::declined)
-                            now_batch.events.push_back({LeaseEvent::Kind::released, ch.lease});
-                    }
+                    for (auto& e : lease_events(d.changes, d.durable_before_reply))
+                        (e.kind == LeaseEvent::Kind::bound ? dest : now_batch).events.push_back(std::move(e));
                 }
                 if (d.reply) dest.replies.push_back({&s, std::move(*d.reply), d.max_reply_size});
             }
@@ -168,6 +163,19 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         }
     }
 }
+
+std::vector<LeaseEvent> lease_events(const std::vector<LeaseChange>& changes, bool binds) {
+    std::vector<LeaseEvent> events;
+    for (const auto& ch : changes) {
+        if (ch.remove) continue;
+        if (binds && ch.lease.state == LeaseState::bound) events.push_back({LeaseEvent::Kind::bound, ch.lease, "ack"});
+        else if (ch.lease.state == LeaseState::released) events.push_back({LeaseEvent::Kind::released, ch.lease, "release"});
+        else if (ch.lease.state == LeaseState::declined) events.push_back({LeaseEvent::Kind::released, ch.lease, "decline"});
+    }
+    return events;
+}
+
+std::string why_released(const LeaseEvent& e) { return std::string(e.cause) + " of"; }
 
 void Service::Impl::send_all(Batch& b) {
     for (const auto& r : b.replies) send_reply(*r.sock, r.reply, r.max_size);

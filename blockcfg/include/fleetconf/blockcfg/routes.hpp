@@ -13,6 +13,7 @@
 
 #include <spdlog/logger.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -41,9 +42,34 @@ RouteTarget make_route_target(const common::LeaseRoutes& routes, const std::func
 // tlstunnel's control protocol as a client: one command, one connection, 10 s. Throws std::runtime_error.
 tlstunnel::Command tlstunnel_call(const common::Endpoint& proxy, const std::string& key, const tlstunnel::Command& cmd);
 
+// Where route changes go: reads one host's route and changes it. make_route_driver builds the one of a
+// RouteTarget (this process's device, a blockcfg editor, tlstunnel); tests use a fake.
+class RouteDriver {
+public:
+    virtual ~RouteDriver() = default;
+    [[nodiscard]] virtual std::string describe() const = 0;
+    // host's route now, or nullopt when it has none. Throws std::runtime_error when the target cannot be asked.
+    virtual std::optional<Backend> current(const std::string& host) = 0;
+    struct Outcome {
+        bool ok = false;
+        std::string detail;  // ok: what the target says (e.g. "generation 7"); otherwise the error
+    };
+    // Routes host to `backend`, or removes its route (nullopt). `why` is recorded where the target keeps a log.
+    virtual Outcome change(const std::string& host, const std::optional<Backend>& backend, const std::string& why) = 0;
+};
+std::unique_ptr<RouteDriver> make_route_driver(RouteTarget target);
+
+// Retry schedule of a failed change: `first`, doubling, at most `max`.
+struct Backoff {
+    std::chrono::milliseconds first{1000};
+    std::chrono::milliseconds max{60000};
+    [[nodiscard]] std::chrono::milliseconds after(int attempts) const;  // delay after the attempts-th failure
+};
+
 class RouteSync {
 public:
     RouteSync(RouteTarget target, std::shared_ptr<spdlog::logger> log);
+    RouteSync(std::unique_ptr<RouteDriver> driver, std::shared_ptr<spdlog::logger> log, Backoff backoff = {});
     ~RouteSync();
     RouteSync(const RouteSync&) = delete;
     RouteSync& operator=(const RouteSync&) = delete;
@@ -76,10 +102,10 @@ private:
     void run();
     // Applies one wish; returns false (after logging) when it should be retried.
     bool apply(const std::string& host, const Wish& w);
-    std::optional<Backend> current(const std::string& host);
 
-    RouteTarget target_;
+    std::unique_ptr<RouteDriver> driver_;
     std::shared_ptr<spdlog::logger> log_;
+    Backoff backoff_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::map<std::string, Wish> wishes_;
@@ -104,6 +130,9 @@ class LeaseRouter {
 public:
     LeaseRouter(const common::Site& site, RouteSync& sync) : site_(site), sync_(sync) {}
     void set_site(const common::Site& site) { site_ = site; }
+    // At start: routes every binding made while the process was down (`active`: the bound leases; those
+    // expired by `now` are skipped). Routes that are already right change nothing on the target.
+    void start(const std::vector<LeaseFacts>& active, std::uint64_t now);
     void bound(const LeaseFacts& l);
     void released(const LeaseFacts& l, const std::string& why);
     // Removes the routes of routed leases that are no longer active (expired, or gone). `active`: the

@@ -46,7 +46,15 @@ struct LeaseEvent {
     enum class Kind { bound, released };
     Kind kind;
     Lease lease;
+    std::string_view cause = "ack";  // "ack", "release", "decline", "lease4-add", "lease4-del"
 };
+
+// The events of one decision's changes. `binds` (the decision's durable_before_reply): each bound lease is a
+// binding the reply promises, reported once the journal holds it. A lease RELEASEd or DECLINEd is released
+// (reported at once: removing a route early is safe). Offers make none.
+std::vector<LeaseEvent> lease_events(const std::vector<LeaseChange>& changes, bool binds);
+// "release of", "decline of", "lease4-del of": for log lines such as "release of 10.0.0.5".
+std::string why_released(const LeaseEvent& e);
 
 class Service {
 public:
