@@ -157,7 +157,8 @@ json Service::command(const json& request) {
         if (!l) return reply(3, "IPv4 lease not found.");
         const Lease gone = *l;
         im.store->apply({{gone, true}});
-        im.store->sync();
+        if (!im.journal_write(true, "lease4-del of " + a->to_string() + " not confirmed"))
+            return reply(1, "lease journal: " + im.journal_error + "; the deletion is not durable yet");
         im.report({LeaseEvent::Kind::released, gone, "lease4-del"});
         im.log->info("control: lease {} deleted", a->to_string());
         return reply(0, "IPv4 lease deleted.");
@@ -192,7 +193,8 @@ json Service::command(const json& request) {
         const auto valid = args.value("valid-lft", static_cast<std::uint64_t>(net->lease_time));
         l.expires = now + valid;
         im.store->apply({{l}});
-        im.store->sync();
+        if (!im.journal_write(true, "lease4-add of " + a->to_string() + " not confirmed"))
+            return reply(1, "lease journal: " + im.journal_error + "; the lease is not durable yet");
         im.report({LeaseEvent::Kind::bound, l, "lease4-add"});
         im.log->info("control: lease {} added for {}", a->to_string(), mac->to_string());
         return reply(0, "Lease for address " + a->to_string() + " added.");

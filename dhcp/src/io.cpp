@@ -42,6 +42,12 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
         impl_->opts.control_key_file = site.services.dhcp.control_key_file;
     }
     impl_->cfg = make_config(site, interface_ipv4);
+    if (impl_->opts.lease_store) {
+        impl_->store = impl_->opts.lease_store();
+        if (!impl_->store) throw std::runtime_error("the lease store factory returned no store");
+        impl_->log->info("leases: {} in the embedder's store", impl_->store->all().size());
+        return;
+    }
     std::vector<std::string> warnings;
     auto j = std::make_unique<JournalLeaseStore>(impl_->opts.lease_file, &warnings);
     for (const auto& w : warnings) impl_->log->warn("{}", w);
@@ -64,6 +70,8 @@ Service::~Service() = default;
 
 const LeaseStore& Service::leases() const { return *impl_->store; }
 
+std::uint16_t Service::local_port() const { return impl_->sockets.empty() ? 0 : impl_->opts.server_port; }
+
 void Service::reload(const common::Site& site) {
     impl_->cfg = make_config(site, interface_ipv4);
     impl_->log->info("configuration reloaded: {} networks", impl_->cfg.networks.size());
@@ -83,6 +91,8 @@ void Service::start() {
                          static_cast<socklen_t>(n.interface.size() + 1)) != 0)
             throw std::system_error(errno, std::generic_category(), "cannot bind to interface " + n.interface);
         sock.bind(udp::endpoint(asio::ip::address_v4::any(), impl_->opts.server_port));
+        // Port 0: the system's choice, then the same port on every interface (relayed replies go to it).
+        if (impl_->opts.server_port == 0) impl_->opts.server_port = sock.local_endpoint().port();
         // Room for a boot storm's burst while the journal syncs: 4 MiB (SO_RCVBUFFORCE passes the system
         // limit when the service runs with CAP_NET_ADMIN, as a DHCP server usually does).
         const int rcvbuf = 4 << 20;
@@ -208,7 +218,7 @@ bool Service::Impl::journal_write(bool sync, const std::string& consequence) {
 }
 
 void Service::Impl::maybe_compact() {
-    if (!journal || journal->records() <= 2 * journal->size() + 10000) return;
+    if (!journal || !journal->needs_compaction()) return;
     try {
         journal->compact();
         log->info("lease journal compacted to {} records", journal->records());

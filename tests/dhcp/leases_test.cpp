@@ -6,6 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <random>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace fleetconf::dhcp;
 using fleetconf::common::Ipv4;
@@ -315,6 +320,86 @@ TEST_CASE("journal: compaction keeps exactly the live leases", "[dhcp][leases]")
     CHECK(r.size() == 3);
     CHECK(r.by_address(Ipv4(10, 0, 0, 1))->hostname == "a49");
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: compaction is due just over twice the live leases plus the slack (issue 22.11)", "[dhcp][leases]") {
+    auto dir = temp_dir();
+    JournalLeaseStore j(dir / "leases.journal", nullptr, 1 << 16);
+    j.apply({{lease(1, "a")}, {lease(2, "b")}});
+    // 2 live leases: due above 2 * 2 + kCompactSlack records.
+    const auto limit = 2 * 2 + JournalLeaseStore::kCompactSlack;
+    while (j.records() < limit) j.apply({{lease(1, "a" + std::to_string(j.records()))}});
+    CHECK(j.records() == limit);
+    CHECK_FALSE(j.needs_compaction());  // exactly at the limit
+    j.apply({{lease(2, "b2")}});
+    CHECK(j.needs_compaction());  // one over
+    j.compact();
+    CHECK(j.records() == 2);
+    CHECK_FALSE(j.needs_compaction());
+    std::filesystem::remove_all(dir);
+}
+
+// Compaction killed at any moment (SIGKILL of a process compacting in a loop) leaves a journal that opens
+// with every live lease: the rename is the only step that replaces the old file. The order of the syscalls
+// that make it safe across a power loss (fsync of the new file, rename, fsync of the directory) is checked
+// under strace by tests/dhcp/compaction_order_test.sh, which runs the next test case.
+TEST_CASE("journal: compaction killed at any moment loses nothing (issue 22.11)", "[dhcp][leases][compaction]") {
+    auto dir = temp_dir();
+    const auto f = dir / "leases.journal";
+    std::map<Ipv4, std::string> live;
+    {
+        JournalLeaseStore j(f, nullptr, 1 << 12);
+        for (int round = 0; round < 40; ++round)
+            for (std::uint8_t a = 1; a <= 30; ++a) j.apply({{lease(a, "h" + std::to_string(a) + "-" + std::to_string(round))}});
+        j.sync();
+        for (std::uint8_t a = 1; a <= 30; ++a) live[Ipv4(10, 0, 0, a)] = "h" + std::to_string(a) + "-39";
+    }
+    std::mt19937 rng(22011);
+    for (int kill = 0; kill < 25; ++kill) {
+        int ready[2];
+        REQUIRE(::pipe(ready) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            ::close(ready[0]);
+            try {
+                JournalLeaseStore j(f, nullptr, 1 << 12);
+                (void)!::write(ready[1], "r", 1);
+                for (;;) j.compact();
+            } catch (...) {
+            }
+            ::_exit(3);
+        }
+        ::close(ready[1]);
+        char c = 0;
+        REQUIRE(::read(ready[0], &c, 1) == 1);  // the child has opened the journal and is compacting
+        ::close(ready[0]);
+        ::usleep(std::uniform_int_distribution<unsigned>(0, 3000)(rng));
+        ::kill(child, SIGKILL);
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        REQUIRE(WIFSIGNALED(status));  // killed while compacting, not failed
+        std::vector<std::string> warnings;
+        JournalLeaseStore r(f, &warnings, 1 << 12);
+        INFO("kill " << kill);
+        CHECK(r.recovery().damaged.empty());
+        REQUIRE(r.size() == live.size());
+        for (const auto& [a, host] : live) {
+            REQUIRE(r.by_address(a));
+            CHECK(r.by_address(a)->hostname == host);
+        }
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("journal: one compaction, for the syscall-order check", "[.compaction-syscalls]") {
+    const auto dir = std::filesystem::path(std::getenv("FLEETCONF_COMPACTION_DIR") ? std::getenv("FLEETCONF_COMPACTION_DIR") : "");
+    REQUIRE(!dir.empty());
+    JournalLeaseStore j(dir / "leases.journal", nullptr, 1 << 12);
+    for (int round = 0; round < 3; ++round) j.apply({{lease(1, "a" + std::to_string(round))}});
+    j.sync();
+    j.compact();
+    CHECK(j.records() == 1);
 }
 
 TEST_CASE("journal record codec", "[dhcp][leases]") {

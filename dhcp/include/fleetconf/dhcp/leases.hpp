@@ -120,6 +120,10 @@ public:
     void flush() override;  // write only
     // Rewrites the journal with only the live leases (temporary file, fsync, rename, fsync of the directory).
     void compact();
+    // The service compacts once the journal holds more than twice its live leases plus kCompactSlack
+    // records: the cost of a rewrite is spread over at least as many appends as it writes.
+    static constexpr std::uint64_t kCompactSlack = 10000;
+    [[nodiscard]] bool needs_compaction() const { return records_ > 2 * size() + kCompactSlack; }
     [[nodiscard]] std::uint64_t records() const { return records_; }
     [[nodiscard]] std::uint64_t syncs() const { return syncs_; }
 

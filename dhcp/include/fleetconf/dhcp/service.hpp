@@ -35,6 +35,9 @@ struct ServiceOptions {
     // control_key_file (a secret file, at least 16 characters). Default: the site's services.dhcp settings.
     std::optional<common::Endpoint> control_http;
     std::filesystem::path control_key_file;
+    // Where leases are kept. Default: the lease journal at lease_file. An embedder may supply another store
+    // (tests use one that fails on demand); the service syncs it before every reply that promises a lease.
+    std::function<std::unique_ptr<LeaseStore>()> lease_store;
 };
 
 // The IPv4 address of a local interface (getifaddrs), for the server identifier.
@@ -64,6 +67,9 @@ public:
     // Opens one UDP socket per network interface of the site (bound to that device only).
     void start();
     void stop();
+    // The UDP port the service listens on: server_port, or the one the system chose when it is 0 (the same
+    // for every interface; relayed replies go to it). 0 before start().
+    [[nodiscard]] std::uint16_t local_port() const;
     // Applies a new site file: new reservations and options; leases are kept.
     void reload(const common::Site& site);
     [[nodiscard]] const LeaseStore& leases() const;
