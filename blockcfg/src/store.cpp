@@ -304,11 +304,22 @@ std::optional<Store> Store::open(Device& dev, std::error_code& ec, std::string& 
                   "); refusing to start with an empty configuration";
         return std::nullopt;
     }
-    if (hdr[0] && hdr[1] && (hdr[0]->uuid != hdr[1]->uuid || hdr[0]->geometry.slots != hdr[1]->geometry.slots ||
-                             hdr[0]->geometry.slot_sectors != hdr[1]->geometry.slot_sectors)) {
-        ec = errc::damaged;
-        message = "the two header copies describe different devices";
-        return std::nullopt;
+    // Two valid copies that disagree on identity or layout: which one is right cannot be told, so neither
+    // is used (docs/blockcfg-format.md, "Recovery").
+    if (hdr[0] && hdr[1]) {
+        const auto& a = *hdr[0];
+        const auto& b = *hdr[1];
+        std::string differ;
+        if (a.uuid != b.uuid) differ = "UUID " + cm::to_hex(a.uuid) + " and " + cm::to_hex(b.uuid);
+        else if (a.geometry.slots != b.geometry.slots)
+            differ = std::to_string(a.geometry.slots) + " and " + std::to_string(b.geometry.slots) + " slots";
+        else if (a.geometry.slot_sectors != b.geometry.slot_sectors)
+            differ = "slots of " + std::to_string(a.geometry.slot_sectors) + " and " + std::to_string(b.geometry.slot_sectors) + " sectors";
+        if (!differ.empty()) {
+            ec = errc::damaged;
+            message = "the two header copies describe different devices (" + differ + "); refusing to guess which is right";
+            return std::nullopt;
+        }
     }
     for (int c = 0; c < 2; ++c)
         if (!hdr[c]) warn(std::string(c == 0 ? "first" : "last") + " header copy is damaged (" + why[c] + "); the other copy is used and the next commit rewrites both");

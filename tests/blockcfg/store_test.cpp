@@ -286,6 +286,55 @@ TEST_CASE("header codec round trip and rejection table", "[store][layout]") {
     CHECK(why == "inconsistent geometry");
 }
 
+TEST_CASE("two valid header copies for different devices are refused (issue 22.11)", "[store][layout]") {
+    const std::uint32_t ss = GENERATE(512u, 4096u);
+    const std::uint64_t n = (256 * 1024) / ss;
+    struct Case {
+        const char* name;
+        void (*change)(layout::Header&);
+        const char* message;
+    };
+    const Case cases[] = {
+        {"uuid", [](layout::Header& h) { h.uuid[15] ^= 1; },
+         "the two header copies describe different devices (UUID 00000000000000000000000000000000 and 00000000000000000000000000000001); "
+         "refusing to guess which is right"},
+        {"slots", [](layout::Header& h) { h.geometry.slots -= 1; }, nullptr},
+        {"slot sectors", [](layout::Header& h) { h.geometry.slot_sectors -= 1; }, nullptr},
+    };
+    for (const auto& c : cases) {
+        INFO(c.name << ", sector size " << ss);
+        MemoryDevice d(ss, n);
+        REQUIRE_FALSE(Store::format(d, fixed_uuid(), "v1"));
+        std::vector<std::uint8_t> sector(ss);
+        d.read(n - 1, sector);
+        auto last = layout::decode_header(sector);
+        REQUIRE(last);
+        c.change(*last);
+        const auto bytes = layout::encode_header(*last);
+        REQUIRE(layout::decode_header(bytes));  // each copy on its own is valid
+        d.write(n - 1, bytes);
+        const auto [ec, msg] = open_err(d);
+        CHECK(ec == errc::damaged);
+        if (c.message) CHECK(msg == c.message);
+        else CHECK(msg.starts_with("the two header copies describe different devices ("));
+    }
+    // A copy for a device of another size is not valid here: the other copy is used, with a warning.
+    MemoryDevice d(ss, n);
+    REQUIRE_FALSE(Store::format(d, fixed_uuid(), "v1"));
+    std::vector<std::uint8_t> sector(ss);
+    d.read(n - 1, sector);
+    auto last = layout::decode_header(sector);
+    REQUIRE(last);
+    last->geometry.sectors += 1;
+    d.write(n - 1, layout::encode_header(*last));
+    std::vector<std::string> warnings;
+    auto s = open_ok(d, &warnings);
+    CHECK(s.payload() == "v1");
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0] == "last header copy is damaged (header describes a device of another size); the other copy is used and the next "
+                         "commit rewrites both");
+}
+
 TEST_CASE("file device: create, lock, detect the sector size", "[store][device]") {
     auto dir = std::filesystem::temp_directory_path() / ("fc-dev-" + fleetconf::common::to_hex(fleetconf::common::random_bytes(4)));
     std::filesystem::create_directories(dir);
