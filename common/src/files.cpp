@@ -47,6 +47,14 @@ std::optional<std::string> read_file_limited(const std::filesystem::path& p, std
     return std::nullopt;
 }
 
+std::optional<FileStamp> file_stamp(const std::filesystem::path& p) {
+    struct stat st{};
+    if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+    return FileStamp{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
+                     std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+                     std::int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
+}
+
 void write_file_atomic(const std::filesystem::path& p, std::span<const std::uint8_t> data, unsigned mode) {
     auto dir = p.parent_path();
     if (dir.empty()) dir = ".";

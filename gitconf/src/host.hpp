@@ -1,6 +1,7 @@
 // Private to the gitconf service: the state shared by the git:// and HTTP(S) front ends.
 #pragma once
 
+#include "fleetconf/common/files.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/gitconf/auth.hpp"
 #include "fleetconf/gitconf/receive_pack.hpp"
@@ -97,7 +98,7 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
 
     // credentials, reloaded when the token file changes on disk (`fleetconf git token` while serving)
     TokenStore tokens;
-    std::filesystem::file_time_type tokens_mtime{};
+    std::optional<common::FileStamp> tokens_stamp;  // of the token file as last loaded
     void refresh_tokens();
 
     std::optional<tcp::acceptor> http_acceptor, https_acceptor, git_acceptor, ssh_acceptor;

@@ -306,23 +306,21 @@ Service::Impl::Impl(asio::io_context& i, const common::Site& s, ServiceOptions o
 }
 
 void Service::Impl::refresh_tokens() {
-    std::error_code ec;
     const auto file = token_file(site);
-    const auto mtime = std::filesystem::last_write_time(file, ec);
-    if (ec) {
+    const auto stamp = common::file_stamp(file);
+    if (!stamp) {
         if (!tokens.records().empty()) log->warn("token file {} is gone: no HTTP credential is valid", file.string());
         tokens = TokenStore::load(file);  // empty
-        tokens_mtime = {};
+        tokens_stamp.reset();
         return;
     }
-    if (mtime == tokens_mtime) return;
+    if (stamp == tokens_stamp) return;
+    tokens_stamp = stamp;
     try {
         tokens = TokenStore::load(file);
-        tokens_mtime = mtime;
         log->info("loaded {} credential(s) from {}", tokens.records().size(), file.string());
     } catch (const std::exception& e) {
         log->error("{}; keeping the credentials loaded before", e.what());
-        tokens_mtime = mtime;
     }
 }
 
@@ -799,7 +797,7 @@ void Service::reload(const common::Site& site) {
     } catch (const std::exception& e) {
         i.log->error("reload: {}", e.what());
     }
-    i.tokens_mtime = {};
+    i.tokens_stamp.reset();
     i.refresh_tokens();
 }
 

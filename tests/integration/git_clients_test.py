@@ -532,7 +532,31 @@ try:
         check(f"traversal or non-smart path {bad!r} without credentials: 401", st == 401 and
               h.get("WWW-Authenticate") == 'Basic realm="fleetconf git", charset="UTF-8"', (st, h.get("WWW-Authenticate")))
     st, _, _ = http_request("GET", "/web.git/info/refs", {"Authorization": basic("web", tokens["web"])})
-    check("dumb HTTP (no service parameter): refused", st in (403, 404), st)
+    check("dumb HTTP (no service parameter): 403 (docs/gitconf.md)", st == 403, st)
+
+    # ---- credentials on a running server (issue 22.12): no restart, no signal ------------------------
+    old_token = tokens["web"]
+    st, _, _ = http_request("GET", refs, {"Authorization": basic("web", old_token)})
+    check("rotation: the current token works before", st == 200, st)
+    for rotation in range(3):  # back to back: several rotations within one timestamp tick are still seen
+        new_token = run(FC, "git", "token", "web", "--site", SITE_FILE).stdout.decode().strip()
+        st_old, h_old, _ = http_request("GET", refs, {"Authorization": basic("web", old_token)})
+        st_new, _, _ = http_request("GET", refs, {"Authorization": basic("web", new_token)})
+        check(f"rotation {rotation + 1}: the old token gets 401 at the next request, the new one 200",
+              st_old == 401 and h_old.get("WWW-Authenticate") == 'Basic realm="fleetconf git", charset="UTF-8"' and st_new == 200,
+              (st_old, st_new))
+        old_token = new_token
+    r = run(FC, "git", "token", "web", "--revoke", "--site", SITE_FILE)
+    st, _, _ = http_request("GET", refs, {"Authorization": basic("web", old_token)})
+    check("revocation: the revoked token gets 401 at once", r.returncode == 0 and st == 401, (r.returncode, st))
+    r = git("ls-remote", f"http://web:{old_token}@127.0.0.1:{HTTP}/web.git", check_rc=False)
+    check("revocation: stock git is refused with the server's 401", r.returncode != 0 and
+          "authentication failed" in r.stderr.decode().lower(), r.stderr.decode()[-300:])
+    st, _, _ = http_request("GET", "/cal.git/info/refs?service=git-upload-pack", {"Authorization": basic("cal", tokens["cal"])})
+    check("revocation: another unikernel's token still works", st == 200, st)
+    tokens["web"] = run(FC, "git", "token", "web", "--site", SITE_FILE).stdout.decode().strip()
+    st, _, _ = http_request("GET", refs, {"Authorization": basic("web", tokens["web"])})
+    check("a token issued after revocation works at once", st == 200, st)
     st, _, b = http_request("GET", "/web.git/info/refs?service=git-receive-pack", {"Authorization": basic("web", tokens["web"])})
     check("push advertisement with a read-only credential: 403", st == 403, st)
     st, h, b = http_request("GET", "/cal.git/info/refs?service=git-receive-pack", {"Authorization": basic("cal", tokens["cal"])})

@@ -15,6 +15,16 @@ std::optional<std::string> read_file_limited(const std::filesystem::path& p, std
 
 // Writes via a temporary file in the same directory, fsync, rename, fsync of the directory:
 // after a crash the file holds either the old or the new content. `mode` applies to the new file.
+// What tells one version of a file from another without reading it: device, inode (a rename over it, as
+// write_file_atomic does, makes a new one), size, and modification and change times in nanoseconds. Two
+// writes within one timestamp tick still differ by inode. nullopt when the file cannot be stat'ed.
+struct FileStamp {
+    std::uint64_t dev = 0, ino = 0, size = 0;
+    std::int64_t mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const FileStamp&) const = default;
+};
+std::optional<FileStamp> file_stamp(const std::filesystem::path& p);
+
 void write_file_atomic(const std::filesystem::path& p, std::span<const std::uint8_t> data, unsigned mode = 0644);
 
 // Reads a secret file: must be a regular file not readable or writable by group or others.
