@@ -226,10 +226,10 @@ TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site
     auto e6 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"127.0.0.1:8004"}}})");
     REQUIRE(e6.size() == 1);
     CHECK(e6[0].pointer == "/services/dhcp/control_http");
-    CHECK(e6[0].message.find("control_key_file") != std::string::npos);
+    CHECK(e6[0].message == "needs \"control_key_file\": the HTTP control channel is never open without a password");
     auto e7 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"localhost"}}})");
     REQUIRE_FALSE(e7.empty());
-    CHECK(e7[0].message.find("not an address with :port") != std::string::npos);
+    CHECK(e7[0].message == "\"localhost\" is not an address with :port, or \"off\"");
     CHECK_FALSE(parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"off"}}})").services.dhcp.control_http);
 }
 
@@ -316,5 +316,5 @@ TEST_CASE("services.status: one endpoint for every service; the old dhcp.metrics
     auto moved = errors_of("{" + net + R"(,"services":{"dhcp":{"metrics":"off"}}})");
     REQUIRE(moved.size() == 1);
     CHECK(moved[0].pointer == "/services/dhcp/metrics");
-    CHECK(moved[0].message.find("services.status") != std::string::npos);
+    CHECK(moved[0].message == "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
 }

@@ -266,15 +266,15 @@ try:
     rc, r = ctl("lease4-add", {"ip-address": "10.88.0.222", "hw-address": "02:00:00:00:00:99", "hostname": "manual"})
     check("lease4-add", r.get("result") == 0, r)
     rc, r = ctl("lease4-add", {"ip-address": "10.88.0.222", "hw-address": "02:00:00:00:00:98"})
-    check("lease4-add over another client's lease is refused", r.get("result") == 1 and "leased to" in r["text"], r)
+    check("lease4-add over another client's lease is refused", r.get("result") == 1 and r["text"] == "10.88.0.222 is leased to 02:00:00:00:00:99", r)
     rc, r = ctl("lease4-del", {"ip-address": "10.88.0.222"})
     check("lease4-del", r.get("result") == 0 and ctl("lease4-get", {"ip-address": "10.88.0.222"})[1]["result"] == 3, r)
     rc, r = ctl("lease4-del", {})
-    check("missing argument: clear error", r.get("result") == 1 and "missing parameter 'ip-address'" in r["text"] and rc == 1, r)
+    check("missing argument: clear error", r.get("result") == 1 and r["text"] == "missing parameter 'ip-address'" and rc == 1, r)
     rc, r = ctl("lease4-frobnicate")
-    check("unknown command: result 2", r.get("result") == 2 and "not supported" in r["text"], r)
+    check("unknown command: result 2", r.get("result") == 2 and r["text"] == "'lease4-frobnicate' command not supported.", r)
     r = raw(b'{"command": "status-get", ')
-    check("bad JSON: clear error", r.get("result") == 1 and "invalid JSON" in r["text"], r)
+    check("bad JSON: clear error", r.get("result") == 1 and r["text"] == "invalid JSON: the command is not a complete JSON document", r)
     rc, r = ctl("statistic-get-all")
     st = r.get("arguments", {})
     check("statistic-get-all counts packets and pool size", st.get("pkt4-received", [[0]])[0][0] > 0 and
@@ -292,7 +292,7 @@ try:
     check("GET /health: the DHCP service is healthy", "'ok': True" in m.stdout, m.stdout + m.stderr[-300:])
     m = ns(SRV, "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://127.0.0.1:9467/other')\nexcept Exception as e: print(e)",
            check=False)
-    check("other paths: 404", "404" in m.stdout, m.stdout + m.stderr)
+    check("other paths: 404", m.stdout.strip() == "HTTP Error 404: Not Found", m.stdout + m.stderr)
     # The same commands over HTTP (kea-ctrl-agent's shape), on the server namespace's loopback.
     def ctl_http(cmd, password, args=None):
         a = ["--args", json.dumps(args)] if args is not None else []
@@ -301,7 +301,8 @@ try:
     rc, r = ctl_http("lease4-get", CONTROL_PASSWORD, {"ip-address": "10.88.0.20"})
     check("HTTP control: lease4-get with the password", rc == 0 and r.get("result") == 0 and r["arguments"]["hw-address"] == "02:00:00:00:00:02", r)
     rc, r = ctl_http("status-get", "wrong-password-wrong-password")
-    check("HTTP control: a wrong password is refused with a clear error", rc != 0 and "password refused" in r.get("stderr", ""), r)
+    check("HTTP control: a wrong password is refused with a clear error", rc == 1 and
+          r.get("stderr", "").strip() == "fleetconf: 127.0.0.1:8004: password refused (the contents of services.dhcp.control_key_file)", r)
     http = r"""
 import base64, json, socket, sys, urllib.request as u
 def post(body, auth=True, method="POST", path="/"):
@@ -332,10 +333,13 @@ print(json.dumps({
           h.get("noauth", [0])[0] == 401 and h["noauth"][2] == 'Basic realm="fleetconf dhcp"', h.get("noauth") or m.stderr[-400:])
     check("HTTP control: GET -> 405", h.get("get", [0])[0] == 405, h.get("get"))
     check("HTTP control: bad JSON -> a clear error in Kea's array form",
-          h.get("badjson", [0, [{}]])[1][0].get("result") == 1 and "invalid JSON" in h["badjson"][1][0]["text"], h.get("badjson"))
-    check("HTTP control: another service -> error", h.get("service", [0, [{}]])[1][0].get("result") == 1, h.get("service"))
-    check("HTTP control: unknown command -> result 2", h.get("unknown", [0, [{}]])[1][0].get("result") == 2, h.get("unknown"))
-    check("HTTP control: missing argument -> result 1, named", "ip-address" in h.get("missing", [0, [{"text": ""}]])[1][0]["text"], h.get("missing"))
+          h.get("badjson", [0, [{}]])[1][0] == {"result": 1, "text": "invalid JSON: the body is not a JSON document"}, h.get("badjson"))
+    check("HTTP control: another service -> error", h.get("service", [0, [{}]])[1][0] ==
+          {"result": 1, "text": 'this control channel serves ["dhcp4"] only'}, h.get("service"))
+    check("HTTP control: unknown command -> result 2", h.get("unknown", [0, [{}]])[1][0] ==
+          {"result": 2, "text": "'frobnicate' command not supported."}, h.get("unknown"))
+    check("HTTP control: missing argument -> result 1, named", h.get("missing", [0, [{}]])[1][0] ==
+          {"result": 1, "text": "missing parameter 'ip-address'"}, h.get("missing"))
     check("HTTP control: list-commands", h.get("ok", [0])[0] == 200 and "lease4-get" in h["ok"][1][0]["arguments"], h.get("ok"))
     check("HTTP control: a body over 1 MiB -> 413", h.get("big", [0])[0] == 413, (h.get("big") or [0])[0])
     # Hostile host names (issue 16.1, 16.2): one byte 0xff, and a newline that would forge a log line. Every
