@@ -219,13 +219,13 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
             json routes = json::array();
             for (const auto& x : c.snis) routes.push_back({{"host", x.name}, {"address", common::to_string(x.host)}, {"port", x.port}});
             std::cout << json{{"sector_size", ss}, {"superblock", c.used_last ? "last" : "first"}, {"counter", c.used.counter},
-                              {"timestamp", c.used.timestamp}, {"routes", routes}, {"warnings", c.notes}}
+                              {"timestamp", c.used.timestamp}, {"unix_time", tt::decode_timestamp(c.used.timestamp)}, {"routes", routes}, {"warnings", c.notes}}
                              .dump(2)
                       << "\n";
             return kExitOk;
         }
         std::cout << a.device << ": tlstunnel disk, " << ss << "-byte sectors, read through the " << (c.used_last ? "last" : "first")
-                  << " superblock (counter " << c.used.counter << ", timestamp " << c.used.timestamp << "), " << c.snis.size()
+                  << " superblock (counter " << c.used.counter << ", written at Unix time " << tt::decode_timestamp(c.used.timestamp) << "), " << c.snis.size()
                   << " route(s)\n";
         print_snis(c.snis);
         return kExitOk;
@@ -307,7 +307,7 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
                                                     std::chrono::system_clock::now().time_since_epoch()).count());
     tt::Bytes out;
     try {
-        out = tt::write_disk(snis, ss, bytes / ss, counter, now);
+        out = tt::write_disk(snis, ss, bytes / ss, counter, tt::encode_timestamp(static_cast<std::int64_t>(now)));
     } catch (const std::exception& e) {
         print_error(a.image + ": " + e.what());
         return kExitInvalid;

@@ -367,6 +367,20 @@ std::string describe(const Command& c) {
 
 // ---- disk ----
 
+namespace {
+constexpr std::uint64_t kNsPerTlstunnelDay = 86'000ull * 1'000'000'000ull;  // filesystem.ml ns_per_day
+}
+
+std::uint64_t encode_timestamp(std::int64_t unix_seconds) {
+    if (unix_seconds < 0) unix_seconds = 0;
+    const auto s = static_cast<std::uint64_t>(unix_seconds);
+    return s / 86'400 * kNsPerTlstunnelDay + s % 86'400 * 1'000'000'000ull;
+}
+
+std::int64_t decode_timestamp(std::uint64_t field) {
+    return static_cast<std::int64_t>(field / kNsPerTlstunnelDay * 86'400 + field % kNsPerTlstunnelDay / 1'000'000'000ull);
+}
+
 Bytes encode_superblock(const Superblock& sb, std::size_t sector_size) {
     Bytes s(sector_size, 0);
     s[0] = static_cast<std::uint8_t>(sb.version >> 8);

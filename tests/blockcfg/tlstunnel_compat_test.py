@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""tlstunnel compatibility, end to end through the `fleetconf` binary, against an independent Python
-implementation of docs/tlstunnel-compat.md:
+"""tlstunnel compatibility, end to end through the `fleetconf` binary, against tlstunnel itself as far as
+this machine can run it: tlstunnel_reference.py, a port of robur-coop/tlstunnel's own source (not of
+fleetconf's docs), plus images built here byte by byte:
 
 - disk images built here byte by byte (512- and 4096-byte sectors, multi-sector chains in any order,
   one superblock damaged, an older counter, a broken chain, both superblocks damaged), read with
   `fleetconf block dump --format tlstunnel`; export -> dump -> import round trips;
-- a stand-in tlstunnel control socket on 127.0.0.1 that checks the HMAC and parses the DER the way the
-  proxy does, driven by `fleetconf block --legacy-tlstunnel list|add|remove`.
+- images fleetconf exports, read by the port of the proxy's boot-time reader (filesystem.ml read_data);
+- the port's control socket on 127.0.0.1 (unikernel.ml: one TCP read per command, HMAC, the proxy's
+  replies), driven by `fleetconf block --legacy-tlstunnel list|add|remove`.
 
 usage: tlstunnel_compat_test.py FLEETCONF_BINARY
 """
@@ -32,7 +34,7 @@ def run(*args, env=None):
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlstunnel_standin import tlv, der_int, der_ip, der_sni, der_snis, parse_tlv, parse_sni, parse_snis, StandIn  # noqa: E402
+from tlstunnel_reference import tlv, der_int, der_ip, der_sni, der_snis, parse_tlv, parse_sni, parse_snis, Disk, Proxy, decode_timestamp  # noqa: E402
 
 
 # ---- disk images, from the documented layout ----
@@ -140,17 +142,17 @@ try:
         r = run("block", "export", "--format", "tlstunnel", "--sector-size", str(ss), "--size", str(64 * ss), dev, out)
         check(f"export --format tlstunnel ({ss}-byte sectors)", r.returncode == 0 and os.path.getsize(out) == 64 * ss, r.stderr)
         data = open(out, "rb").read()
-        sb = data[:ss]
-        ok_sb = hashlib.sha256(sb[:-32]).digest() == sb[-32:] and sb == data[-ss:]
-        ver, counter, ts, first, length = struct.unpack(">H6xQQQQ", sb[:40])
-        chain, at = b"", first
-        while at and len(chain) < length:
-            chain += data[at * ss + 8:(at + 1) * ss]
-            at = struct.unpack(">Q", data[at * ss:at * ss + 8])[0]
-        chain = chain[:length]
-        check(f"the exported image verifies with an independent reader ({ss})",
-              ok_sb and ver == 1 and hashlib.sha256(chain).digest() == sb[40:72] and sorted(parse_snis(chain)) == sorted(ROUTES),
-              (ok_sb, ver, counter, length))
+        disk = Disk(ss, len(data) // ss, lambda: 0)
+        disk.img = bytearray(data)
+        try:
+            sb, chain = disk.read_data()  # what tlstunnel does at boot with this device
+            got, err = sorted(parse_snis(chain)), None
+        except ValueError as e:
+            sb, got, err = None, None, str(e)
+        check(f"the exported image boots the proxy (port of filesystem.ml read_data), every route there ({ss})",
+              err is None and got == sorted(ROUTES) and disk.writes == 0, (err, (got or [])[:2]))
+        check(f"the exported image's timestamp is in tlstunnel's encoding ({ss})",
+              sb is not None and abs(decode_timestamp(sb["timestamp"]) - time.time()) < 3600, sb and sb["timestamp"])
     r = run("block", "export", "--format", "tlstunnel", dev, f"{tmp}/export512.img")
     r2, j = dump(f"{tmp}/export512.img")
     check("export over an existing image keeps its size and counts on", r.returncode == 0 and j and j["counter"] == 2 and
@@ -160,9 +162,9 @@ try:
     check("import refuses a port tlstunnel accepted but is out of range, and changes nothing",
           r.returncode == 2 and "70000" in r.stderr, r.stderr)
 
-    # ---- the control socket, against a stand-in tlstunnel ----
+    # ---- the control socket, against the port of the proxy's ----
     KEY = b"shared tlstunnel key"
-    standin = StandIn(KEY)
+    standin = Proxy(KEY)
     state, seen, port = standin.state, standin.seen, standin.port
     keyfile = f"{tmp}/tlstunnel.key"
     fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -174,23 +176,29 @@ try:
     check("legacy add: accepted by the proxy, the address above 128.0.0.0 arrives intact",
           r.returncode == 0 and state.get("web.example") == ("192.168.1.10", 8443), (r.stderr, state))
     check("every use says there is no replay protection", "no replay protection" in r.stderr, r.stderr)
+    check("the proxy's reply is shown", "(tlstunnel: web.example was successfully added)" in r.stdout, r.stdout)
+    check("each command reaches the proxy whole in its one read (no truncated frame)", standin.truncated == 0, standin.truncated)
+    _, disk_data = standin.disk.read_data()
+    check("the proxy stored the route on its disk", parse_snis(disk_data) == [("web.example", "192.168.1.10", 8443)], disk_data.hex())
     check("the frame is u64 length + HMAC-SHA256(key, DER) + DER of add",
           seen and seen[-1][32:] == tlv(0xA0, der_sni("web.example", "192.168.1.10", 8443)), seen[-1].hex() if seen else None)
     run(*legacy, "add", "v6.example", "2001:db8::1", "443", *conn)
     r = run(*legacy, "list", "--json", *conn)
     got = json.loads(r.stdout) if r.returncode == 0 else None
-    check("legacy list", got == [{"host": "v6.example", "address": "2001:db8::1", "port": 443},
-                                 {"host": "web.example", "address": "192.168.1.10", "port": 8443}], (r.stderr, got))
+    check("legacy list (the proxy answers in descending order; shown as it came)",
+          got == [{"host": "web.example", "address": "192.168.1.10", "port": 8443},
+                  {"host": "v6.example", "address": "2001:db8::1", "port": 443}], (r.stderr, got))
     r = run(*legacy, "list", *conn)
     check("legacy list, as a table", r.returncode == 0 and "web.example" in r.stdout and "192.168.1.10" in r.stdout, r.stdout)
     r = run(*legacy, "remove", "web.example", *conn)
-    check("legacy remove", r.returncode == 0 and "web.example" not in state, (r.stderr, state))
+    check("legacy remove", r.returncode == 0 and "web.example" not in state and
+          "(tlstunnel: web.example was successfylly removed)" in r.stdout, (r.stderr, r.stdout, state))
     fd = os.open(f"{tmp}/wrong.key", os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, b"not the key")
     os.close(fd)
     r = run(*legacy, "list", "--connect", f"127.0.0.1:{port}", "--key-file", f"{tmp}/wrong.key")
-    check("a wrong key: exit 1 with tlstunnel's result 3 explained", r.returncode == 1 and "result 3" in r.stderr and
-          "authentication" in r.stderr, r.stderr)
+    check("a wrong key: exit 1 with tlstunnel's result 3 explained", r.returncode == 1 and
+          "fleetconf: tlstunnel: result 3 (" in r.stderr and "): authentication failure" in r.stderr, r.stderr)
     r = run(*legacy, "history", *conn)
     check("commands tlstunnel does not have are refused before connecting", r.returncode == 2 and "only list, add and remove" in r.stderr, r.stderr)
     os.chmod(keyfile, 0o644)

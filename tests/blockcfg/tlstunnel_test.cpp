@@ -1,9 +1,13 @@
-// tlstunnel's DER commands, frames and disk layout: byte vectors from docs/tlstunnel-compat.md.
+// tlstunnel's DER commands, frames and disk layout: byte vectors from docs/tlstunnel-compat.md, and (at the end)
+// vectors produced by a port of tlstunnel's own source (tests/blockcfg/tlstunnel_reference.py).
 #include "fleetconf/blockcfg/tlstunnel.hpp"
 
 #include "fleetconf/common/crypto.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
 
 using namespace fleetconf::blockcfg::tlstunnel;
 using fleetconf::common::Ipv4;
@@ -155,4 +159,84 @@ TEST_CASE("tlstunnel: an IPv6 route is described as [address]:port (issue 16.11)
     CHECK(describe(Command{Add{Sni{"a.example", v4, 443}}}) == "add a.example -> 192.0.2.1:443");
     CHECK(describe(Command{Add{Sni{"a.example", v4, 70000}}}) == "add a.example -> 192.0.2.1 port 70000");
     CHECK(fleetconf::common::host_port(v6, 1) == "[2001:db8::7]:1");
+}
+
+// ---- vectors from tlstunnel's own source (tests/blockcfg/tlstunnel_reference.py, a port of robur-coop/tlstunnel's
+// configuration.ml, client.ml, unikernel.ml and filesystem.ml; fixtures/tlstunnel_reference.json) ----
+namespace {
+
+nlohmann::json reference() {
+    std::ifstream f(std::string(FLEETCONF_SOURCE_DIR) + "/tests/blockcfg/fixtures/tlstunnel_reference.json");
+    REQUIRE(f);
+    return nlohmann::json::parse(f);
+}
+
+Command reply_command(const std::string& frame_hex) {
+    std::string err;
+    const auto frame = hex(frame_hex);
+    auto der = parse_reply(frame, err);
+    INFO(err);
+    REQUIRE(der);
+    auto c = decode(*der, err);
+    INFO(err);
+    REQUIRE(c);
+    return *c;
+}
+
+}  // namespace
+
+TEST_CASE("tlstunnel source vectors: request frames are byte for byte what client.ml writes", "[blockcfg][tlstunnel][reference]") {
+    const auto v = reference();
+    const std::string key = v["key"];
+    auto frame = [&](const Command& c) { return hex(frame_request(fleetconf::common::as_bytes(key), encode(c))); };
+    CHECK(frame(Add{{"www.example.org", Ipv4(192, 168, 1, 10), 8443}}) == v["request_add"]);
+    CHECK(frame(Remove{"www.example.org"}) == v["request_remove"]);
+    CHECK(frame(List{}) == v["request_list"]);
+}
+
+TEST_CASE("tlstunnel source vectors: the proxy's replies decode", "[blockcfg][tlstunnel][reference]") {
+    const auto v = reference();
+    CHECK(reply_command(v["reply_add"]) == Command{Result{0, "www.example.org was successfully added"}});
+    CHECK(reply_command(v["reply_remove"]) == Command{Result{0, "site3.example.org was successfylly removed"}});
+    CHECK(reply_command(v["reply_bad_key"]) == Command{Result{3, "authentication failure"}});
+    const auto list = reply_command(v["reply_list"]);
+    REQUIRE(std::holds_alternative<Snis>(list));
+    const auto& snis = std::get<Snis>(list).snis;
+    REQUIRE(snis.size() == v["disk"]["routes"].size());
+    for (std::size_t i = 0; i < snis.size(); ++i) {
+        INFO(i);
+        CHECK(snis[i].name == v["disk"]["routes"][i][0]);
+        CHECK(fleetconf::common::to_string(snis[i].host) == v["disk"]["routes"][i][1]);
+        CHECK(snis[i].port == v["disk"]["routes"][i][2]);
+    }
+}
+
+TEST_CASE("tlstunnel source vectors: a disk the proxy wrote reads back (non-zero padding, reused sectors)", "[blockcfg][tlstunnel][reference]") {
+    const auto v = reference()["disk"];
+    const auto image = hex(v["image"].get<std::string>());
+    REQUIRE(image.size() == v["sector_size"].get<std::size_t>() * v["sectors"].get<std::size_t>());
+    auto r = read_disk(image, v["sector_size"]);
+    REQUIRE(std::holds_alternative<DiskContents>(r));
+    const auto& c = std::get<DiskContents>(r);
+    CHECK(c.notes.empty());
+    CHECK(c.used.counter == v["counter"]);
+    CHECK(c.used.first_sector == v["first_sector"]);
+    CHECK(c.used.timestamp == v["timestamp"]);
+    CHECK(decode_timestamp(c.used.timestamp) == v["unix_time"]);
+    CHECK(encode_timestamp(v["unix_time"]) == v["timestamp"]);
+    REQUIRE(c.snis.size() == v["routes"].size());
+    for (std::size_t i = 0; i < c.snis.size(); ++i) {
+        INFO(i);
+        CHECK(c.snis[i].name == v["routes"][i][0]);
+        CHECK(fleetconf::common::to_string(c.snis[i].host) == v["routes"][i][1]);
+        CHECK(c.snis[i].port == v["routes"][i][2]);
+    }
+}
+
+TEST_CASE("tlstunnel timestamps: 86,000-second days, as filesystem.ml encodes them", "[blockcfg][tlstunnel]") {
+    CHECK(encode_timestamp(0) == 0);
+    CHECK(encode_timestamp(86'399) == 86'399'000'000'000ull);  // the time of day is not wrapped at 86,000 s
+    CHECK(encode_timestamp(86'400) == 86'000'000'000'000ull);  // one day
+    CHECK(decode_timestamp(86'000'000'000'000ull) == 86'400);
+    CHECK(decode_timestamp(encode_timestamp(1'800'000'000)) == 1'800'000'000);
 }

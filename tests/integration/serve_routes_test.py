@@ -170,10 +170,10 @@ try:
     fd = os.open(f"{tmp}/tt.key", os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, b"tlstunnel shared key\n")
     os.close(fd)
-    standin = subprocess.Popen(["ip", "netns", "exec", SRV, "python3", os.path.join(HERE, "..", "blockcfg", "tlstunnel_standin.py"),
-                                "1234", f"{tmp}/tt.key", f"{tmp}/tt.json"], stdout=subprocess.PIPE, text=True)
+    standin = subprocess.Popen(["ip", "netns", "exec", SRV, "python3", os.path.join(HERE, "..", "blockcfg", "tlstunnel_reference.py"),
+                                "serve", "1234", f"{tmp}/tt.key", f"{tmp}/tt.json"], stdout=subprocess.PIPE, text=True)
     procs.append(standin)
-    check("tlstunnel stand-in started", standin.stdout.readline().strip() == "ready")
+    check("tlstunnel (the port of its source) started", standin.stdout.readline().strip() == "ready 1234")
 
     def tlstunnel_routes():
         try:

@@ -73,6 +73,12 @@ Bytes encode_superblock(const Superblock& sb, std::size_t sector_size);
 // nullopt (and why in `error`) when the sector's own hash or version does not verify.
 std::optional<Superblock> decode_superblock(std::span<const std::uint8_t> sector, std::string& error);
 
+// The superblock timestamp as tlstunnel writes it (filesystem.ml encode_timestamp): whole days times
+// 86,000 s (sic: the proxy's ns_per_day) plus the time of day, in nanoseconds. The proxy decodes the same
+// way, so the field round-trips there; fleetconf writes it so and shows it decoded.
+std::uint64_t encode_timestamp(std::int64_t unix_seconds);
+std::int64_t decode_timestamp(std::uint64_t field);  // Unix seconds
+
 struct DiskContents {
     std::vector<Sni> snis;
     Superblock used;                 // the superblock the data was read through
@@ -85,7 +91,7 @@ struct DiskContents {
 // configuration: when nothing verifies the result is the list of everything that failed.
 std::variant<DiskContents, std::vector<std::string>> read_disk(std::span<const std::uint8_t> image, std::size_t sector_size);
 // A fresh image of `sectors` sectors holding `snis`: data chained from sector 1, both superblocks written
-// with `counter` and `timestamp`. Throws std::length_error when the data does not fit.
+// with `counter` and `timestamp` (the field as stored: see encode_timestamp). Throws std::length_error when the data does not fit.
 Bytes write_disk(const std::vector<Sni>& snis, std::size_t sector_size, std::uint64_t sectors, std::uint64_t counter,
                  std::uint64_t timestamp);
 
