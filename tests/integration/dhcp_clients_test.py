@@ -7,7 +7,7 @@ usage: dhcp_clients_test.py FLEETCONF_BINARY
 """
 import argparse, json, os, re, signal, socket, struct, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns, udhcpc_script, wait_for
+from nstest import Harness, require_root_and_netns, udhcpc_script, wait_udhcpc_bound, wait_for
 
 _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
@@ -165,13 +165,8 @@ try:
         return False
     mark = len(open(f"{tmp}/server.log").read())
     bound = wait_log(f"ACK {first}", mark)
-    # SIGUSR1 renews only from BOUND (else udhcpc starts over with a DISCOVER): wait for its script to
-    # have run for "bound", and a moment for udhcpc to enter that state after it.
-    for _ in range(50):
-        if os.path.exists(f"{tmp}/udhcpc.bound"):
-            break
-        time.sleep(0.1)
-    time.sleep(0.3)
+    # SIGUSR1 renews only from BOUND (else udhcpc starts over with a DISCOVER): wait until it is there.
+    wait_udhcpc_bound(d.pid, tmp)
     mark = len(open(f"{tmp}/server.log").read())
     sh("ip", "netns", "pids", C1)  # (namespace still there)
     subprocess.run(["pkill", "-USR1", "-f", f"udhcpc -i eth0 -f -t 4 -T 1 -s {tmp}/u.sh"])

@@ -45,6 +45,26 @@ def udhcpc_record(dir, event="bound"):
         return {}
 
 
+def udhcpc_waiting(pid):
+    """True when udhcpc (pid) is back in its main loop: no child (its script has exited and was reaped) and
+    asleep in poll/select (where it waits in every state, BOUND included, after the state is set). Where
+    the kernel hides wchan ("0"), a sleeping process without a child is taken as enough."""
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        wchan = open(f"/proc/{pid}/wchan").read().strip()
+    except OSError:
+        return False
+    return not children and state == "S" and (wchan in ("0", "") or "poll" in wchan or "select" in wchan)
+
+
+def wait_udhcpc_bound(pid, dir, seconds=15):
+    """Waits until a running udhcpc has run its script for "bound" and entered BOUND (signals such as
+    SIGUSR1/SIGUSR2 act only there). Returns the script's record ({} when it never bound)."""
+    held, _ = wait_for(lambda: os.path.exists(f"{dir}/udhcpc.bound") and udhcpc_waiting(pid), lambda ok: ok, seconds)
+    return udhcpc_record(dir) if held else {}
+
+
 def wait_for(get, want, seconds=15):
     """Polls get() until want(value) holds (or `seconds` pass); returns (held, last value)."""
     got = None

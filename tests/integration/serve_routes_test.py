@@ -10,7 +10,7 @@ usage: serve_routes_test.py FLEETCONF_BINARY
 """
 import argparse, json, os, signal, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns, udhcpc_record, udhcpc_script, wait_for as wait_until
+from nstest import Harness, require_root_and_netns, udhcpc_record, udhcpc_script, wait_udhcpc_bound, wait_for as wait_until
 
 _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
@@ -48,16 +48,7 @@ def udhcpc_bound(*extra):
     d = subprocess.Popen(["ip", "netns", "exec", C1, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "4", "-T", "1",
                           "-s", f"{tmp}/u.sh", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(d)
-    for _ in range(100):
-        if os.path.exists(f"{tmp}/udhcpc.bound"):
-            break
-        time.sleep(0.1)
-    time.sleep(0.3)  # from its script's "bound" to udhcpc's BOUND state
-    try:
-        ip = dict(l.split("=", 1) for l in open(f"{tmp}/udhcpc.bound").read().split("\n") if "=" in l).get("ip")
-    except FileNotFoundError:
-        ip = None
-    return d, ip
+    return d, wait_udhcpc_bound(d.pid, tmp).get("ip")  # in BOUND, where SIGUSR2 releases
 
 
 def release(d, ip):
