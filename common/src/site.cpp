@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <unordered_set>
 
 namespace fleetconf::common {
 
@@ -715,6 +716,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
 
     // ---- unikernels ----
     std::map<Mac, std::string> macs;
+    std::unordered_set<std::string> unikernel_names;  // a duplicate check per unikernel, not a scan (65,536 of them)
     std::map<Ipv4, std::string> addresses;
     std::map<std::string, std::string> public_hosts;  // host name -> unikernel
     if (auto it = doc.find("unikernels"); it != doc.end()) {
@@ -731,7 +733,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 Unikernel u;
                 if (auto name = c.string(j, p, "name")) {
                     if (!is_dns_label(*name)) c.error(join(p, "name"), "\"" + *name + "\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')");
-                    else if (site.unikernel(*name)) c.error(join(p, "name"), "unikernel \"" + *name + "\" is defined twice");
+                    else if (!unikernel_names.insert(*name).second) c.error(join(p, "name"), "unikernel \"" + *name + "\" is defined twice");
                     u.name = *name;
                 }
                 const Network* net = nullptr;

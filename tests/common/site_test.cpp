@@ -1,6 +1,9 @@
 #include "fleetconf/common/site.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
 
 #include <filesystem>
 #include <fstream>
@@ -317,4 +320,129 @@ TEST_CASE("services.status: one endpoint for every service; the old dhcp.metrics
     REQUIRE(moved.size() == 1);
     CHECK(moved[0].pointer == "/services/dhcp/metrics");
     CHECK(moved[0].message == "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
+}
+
+// ---- every documented range and count of docs/site-file.md: exactly at each bound, and just past it ----
+namespace {
+
+struct NumericRange {
+    const char* pointer;  // where the value goes (the parent object is created), and where the error is reported
+    std::uint64_t min, max, deflt;
+    std::function<std::uint64_t(const Site&)> get;
+};
+
+// A valid site with `value` set at `pointer` (a path of object keys and array indexes into the base below).
+std::string with_value(const std::string& pointer, const nlohmann::json& value) {
+    nlohmann::json j = nlohmann::json::parse(R"({
+      "networks": [{"name": "a", "subnet": "10.0.0.0/16", "options": {"monitoring": "10.0.0.3:8094"}}],
+      "unikernels": [{"name": "web", "network": "a", "public_hosts": ["www.example.org"], "block": {}}],
+      "services": {"dhcp": {"routes": {"target": "web"}}}})");
+    if (!pointer.empty()) j[nlohmann::json::json_pointer(pointer)] = value;
+    return j.dump();
+}
+
+}  // namespace
+
+TEST_CASE("docs/site-file.md: every numeric range, at both bounds, past both, and its default", "[site][limits]") {
+    const NumericRange ranges[] = {
+        {"/networks/0/lease_time", 60, 0x7FFFFFFF, 3600, [](const Site& s) { return s.networks[0].lease_time; }},
+        {"/networks/0/monitoring_option/code", 1, 254, 125, [](const Site& s) { return s.networks[0].monitoring_option.code; }},
+        {"/networks/0/monitoring_option/suboption", 0, 255, 0,
+         [](const Site& s) { return s.networks[0].monitoring_option.suboption; }},
+        {"/networks/0/monitoring_option/enterprise", 0, 0xFFFFFFFF, 49836,
+         [](const Site& s) { return s.networks[0].monitoring_option.enterprise; }},
+        {"/unikernels/0/backend_port", 1, 65535, 80, [](const Site& s) { return s.unikernels[0].backend_port.value_or(80); }},
+        {"/unikernels/0/block/size", 16 * 1024, 1ull << 32, 1 << 20, [](const Site& s) { return s.unikernels[0].block->size; }},
+        {"/services/dhcp/config_uri_option", 224, 254, 224, [](const Site& s) { return s.services.dhcp.config_uri_option; }},
+        {"/services/dhcp/routes/port", 1, 65535, 80, [](const Site& s) { return s.services.dhcp.routes->port; }},
+        {"/services/git/validator_timeout", 1, 3600, 10, [](const Site& s) { return s.services.git.validator_timeout_s; }},
+        {"/services/git/pack_cache_mb", 0, 65536, 64, [](const Site& s) { return s.services.git.pack_cache_mb; }},
+        {"/services/git/read_timeout", 1, 3600, 30, [](const Site& s) { return s.services.git.read_timeout_s; }},
+        {"/services/git/max_pack_mb", 1, 4096, 16, [](const Site& s) { return s.services.git.max_pack_mb; }},
+        {"/services/git/max_object_mb", 1, 4096, 8, [](const Site& s) { return s.services.git.max_object_mb; }},
+        {"/services/git/max_repo_mb", 1, 65536, 64, [](const Site& s) { return s.services.git.max_repo_mb; }},
+    };
+    CHECK(parse(with_value("", nullptr)).networks.size() == 1);  // the base is valid
+    for (const auto& r : ranges) {
+        INFO(r.pointer);
+        // Absent: the documented default. (A value must be removed from the base, which has none of these.)
+        CHECK(r.get(parse(with_value("", nullptr))) == r.deflt);
+        for (const auto v : {r.min, r.max}) {
+            if (std::string(r.pointer) == "/unikernels/0/block/size" && v % 512 != 0) continue;
+            CHECK(r.get(parse(with_value(r.pointer, v))) == v);
+        }
+        const std::string range = "must be between " + std::to_string(r.min) + " and " + std::to_string(r.max) + ", found ";
+        const auto over = errors_of(with_value(r.pointer, r.max + 1));
+        REQUIRE(over.size() == 1);
+        CHECK(over[0] == SiteError{r.pointer, range + std::to_string(r.max + 1)});
+        if (r.min > 0) {
+            const auto under = errors_of(with_value(r.pointer, r.min - 1));
+            REQUIRE(under.size() == 1);
+            CHECK(under[0] == SiteError{r.pointer, range + std::to_string(r.min - 1)});
+        } else {
+            const auto negative = errors_of(with_value(r.pointer, -1));
+            REQUIRE(negative.size() == 1);
+            CHECK(negative[0] == SiteError{r.pointer, range + "-1"});
+        }
+    }
+}
+
+TEST_CASE("docs/site-file.md: every count and size limit, at the limit and one past it", "[site][limits]") {
+    struct Count {
+        const char* pointer;
+        std::size_t limit;
+        std::function<nlohmann::json(std::size_t)> make;  // the value with n entries (or bytes)
+        const char* over_message;                          // the error one past the limit ("" when it names the count)
+    };
+    auto ips = [](std::size_t n) {
+        nlohmann::json a = nlohmann::json::array();
+        for (std::size_t i = 0; i < n; ++i) a.push_back("10.0." + std::to_string(1 + i / 250) + "." + std::to_string(1 + i % 250));
+        return a;
+    };
+    auto hosts = [](std::size_t n) {
+        nlohmann::json a = nlohmann::json::array();
+        for (std::size_t i = 0; i < n; ++i) a.push_back("h" + std::to_string(i) + ".example.org");
+        return a;
+    };
+    const Count counts[] = {
+        {"/networks/0/dns", 16, ips, "has 17 entries, at most 16 allowed"},
+        {"/networks/0/options/ntp", 16, ips, "has 17 entries, at most 16 allowed"},
+        {"/unikernels/0/public_hosts", 64, hosts, "expected an array of at most 64 host names"},
+        {"/networks/0/options/custom",
+         1024, [](std::size_t n) { return nlohmann::json::array({{{"code", 230}, {"type", "string"}, {"value", std::string(n, 'x')}}}); },
+         ""},
+    };
+    for (const auto& c : counts) {
+        INFO(c.pointer);
+        CHECK(errors_of(with_value(c.pointer, c.make(c.limit))).empty());
+        const auto over = errors_of(with_value(c.pointer, c.make(c.limit + 1)));
+        REQUIRE(over.size() == 1);
+        if (*c.over_message) CHECK(over[0] == SiteError{c.pointer, c.over_message});
+        else CHECK(over[0] == SiteError{std::string(c.pointer) + "/0/value", "encoded value is 1025 bytes, at most 1024 allowed"});
+    }
+    // 256 networks and 65,536 unikernels.
+    auto networks = [](std::size_t n) {
+        nlohmann::json a = nlohmann::json::array();
+        for (std::size_t i = 0; i < n; ++i)
+            a.push_back({{"name", "n" + std::to_string(i)}, {"subnet", "10." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ".0/24"}});
+        return a;
+    };
+    CHECK(parse(nlohmann::json{{"networks", networks(kMaxNetworks)}}.dump()).networks.size() == kMaxNetworks);
+    auto e = errors_of(nlohmann::json{{"networks", networks(kMaxNetworks + 1)}}.dump());
+    REQUIRE_FALSE(e.empty());
+    CHECK(e[0] == SiteError{"/networks", "at most 256 networks allowed"});
+    auto unikernels = [](std::size_t n) {
+        nlohmann::json a = nlohmann::json::array();
+        char mac[18];
+        for (std::size_t i = 0; i < n; ++i) {
+            std::snprintf(mac, sizeof mac, "02:00:00:%02x:%02x:%02x", unsigned(i >> 16 & 0xff), unsigned(i >> 8 & 0xff), unsigned(i & 0xff));
+            a.push_back({{"name", "u" + std::to_string(i)}, {"network", "a"}, {"mac", mac}});
+        }
+        return a;
+    };
+    const nlohmann::json net = nlohmann::json::array({{{"name", "a"}, {"subnet", "10.0.0.0/8"}}});
+    CHECK(parse(nlohmann::json{{"networks", net}, {"unikernels", unikernels(kMaxUnikernels)}}.dump()).unikernels.size() == kMaxUnikernels);
+    e = errors_of(nlohmann::json{{"networks", net}, {"unikernels", unikernels(kMaxUnikernels + 1)}}.dump());
+    REQUIRE_FALSE(e.empty());
+    CHECK(e[0] == SiteError{"/unikernels", "at most 65536 unikernels allowed"});
 }
