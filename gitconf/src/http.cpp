@@ -26,9 +26,10 @@ constexpr std::size_t kMaxHeaderBytes = 32768;
 using common::HttpRequest;
 using Request = common::HttpRequest;
 
-// Inflates a gzip (or zlib) request body, at most `limit` bytes out.
-std::optional<std::string> inflate_body(const std::string& in, std::size_t limit) {
+// Inflates a gzip (or zlib) request body, at most `limit` bytes out; on failure `why` says which.
+std::optional<std::string> inflate_body(const std::string& in, std::size_t limit, std::string& why) {
     z_stream zs{};
+    why = "bad gzip body";
     if (inflateInit2(&zs, 15 + 32) != Z_OK) return std::nullopt;
     zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     zs.avail_in = static_cast<uInt>(in.size());
@@ -42,6 +43,7 @@ std::optional<std::string> inflate_body(const std::string& in, std::size_t limit
         if (rc != Z_OK && rc != Z_STREAM_END) break;
         out.append(buf, sizeof buf - zs.avail_out);
         if (out.size() > limit) {
+            why = "gzip body over " + std::to_string(limit) + " bytes inflated";
             rc = Z_MEM_ERROR;
             break;
         }
@@ -242,8 +244,9 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
     h.log->debug("http {} repo {}: upload-pack request of {} bytes{}", peer, *name, req.body.size(), enc.empty() ? "" : " (" + enc + ")");
     if (!enc.empty()) {
         if (enc != "gzip" && enc != "x-gzip") co_return text(415, "unsupported content encoding \"" + enc.substr(0, 32) + "\"");
-        auto inflated = inflate_body(req.body, h.opts.max_inflated_body);
-        if (!inflated) co_return text(400, "bad gzip body (or over " + std::to_string(h.opts.max_inflated_body) + " bytes inflated)");
+        std::string why;
+        auto inflated = inflate_body(req.body, h.opts.max_inflated_body, why);
+        if (!inflated) co_return text(400, why);
         body_storage = std::move(*inflated);
         body = &body_storage;
     }

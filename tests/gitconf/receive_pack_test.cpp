@@ -142,6 +142,26 @@ TEST_CASE("receive-pack: apply_push moves refs by compare-and-swap and applies t
     missing.bytes.fill(0x42);
     CHECK(one({base, missing, "refs/heads/main", {}}).commands[0].error == "missing necessary objects: 4242424242424242424242424242424242424242");
 
+    // The configuration branch's policy flags (docs/gitconf.md), each off and on; other branches are free.
+    {
+        PushPolicy free = policy;
+        free.allow_non_fast_forward = true;
+        free.allow_delete = true;
+        auto with = [&](const PushPolicy& p, RefCommand c) { return apply_push(repo, {std::move(c)}, {}, false, p, limits).commands[0].error; };
+        CHECK(with(policy, {base, unrelated, "refs/heads/main", {}}) == "non-fast-forward");
+        CHECK(with(policy, {base, zero, "refs/heads/main", {}}) == "deleting the configuration branch is not allowed");
+        REQUIRE(with(free, {base, unrelated, "refs/heads/main", {}}).empty());  // allow_non_fast_forward
+        CHECK(*repo.refs().head == unrelated);
+        REQUIRE(with(free, {unrelated, base, "refs/heads/main", {}}).empty());  // and back
+        REQUIRE(with(policy, {zero, unrelated, "refs/heads/other", {}}).empty());
+        CHECK(with(policy, {unrelated, base, "refs/heads/other", {}}).empty());  // not the configuration branch
+        CHECK(with(policy, {base, zero, "refs/heads/other", {}}).empty());
+        REQUIRE(with(free, {base, zero, "refs/heads/main", {}}).empty());  // allow_delete
+        CHECK_FALSE(repo.refs().head);
+        REQUIRE(with(free, {zero, base, "refs/heads/main", {}}).empty());
+        CHECK(*repo.refs().head == base);
+    }
+
     auto r = one({base, ok, "refs/heads/main", {}});
     CHECK(r.all_ok());
     CHECK(r.paths == std::vector<std::string>{"config.json"});

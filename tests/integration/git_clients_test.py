@@ -764,6 +764,89 @@ try:
     s.close()
     check("chunked request body, then a second request on the same keep-alive connection", data.count(b"HTTP/1.1 200 OK") == 2 and
           data.count(b"PACK") == 2, data[:200])
+    # ---- every documented HTTP limit (docs/gitconf.md "Limits"), exactly at it and one past it ---------
+    def raw_exchange(data, read_until_close=False, timeout=10):
+        c = socket.create_connection(("127.0.0.1", HTTP), 5)
+        c.sendall(data)
+        c.settimeout(timeout)
+        out = b""
+        try:
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if not read_until_close and b"\r\n\r\n" in out:
+                    head, _, rest = out.partition(b"\r\n\r\n")
+                    m = re.search(rb"(?i)content-length: (\d+)", head)
+                    if m and len(rest) >= int(m.group(1)):
+                        break
+        except socket.timeout:
+            pass
+        c.close()
+        return out
+
+    def status_and_body(resp):
+        head, _, body = resp.partition(b"\r\n\r\n")
+        return (int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0), body
+
+    web_auth = f"Authorization: {basic('web', tokens['web'])}\r\n"
+    base_url = "/web.git/info/refs?service=git-upload-pack"
+    for total, want in ((4096, 200), (4097, 413)):  # URL 4 KiB (the request target, query included)
+        target = base_url + "&pad=" + "x" * (total - len(base_url) - 5)
+        assert len(target) == total
+        st, body = status_and_body(raw_exchange(f"GET {target} HTTP/1.1\r\nHost: x\r\n{web_auth}\r\n".encode()))
+        check(f"URL of {total} bytes: {want}", st == want and (want == 200 or body == b"request too large\n"), (st, body[:60]))
+    fixed = len("Host") + len("x") + len("Authorization") + len(basic("web", tokens["web"]))
+    for total, want in ((32768, 200), (32769, 413)):  # headers 32 KiB (names and values together)
+        pad = total - fixed - len("X-Pad")
+        st, body = status_and_body(raw_exchange(f"GET {base_url} HTTP/1.1\r\nHost: x\r\n{web_auth}X-Pad: {'p' * pad}\r\n\r\n".encode()))
+        check(f"headers of {total} bytes: {want}", st == want and (want == 200 or body == b"request too large\n"), (st, body[:60]))
+    up = f"POST /web.git/git-upload-pack HTTP/1.1\r\nHost: x\r\n{web_auth}Content-Type: application/x-git-upload-pack-request\r\n"
+    # Body 8 MiB on the wire: exactly 8 MiB is read and handed to upload-pack (which refuses its content, not
+    # its size); one byte more is answered 413 before any of it is sent.
+    st, body = status_and_body(raw_exchange((up + f"Content-Length: {8 << 20}\r\n\r\n").encode() + b"z" * (8 << 20)))
+    check("a body of exactly 8 MiB is read (the answer is about its content, not its size)", st != 413 and b"too large" not in body, (st, body[:80]))
+    st, body = status_and_body(raw_exchange((up + f"Content-Length: {(8 << 20) + 1}\r\n\r\n").encode()))
+    check("a body of 8 MiB + 1 announced: 413 before it is sent", st == 413 and body == b"request too large\n", (st, body[:60]))
+    # 32 MiB after gzip: a gzip bomb (32 MiB + 1 of zeros in 32 KiB) is 400 with its reason; exactly 32 MiB inflates.
+    import gzip
+    for size, bomb in ((32 << 20, False), ((32 << 20) + 1, True)):
+        z = gzip.compress(b"\0" * size)
+        st, body = status_and_body(raw_exchange((up + f"Content-Encoding: gzip\r\nContent-Length: {len(z)}\r\n\r\n").encode() + z))
+        if bomb:
+            check("gzip body of 32 MiB + 1 inflated: 400, said so", st == 400 and body == b"gzip body over 33554432 bytes inflated\n", (st, body[:80]))
+        else:
+            check("gzip body of exactly 32 MiB inflated: inflated (the answer is about its content)",
+                  b"inflated" not in body and b"bad gzip" not in body, (st, body[:80]))
+    st, body = status_and_body(raw_exchange((up + "Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnot gzip").encode()))
+    check("a body that is not gzip: 400, said so", st == 400 and body == b"bad gzip body\n", (st, body[:60]))
+    # Keep-alive: an idle connection is closed after twice read_timeout (2 s here), not before read_timeout.
+    c = socket.create_connection(("127.0.0.1", HTTP), 5)
+    c.sendall(f"GET {base_url} HTTP/1.1\r\nHost: x\r\n{web_auth}\r\n".encode())
+    c.settimeout(15)
+    got, t_answer = b"", None
+    try:
+        while True:
+            chunk = c.recv(65536)
+            if t_answer is None:
+                t_answer = time.monotonic()
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    idle = time.monotonic() - (t_answer or time.monotonic())
+    c.close()
+    check(f"an idle keep-alive connection is closed by the server after 2 x read_timeout (closed after {idle:.1f} s)",
+          got.startswith(b"HTTP/1.1 200") and 2 * 2 - 0.5 <= idle < 15, (got[:20], idle))
+    # Webhook retries: 6 attempts (after 1, 2, 4, 8 and 16 s), then "failed".
+    final, wh = wait_for(lambda: json.loads(run(FC, "git", "status", "drop", "--json", "--site", SITE_FILE).stdout)
+                         .get("notifications", {}).get("webhook", {}), lambda w: w.get("state") == "failed", seconds=60)
+    check("an undeliverable webhook ends 'failed' after its 6th attempt", final and wh.get("attempts") == 6, wh)
+    check("each attempt is logged, the last one as 6/6", "notify drop webhook http://127.0.0.1:" in open(f"{tmp}/serve.log").read() and
+          "attempt 6/6 failed" in open(f"{tmp}/serve.log").read())
+
     d = f"{tmp}/after-attacks"
     r = git("clone", "-q", url("http", "web"), d, check_rc=False)
     check("server still serves after every refused request", r.returncode == 0 and server.poll() is None, r.stderr.decode())
