@@ -103,3 +103,45 @@ TEST_CASE("payload round trip and schema check", "[model]") {
     CHECK(std::get<Failure>(from_payload(R"({"schema":2,"routes":[]})")).code == errc::damaged);
     CHECK(std::get<Failure>(from_payload("not json")).code == errc::damaged);
 }
+
+TEST_CASE("docs/blockcfg-protocol.md: at most 10,000 routes, by any operation", "[model][limits]") {
+    Config c;
+    for (std::size_t i = 0; i < kMaxRoutes; ++i) c.routes["h" + std::to_string(i) + ".example"] = Backend{fleetconf::common::Ipv4(10, 0, 0, 1), 443};
+    // At the limit: changing an existing route and removing are fine; one more route is TOO_LARGE.
+    CHECK_FALSE(apply_all(c, change({{"op", "update"}, {"host", "h0.example"}, {"address", "10.0.0.2"}, {"port", 80}}).ops));
+    for (const char* op : {"add", "upsert"}) {
+        INFO(op);
+        auto f = apply_all(c, change({{"op", op}, {"host", "one-more.example"}, {"address", "10.0.0.2"}, {"port", 80}}).ops);
+        REQUIRE(f);
+        CHECK(f->code == errc::too_large);
+        CHECK(f->message == "at most 10000 routes");
+    }
+    CHECK(c.routes.size() == kMaxRoutes);
+    // The default route is not one of them.
+    CHECK_FALSE(apply_all(c, change({{"op", "upsert"}, {"host", "default"}, {"address", "10.0.0.2"}, {"port", 80}}).ops));
+    // replace: 10,000 accepted, 10,001 refused.
+    json routes = json::array();
+    for (std::size_t i = 0; i < kMaxRoutes; ++i) routes.push_back({{"host", "r" + std::to_string(i) + ".example"}, {"address", "10.0.0.3"}, {"port", 1}});
+    CHECK_FALSE(apply_all(c, change({{"op", "replace"}, {"routes", routes}}).ops));
+    routes.push_back({{"host", "last.example"}, {"address", "10.0.0.3"}, {"port", 1}});
+    auto r = parse_request({{"op", "replace"}, {"routes", routes}});
+    if (std::holds_alternative<Failure>(r)) {
+        CHECK(std::get<Failure>(r).code == errc::too_large);
+    } else {
+        auto f = apply_all(c, std::get<ChangeRequest>(std::get<Request>(r)).ops);
+        REQUIRE(f);
+        CHECK(f->code == errc::too_large);
+    }
+}
+
+TEST_CASE("docs/blockcfg-protocol.md: at most 1,000 operations in a transaction", "[model][limits]") {
+    auto tx = [](std::size_t n) {
+        json ops = json::array();
+        for (std::size_t i = 0; i < n; ++i) ops.push_back({{"op", "upsert"}, {"host", "t" + std::to_string(i) + ".example"}, {"address", "10.0.0.1"}, {"port", 1}});
+        return json{{"op", "transaction"}, {"ops", ops}};
+    };
+    CHECK(change(tx(1000)).ops.size() == 1000);
+    const auto f = failure(tx(1001));
+    CHECK(f.code == errc::too_large);
+    CHECK(f.message == "at most 1000 operations in a transaction");
+}

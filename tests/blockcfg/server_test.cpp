@@ -309,3 +309,90 @@ TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server
     CHECK(only_conflicts);
     CHECK(f.generation() == 2 + kClients * kEach);
 }
+
+// ---- docs/blockcfg-protocol.md: every limit, timeout and default ----
+TEST_CASE("docs/blockcfg-protocol.md: the documented defaults are the code's", "[server][limits]") {
+    const ServerOptions o;
+    CHECK(o.listen == cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, 7300});  // loopback
+    CHECK(o.max_frame == 1u << 20);                                  // 1 MiB
+    CHECK(protocol::kDefaultMaxFrame == 1u << 20);
+    CHECK(o.read_timeout == 10s);
+    CHECK(o.idle_timeout == 60s);
+    CHECK(o.max_connections == 256);
+    CHECK(o.max_auth_failures == 5);
+    CHECK(o.failure_window == 60s);
+    CHECK(o.block_time == 60s);
+    CHECK(kMaxRoutes == 10000);
+}
+
+TEST_CASE("docs/blockcfg-protocol.md: a frame of exactly 1 MiB is read, one byte more closes before the body", "[server][limits]") {
+    Fixture f;  // the default cap
+    {
+        Raw r(f.ep);
+        // A request padded to exactly the cap: {"op":"list","pad":"xxx..."} (the pad is refused, but only after the
+        // whole frame was read, authenticated and answered).
+        const std::string head = R"({"op":"list","pad":")", tail = R"("})";
+        auto empty = protocol::encode_request(f.key, r.nonce, 1, head + tail);
+        const std::size_t pad = (1u << 20) - empty.size();
+        auto req = protocol::encode_request(f.key, r.nonce, 1, head + std::string(pad, 'x') + tail);
+        REQUIRE(req.size() == 1u << 20);
+        r.send(protocol::frame(req));
+        const auto reply = r.read_frame();  // answered, not closed
+        CHECK_FALSE(reply.empty());
+    }
+    {
+        Raw r(f.ep);
+        const std::uint32_t over = (1u << 20) + 1;
+        r.send({static_cast<std::uint8_t>(over >> 24), static_cast<std::uint8_t>(over >> 16), static_cast<std::uint8_t>(over >> 8),
+                static_cast<std::uint8_t>(over)});
+        CHECK(r.closed_by_server());  // on the length alone: no body byte was sent
+    }
+}
+
+TEST_CASE("docs/blockcfg-protocol.md: 4 failed authentications leave an address served, the 5th blocks it", "[server][limits]") {
+    Fixture f;  // the defaults: 5 within 60 s
+    auto fail_once = [&] {
+        Raw r(f.ep);
+        r.send(protocol::frame(protocol::encode_request({"admin", cm::random_bytes(32)}, r.nonce, 1, "{}")));
+        REQUIRE(r.closed_by_server());
+    };
+    for (int i = 0; i < 4; ++i) fail_once();
+    CHECK(f.client().call({{"op", "list"}})["ok"] == true);  // at 4: still served
+    fail_once();
+    try {
+        f.client();
+        FAIL("served after 5 failures");
+    } catch (const ClientError& e) {
+        CHECK(std::string(e.what()) == f.ep.to_string() + ": refused: this address is refused for 60 s after repeated failed authentications");
+    }
+}
+
+TEST_CASE("docs/blockcfg-protocol.md: a stalled frame and an idle connection are closed after their timeouts, not before",
+          "[server][limits]") {
+    ServerOptions opts;  // the mechanism, on a shorter clock than the defaults checked above
+    opts.read_timeout = 400ms;
+    opts.idle_timeout = 800ms;
+    Fixture f(opts);
+    auto closed_after = [](Raw& r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        REQUIRE(r.closed_by_server());
+        return std::chrono::steady_clock::now() - t0;
+    };
+    {
+        Raw r(f.ep);
+        r.send({0, 0, 0, 100, 1, 2, 3});  // a frame started and left
+        CHECK(closed_after(r) >= 400ms - 50ms);
+    }
+    {
+        Raw r(f.ep);  // nothing sent after the hello
+        CHECK(closed_after(r) >= 800ms - 50ms);
+    }
+    {
+        Raw r(f.ep);  // an answered request, then idle: the idle timeout again
+        protocol::ClientSession c(f.key);
+        REQUIRE_FALSE(c.on_hello(protocol::encode_hello(r.nonce)));
+        r.send(protocol::frame(c.request(R"({"op":"list"})")));
+        (void)r.read_frame();
+        CHECK(closed_after(r) >= 800ms - 50ms);
+    }
+}
