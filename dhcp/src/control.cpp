@@ -35,6 +35,13 @@ constexpr auto kCommandTimeout = std::chrono::seconds(10);
 const char* const kCommands[] = {"config-get", "config-reload", "lease4-add", "lease4-del", "lease4-get", "lease4-get-all",
                                  "list-commands", "statistic-get-all", "status-get"};
 
+// The command's name for a log line, whatever the request's shape ("?" when it has none).
+std::string command_name(const json& request) {
+    if (!request.is_object()) return "?";
+    const auto it = request.find("command");
+    return it != request.end() && it->is_string() ? common::printable(it->get<std::string>()).substr(0, 60) : "?";
+}
+
 json reply(int result, std::string text, json arguments = nullptr) {
     json r{{"result", result}, {"text", std::move(text)}};
     if (!arguments.is_null()) r["arguments"] = std::move(arguments);
@@ -346,7 +353,7 @@ asio::awaitable<void> Service::Impl::control_session(asio::local::stream_protoco
     } catch (const std::exception& e) {
         answer = reply(1, std::string("internal error: ") + e.what());
     }
-    log->info("control: {} -> result {}", request.value("command", "?"), answer.value("result", -1));
+    log->info("control: {} -> result {}", command_name(request), answer.value("result", -1));
     auto out = answer.dump(-1, ' ', false, json::error_handler_t::replace);
     co_await asio::async_write(s, asio::buffer(out), use_tuple);
 }
@@ -443,7 +450,7 @@ asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
                 } catch (const std::exception& e) {
                     answer = reply(1, std::string("internal error: ") + e.what());
                 }
-                log->info("control (HTTP from {}): {} -> result {}", from, request.is_object() ? request.value("command", "?") : "?",
+                log->info("control (HTTP from {}): {} -> result {}", from, command_name(request),
                           answer.value("result", -1));
             }
             out = json_response(200, json::array({answer}).dump(-1, ' ', false, json::error_handler_t::replace));

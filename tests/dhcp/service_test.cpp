@@ -13,11 +13,16 @@
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <atomic>
+#include <cstring>
+#include <filesystem>
 #include <future>
 #include <sstream>
 #include <thread>
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 using namespace fleetconf;
 using namespace fleetconf::dhcp;
@@ -56,7 +61,7 @@ struct Rig {
     std::vector<int> syncs_at_event;
     std::uint32_t xid = 1;
 
-    Rig() {
+    explicit Rig(std::filesystem::path control_socket = "-") {
         client.open(udp::v4());
         client.bind(udp::endpoint(asio::ip::make_address_v4("127.0.0.5"), 0));
         const auto site = common::parse_site(R"({
@@ -67,7 +72,7 @@ struct Rig {
         ServiceOptions o;
         o.server_port = 0;
         o.client_port = client.local_endpoint().port();
-        o.control_socket = "-";
+        o.control_socket = control_socket;
         o.lease_store = [this] {
             auto s = std::make_unique<FlakyStore>();
             store = s.get();
@@ -242,4 +247,71 @@ TEST_CASE("lease_events: an ACK's binding only when the reply promises it; offer
     CHECK(e[0].kind == LeaseEvent::Kind::released);
     CHECK(e[0].cause == "decline");
     CHECK(lease_events({{l, true}}, true).empty());  // a removed record is not an event
+}
+
+namespace {
+
+// One exchange on the unix control socket: write `request` (then half-close when `half_close`), read the reply.
+std::string unix_exchange(const std::filesystem::path& path, const std::string& request, bool half_close = true) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    const timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    for (std::size_t off = 0; off < request.size();) {
+        const auto n = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;  // the server may answer and close before the rest (over the limit)
+        off += static_cast<std::size_t>(n);
+    }
+    if (half_close) ::shutdown(fd, SHUT_WR);
+    std::string out;
+    char buf[65536];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("docs/dhcp-control.md: the unix socket's limits and errors, at and past each", "[dhcp][service][limits]") {
+    const auto dir = std::filesystem::temp_directory_path() / ("fc-ctl-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    {
+        Rig r(dir / "control.sock");
+        // A document of exactly 1 MiB is read whole and answered (the padding member is ignored).
+        const std::string head = R"({"command": "list-commands", "pad": ")", tail = R"("})";
+        const std::string exact = head + std::string((1u << 20) - head.size() - tail.size(), 'x') + tail;
+        REQUIRE(exact.size() == 1u << 20);
+        auto reply = nlohmann::json::parse(unix_exchange(dir / "control.sock", exact));
+        CHECK(reply["result"] == 0);
+        // One byte more: refused, said so.
+        const std::string over = head + std::string((1u << 20) - head.size() - tail.size() + 1, 'x') + tail;
+        reply = nlohmann::json::parse(unix_exchange(dir / "control.sock", over));
+        CHECK(reply == nlohmann::json{{"result", 1}, {"text", "command larger than 1 MiB"}});
+        // Ends before a complete document.
+        reply = nlohmann::json::parse(unix_exchange(dir / "control.sock", R"({"command": "status-get", )"));
+        CHECK(reply == nlohmann::json{{"result", 1}, {"text", "invalid JSON: the command is not a complete JSON document"}});
+        // Shapes and codes (dhcp-control.md: 0 success, 1 error, 2 unsupported, 3 empty).
+        const std::pair<const char*, nlohmann::json> cases[] = {
+            {R"([1])", {{"result", 1}, {"text", "invalid command: expected {\"command\": NAME, \"arguments\": {...}}"}}},
+            {R"({"command": 7})", {{"result", 1}, {"text", "invalid command: expected {\"command\": NAME, \"arguments\": {...}}"}}},
+            {R"({"command": "lease4-get", "arguments": []})", {{"result", 1}, {"text", "\"arguments\" must be an object"}}},
+            {R"({"command": "nope"})", {{"result", 2}, {"text", "'nope' command not supported."}}},
+            {R"({"command": "lease4-get", "arguments": {"ip-address": "127.0.0.9"}})", {{"result", 3}, {"text", "Lease not found."}}},
+            {R"({"command": "lease4-del", "arguments": {"ip-address": "300.1.1.1"}})",
+             {{"result", 1}, {"text", "'300.1.1.1' is not an IPv4 address"}}},
+        };
+        for (const auto& [req, want] : cases) {
+            INFO(req);
+            CHECK(nlohmann::json::parse(unix_exchange(dir / "control.sock", req)) == want);
+        }
+        // The command is answered without waiting for the half-close (the document is complete).
+        reply = nlohmann::json::parse(unix_exchange(dir / "control.sock", R"({"command": "status-get"})", false));
+        CHECK(reply["result"] == 0);
+    }
+    std::filesystem::remove_all(dir);
 }

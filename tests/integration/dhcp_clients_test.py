@@ -308,6 +308,15 @@ def post(body, auth=True, method="POST", path="/"):
         return [r.status, json.loads(r.read())]
     except u.HTTPError as e:
         return [e.code, json.loads(e.read() or b"null"), e.headers.get("WWW-Authenticate")]
+def exact_mib():  # a command of exactly 1 MiB (the padding member is ignored)
+    head, tail = b'{"command": "list-commands", "service": ["dhcp4"], "pad": "', b'"}'
+    return head + b"x" * ((1 << 20) - len(head) - len(tail)) + tail
+def malformed():
+    c = socket.create_connection(("127.0.0.1", 8004), timeout=5)
+    c.sendall(b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+    data = c.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return [int(head.split()[1]), json.loads(body)]
 def announce_big():  # only the head: the server must answer 413 before any body arrives
     c = socket.create_connection(("127.0.0.1", 8004), timeout=5)
     c.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
@@ -320,6 +329,9 @@ print(json.dumps({
   "unknown": post(b'{"command": "frobnicate", "service": ["dhcp4"]}'),
   "missing": post(b'{"command": "lease4-del", "arguments": {}}'),
   "ok": post(b'{"command": "list-commands", "service": ["dhcp4"]}'),
+  "path": post(b'{"command": "list-commands"}', path="/other"),
+  "exact": post(exact_mib()),
+  "malformed": malformed(),
   "big": announce_big()}))
 """
     m = ns(SRV, "python3", "-c", http, CONTROL_PASSWORD, check=False)
@@ -336,7 +348,13 @@ print(json.dumps({
     check("HTTP control: missing argument -> result 1, named", h.get("missing", [0, [{}]])[1][0] ==
           {"result": 1, "text": "missing parameter 'ip-address'"}, h.get("missing"))
     check("HTTP control: list-commands", h.get("ok", [0])[0] == 200 and "lease4-get" in h["ok"][1][0]["arguments"], h.get("ok"))
-    check("HTTP control: a body over 1 MiB -> 413", h.get("big", [0])[0] == 413, (h.get("big") or [0])[0])
+    check("HTTP control: a body of 1 MiB + 1 announced -> 413 before the body", h.get("big", [0])[0] == 413, (h.get("big") or [0])[0])
+    check("HTTP control: a body of exactly 1 MiB is answered", h.get("exact", [0])[0] == 200 and h["exact"][1][0]["result"] == 0,
+          (h.get("exact") or [0])[0])
+    check("HTTP control: a path other than / -> 404 with result 1", h.get("path", [0, {}])[0] == 404 and h["path"][1].get("result") == 1,
+          h.get("path"))
+    check("HTTP control: malformed HTTP -> 400, documented body", h.get("malformed") == [400, {"result": 1, "text": "malformed HTTP request"}],
+          h.get("malformed"))
     # Hostile host names (issue 16.1, 16.2): one byte 0xff, and a newline that would forge a log line. Every
     # output must survive them: the control channel over the socket and HTTP, `dhcp leases` (text and JSON),
     # /metrics, /health and the text log.
