@@ -478,3 +478,60 @@ TEST_CASE("the repository's URI, without its secret, goes in option 224 when the
     REQUIRE(d.reply->string_option(224));
     CHECK(*d.reply->string_option(224) == "http://web@10.0.0.1:8080/web.git");  // user name only: no token on the wire
 }
+
+// ---- docs/dhcp-options.md "Encoding replies": the defaults and floors, table-driven ----
+TEST_CASE("docs/dhcp-options.md: without a parameter request list, 1, 3, 6 and 15 (and always-send) are sent", "[dhcp][decide][limits]") {
+    World w;
+    const auto d = w.run(request(MessageType::discover, kA));
+    const auto& offer = reply_of(d);
+    std::vector<std::uint8_t> codes;
+    for (const auto& o : offer.options) codes.push_back(o.code);
+    // 53, 54, 51/58/59, then 1, 3, 6 (no domain in this site: no 15), then always-send (7: syslog), then 61's echo is
+    // absent (no 61 sent). 42 (NTP) and 230 (custom) are not sent without being asked for.
+    CAPTURE(std::vector<int>(codes.begin(), codes.end()));
+    CHECK(codes == std::vector<std::uint8_t>{opt::message_type, opt::server_id, opt::lease_time, opt::renewal_t1, opt::rebinding_t2, 1, 3, 6, 7});
+}
+
+TEST_CASE("docs/dhcp-options.md: option 57 is honoured down to 576 and never below", "[dhcp][decide][limits]") {
+    struct Case {
+        std::optional<std::uint16_t> option57;
+        std::size_t reply_limit;  // bytes of DHCP message (57 minus 28 for the IP and UDP headers)
+    };
+    const Case cases[] = {
+        {std::nullopt, 576 - 28}, {0, 576 - 28}, {575, 576 - 28}, {576, 576 - 28}, {577, 577 - 28}, {1500, 1500 - 28}, {65535, 65535 - 28},
+    };
+    for (const auto& c : cases) {
+        INFO(c.option57.value_or(0));
+        World w;
+        auto m = request(MessageType::discover, kA);
+        if (c.option57) m.options.push_back({opt::max_size, {static_cast<std::uint8_t>(*c.option57 >> 8), static_cast<std::uint8_t>(*c.option57)}});
+        const auto d = w.run(m);
+        REQUIRE(d.reply);
+        CHECK(d.max_reply_size == c.reply_limit);
+    }
+    // A malformed option 57 (not two bytes) counts as absent.
+    World w;
+    auto m = request(MessageType::discover, kA);
+    m.options.push_back({opt::max_size, {0x05}});
+    CHECK(w.run(m).max_reply_size == 576 - 28);
+}
+
+TEST_CASE("docs/dhcp-options.md: options that do not fit are left out, last ones first", "[dhcp][wire][limits]") {
+    Message m;
+    m.op = 2;
+    m.options.push_back({opt::message_type, {static_cast<std::uint8_t>(MessageType::offer)}});
+    for (std::uint8_t code = 200; code < 210; ++code) m.options.push_back({code, std::vector<std::uint8_t>(40, code)});
+    // 240 bytes of header and cookie, 3 for 53, 42 per option, 1 for END: 9 options need 240+3+378+1 = 622 bytes.
+    std::vector<std::uint8_t> dropped;
+    const auto at = encode(m, 240 + 3 + 9 * 42 + 1, &dropped);
+    CHECK(at.size() == 240 + 3 + 9 * 42 + 1);
+    CHECK(dropped == std::vector<std::uint8_t>{209});  // the last one out
+    dropped.clear();
+    const auto fits = encode(m, 240 + 3 + 10 * 42 + 1, &dropped);
+    CHECK(dropped.empty());
+    CHECK(fits.size() == 240 + 3 + 10 * 42 + 1);
+    dropped.clear();
+    const auto small = encode(m, 300, &dropped);  // a limit below 576 - 28 counts as 576 - 28 (RFC 2131's minimum)
+    CHECK(small.size() <= 576 - 28);
+    CHECK(dropped == std::vector<std::uint8_t>{207, 208, 209});  // 240 + 3 + 7 * 42 + 1 = 538 fit
+}

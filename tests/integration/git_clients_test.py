@@ -809,6 +809,14 @@ try:
     check("a body of exactly 8 MiB is read (the answer is about its content, not its size)", st != 413 and b"too large" not in body, (st, body[:80]))
     st, body = status_and_body(raw_exchange((up + f"Content-Length: {(8 << 20) + 1}\r\n\r\n").encode()))
     check("a body of 8 MiB + 1 announced: 413 before it is sent", st == 413 and body == b"request too large\n", (st, body[:60]))
+    # A push: max_pack_mb (16 MiB here) plus 1 MiB for the commands on the wire; past it, 413 before the body.
+    push = f"POST /cal.git/git-receive-pack HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('cal', tokens['cal'])}\r\n"
+    limit = (16 << 20) + (1 << 20)
+    st, body = status_and_body(raw_exchange((push + f"Content-Length: {limit + 1}\r\n\r\n").encode()))
+    check("a push body over max_pack_mb + 1 MiB announced: 413 before it is sent", st == 413 and body == b"request too large\n", (st, body[:60]))
+    st, body = status_and_body(raw_exchange((push + f"Content-Length: {limit}\r\n\r\n").encode() + b"z" * limit))
+    check("a push body of exactly max_pack_mb + 1 MiB is read (the answer is about its content)", st != 413 and b"too large" not in body,
+          (st, body[:80]))
     # 32 MiB after gzip: a gzip bomb (32 MiB + 1 of zeros in 32 KiB) is 400 with its reason; exactly 32 MiB inflates.
     import gzip
     for size, bomb in ((32 << 20, False), ((32 << 20) + 1, True)):
