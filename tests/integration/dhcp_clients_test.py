@@ -423,7 +423,10 @@ print(json.dumps({
            check=False, timeout=60)
     out = r.stdout + r.stderr
     print(f"     perfdhcp exit code {r.returncode}; " + " | ".join(l.strip() for l in out.split("\n") if "drops" in l or "sent packets" in l or "received packets" in l or "rejected" in l or "non unique" in l))
-    check("perfdhcp run without protocol errors", r.returncode == 0 and "received packets: 0" not in out, out[-800:])
+    stats = {k: [int(x) for x in re.findall(rf"{k}: (\d+)", out)] for k in ("sent packets", "received packets", "rejected leases", "non unique addresses")}
+    check("perfdhcp: both exchanges (DISCOVER-OFFER, REQUEST-ACK) 100 sent, 100 answered, none rejected, no address twice",
+          r.returncode == 0 and stats["sent packets"] == [100, 100] and stats["received packets"] == [100, 100] and
+          stats["rejected leases"] == [0, 0] and stats["non unique addresses"] == [0, 0], (stats, out[-800:]))
     sh("ip", "-n", C1, "addr", "del", "10.88.0.240/24", "dev", "eth0")
 
     # Group commit: ACKs that arrive within --commit-interval of the last sync share the next one, and
