@@ -63,7 +63,8 @@ bc::protocol::Key pick_key(const BlockArgs& a) {
 }
 
 void print_routes(const json& routes) {
-    std::cout << std::left << std::setw(40) << "HOST" << std::setw(42) << "ADDRESS" << "PORT\n";
+    std::cout << std::left << std::setw(40) << "HOST" << std::setw(42) << "ADDRESS"
+              << "PORT\n";
     for (const auto& r : routes)
         std::cout << std::setw(40) << r["host"].get<std::string>() << std::setw(42) << r["address"].get<std::string>()
                   << r["port"].get<int>() << "\n";
@@ -79,7 +80,6 @@ std::optional<bc::Store> open_store(bc::Device& dev, std::string& err) {
     for (const auto& w : warnings) std::cerr << "fleetconf: warning: " << w << "\n";
     return s;
 }
-
 
 // ---- tlstunnel, as a client only ----
 
@@ -101,7 +101,8 @@ std::string tlstunnel_key(const BlockArgs& a) {
     std::string kf = a.key_file;
     if (kf.empty())
         if (const char* e = std::getenv("FLEETCONF_BLOCK_KEY_FILE")) kf = e;
-    if (kf.empty()) throw std::runtime_error("no key: give --key-file FILE (the proxy's --key, as raw bytes; one trailing newline ignored)");
+    if (kf.empty())
+        throw std::runtime_error("no key: give --key-file FILE (the proxy's --key, as raw bytes; one trailing newline ignored)");
     std::string key;
     if (auto err = common::read_secret_line(kf, key, common::Trim::one_newline)) throw std::runtime_error(*err);
     return key;
@@ -218,15 +219,20 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
         if (a.json_out) {
             json routes = json::array();
             for (const auto& x : c.snis) routes.push_back({{"host", x.name}, {"address", common::to_string(x.host)}, {"port", x.port}});
-            std::cout << json{{"sector_size", ss}, {"superblock", c.used_last ? "last" : "first"}, {"counter", c.used.counter},
-                              {"timestamp", c.used.timestamp}, {"unix_time", tt::decode_timestamp(c.used.timestamp)}, {"routes", routes}, {"warnings", c.notes}}
+            std::cout << json{{"sector_size", ss},
+                              {"superblock", c.used_last ? "last" : "first"},
+                              {"counter", c.used.counter},
+                              {"timestamp", c.used.timestamp},
+                              {"unix_time", tt::decode_timestamp(c.used.timestamp)},
+                              {"routes", routes},
+                              {"warnings", c.notes}}
                              .dump(2)
                       << "\n";
             return kExitOk;
         }
         std::cout << a.device << ": tlstunnel disk, " << ss << "-byte sectors, read through the " << (c.used_last ? "last" : "first")
-                  << " superblock (counter " << c.used.counter << ", written at Unix time " << tt::decode_timestamp(c.used.timestamp) << "), " << c.snis.size()
-                  << " route(s)\n";
+                  << " superblock (counter " << c.used.counter << ", written at Unix time " << tt::decode_timestamp(c.used.timestamp)
+                  << "), " << c.snis.size() << " route(s)\n";
         print_snis(c.snis);
         return kExitOk;
     }
@@ -284,7 +290,7 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
     for (const auto& [h, b] : cfg.routes) snis.push_back(tt::Sni{h, b.address, std::int64_t{b.port}});
     if (cfg.default_route) std::cerr << "fleetconf: warning: tlstunnel has no default route; the default route is not exported\n";
     const std::size_t ss = a.sector_size ? a.sector_size : 512;
-    struct stat st{};
+    struct stat st {};
     const bool exists = ::stat(a.image.c_str(), &st) == 0;
     const bool blockdev = exists && S_ISBLK(st.st_mode);
     std::uint64_t bytes = a.size ? a.size : 1 << 20;
@@ -296,15 +302,16 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
         for (std::size_t sector : {std::size_t{0}, old->size() >= ss ? old->size() / ss - 1 : 0}) {
             std::string e;
             if (old->size() >= ss * (sector + 1))
-                if (auto sb = tt::decode_superblock(std::span(*old).subspan(sector * ss, ss), e)) counter = std::max(counter, sb->counter + 1);
+                if (auto sb = tt::decode_superblock(std::span(*old).subspan(sector * ss, ss), e))
+                    counter = std::max(counter, sb->counter + 1);
         }
     }
     if (bytes % ss != 0) {
         print_error(a.image + ": " + std::to_string(bytes) + " bytes is not a whole number of " + std::to_string(ss) + "-byte sectors");
         return kExitInvalid;
     }
-    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch()).count());
+    const auto now = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     tt::Bytes out;
     try {
         out = tt::write_disk(snis, ss, bytes / ss, counter, tt::encode_timestamp(static_cast<std::int64_t>(now)));
@@ -348,8 +355,8 @@ int online(const BlockArgs& a, json req) {
     if (a.json_out) std::cout << r.dump() << "\n";
     if (r.value("ok", false) != true) {
         const auto& e = r["error"];
-        print_error(e.value("code", "ERROR") + ": " + e.value("message", "") + " (generation " +
-                    std::to_string(r.value("generation", 0)) + ")");
+        print_error(e.value("code", "ERROR") + ": " + e.value("message", "") + " (generation " + std::to_string(r.value("generation", 0)) +
+                    ")");
         return kExitFailure;
     }
     if (a.json_out) return kExitOk;
@@ -357,7 +364,8 @@ int online(const BlockArgs& a, json req) {
     if (op == "list") print_routes(r["routes"]);
     else if (op == "get") print_routes(json::array({r["route"]}));
     else if (op == "history") {
-        std::cout << std::left << std::setw(12) << "GENERATION" << std::setw(24) << "TIMESTAMP (ns)" << "BYTES\n";
+        std::cout << std::left << std::setw(12) << "GENERATION" << std::setw(24) << "TIMESTAMP (ns)"
+                  << "BYTES\n";
         for (const auto& g : r["generations"])
             std::cout << std::setw(12) << g["generation"].get<std::uint64_t>() << std::setw(24) << g["timestamp_ns"].get<std::uint64_t>()
                       << g["bytes"].get<std::uint64_t>() << "\n";
@@ -402,9 +410,9 @@ int offline(const BlockArgs& a, const std::string& what) {
         }
         std::error_code ec;
         auto s = bc::Store::open(*dev, ec, msg);
-        std::cout << a.device << ": formatted: " << s->geometry().sectors << " sectors of " << s->geometry().sector_size
-                  << " bytes, " << s->geometry().slots << " slots of " << s->geometry().max_payload()
-                  << " bytes, uuid " << common::to_hex(s->uuid()) << "\n";
+        std::cout << a.device << ": formatted: " << s->geometry().sectors << " sectors of " << s->geometry().sector_size << " bytes, "
+                  << s->geometry().slots << " slots of " << s->geometry().max_payload() << " bytes, uuid " << common::to_hex(s->uuid())
+                  << "\n";
         return kExitOk;
     }
     const bool writes = what == "import";
@@ -498,8 +506,9 @@ int serve(const BlockArgs& a) {
 }  // namespace
 
 void add_block_commands(CLI::App& app, Action& action) {
-    auto* b = app.add_subcommand("block", "The block-device configuration store: edit a running editor over its "
-                                          "authenticated control socket, or work on a device offline");
+    auto* b = app.add_subcommand("block",
+                                 "The block-device configuration store: edit a running editor over its "
+                                 "authenticated control socket, or work on a device offline");
     b->require_subcommand(1);
     auto a = std::make_shared<BlockArgs>();
     b->add_flag("--legacy-tlstunnel", a->legacy,
@@ -525,9 +534,9 @@ void add_block_commands(CLI::App& app, Action& action) {
     get->add_option("HOST", a->host, "Host name (\"default\" for the default route)")->required();
     bind(get, [](const BlockArgs& x) { return json{{"op", "get"}, {"host", x.host}}; });
     for (const char* op : {"add", "update", "upsert"}) {
-        auto* c = add_online(op, op == std::string("add") ? "Add a route (fails if present)"
+        auto* c = add_online(op, op == std::string("add")      ? "Add a route (fails if present)"
                                  : op == std::string("update") ? "Change a route (fails if absent)"
-                                                                : "Add or change a route");
+                                                               : "Add or change a route");
         c->add_option("HOST", a->host, "TLS SNI host name, *.wildcard, or \"default\"")->required();
         c->add_option("ADDRESS", a->address, "Backend IPv4 or IPv6 address")->required();
         c->add_option("PORT", a->port, "Backend port")->required()->check(CLI::Range(1, 65535));

@@ -107,8 +107,10 @@ int run(const BootargsArgs& a) {
     if (a.json) {
         nlohmann::json all = nlohmann::json::object();
         for (auto m : modes) all[common::to_string(m)] = common::boot_args(site, *u, tap, git, m).unikernel;
-        std::cout << nlohmann::json{{"name", u->name}, {"mode", common::to_string(mode)}, {"tender", args.tender},
-                                    {"unikernel", args.unikernel}, {"notes", args.notes}, {"modes", all}}.dump(2)
+        std::cout << nlohmann::json{{"name", u->name},       {"mode", common::to_string(mode)},
+                                    {"tender", args.tender}, {"unikernel", args.unikernel},
+                                    {"notes", args.notes},   {"modes", all}}
+                         .dump(2)
                   << "\n";
         return kExitOk;
     }
@@ -138,7 +140,8 @@ void add_bootargs_command(CLI::App& app, Action& action) {
                   "File holding the unikernel's git token (from `fleetconf git token NAME`), put into --remote; "
                   "the environment variable FLEETCONF_GIT_TOKEN works too")
         ->check(CLI::ExistingFile);
-    c->add_option("--ssh-key-file", a->ssh_key_file, "File holding the unikernel's SSH key seed (as printed by `fleetconf git keygen NAME`)")
+    c->add_option("--ssh-key-file", a->ssh_key_file,
+                  "File holding the unikernel's SSH key seed (as printed by `fleetconf git keygen NAME`)")
         ->check(CLI::ExistingFile);
     c->add_option("--data-dir", a->data_dir, "Override services.data_dir (where the TLS certificate and SSH keys are read from)");
     c->add_option("--mode", a->mode,

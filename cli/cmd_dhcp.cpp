@@ -125,18 +125,24 @@ int leases(const DhcpArgs& a) {
             std::cerr << "fleetconf: " << file.string() << ": damaged region at offset " << r.offset << ", " << r.length
                       << " bytes (skipped; the server copies it aside and rewrites the journal at its next start)\n";
     }
-    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    const auto now = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     if (a.json) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& l : mem.all())
-            arr.push_back({{"address", l.address.to_string()}, {"mac", l.mac.to_string()}, {"client", common::to_hex(l.client)},
-                           {"hostname", l.hostname}, {"network", l.network}, {"state", dhcp::to_string(l.state)},
-                           {"expires", l.expires}, {"active", l.expires > now}});
+            arr.push_back({{"address", l.address.to_string()},
+                           {"mac", l.mac.to_string()},
+                           {"client", common::to_hex(l.client)},
+                           {"hostname", l.hostname},
+                           {"network", l.network},
+                           {"state", dhcp::to_string(l.state)},
+                           {"expires", l.expires},
+                           {"active", l.expires > now}});
         std::cout << arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
         return kExitOk;
     }
-    std::cout << std::left << std::setw(16) << "ADDRESS" << std::setw(19) << "MAC" << std::setw(20) << "HOST" << std::setw(10)
-              << "STATE" << "EXPIRES IN\n";
+    std::cout << std::left << std::setw(16) << "ADDRESS" << std::setw(19) << "MAC" << std::setw(20) << "HOST" << std::setw(10) << "STATE"
+              << "EXPIRES IN\n";
     for (const auto& l : mem.all())
         std::cout << std::setw(16) << l.address.to_string() << std::setw(19) << l.mac.to_string() << std::setw(20)
                   << (l.hostname.empty() ? "-" : utf8_prefix(l.hostname, 19)) << std::setw(10) << dhcp::to_string(l.state)
@@ -298,9 +304,10 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     l->add_option("--lease-file", a->lease_file, "Lease journal");
     l->add_flag("--json", a->json, "JSON output");
     l->callback([&action, a] { action = [a] { return leases(*a); }; });
-    auto* c = d->add_subcommand("ctl", "Send a control command to a running DHCP service (Kea-compatible names: list-commands, "
-                                       "status-get, statistic-get-all, lease4-get, lease4-get-all, lease4-add, lease4-del, "
-                                       "config-get, config-reload); prints the JSON reply, exit 0 on result 0 or 3");
+    auto* c = d->add_subcommand("ctl",
+                                "Send a control command to a running DHCP service (Kea-compatible names: list-commands, "
+                                "status-get, statistic-get-all, lease4-get, lease4-get-all, lease4-add, lease4-del, "
+                                "config-get, config-reload); prints the JSON reply, exit 0 on result 0 or 3");
     c->add_option("COMMAND", a->command, "Command name")->required();
     c->add_option("--args", a->args_json, "Arguments as a JSON object, e.g. '{\"ip-address\": \"10.0.0.5\"}'");
     c->add_option("--socket", a->socket, "Control socket path");

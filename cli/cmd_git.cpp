@@ -121,8 +121,9 @@ int cmd_list(const GitArgs& a) {
     for (const auto& r : out) {
         const std::string head = r.value("head", std::string());
         std::printf("%-20s %-10s %-12s %-8s %-6s %s\n", r["name"].get<std::string>().c_str(), r["access"].get<std::string>().c_str(),
-                    r["branch"].get<std::string>().c_str(), head.empty() ? "-" : head.substr(0, 8).c_str(), r["token"].get<bool>() ? "yes" : "no",
-                    r.contains("error")  ? r["error"].get<std::string>().c_str()
+                    r["branch"].get<std::string>().c_str(), head.empty() ? "-" : head.substr(0, 8).c_str(),
+                    r["token"].get<bool>() ? "yes" : "no",
+                    r.contains("error")       ? r["error"].get<std::string>().c_str()
                     : r["exists"].get<bool>() ? (std::to_string(r["size"].get<std::uint64_t>()) + " bytes").c_str()
                                               : "not created");
     }
@@ -294,12 +295,12 @@ int cmd_status(const GitArgs& a) {
     else std::cout << "  no notification sent yet\n";
     if (out.contains("last_push") && out["last_push"].is_object()) {
         const auto& p = out["last_push"];
-        std::cout << "  last push: " << p.value("result", std::string("?")) << " from " << p.value("credential", std::string("?")) << " over "
-                  << p.value("transport", std::string("?")) << ", " << iso_time(p.value("time", std::int64_t{0})) << "\n";
+        std::cout << "  last push: " << p.value("result", std::string("?")) << " from " << p.value("credential", std::string("?"))
+                  << " over " << p.value("transport", std::string("?")) << ", " << iso_time(p.value("time", std::int64_t{0})) << "\n";
         for (const auto& r : p.value("refs", nlohmann::json::array()))
             std::cout << "    " << r.value("status", std::string()) << " " << r.value("ref", std::string()) << " "
-                      << r.value("new", std::string()).substr(0, 12) << (r.value("reason", std::string()).empty() ? "" : " (" + r.value("reason", std::string()) + ")")
-                      << "\n";
+                      << r.value("new", std::string()).substr(0, 12)
+                      << (r.value("reason", std::string()).empty() ? "" : " (" + r.value("reason", std::string()) + ")") << "\n";
     }
     return kExitOk;
 }
@@ -345,7 +346,8 @@ void add_git_commands(CLI::App& app, Action& action) {
     common_opts(create);
     create->callback([&action, a] { action = [a] { return cmd_create(*a); }; });
 
-    auto* put = git->add_subcommand("put", "Commit a file (read from standard input or --file) to a unikernel's branch; prints the commit id");
+    auto* put =
+        git->add_subcommand("put", "Commit a file (read from standard input or --file) to a unikernel's branch; prints the commit id");
     put->add_option("NAME", a->name, "Unikernel name")->required();
     put->add_option("PATH", a->path, "Path in the repository, e.g. config.json or htdocs/index.html")->required();
     put->add_option("--file", a->file, "Read the content from this file instead of standard input");
@@ -383,8 +385,9 @@ void add_git_commands(CLI::App& app, Action& action) {
     common_opts(status);
     status->callback([&action, a] { action = [a] { return cmd_status(*a); }; });
 
-    auto* keygen = git->add_subcommand("keygen", "Create (or replace) a unikernel's ed25519 SSH key: keeps the public half, prints "
-                                                 "--ssh-key=ed25519:<seed> once");
+    auto* keygen = git->add_subcommand("keygen",
+                                       "Create (or replace) a unikernel's ed25519 SSH key: keeps the public half, prints "
+                                       "--ssh-key=ed25519:<seed> once");
     keygen->add_option("NAME", a->name, "Unikernel name")->required();
     common_opts(keygen);
     keygen->callback([&action, a] { action = [a] { return cmd_keygen(*a); }; });

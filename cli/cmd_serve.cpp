@@ -157,9 +157,8 @@ int run(const ServeArgs& a) {
     std::function<void()> sweep;
     if (dhcp_service && site.services.dhcp.routes) {
         try {
-            auto target = blockcfg::make_route_target(*site.services.dhcp.routes, [&](const std::string& name) {
-                return block ? block->device(name) : nullptr;
-            });
+            auto target = blockcfg::make_route_target(*site.services.dhcp.routes,
+                                                      [&](const std::string& name) { return block ? block->device(name) : nullptr; });
             route_sync = std::make_unique<blockcfg::RouteSync>(std::move(target), common::log::get("routes"));
             router = std::make_unique<blockcfg::LeaseRouter>(site, *route_sync);
         } catch (const std::exception& e) {
@@ -259,8 +258,8 @@ int reload(const ServeArgs& a) {
         print_error("cannot signal pid " + std::to_string(*pid) + ": " + std::strerror(errno));
         return kExitFailure;
     }
-    std::cout << "reload sent to pid " << *pid << " (data directory " << site.services.data_dir.string() << "); " << a.site << " is valid: "
-              << site.networks.size() << " networks, " << site.unikernels.size() << " unikernels\n";
+    std::cout << "reload sent to pid " << *pid << " (data directory " << site.services.data_dir.string() << "); " << a.site
+              << " is valid: " << site.networks.size() << " networks, " << site.unikernels.size() << " unikernels\n";
     return kExitOk;
 }
 
@@ -268,8 +267,9 @@ int reload(const ServeArgs& a) {
 
 void add_serve_command(CLI::App& app, Action& action) {
     auto a = std::make_shared<ServeArgs>();
-    auto* c = app.add_subcommand("serve", "Run the services of a site file in the foreground until SIGINT/SIGTERM; "
-                                          "SIGHUP reloads the site file");
+    auto* c = app.add_subcommand("serve",
+                                 "Run the services of a site file in the foreground until SIGINT/SIGTERM; "
+                                 "SIGHUP reloads the site file");
     c->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
     c->add_option("--data-dir", a->data_dir, "Override services.data_dir from the site file");
     c->add_flag("--no-dhcp", a->no_dhcp, "Do not start the DHCP server");
@@ -278,8 +278,9 @@ void add_serve_command(CLI::App& app, Action& action) {
     c->callback([&action, a] { action = [a] { return run(*a); }; });
 
     auto r = std::make_shared<ServeArgs>();
-    auto* rc = app.add_subcommand("reload", "Check a site file and make the running server of its data directory reload it "
-                                            "(SIGHUP): exit 2 without signalling when the file is invalid");
+    auto* rc = app.add_subcommand("reload",
+                                  "Check a site file and make the running server of its data directory reload it "
+                                  "(SIGHUP): exit 2 without signalling when the file is invalid");
     rc->add_option("SITE", r->site, "Site file")->required()->check(CLI::ExistingFile);
     rc->add_option("--data-dir", r->data_dir, "Override services.data_dir, as given to serve");
     rc->callback([&action, r] { action = [r] { return reload(*r); }; });

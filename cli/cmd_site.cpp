@@ -26,14 +26,19 @@ int check(const SiteArgs& a) {
             if (u.address) ++fixed;
         }
         if (a.json) {
-            nlohmann::json j{{"ok", true}, {"file", a.file}, {"site", site.name}, {"networks", site.networks.size()},
-                             {"unikernels", site.unikernels.size()}, {"dhcp", dhcp}, {"fixed_addresses", fixed}};
+            nlohmann::json j{{"ok", true},
+                             {"file", a.file},
+                             {"site", site.name},
+                             {"networks", site.networks.size()},
+                             {"unikernels", site.unikernels.size()},
+                             {"dhcp", dhcp},
+                             {"fixed_addresses", fixed}};
             std::cout << j.dump() << "\n";
         } else {
             std::cout << a.file << ": ok: " << (site.name.empty() ? "" : "site " + site.name + ", ") << site.networks.size()
                       << (site.networks.size() == 1 ? " network, " : " networks, ") << site.unikernels.size()
-                      << (site.unikernels.size() == 1 ? " unikernel" : " unikernels") << " (" << dhcp << " on DHCP, "
-                      << fixed << " with fixed addresses)\n";
+                      << (site.unikernels.size() == 1 ? " unikernel" : " unikernels") << " (" << dhcp << " on DHCP, " << fixed
+                      << " with fixed addresses)\n";
         }
         return kExitOk;
     } catch (const common::SiteLoadError& e) {
@@ -42,8 +47,7 @@ int check(const SiteArgs& a) {
             for (const auto& x : e.errors()) errs.push_back({{"pointer", x.pointer}, {"message", x.message}});
             std::cout << nlohmann::json{{"ok", false}, {"file", a.file}, {"errors", errs}}.dump() << "\n";
         } else {
-            std::cerr << e.what() << "\n"
-                      << a.file << ": " << e.errors().size() << (e.errors().size() == 1 ? " error" : " errors") << "\n";
+            std::cerr << e.what() << "\n" << a.file << ": " << e.errors().size() << (e.errors().size() == 1 ? " error" : " errors") << "\n";
         }
         return kExitInvalid;
     }
@@ -56,8 +60,12 @@ int show(const SiteArgs& a) {
     if (a.json) {
         nlohmann::json us = nlohmann::json::array();
         for (const auto& u : site.unikernels)
-            us.push_back({{"name", u.name}, {"network", u.network}, {"mac", u.mac.to_string()}, {"mac_derived", u.mac_derived},
-                          {"address", u.address ? nlohmann::json(u.address->to_string()) : nlohmann::json()}, {"dhcp", u.dhcp}});
+            us.push_back({{"name", u.name},
+                          {"network", u.network},
+                          {"mac", u.mac.to_string()},
+                          {"mac_derived", u.mac_derived},
+                          {"address", u.address ? nlohmann::json(u.address->to_string()) : nlohmann::json()},
+                          {"dhcp", u.dhcp}});
         nlohmann::json ns = nlohmann::json::array();
         for (const auto& n : site.networks) {
             nlohmann::json pools = nlohmann::json::array();
@@ -67,12 +75,13 @@ int show(const SiteArgs& a) {
         std::cout << nlohmann::json{{"site", site.name}, {"networks", ns}, {"unikernels", us}}.dump(2) << "\n";
         return kExitOk;
     }
-    std::cout << std::left << std::setw(20) << "UNIKERNEL" << std::setw(12) << "NETWORK" << std::setw(19) << "MAC"
-              << std::setw(16) << "ADDRESS" << "MODE\n";
+    std::cout << std::left << std::setw(20) << "UNIKERNEL" << std::setw(12) << "NETWORK" << std::setw(19) << "MAC" << std::setw(16)
+              << "ADDRESS"
+              << "MODE\n";
     for (const auto& u : site.unikernels)
         std::cout << std::setw(20) << u.name << std::setw(12) << u.network << std::setw(19)
-                  << (u.mac.to_string() + (u.mac_derived ? "*" : "")) << std::setw(16)
-                  << (u.address ? u.address->to_string() : "(pool)") << (u.dhcp ? "dhcp" : "static") << "\n";
+                  << (u.mac.to_string() + (u.mac_derived ? "*" : "")) << std::setw(16) << (u.address ? u.address->to_string() : "(pool)")
+                  << (u.dhcp ? "dhcp" : "static") << "\n";
     std::cout << "(* = MAC derived as Albatross does)\n";
     return kExitOk;
 }
@@ -84,8 +93,9 @@ void add_site_commands(CLI::App& app, Action& action) {
     site->require_subcommand(1);
     auto args = std::make_shared<SiteArgs>();
 
-    auto* c = site->add_subcommand("check", "Validate a site file: exit 0 with a summary, or exit 2 listing every error "
-                                            "as FILE: JSON-POINTER: MESSAGE");
+    auto* c = site->add_subcommand("check",
+                                   "Validate a site file: exit 0 with a summary, or exit 2 listing every error "
+                                   "as FILE: JSON-POINTER: MESSAGE");
     c->add_option("SITE", args->file, "Site file (JSON, comments allowed)")->required();
     c->add_flag("--json", args->json, "Machine-readable output");
     c->callback([&action, args] { action = [args] { return check(*args); }; });

@@ -7,8 +7,8 @@
 
 using namespace fleetconf::common;
 
-#define FUZZ_ASSERT(c) \
-    do {               \
+#define FUZZ_ASSERT(c)              \
+    do {                            \
         if (!(c)) __builtin_trap(); \
     } while (0)
 

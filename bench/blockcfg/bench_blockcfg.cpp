@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
         ~Cleanup() { std::filesystem::remove_all(p); }
     } cleanup{work};
 
-    struct statfs sf{};
+    struct statfs sf {};
     ::statfs(work.c_str(), &sf);
     std::printf("blockcfg benchmark: %s (filesystem magic 0x%lx), %.1f s per measurement, loopback TCP\n", work.c_str(),
                 static_cast<unsigned long>(sf.f_type), seconds);
@@ -198,8 +198,8 @@ int main(int argc, char** argv) {
 
     std::printf("\n%-34s %7s %12s %9s %9s %12s\n", "measurement", "clients", "ops/s", "p50 ms", "p99 ms", "x raw sync");
     for (const auto& row : rows)
-        std::printf("%-34s %7d %12.0f %9.3f %9.3f %12.2f\n", row.what.c_str(), row.clients, row.r.ops_per_s, row.r.p50_ms,
-                    row.r.p99_ms, row.r.ops_per_s / raw.ops_per_s);
+        std::printf("%-34s %7d %12.0f %9.3f %9.3f %12.2f\n", row.what.c_str(), row.clients, row.r.ops_per_s, row.r.p50_ms, row.r.p99_ms,
+                    row.r.ops_per_s / raw.ops_per_s);
     std::printf("\ngroup commit:\n%s", batching.c_str());
     return 0;
 }

@@ -59,7 +59,9 @@ asio::awaitable<bool> read_all(tcp::socket& s, std::string& out) {
     }
 }
 
-bool looks_complete(const std::string& r) { return r.find("PACK") != std::string::npos && r.size() >= 4 && r.substr(r.size() - 4) == "0000"; }
+bool looks_complete(const std::string& r) {
+    return r.find("PACK") != std::string::npos && r.size() >= 4 && r.substr(r.size() - 4) == "0000";
+}
 
 asio::awaitable<bool> fetch_git(const Options& o, tcp::endpoint ep, std::uint64_t& bytes) {
     tcp::socket s(co_await asio::this_coro::executor);
@@ -111,7 +113,8 @@ asio::awaitable<bool> fetch_http(const Options& o, tcp::endpoint ep, std::uint64
     const auto body = fetch_body(o, true);
     const std::string post = "POST " + base + "/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: git/2.39.5\r\n" + auth +
                              "Content-Type: application/x-git-upload-pack-request\r\nAccept: application/x-git-upload-pack-result\r\n"
-                             "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+                             "Content-Length: " +
+                             std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
     std::string resp;
     if (!co_await http_exchange(ep, post, resp)) co_return false;
     bytes += adv.size() + resp.size();
@@ -161,9 +164,12 @@ int main(int argc, char** argv) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     auto& l = st.latencies_ms;
     std::sort(l.begin(), l.end());
-    auto pct = [&](double p) { return l.empty() ? 0.0 : l[std::min(l.size() - 1, static_cast<std::size_t>(p * static_cast<double>(l.size())))]; };
-    std::cout << nlohmann::json{{"fetches", l.size()}, {"errors", st.errors}, {"seconds", elapsed},
-                                {"rate", static_cast<double>(l.size()) / elapsed}, {"p50_ms", pct(0.5)}, {"p99_ms", pct(0.99)},
+    auto pct = [&](double p) {
+        return l.empty() ? 0.0 : l[std::min(l.size() - 1, static_cast<std::size_t>(p * static_cast<double>(l.size())))];
+    };
+    std::cout << nlohmann::json{{"fetches", l.size()}, {"errors", st.errors},
+                                {"seconds", elapsed},  {"rate", static_cast<double>(l.size()) / elapsed},
+                                {"p50_ms", pct(0.5)},  {"p99_ms", pct(0.99)},
                                 {"bytes", st.bytes}}
                      .dump()
               << "\n";

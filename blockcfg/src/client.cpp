@@ -33,7 +33,8 @@ struct Client::Impl {
         if (ec == asio::error::timed_out) throw ClientError(server + ": no reply within " + std::to_string(timeout.count()) + " ms");
         if (ec) throw ClientError(server + ": connection closed by the server " + closed + " (" + ec.message() + ")");
         const std::uint32_t n = std::uint32_t{len[0]} << 24 | std::uint32_t{len[1]} << 16 | std::uint32_t{len[2]} << 8 | len[3];
-        if (n > protocol::kDefaultMaxFrame) throw ClientError(server + ": reply frame of " + std::to_string(n) + " bytes is over the limit");
+        if (n > protocol::kDefaultMaxFrame)
+            throw ClientError(server + ": reply frame of " + std::to_string(n) + " bytes is over the limit");
         std::vector<std::uint8_t> body(n);
         detail::read_before(sock, body.data(), body.size(), deadline, ec);
         if (ec) throw ClientError(server + ": connection lost while reading a reply (" + ec.message() + ")");

@@ -43,7 +43,7 @@ std::unique_ptr<FileDevice> FileDevice::open(const std::filesystem::path& p, std
         }
         fail("cannot lock device");
     }
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd, &st) != 0) fail("cannot stat device");
     std::uint64_t bytes = 0;
     if (S_ISBLK(st.st_mode)) {
@@ -58,8 +58,8 @@ std::unique_ptr<FileDevice> FileDevice::open(const std::filesystem::path& p, std
             std::uint8_t head[16] = {};
             sector_size = 512;
             if (::pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) && std::memcmp(head, "FLEETCFG", 8) == 0) {
-                const std::uint32_t s = std::uint32_t{head[12]} << 24 | std::uint32_t{head[13]} << 16 |
-                                        std::uint32_t{head[14]} << 8 | head[15];
+                const std::uint32_t s =
+                    std::uint32_t{head[12]} << 24 | std::uint32_t{head[13]} << 16 | std::uint32_t{head[14]} << 8 | head[15];
                 if (s == 512 || s == 4096) sector_size = s;
             }
         }
@@ -176,7 +176,8 @@ void CrashDevice::read(std::uint64_t sector, std::span<std::uint8_t> out) {
     for (const auto& [s, data] : pending_) {  // read your own (cached) writes
         const std::uint64_t a = std::max(s, sector), b = std::min(s + data.size() / ss, sector + out.size() / ss);
         for (std::uint64_t x = a; x < b; ++x)
-            std::copy_n(data.begin() + static_cast<std::ptrdiff_t>((x - s) * ss), ss, out.begin() + static_cast<std::ptrdiff_t>((x - sector) * ss));
+            std::copy_n(data.begin() + static_cast<std::ptrdiff_t>((x - s) * ss), ss,
+                        out.begin() + static_cast<std::ptrdiff_t>((x - sector) * ss));
     }
 }
 

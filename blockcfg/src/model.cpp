@@ -6,9 +6,7 @@ namespace fleetconf::blockcfg {
 
 using nlohmann::json;
 
-std::string Backend::to_string() const {
-    return common::Endpoint{address, port}.to_string();
-}
+std::string Backend::to_string() const { return common::Endpoint{address, port}.to_string(); }
 
 std::variant<std::string, Failure> normalize_host(std::string_view host) {
     std::string h(host);
@@ -16,8 +14,7 @@ std::variant<std::string, Failure> normalize_host(std::string_view host) {
     if (h == kDefaultRoute) return h;
     std::string_view rest = h;
     if (rest.starts_with("*.")) rest.remove_prefix(2);
-    if (!common::is_dns_name(rest))
-    {
+    if (!common::is_dns_name(rest)) {
         std::string m(1, '"');
         m.append(host.substr(0, 300)).append("\" is not a valid host name (DNS labels, an optional leading \"*.\" wildcard)");
         return Failure{errc::invalid, std::move(m)};
@@ -121,9 +118,7 @@ std::variant<Config, Failure> from_payload(std::string_view payload) {
 std::optional<Failure> apply(Config& c, const Op& op) {
     const bool is_default = op.host == kDefaultRoute;
     switch (op.kind) {
-        case Op::Kind::replace:
-            c = op.replacement;
-            return std::nullopt;
+        case Op::Kind::replace: c = op.replacement; return std::nullopt;
         case Op::Kind::add:
             if (is_default ? c.default_route.has_value() : c.routes.contains(op.host))
                 return Failure{errc::exists, "route " + op.host + " already exists (use update or upsert)"};
@@ -172,9 +167,11 @@ std::variant<Op, Failure> parse_op(const json& j) {
     auto bad = [](std::string m) { return Failure{errc::bad_request, std::move(m)}; };
     if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) return bad("missing \"op\"");
     const auto name = j["op"].get<std::string>();
-    static const std::pair<std::string_view, Op::Kind> kinds[] = {
-        {"add", Op::Kind::add}, {"update", Op::Kind::update}, {"upsert", Op::Kind::upsert},
-        {"remove", Op::Kind::remove}, {"replace", Op::Kind::replace}};
+    static const std::pair<std::string_view, Op::Kind> kinds[] = {{"add", Op::Kind::add},
+                                                                  {"update", Op::Kind::update},
+                                                                  {"upsert", Op::Kind::upsert},
+                                                                  {"remove", Op::Kind::remove},
+                                                                  {"replace", Op::Kind::replace}};
     Op op{};
     bool known = false;
     for (auto [n, k] : kinds)
@@ -215,9 +212,10 @@ std::variant<Request, Failure> parse_request(const json& body) {
         expect = as_count(*e);
         if (!expect) return Failure{errc::bad_request, "\"expect_generation\" must be a whole number"};
     }
-    static const std::pair<std::string_view, ReadRequest::Kind> reads[] = {
-        {"list", ReadRequest::Kind::list}, {"get", ReadRequest::Kind::get}, {"status", ReadRequest::Kind::status},
-        {"history", ReadRequest::Kind::history}};
+    static const std::pair<std::string_view, ReadRequest::Kind> reads[] = {{"list", ReadRequest::Kind::list},
+                                                                           {"get", ReadRequest::Kind::get},
+                                                                           {"status", ReadRequest::Kind::status},
+                                                                           {"history", ReadRequest::Kind::history}};
     for (auto [n, k] : reads)
         if (n == name) {
             ReadRequest r{k, {}};
@@ -240,7 +238,8 @@ std::variant<Request, Failure> parse_request(const json& body) {
     }
     if (name == "transaction") {
         auto ops = body.find("ops");
-        if (ops == body.end() || !ops->is_array() || ops->empty()) return Failure{errc::invalid, "transaction needs a non-empty \"ops\" array"};
+        if (ops == body.end() || !ops->is_array() || ops->empty())
+            return Failure{errc::invalid, "transaction needs a non-empty \"ops\" array"};
         if (ops->size() > 1000) return Failure{errc::too_large, "at most 1000 operations in a transaction"};
         for (std::size_t i = 0; i < ops->size(); ++i) {
             if ((*ops)[i].contains("expect_generation"))

@@ -27,8 +27,8 @@ std::uint64_t get64(const std::uint8_t* p) {
 }
 
 // The authenticated data, laid out exactly as docs/blockcfg-protocol.md specifies.
-Tag compute_tag(const Key& key, std::uint8_t dir, const Nonce& nonce, std::string_view key_id, std::uint64_t seq,
-                const Tag* request, std::string_view body) {
+Tag compute_tag(const Key& key, std::uint8_t dir, const Nonce& nonce, std::string_view key_id, std::uint64_t seq, const Tag* request,
+                std::string_view body) {
     Bytes head;
     head.reserve(kLabel.size() + 1 + 2 + 32 + 1 + key_id.size() + 8 + 32 + 4);
     head.insert(head.end(), kLabel.begin(), kLabel.end());
@@ -125,8 +125,8 @@ std::error_code FrameReader::feed(std::span<const std::uint8_t> data) {
     // Check every complete length prefix now, before buffering a body we would refuse anyway.
     std::size_t pos = consumed_;
     while (buf_.size() - pos >= 4) {
-        const std::uint32_t len = std::uint32_t{buf_[pos]} << 24 | std::uint32_t{buf_[pos + 1]} << 16 |
-                                  std::uint32_t{buf_[pos + 2]} << 8 | buf_[pos + 3];
+        const std::uint32_t len =
+            std::uint32_t{buf_[pos]} << 24 | std::uint32_t{buf_[pos + 1]} << 16 | std::uint32_t{buf_[pos + 2]} << 8 | buf_[pos + 3];
         if (len > max_) return errc::too_large;
         if (buf_.size() - pos - 4 < len) break;
         pos += 4 + len;
@@ -175,8 +175,7 @@ std::optional<Busy> decode_busy(std::span<const std::uint8_t> body) {
 }
 
 std::optional<Nonce> decode_hello(std::span<const std::uint8_t> body) {
-    if (body.size() != 37 || !std::equal(kHelloMagic.begin(), kHelloMagic.end(), body.begin()) || body[4] != kVersion)
-        return std::nullopt;
+    if (body.size() != 37 || !std::equal(kHelloMagic.begin(), kHelloMagic.end(), body.begin()) || body[4] != kVersion) return std::nullopt;
     Nonce n;
     std::copy_n(body.begin() + 5, 32, n.begin());
     return n;
@@ -270,9 +269,7 @@ std::error_code ServerSession::on_request(std::span<const std::uint8_t> frame_bo
     return {};
 }
 
-Bytes ServerSession::reply(std::string_view body) const {
-    return encode_reply(*key_, nonce_, last_seq_, last_tag_, body);
-}
+Bytes ServerSession::reply(std::string_view body) const { return encode_reply(*key_, nonce_, last_seq_, last_tag_, body); }
 
 std::error_code ClientSession::on_hello(std::span<const std::uint8_t> frame_body) {
     auto n = decode_hello(frame_body);

@@ -38,7 +38,8 @@ RouteTarget make_route_target(const LeaseRoutes& r, const std::function<ConfigSe
     switch (r.kind) {
         case LeaseRoutes::Kind::local:
             t.local = local_device(r.device);
-            if (!t.local) throw std::runtime_error("routes: the block device of \"" + r.device + "\" is not served here (is the block service on?)");
+            if (!t.local)
+                throw std::runtime_error("routes: the block device of \"" + r.device + "\" is not served here (is the block service on?)");
             break;
         case LeaseRoutes::Kind::blockcfg: {
             auto ring = load_key_file(r.key_file);
@@ -205,7 +206,8 @@ void RouteSync::stop() {
     cv_.notify_all();
     if (worker_.joinable()) worker_.join();
     std::lock_guard lk(mu_);
-    if (!wishes_.empty()) log_->warn("routes: {} change(s) not applied at stop (they are made again from the leases at the next start)", wishes_.size());
+    if (!wishes_.empty())
+        log_->warn("routes: {} change(s) not applied at stop (they are made again from the leases at the next start)", wishes_.size());
 }
 
 void RouteSync::set(const std::string& host, const Backend& backend, std::string why) {
@@ -240,7 +242,8 @@ RouteSync::Counters RouteSync::counters() const {
     std::lock_guard lk(mu_);
     auto c = counters_;
     c.pending = wishes_.size() + (busy_ ? 1 : 0);
-    c.retrying = static_cast<std::size_t>(std::count_if(wishes_.begin(), wishes_.end(), [](const auto& w) { return w.second.attempts > 0; }));
+    c.retrying =
+        static_cast<std::size_t>(std::count_if(wishes_.begin(), wishes_.end(), [](const auto& w) { return w.second.attempts > 0; }));
     return c;
 }
 
@@ -249,17 +252,25 @@ common::StatusSource RouteSync::status_source() const {
         const auto c = counters();
         return "# HELP fleetconf_routes_changes_total Lease-driven route changes by outcome\n"
                "# TYPE fleetconf_routes_changes_total counter\n"
-               "fleetconf_routes_changes_total{result=\"applied\"} " + std::to_string(c.applied) + "\n"
-               "fleetconf_routes_changes_total{result=\"unchanged\"} " + std::to_string(c.unchanged) + "\n"
-               "fleetconf_routes_changes_total{result=\"failed\"} " + std::to_string(c.failed) + "\n"
+               "fleetconf_routes_changes_total{result=\"applied\"} " +
+               std::to_string(c.applied) +
+               "\n"
+               "fleetconf_routes_changes_total{result=\"unchanged\"} " +
+               std::to_string(c.unchanged) +
+               "\n"
+               "fleetconf_routes_changes_total{result=\"failed\"} " +
+               std::to_string(c.failed) +
+               "\n"
                "# HELP fleetconf_routes_pending Hosts whose route change is not applied yet\n"
-               "# TYPE fleetconf_routes_pending gauge\nfleetconf_routes_pending " + std::to_string(c.pending) + "\n";
+               "# TYPE fleetconf_routes_pending gauge\nfleetconf_routes_pending " +
+               std::to_string(c.pending) + "\n";
     };
     auto health = [this]() -> common::Health {
         const auto c = counters();
         if (c.retrying > 0)
             return {false, std::to_string(c.retrying) + " host(s) waiting to retry a failed change on " + driver_->describe()};
-        return {true, "to " + driver_->describe() + "; " + std::to_string(c.applied) + " changes applied, " + std::to_string(c.pending) + " pending"};
+        return {true, "to " + driver_->describe() + "; " + std::to_string(c.applied) + " changes applied, " + std::to_string(c.pending) +
+                          " pending"};
     };
     return {"routes", metrics, health};
 }

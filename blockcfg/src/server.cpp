@@ -23,8 +23,8 @@
 
 namespace fleetconf::blockcfg {
 
-using nlohmann::json;
 using asio::ip::tcp;
+using nlohmann::json;
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
 std::uint64_t now_ns() {
@@ -143,7 +143,7 @@ void ConfigService::writer() {
                 }
                 work = std::get<Config>(std::move(c));
             } else if (auto f = p.req.ops.size() == 1 ? apply(work, p.req.ops[0])  // one op is atomic by itself
-                                                        : apply_all(work, p.req.ops)) {
+                                                      : apply_all(work, p.req.ops)) {
                 o.ec = f->code;
                 o.message = f->message;
                 continue;
@@ -185,8 +185,7 @@ void ConfigService::writer() {
                 for (std::size_t i = 0; i < batch.size(); ++i)
                     if (accepted[i]) {
                         outcomes[i].generation = info.generation;
-                        log_->info("{}: {} by {}: generation {} -> {}", name_, batch[i].req.name, batch[i].who, gen,
-                                   info.generation);
+                        log_->info("{}: {} by {}: generation {} -> {}", name_, batch[i].req.name, batch[i].who, gen, info.generation);
                     }
             }
         }
@@ -196,8 +195,8 @@ void ConfigService::writer() {
         }
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (!accepted[i] && outcomes[i].ec)
-                log_->info("{}: {} by {} refused: {} {}", name_, batch[i].req.name, batch[i].who, code_name(static_cast<errc>(outcomes[i].ec.value())),
-                           outcomes[i].message);
+                log_->info("{}: {} by {} refused: {} {}", name_, batch[i].req.name, batch[i].who,
+                           code_name(static_cast<errc>(outcomes[i].ec.value())), outcomes[i].message);
             if (batch[i].done) batch[i].done(std::move(outcomes[i]));
         }
     }
@@ -217,8 +216,8 @@ protocol::KeyRing load_key_file(const std::filesystem::path& p) {
 protocol::Key create_key_file(const std::filesystem::path& p, const std::string& key_id) {
     if (!protocol::valid_key_id(key_id)) throw std::runtime_error("invalid key id \"" + key_id + "\"");
     protocol::Key k{key_id, common::random_bytes(32)};
-    const std::string text = "# fleetconf blockcfg control keys: KEY-ID BASE64-SECRET (keep this file secret)\n" +
-                             protocol::format_key_line(k);
+    const std::string text =
+        "# fleetconf blockcfg control keys: KEY-ID BASE64-SECRET (keep this file secret)\n" + protocol::format_key_line(k);
     int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), p.string() + ": cannot create key file");
     ::fchmod(fd, 0600);
@@ -269,8 +268,7 @@ struct Server::Impl {
         log->warn("control {}: authentication failed: {} ({} in the last {} s)", peer, why, f.count, opts.failure_window.count());
         if (f.count >= opts.max_auth_failures) {
             f.blocked_until = now + opts.block_time;
-            log->warn("control {}: {} failed authentications; refusing its connections for {} s", peer, f.count,
-                      opts.block_time.count());
+            log->warn("control {}: {} failed authentications; refusing its connections for {} s", peer, f.count, opts.block_time.count());
         }
         if (failures.size() > 10000) failures.clear();  // bounded memory under a spray of addresses
     }
@@ -334,8 +332,9 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         }
         std::error_code pec;
         auto rep = s.remote_endpoint(pec);
-        const std::string peer = pec ? "?" : (rep.address().is_v6() ? "[" + rep.address().to_string() + "]" : rep.address().to_string()) +
-                                                 ":" + std::to_string(rep.port());
+        const std::string peer = pec ? "?"
+                                     : (rep.address().is_v6() ? "[" + rep.address().to_string() + "]" : rep.address().to_string()) + ":" +
+                                           std::to_string(rep.port());
         const std::string peer_addr = pec ? "?" : rep.address().to_string();
         // A refused client is told why (BUSY instead of HELLO), so that it does not blame its key.
         auto turn_away = [&](protocol::BusyReason why, const std::string& text) {
@@ -361,10 +360,12 @@ asio::awaitable<void> Server::Impl::accept_loop() {
         sockets.remove_if([](const auto& w) { return w.expired(); });
         sockets.push_back(sock);
         ++connections;
-        asio::co_spawn(io, session(sock, peer), [this, report = common::log_exception(log, std::string("control ").append(peer).append(": session failed"))](std::exception_ptr e) {
-            --connections;
-            report(e);
-        });
+        asio::co_spawn(io, session(sock, peer),
+                       [this, report = common::log_exception(log, std::string("control ").append(peer).append(": session failed"))](
+                           std::exception_ptr e) {
+                           --connections;
+                           report(e);
+                       });
     }
 }
 
@@ -390,8 +391,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, s
     std::string key_id = "-";
     while (true) {
         timer.expires_after(reader.partial() ? opts.read_timeout : opts.idle_timeout);
-        auto result = co_await (sock->async_read_some(asio::buffer(buf), use_tuple) ||
-                                timer.async_wait(use_tuple));
+        auto result = co_await (sock->async_read_some(asio::buffer(buf), use_tuple) || timer.async_wait(use_tuple));
         if (result.index() == 1) {
             log->info("control {}: closed after {} ({})", peer, reader.partial() ? "a frame stalled" : "idle time",
                       reader.partial() ? "read timeout" : "idle timeout");
@@ -515,8 +515,8 @@ void Server::Impl::handle(const std::string& body, const std::string& who, std::
     auto& change = std::get<ChangeRequest>(req);
     dev->submit(std::move(change), who, [reply = std::move(reply)](Outcome o) {
         if (o.ec)
-            return reply(error_reply(o.ec.category() == category() ? static_cast<errc>(o.ec.value()) : errc::internal, o.message,
-                                     o.generation));
+            return reply(
+                error_reply(o.ec.category() == category() ? static_cast<errc>(o.ec.value()) : errc::internal, o.message, o.generation));
         reply(json{{"ok", true}, {"generation", o.generation}, {"previous_generation", o.previous_generation}}.dump());
     });
 }

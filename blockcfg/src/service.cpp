@@ -4,13 +4,11 @@
 
 namespace fleetconf::blockcfg {
 
-common::ServiceInfo service_info() {
-    return {"block", true, "block-device configuration store with an authenticated control socket"};
-}
+common::ServiceInfo service_info() { return {"block", true, "block-device configuration store with an authenticated control socket"}; }
 
-std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path,
-                                           std::uint32_t sector_size, std::optional<std::uint64_t> create_bytes,
-                                           std::shared_ptr<spdlog::logger> log, CommitMode mode) {
+std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path, std::uint32_t sector_size,
+                                           std::optional<std::uint64_t> create_bytes, std::shared_ptr<spdlog::logger> log,
+                                           CommitMode mode) {
     bool created = false;
     if (create_bytes && !std::filesystem::exists(path)) {
         common::ensure_directory(path.parent_path());
@@ -90,12 +88,18 @@ std::string SiteService::prometheus() const {
     }
     for (const auto& f : fam) out += std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.type + "\n" + f.lines;
     const auto s = server_->stats();
-    out += "# HELP fleetconf_block_requests_total Authenticated control requests answered\n# TYPE fleetconf_block_requests_total counter\n"
-           "fleetconf_block_requests_total " + std::to_string(s.requests) + "\n";
-    out += "# HELP fleetconf_block_auth_failures_total Control frames that failed authentication\n"
-           "# TYPE fleetconf_block_auth_failures_total counter\nfleetconf_block_auth_failures_total " + std::to_string(s.auth_failures) + "\n";
-    out += "# HELP fleetconf_block_connections Open control connections\n# TYPE fleetconf_block_connections gauge\n"
-           "fleetconf_block_connections " + std::to_string(s.connections) + "\n";
+    out +=
+        "# HELP fleetconf_block_requests_total Authenticated control requests answered\n# TYPE fleetconf_block_requests_total counter\n"
+        "fleetconf_block_requests_total " +
+        std::to_string(s.requests) + "\n";
+    out +=
+        "# HELP fleetconf_block_auth_failures_total Control frames that failed authentication\n"
+        "# TYPE fleetconf_block_auth_failures_total counter\nfleetconf_block_auth_failures_total " +
+        std::to_string(s.auth_failures) + "\n";
+    out +=
+        "# HELP fleetconf_block_connections Open control connections\n# TYPE fleetconf_block_connections gauge\n"
+        "fleetconf_block_connections " +
+        std::to_string(s.connections) + "\n";
     return out;
 }
 
@@ -103,7 +107,8 @@ common::Health SiteService::health() const {
     if (!server_->stats().listening) return {false, "control socket not listening"};
     std::string failing;
     for (const auto& d : devices_)
-        if (auto st = d->stats(); !st.last_error.empty()) failing += (failing.empty() ? "" : "; ") + d->name() + ": last commit failed: " + st.last_error;
+        if (auto st = d->stats(); !st.last_error.empty())
+            failing += (failing.empty() ? "" : "; ") + d->name() + ": last commit failed: " + st.last_error;
     if (!failing.empty()) return {false, failing};
     return {true, std::to_string(devices_.size()) + " device(s); control socket on port " + std::to_string(server_->port())};
 }

@@ -91,9 +91,8 @@ std::optional<Header> decode_header(std::span<const std::uint8_t> s, std::string
     const auto& g = h.geometry;
     if (g.sector_size != s.size() || h.copy > 1 || get32(&s[68]) != 0 || !zero(s.subspan(112, s.size() - 144)))
         return set(why, "inconsistent header fields"), std::nullopt;
-    if (g.slots < 2 || g.slots > 1024 || g.slot_sectors < 2 ||
-        std::uint64_t{g.slots} * g.slot_sectors + 2 > g.sectors || h.gen.slot >= g.slots || h.gen.generation == 0 ||
-        h.gen.length > g.max_payload())
+    if (g.slots < 2 || g.slots > 1024 || g.slot_sectors < 2 || std::uint64_t{g.slots} * g.slot_sectors + 2 > g.sectors ||
+        h.gen.slot >= g.slots || h.gen.generation == 0 || h.gen.length > g.max_payload())
         return set(why, "inconsistent geometry"), std::nullopt;
     return h;
 }
@@ -132,8 +131,8 @@ namespace {
 
 std::uint64_t slot_start(const Geometry& g, std::uint32_t slot) { return 1 + std::uint64_t{slot} * g.slot_sectors; }
 
-std::error_code write_generation(Device& dev, const Geometry& g, const Uuid& uuid, const GenerationInfo& gen,
-                                 std::string_view payload, CommitMode mode = CommitMode::ordered) {
+std::error_code write_generation(Device& dev, const Geometry& g, const Uuid& uuid, const GenerationInfo& gen, std::string_view payload,
+                                 CommitMode mode = CommitMode::ordered) {
     const auto digest = cm::sha256(payload);
     // 1. The payload and its slot header, in one write, then sync.
     const std::uint64_t payload_sectors = (payload.size() + g.sector_size - 1) / g.sector_size;
@@ -160,8 +159,7 @@ std::error_code write_generation(Device& dev, const Geometry& g, const Uuid& uui
     // must not be reported as a failed commit (the next commit, or open's fallback, handles the stale copy).
     try {
         dev.write(g.sectors - 1, layout::encode_header(layout::Header{1, g, uuid, gen, digest}));
-    } catch (const std::exception&) {
-    }
+    } catch (const std::exception&) {}
     return {};
 }
 
@@ -322,7 +320,9 @@ std::optional<Store> Store::open(Device& dev, std::error_code& ec, std::string& 
         }
     }
     for (int c = 0; c < 2; ++c)
-        if (!hdr[c]) warn(std::string(c == 0 ? "first" : "last") + " header copy is damaged (" + why[c] + "); the other copy is used and the next commit rewrites both");
+        if (!hdr[c])
+            warn(std::string(c == 0 ? "first" : "last") + " header copy is damaged (" + why[c] +
+                 "); the other copy is used and the next commit rewrites both");
     const layout::Header& any = hdr[0] ? *hdr[0] : *hdr[1];
     Store st(dev);
     st.geo_ = any.geometry;

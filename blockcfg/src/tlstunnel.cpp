@@ -350,8 +350,9 @@ std::optional<Bytes> parse_reply(std::span<const std::uint8_t> buf, std::string&
 
 std::string describe(const Command& c) {
     auto sni_text = [](const Sni& s) {
-        return s.name + " -> " + (s.port >= 0 && s.port <= 65535 ? common::host_port(s.host, static_cast<std::uint32_t>(s.port))
-                                                                  : common::to_string(s.host) + " port " + std::to_string(s.port));
+        return s.name + " -> " +
+               (s.port >= 0 && s.port <= 65535 ? common::host_port(s.host, static_cast<std::uint32_t>(s.port))
+                                               : common::to_string(s.host) + " port " + std::to_string(s.port));
     };
     return std::visit(
         [&](const auto& x) -> std::string {
@@ -492,8 +493,8 @@ Bytes write_disk(const std::vector<Sni>& snis, std::size_t sector_size, std::uin
     const std::size_t per = sector_size - 8;
     const std::uint64_t need = (data.size() + per - 1) / per;
     if (sectors < 3 || need > sectors - 2)
-        throw std::length_error(std::to_string(data.size()) + " bytes of routes need " + std::to_string(need + 2) + " sectors; the image has " +
-                                std::to_string(sectors));
+        throw std::length_error(std::to_string(data.size()) + " bytes of routes need " + std::to_string(need + 2) +
+                                " sectors; the image has " + std::to_string(sectors));
     Bytes image(sectors * sector_size, 0);
     for (std::uint64_t i = 0; i < need; ++i) {
         auto* s = image.data() + (1 + i) * sector_size;

@@ -90,7 +90,9 @@ void dhcp_config_args(const Site& site, const Unikernel& u, const GitBootInfo& g
                               "` issues one (only its hash is kept), --git-token-file fills it in here");
         if (uri.rfind("https://", 0) == 0) {
             if (!git.tls_authenticator.empty()) a.unikernel.push_back("--tls-authenticator=" + git.tls_authenticator);
-            else a.notes.push_back("--tls-authenticator: the certificate is made when the git service first starts; run bootargs again then");
+            else
+                a.notes.push_back(
+                    "--tls-authenticator: the certificate is made when the git service first starts; run bootargs again then");
         }
     } else if (uri.rfind("git@", 0) == 0 || uri.rfind("ssh://", 0) == 0) {
         a.unikernel.push_back("--ssh-key=ed25519:" + (git.ssh_seed.empty() ? std::string("SEED") : git.ssh_seed));
@@ -127,7 +129,8 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
     if (o.syslog) {
         a.unikernel.push_back("--syslog=" + o.syslog->host_string());
         if (o.syslog->port != 514)
-            a.notes.push_back("syslog port " + std::to_string(o.syslog->port) + " cannot be given on the command line; "
+            a.notes.push_back("syslog port " + std::to_string(o.syslog->port) +
+                              " cannot be given on the command line; "
                               "the unikernel uses its built-in port");
     }
     if (o.monitoring) a.unikernel.push_back("--monitor=" + o.monitoring->host_string());
@@ -139,7 +142,9 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
             a.notes.push_back("SEED: the unikernel's SSH key, printed once by `fleetconf git keygen " + u.name +
                               "` (only its public half is kept); --ssh-key-file fills it in here");
         if (!git.ssh_authenticator.empty()) a.unikernel.push_back("--ssh-authenticator=" + git.ssh_authenticator);
-        else a.notes.push_back("--ssh-authenticator: the host key is made when the git service first starts with SSH on; run bootargs again then");
+        else
+            a.notes.push_back(
+                "--ssh-authenticator: the host key is made when the git service first starts with SSH on; run bootargs again then");
         if (site.services.git.ssh->port != 22)
             a.notes.push_back("the git@host:path form always uses port 22; the SSH listener is on port " +
                               std::to_string(site.services.git.ssh->port) + " (give the git host its own address with port 22)");
@@ -152,9 +157,12 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
                               "` issues one (only its hash is kept), --git-token-file fills it in here");
         if (remote.rfind("https://", 0) == 0) {
             if (!git.tls_authenticator.empty()) a.unikernel.push_back("--tls-authenticator=" + git.tls_authenticator);
-            else a.notes.push_back("--tls-authenticator: the certificate is made when the git service first starts; run bootargs again then");
+            else
+                a.notes.push_back(
+                    "--tls-authenticator: the certificate is made when the git service first starts; run bootargs again then");
         }
-        a.notes.push_back(std::string("configuration repository: ") + (u.git.writable ? "read-write" : "read-only") + ", branch " + u.git.branch);
+        a.notes.push_back(std::string("configuration repository: ") + (u.git.writable ? "read-write" : "read-only") + ", branch " +
+                          u.git.branch);
     }
     for (const auto& x : u.boot_args) a.unikernel.push_back(x);
     return a;

@@ -29,8 +29,7 @@ template <std::size_t N>
 std::array<std::uint8_t, N> digest(const EVP_MD* md, std::span<const std::uint8_t> data) {
     std::array<std::uint8_t, N> out{};
     unsigned len = 0;
-    if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1 || len != N)
-        throw std::runtime_error("digest failed");
+    if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1 || len != N) throw std::runtime_error("digest failed");
     return out;
 }
 
@@ -55,10 +54,8 @@ Sha256Digest Sha256::finish() {
     return out;
 }
 
-Sha256Digest hmac_sha256(std::span<const std::uint8_t> key,
-                         std::initializer_list<std::span<const std::uint8_t>> parts) {
-    if (key.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-        throw std::invalid_argument("hmac key too long");
+Sha256Digest hmac_sha256(std::span<const std::uint8_t> key, std::initializer_list<std::span<const std::uint8_t>> parts) {
+    if (key.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) throw std::invalid_argument("hmac key too long");
     EVP_MAC* mac = mac_hmac();
     if (mac == nullptr) throw std::runtime_error("HMAC unavailable");
     EVP_MAC_CTX* mctx = EVP_MAC_CTX_new(mac);
@@ -78,8 +75,7 @@ Sha256Digest hmac_sha256(std::span<const std::uint8_t> key,
 }
 
 void random_bytes(std::span<std::uint8_t> out) {
-    if (out.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
-        RAND_bytes(out.data(), static_cast<int>(out.size())) != 1)
+    if (out.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) || RAND_bytes(out.data(), static_cast<int>(out.size())) != 1)
         throw std::runtime_error("CSPRNG failure");
 }
 
@@ -141,9 +137,7 @@ std::optional<Bytes> base64_decode(std::string_view text) {
         text.remove_suffix(1);
         ++pad;
     }
-    auto is_b64 = [](char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-    };
+    auto is_b64 = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/'; };
     for (char c : text)
         if (!is_b64(c)) return std::nullopt;
     const std::size_t rem = text.size() % 4;

@@ -27,7 +27,7 @@ std::string errno_text(int e) { return std::strerror(e); }
 std::optional<std::string> read_file_limited(const std::filesystem::path& p, std::size_t limit, std::string& out) {
     Fd f{::open(p.c_str(), O_RDONLY | O_CLOEXEC)};
     if (f.fd < 0) return p.string() + ": cannot open: " + errno_text(errno);
-    struct stat st{};
+    struct stat st {};
     if (::fstat(f.fd, &st) != 0) return p.string() + ": cannot stat: " + errno_text(errno);
     if (!S_ISREG(st.st_mode)) return p.string() + ": not a regular file";
     if (static_cast<std::uint64_t>(st.st_size) > limit)
@@ -48,7 +48,7 @@ std::optional<std::string> read_file_limited(const std::filesystem::path& p, std
 }
 
 std::optional<FileStamp> file_stamp(const std::filesystem::path& p) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(p.c_str(), &st) != 0) return std::nullopt;
     return FileStamp{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
                      std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
@@ -87,13 +87,12 @@ void write_file_atomic(const std::filesystem::path& p, std::span<const std::uint
 }
 
 std::optional<std::string> read_secret_file(const std::filesystem::path& p, std::size_t limit, std::string& out) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(p.c_str(), &st) != 0) return p.string() + ": cannot read: " + errno_text(errno);
     if (!S_ISREG(st.st_mode)) return p.string() + ": not a regular file";
     if ((st.st_mode & 077) != 0)
-        return p.string() + ": secret file is accessible by group or others (mode " +
-               std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
-               "); run chmod 600 " + p.string();
+        return p.string() + ": secret file is accessible by group or others (mode " + std::to_string((st.st_mode >> 6) & 7) +
+               std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) + "); run chmod 600 " + p.string();
     return read_file_limited(p, limit, out);
 }
 

@@ -64,8 +64,8 @@ std::string Ipv4::to_string() const {
 }
 
 std::array<std::uint8_t, 4> Ipv4::bytes() const {
-    return {static_cast<std::uint8_t>(v_ >> 24), static_cast<std::uint8_t>(v_ >> 16),
-            static_cast<std::uint8_t>(v_ >> 8), static_cast<std::uint8_t>(v_)};
+    return {static_cast<std::uint8_t>(v_ >> 24), static_cast<std::uint8_t>(v_ >> 16), static_cast<std::uint8_t>(v_ >> 8),
+            static_cast<std::uint8_t>(v_)};
 }
 
 std::optional<Ipv6> Ipv6::parse(std::string_view text) {
@@ -120,9 +120,7 @@ Prefix Prefix::of(Ipv4 addr, int len) {
     return p;
 }
 
-Ipv4 Prefix::netmask() const {
-    return Ipv4{len_ == 0 ? 0u : ~std::uint32_t{0} << (32 - len_)};
-}
+Ipv4 Prefix::netmask() const { return Ipv4{len_ == 0 ? 0u : ~std::uint32_t{0} << (32 - len_)}; }
 
 Ipv4 Prefix::broadcast() const { return Ipv4{net_.value() | ~netmask().value()}; }
 

@@ -86,26 +86,23 @@ public:
         return it->get<bool>();
     }
 
-    std::optional<std::uint64_t> integer(const json& obj, const std::string& ptr, std::string_view key,
-                                         std::uint64_t min, std::uint64_t max) {
+    std::optional<std::uint64_t> integer(const json& obj, const std::string& ptr, std::string_view key, std::uint64_t min,
+                                         std::uint64_t max) {
         auto it = obj.find(key);
         if (it == obj.end()) return std::nullopt;
         return integer_value(*it, join(ptr, key), min, max);
     }
 
-    std::optional<std::uint64_t> integer_value(const json& v, const std::string& ptr, std::uint64_t min,
-                                               std::uint64_t max) {
+    std::optional<std::uint64_t> integer_value(const json& v, const std::string& ptr, std::uint64_t min, std::uint64_t max) {
         if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0)) {
             if (v.is_number_integer())
                 error(ptr, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", found " + v.dump());
-            else
-                error(ptr, "expected a whole number, found " + type_name(v));
+            else error(ptr, "expected a whole number, found " + type_name(v));
             return std::nullopt;
         }
         auto n = v.get<std::uint64_t>();
         if (n < min || n > max) {
-            error(ptr, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", found " +
-                           std::to_string(n));
+            error(ptr, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", found " + std::to_string(n));
             return std::nullopt;
         }
         return n;
@@ -181,8 +178,7 @@ std::filesystem::path resolve(const std::filesystem::path& base, const std::stri
 }
 
 // Encodes a custom option's JSON value according to its declared type.
-std::optional<std::vector<std::uint8_t>> encode_custom(Checker& c, const std::string& type, const json& v,
-                                                       const std::string& ptr) {
+std::optional<std::vector<std::uint8_t>> encode_custom(Checker& c, const std::string& type, const json& v, const std::string& ptr) {
     std::vector<std::uint8_t> out;
     auto put_be = [&](std::uint64_t n, int bytes) {
         for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
@@ -251,8 +247,8 @@ std::optional<std::vector<std::uint8_t>> encode_custom(Checker& c, const std::st
 constexpr std::string_view kAlwaysSendNames[] = {"syslog", "monitoring", "ntp"};
 
 // A list of literal options ("custom") or option-125 sub-options ("vivso"): [{code, type, value, always_send}].
-std::vector<CustomOption> parse_option_list(Checker& c, const json& j, const std::string& ptr, const char* key, int min_code,
-                                            int max_code, const std::set<std::uint64_t>& managed) {
+std::vector<CustomOption> parse_option_list(Checker& c, const json& j, const std::string& ptr, const char* key, int min_code, int max_code,
+                                            const std::set<std::uint64_t>& managed) {
     std::vector<CustomOption> out;
     auto it = j.find(key);
     if (it == j.end()) return out;
@@ -272,10 +268,8 @@ std::vector<CustomOption> parse_option_list(Checker& c, const json& j, const std
             // Codes the server computes itself (RFC 2132 section 9, RFC 3046) cannot be set by hand.
             if (managed.contains(*n))
                 c.error(join(ep, "code"), "option " + std::to_string(*n) + " is managed by the server and cannot be set");
-            else if (!seen.insert(static_cast<int>(*n)).second)
-                c.error(join(ep, "code"), "code " + std::to_string(*n) + " is given twice");
-            else
-                code = static_cast<int>(*n);
+            else if (!seen.insert(static_cast<int>(*n)).second) c.error(join(ep, "code"), "code " + std::to_string(*n) + " is given twice");
+            else code = static_cast<int>(*n);
         }
         auto type = c.string(e, ep, "type");
         static const std::set<std::string> types{"ip", "ips", "u8", "u16", "u32", "i32", "bool", "string", "hex"};
@@ -311,8 +305,7 @@ SiteOptions parse_options(Checker& c, const json& j, const std::string& ptr) {
                 const auto name = e.is_string() ? e.get<std::string>() : std::string{};
                 if (std::find(std::begin(kAlwaysSendNames), std::end(kAlwaysSendNames), name) == std::end(kAlwaysSendNames))
                     c.error(join(p, i), e.dump() + " is not one of: syslog, monitoring, ntp");
-                else
-                    o.always_send.insert(name);
+                else o.always_send.insert(name);
             }
     }
     o.custom = parse_option_list(c, j, ptr, "custom", 1, 254, {50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82});
@@ -343,8 +336,7 @@ ParsedDocument parse_json(std::string_view text) {
     std::vector<Frame> stack;
     auto path = [&](std::size_t upto) {
         std::string p;
-        for (std::size_t i = 0; i < upto; ++i)
-            p = stack[i].array ? join(p, stack[i].index) : join(p, stack[i].key);
+        for (std::size_t i = 0; i < upto; ++i) p = stack[i].array ? join(p, stack[i].index) : join(p, stack[i].key);
         return p;
     };
     auto child_done = [&] {
@@ -357,8 +349,7 @@ ParsedDocument parse_json(std::string_view text) {
             case json::parse_event_t::key: {
                 auto& f = stack.back();
                 f.key = parsed.get<std::string>();
-                if (!f.keys.insert(f.key).second)
-                    out.errors.push_back({path(stack.size()), "duplicate key \"" + f.key + "\""});
+                if (!f.keys.insert(f.key).second) out.errors.push_back({path(stack.size()), "duplicate key \"" + f.key + "\""});
                 break;
             }
             case json::parse_event_t::object_end:
@@ -450,8 +441,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
     auto parsed = parse_json(text);
     Checker c;
     c.errors = std::move(parsed.errors);
-    if (c.errors.size() == 1 && c.errors[0].message.rfind("invalid JSON", 0) == 0)
-        throw SiteLoadError(site.source, std::move(c.errors));
+    if (c.errors.size() == 1 && c.errors[0].message.rfind("invalid JSON", 0) == 0) throw SiteLoadError(site.source, std::move(c.errors));
     const json& doc = parsed.doc;
     if (!c.object(doc, "", {"site", "networks", "unikernels", "services"}, {"networks"}))
         throw SiteLoadError(site.source, std::move(c.errors));
@@ -479,8 +469,9 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (services.contains("dhcp")) {
             const auto& j = services["dhcp"];
             auto& s = site.services.dhcp;
-            if (c.object(j, "/services/dhcp", {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics",
-                                                "control_http", "control_key_file", "routes"})) {
+            if (c.object(j, "/services/dhcp",
+                         {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics", "control_http",
+                          "control_key_file", "routes"})) {
                 if (j.contains("routes")) {
                     const std::string rp = "/services/dhcp/routes";
                     const auto& r = j["routes"];
@@ -495,7 +486,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                                 if (auto slash = rest.find('/'); slash != std::string::npos) {
                                     lr.device = rest.substr(slash + 1);
                                     rest = rest.substr(0, slash);
-                                    if (!bc || lr.device.empty()) c.error(join(rp, "target"), "a path is only for blockcfg://HOST:PORT/DEVICE");
+                                    if (!bc || lr.device.empty())
+                                        c.error(join(rp, "target"), "a path is only for blockcfg://HOST:PORT/DEVICE");
                                 }
                                 lr.endpoint = Endpoint::parse(rest, bc ? 7300 : 1234);
                                 if (!lr.endpoint) c.error(join(rp, "target"), "\"" + rest + "\" is not HOST:PORT");
@@ -506,7 +498,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                                     c.error(join(rp, "key_file"), "a remote target needs the key to authenticate with");
                                 }
                             } else if (t->find("://") != std::string::npos) {
-                                c.error(join(rp, "target"), "\"" + *t + "\" is not a unikernel name, blockcfg://HOST:PORT[/DEVICE] or tlstunnel://HOST:PORT");
+                                c.error(join(rp, "target"),
+                                        "\"" + *t + "\" is not a unikernel name, blockcfg://HOST:PORT[/DEVICE] or tlstunnel://HOST:PORT");
                             } else {
                                 lr.device = *t;  // checked against the unikernels below
                             }
@@ -527,23 +520,26 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     check_file_exists(c, "/services/dhcp/control_key_file", s.control_key_file, false);
                 }
                 if (s.control_http && s.control_key_file.empty())
-                    c.error("/services/dhcp/control_http", "needs \"control_key_file\": the HTTP control channel is never open without a password");
-                s.config_uri_option = static_cast<std::uint8_t>(c.integer(j, "/services/dhcp", "config_uri_option", 224, 254).value_or(224));
+                    c.error("/services/dhcp/control_http",
+                            "needs \"control_key_file\": the HTTP control channel is never open without a password");
+                s.config_uri_option =
+                    static_cast<std::uint8_t>(c.integer(j, "/services/dhcp", "config_uri_option", 224, 254).value_or(224));
                 s.enabled = c.boolean(j, "/services/dhcp", "enabled").value_or(true);
                 s.server_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "server_port", 1, 65535).value_or(67));
                 s.client_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "client_port", 1, 65535).value_or(68));
                 s.authoritative = c.boolean(j, "/services/dhcp", "authoritative").value_or(true);
-                if (s.server_port == s.client_port)
-                    c.error("/services/dhcp/client_port", "must differ from server_port");
+                if (s.server_port == s.client_port) c.error("/services/dhcp/client_port", "must differ from server_port");
             }
         }
         if (services.contains("git")) {
             const auto& j = services["git"];
             auto& s = site.services.git;
-            if (c.object(j, "/services/git", {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template",
-                                               "pack_cache_mb", "read_timeout", "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh",
-                                               "operators", "webhook_key_file", "validator_timeout"})) {
-                s.validator_timeout_s = static_cast<std::uint32_t>(c.integer(j, "/services/git", "validator_timeout", 1, 3600).value_or(10));
+            if (c.object(
+                    j, "/services/git",
+                    {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template", "pack_cache_mb", "read_timeout",
+                     "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh", "operators", "webhook_key_file", "validator_timeout"})) {
+                s.validator_timeout_s =
+                    static_cast<std::uint32_t>(c.integer(j, "/services/git", "validator_timeout", 1, 3600).value_or(10));
                 if (auto k = c.string(j, "/services/git", "webhook_key_file")) {
                     s.webhook_key_file = resolve(base_dir, *k);
                     check_file_exists(c, "/services/git/webhook_key_file", s.webhook_key_file, false);
@@ -566,7 +562,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                             const auto access = c.string(ops[i], op, "access").value_or("read-only");
                             o.writable = access == "read-write";
                             if (o.name.empty() || o.name.size() > 64) c.error(op + "/name", "an operator needs a name (1-64 characters)");
-                            if (o.key.rfind("ssh-ed25519 ", 0) != 0 && o.key.rfind("ssh-rsa ", 0) != 0 && o.key.rfind("ecdsa-sha2-", 0) != 0)
+                            if (o.key.rfind("ssh-ed25519 ", 0) != 0 && o.key.rfind("ssh-rsa ", 0) != 0 &&
+                                o.key.rfind("ecdsa-sha2-", 0) != 0)
                                 c.error(op + "/key", "expected an OpenSSH public key line (ssh-ed25519 AAAA...)");
                             if (access != "read-only" && access != "read-write")
                                 c.error(op + "/access", "\"" + access + "\" is not read-only or read-write");
@@ -596,7 +593,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 }
 
                 if (auto h = c.string(j, "/services/git", "public_host")) {
-                    if (!is_dns_name(*h) && !parse_ip(*h)) c.error("/services/git/public_host", "\"" + *h + "\" is not a host name or IP address");
+                    if (!is_dns_name(*h) && !parse_ip(*h))
+                        c.error("/services/git/public_host", "\"" + *h + "\" is not a host name or IP address");
                     else s.public_host = *h;
                 }
             }
@@ -610,8 +608,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     else if (*m != "ordered") c.error("/services/block/commit_mode", "\"" + *m + "\" is not ordered or checksummed");
                 }
                 s.enabled = c.boolean(j, "/services/block", "enabled").value_or(true);
-                if (auto e = c.parsed(j, "/services/block", "listen", parse_listen_endpoint, "an address with :port"))
-                    s.listen = *e;
+                if (auto e = c.parsed(j, "/services/block", "listen", parse_listen_endpoint, "an address with :port")) s.listen = *e;
                 if (auto k = c.string(j, "/services/block", "key_file")) {
                     s.key_file = resolve(base_dir, *k);
                     s.key_file_given = true;
@@ -632,13 +629,15 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             for (std::size_t i = 0; i < it->size(); ++i) {
                 const auto& j = (*it)[i];
                 const auto p = join("/networks", i);
-                if (!c.object(j, p, {"name", "interface", "subnet", "gateway", "dns", "domain", "pools", "lease_time",
-                                     "options", "monitoring_option", "server_address", "ignore_client_id"},
+                if (!c.object(j, p,
+                              {"name", "interface", "subnet", "gateway", "dns", "domain", "pools", "lease_time", "options",
+                               "monitoring_option", "server_address", "ignore_client_id"},
                               {"name", "subnet"}))
                     continue;
                 Network n;
                 if (auto name = c.string(j, p, "name")) {
-                    if (!valid_interface_name(*name)) c.error(join(p, "name"), "\"" + *name + "\" is not a valid bridge name (1-15 characters, no '/', ':' or spaces)");
+                    if (!valid_interface_name(*name))
+                        c.error(join(p, "name"), "\"" + *name + "\" is not a valid bridge name (1-15 characters, no '/', ':' or spaces)");
                     else if (site.network(*name)) c.error(join(p, "name"), "network \"" + *name + "\" is defined twice");
                     n.name = *name;
                 }
@@ -647,8 +646,9 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     if (!valid_interface_name(*ifn)) c.error(join(p, "interface"), "\"" + *ifn + "\" is not a valid interface name");
                     n.interface = *ifn;
                 }
-                auto subnet = c.parsed(j, p, "subnet", [](std::string_view s) { return Prefix::parse(s); },
-                                       "an IPv4 prefix with no host bits set (like 10.0.0.0/24)");
+                auto subnet = c.parsed(
+                    j, p, "subnet", [](std::string_view s) { return Prefix::parse(s); },
+                    "an IPv4 prefix with no host bits set (like 10.0.0.0/24)");
                 if (subnet) {
                     if (subnet->length() > 30) {
                         c.error(join(p, "subnet"), subnet->to_string() + " leaves no room for hosts (use /30 or larger)");
@@ -694,8 +694,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                                 continue;
                             }
                             for (std::size_t q = 0; q < n.pools.size(); ++q)
-                                if (n.pools[q].overlaps(*r))
-                                    c.error(ep, "range " + r->to_string() + " overlaps " + n.pools[q].to_string());
+                                if (n.pools[q].overlaps(*r)) c.error(ep, "range " + r->to_string() + " overlaps " + n.pools[q].to_string());
                             n.pools.push_back(*r);
                         }
                 }
@@ -706,7 +705,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     const auto& m = j["monitoring_option"];
                     if (c.object(m, mp, {"code", "enterprise", "suboption"})) {
                         n.monitoring_option.code = static_cast<std::uint8_t>(c.integer(m, mp, "code", 1, 254).value_or(125));
-                        n.monitoring_option.enterprise = static_cast<std::uint32_t>(c.integer(m, mp, "enterprise", 0, 0xFFFFFFFF).value_or(49836));
+                        n.monitoring_option.enterprise =
+                            static_cast<std::uint32_t>(c.integer(m, mp, "enterprise", 0, 0xFFFFFFFF).value_or(49836));
                         n.monitoring_option.suboption = static_cast<std::uint8_t>(c.integer(m, mp, "suboption", 0, 255).value_or(0));
                     }
                 }
@@ -726,14 +726,19 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
             for (std::size_t i = 0; i < it->size(); ++i) {
                 const auto& j = (*it)[i];
                 const auto p = join("/unikernels", i);
-                if (!c.object(j, p, {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args",
-                                     "client_id", "config_uri", "public_hosts", "backend_port"},
+                if (!c.object(j, p,
+                              {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args", "client_id",
+                               "config_uri", "public_hosts", "backend_port"},
                               {"name", "network"}))
                     continue;
                 Unikernel u;
                 if (auto name = c.string(j, p, "name")) {
-                    if (!is_dns_label(*name)) c.error(join(p, "name"), "\"" + *name + "\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')");
-                    else if (!unikernel_names.insert(*name).second) c.error(join(p, "name"), "unikernel \"" + *name + "\" is defined twice");
+                    if (!is_dns_label(*name))
+                        c.error(
+                            join(p, "name"),
+                            "\"" + *name + "\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')");
+                    else if (!unikernel_names.insert(*name).second)
+                        c.error(join(p, "name"), "unikernel \"" + *name + "\" is defined twice");
                     u.name = *name;
                 }
                 const Network* net = nullptr;
@@ -746,7 +751,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     }
                     u.network = *nn;
                 }
-                if (auto m = c.parsed(j, p, "mac", [](std::string_view s) { return Mac::parse(s); }, "a MAC address like 00:80:41:12:34:56")) {
+                if (auto m = c.parsed(
+                        j, p, "mac", [](std::string_view s) { return Mac::parse(s); }, "a MAC address like 00:80:41:12:34:56")) {
                     if (m->is_multicast() || m->is_zero()) c.error(join(p, "mac"), m->to_string() + " is not a unicast MAC address");
                     u.mac = *m;
                 } else if (!j.contains("mac") && net && !u.name.empty()) {
@@ -756,8 +762,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (!u.name.empty() && !u.mac.is_zero()) {
                     auto [m, fresh] = macs.emplace(u.mac, u.name);
                     if (!fresh)
-                        c.error(join(p, u.mac_derived ? "name" : "mac"),
-                                "MAC " + u.mac.to_string() + (u.mac_derived ? " (derived)" : "") + " is also used by unikernel \"" + m->second + "\"");
+                        c.error(join(p, u.mac_derived ? "name" : "mac"), "MAC " + u.mac.to_string() + (u.mac_derived ? " (derived)" : "") +
+                                                                             " is also used by unikernel \"" + m->second + "\"");
                 }
                 u.dhcp = c.boolean(j, p, "dhcp").value_or(true);
                 if (auto cid = c.string(j, p, "client_id")) {
@@ -789,10 +795,12 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                     const auto ap = join(p, "address");
                     if (net) {
                         if (!net->subnet.is_host(*u.address))
-                            c.error(ap, u.address->to_string() + " is not a host address in subnet " + net->subnet.to_string() + " of network \"" + net->name + "\"");
+                            c.error(ap, u.address->to_string() + " is not a host address in subnet " + net->subnet.to_string() +
+                                            " of network \"" + net->name + "\"");
                         for (const auto& r : net->pools)
                             if (r.contains(*u.address))
-                                c.error(ap, u.address->to_string() + " is inside dynamic pool " + r.to_string() + "; fixed addresses must be outside the pools");
+                                c.error(ap, u.address->to_string() + " is inside dynamic pool " + r.to_string() +
+                                                "; fixed addresses must be outside the pools");
                         if (net->gateway && *net->gateway == *u.address) c.error(ap, u.address->to_string() + " is the network's gateway");
                     }
                     auto [a, fresh] = addresses.emplace(*u.address, u.name);
@@ -803,7 +811,9 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 if (j.contains("git")) {
                     const auto gp = join(p, "git");
                     const auto& g = j["git"];
-                    if (c.object(g, gp, {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "allow_symlinks", "hook_url", "webhook_url", "validator"})) {
+                    if (c.object(g, gp,
+                                 {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "allow_symlinks",
+                                  "hook_url", "webhook_url", "validator"})) {
                         u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
                         u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
                         u.git.allow_non_fast_forward = c.boolean(g, gp, "allow_non_fast_forward").value_or(false);
@@ -813,8 +823,11 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                             const auto& v = g["validator"];
                             bool ok = v.is_array() && !v.empty() && v.size() <= 64;
                             if (ok)
-                                for (const auto& x : v) ok = ok && x.is_string() && !x.get<std::string>().empty() && x.get<std::string>().size() <= 4096;
-                            if (!ok) c.error(join(gp, "validator"), "expected a command as an array of strings, e.g. [\"/usr/local/bin/check\", \"--strict\"]");
+                                for (const auto& x : v)
+                                    ok = ok && x.is_string() && !x.get<std::string>().empty() && x.get<std::string>().size() <= 4096;
+                            if (!ok)
+                                c.error(join(gp, "validator"),
+                                        "expected a command as an array of strings, e.g. [\"/usr/local/bin/check\", \"--strict\"]");
                             else {
                                 for (const auto& x : v) u.git.validator.push_back(x.get<std::string>());
                                 if (u.git.validator[0].front() != '/') u.git.validator[0] = resolve(base_dir, u.git.validator[0]).string();
@@ -825,7 +838,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                             if (!v) continue;
                             if (v->rfind("http://", 0) != 0 || v->size() > 2048 || v->size() < 8 ||
                                 v->find_first_of(" \r\n") != std::string::npos)
-                                c.error(join(gp, key), "\"" + v->substr(0, 64) + "\" is not an http:// URL (https is not supported for notifications yet)");
+                                c.error(join(gp, key), "\"" + v->substr(0, 64) +
+                                                           "\" is not an http:// URL (https is not supported for notifications yet)");
                             (std::string_view(key) == "hook_url" ? u.git.hook_url : u.git.webhook_url) = *v;
                         }
                         if (auto a = c.string(g, gp, "access")) {
@@ -833,8 +847,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                             else if (*a != "read-only") c.error(join(gp, "access"), "\"" + *a + "\" is not read-only or read-write");
                         }
                         if (auto b = c.string(g, gp, "branch")) {
-                            const bool ok = !b->empty() && b->size() <= 200 && b->find("..") == std::string::npos &&
-                                            b->front() != '/' && b->back() != '/' && b->find_first_of(" ~^:?*[\\") == std::string::npos;
+                            const bool ok = !b->empty() && b->size() <= 200 && b->find("..") == std::string::npos && b->front() != '/' &&
+                                            b->back() != '/' && b->find_first_of(" ~^:?*[\\") == std::string::npos;
                             if (!ok) c.error(join(gp, "branch"), "\"" + *b + "\" is not a valid branch name");
                             u.git.branch = *b;
                         }
@@ -870,8 +884,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                             const auto& a = (*args)[k];
                             if (!a.is_string() || a.get<std::string>().rfind("--", 0) != 0)
                                 c.error(join(ap, k), a.dump() + " is not a boot argument of the form \"--key=value\"");
-                            else
-                                u.boot_args.push_back(a.get<std::string>());
+                            else u.boot_args.push_back(a.get<std::string>());
                         }
                 }
                 site.unikernels.push_back(std::move(u));
@@ -894,7 +907,8 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
                 const auto& a = site.networks[i].subnet;
                 const auto& b = site.networks[k].subnet;
                 if (a.contains(b.network()) || b.contains(a.network()))
-                    c.error(join(join("/networks", k), "subnet"), b.to_string() + " overlaps " + a.to_string() + " of network \"" + site.networks[i].name + "\"");
+                    c.error(join(join("/networks", k), "subnet"),
+                            b.to_string() + " overlaps " + a.to_string() + " of network \"" + site.networks[i].name + "\"");
             }
 
     if (!c.errors.empty()) throw SiteLoadError(site.source, std::move(c.errors));
@@ -903,8 +917,7 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
 
 Site load_site(const std::filesystem::path& file) {
     std::string text;
-    if (auto err = read_file_limited(file, kMaxSiteFileBytes, text))
-        throw SiteLoadError(file.string(), {{"", *err}});
+    if (auto err = read_file_limited(file, kMaxSiteFileBytes, text)) throw SiteLoadError(file.string(), {{"", *err}});
     auto base = file.parent_path();
     if (base.empty()) base = ".";
     return parse_site(text, std::filesystem::absolute(base), file.string());

@@ -79,7 +79,8 @@ Health StatusRegistry::health(std::string& json_out) const {
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - started_).count();
     const char* status = !all.ok ? "failing" : all.degraded ? "degraded" : "ok";
     json_out = nlohmann::json{{"status", status}, {"uptime_s", uptime}, {"services", services}}.dump(
-                   2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+                   2, ' ', false, nlohmann::json::error_handler_t::replace) +
+               "\n";
     return all;
 }
 
@@ -98,14 +99,22 @@ std::string StatusRegistry::metrics() const {
     }
     out += up;
     const auto start = std::chrono::duration<double>(started_.time_since_epoch()).count();
-    out += "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds\n"
-           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " + seconds(start) + "\n";
-    out += "# HELP process_cpu_seconds_total User and system CPU time spent in seconds\n"
-           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total " + seconds(cpu_seconds()) + "\n";
-    out += "# HELP process_resident_memory_bytes Resident memory size in bytes\n"
-           "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes " + std::to_string(resident_bytes()) + "\n";
-    out += "# HELP process_open_fds Number of open file descriptors\n"
-           "# TYPE process_open_fds gauge\nprocess_open_fds " + std::to_string(open_fds()) + "\n";
+    out +=
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds\n"
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " +
+        seconds(start) + "\n";
+    out +=
+        "# HELP process_cpu_seconds_total User and system CPU time spent in seconds\n"
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total " +
+        seconds(cpu_seconds()) + "\n";
+    out +=
+        "# HELP process_resident_memory_bytes Resident memory size in bytes\n"
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes " +
+        std::to_string(resident_bytes()) + "\n";
+    out +=
+        "# HELP process_open_fds Number of open file descriptors\n"
+        "# TYPE process_open_fds gauge\nprocess_open_fds " +
+        std::to_string(open_fds()) + "\n";
     return out;
 }
 

@@ -17,13 +17,13 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
     if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
     if (c >= 0xE0 && c <= 0xEF) {
         if (!cont(1) || !cont(2)) return 0;
-        if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+        if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
         if (c == 0xED && b(1) >= 0xA0) return 0;  // UTF-16 surrogates
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
         if (!cont(1) || !cont(2) || !cont(3)) return 0;
-        if (c == 0xF0 && b(1) < 0x90) return 0;  // overlong
+        if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
         if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
         return 4;
     }

@@ -23,8 +23,8 @@
 
 namespace fleetconf::dhcp {
 
-using nlohmann::json;
 using common::Ipv4;
+using nlohmann::json;
 
 namespace {
 
@@ -32,8 +32,8 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxCommandBytes = 1 << 20;
 constexpr auto kCommandTimeout = std::chrono::seconds(10);
 
-const char* const kCommands[] = {"config-get", "config-reload", "lease4-add", "lease4-del", "lease4-get", "lease4-get-all",
-                                 "list-commands", "statistic-get-all", "status-get"};
+const char* const kCommands[] = {"config-get",     "config-reload", "lease4-add",        "lease4-del", "lease4-get",
+                                 "lease4-get-all", "list-commands", "statistic-get-all", "status-get"};
 
 // The command's name for a log line, whatever the request's shape ("?" when it has none).
 std::string command_name(const json& request) {
@@ -49,7 +49,8 @@ json reply(int result, std::string text, json arguments = nullptr) {
 }
 
 std::uint64_t unix_now() {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 std::string timestamp() {
@@ -69,8 +70,12 @@ json lease_json(const Lease& l, const Config& cfg, std::uint64_t now) {
     int subnet_id = 0;
     for (std::size_t i = 0; i < cfg.networks.size(); ++i)
         if (cfg.networks[i].name == l.network) subnet_id = static_cast<int>(i + 1);
-    json j{{"ip-address", l.address.to_string()}, {"hw-address", l.mac.to_string()}, {"hostname", l.hostname},
-           {"subnet-id", subnet_id}, {"valid-lft", l.expires > now ? l.expires - now : 0}, {"expire", l.expires},
+    json j{{"ip-address", l.address.to_string()},
+           {"hw-address", l.mac.to_string()},
+           {"hostname", l.hostname},
+           {"subnet-id", subnet_id},
+           {"valid-lft", l.expires > now ? l.expires - now : 0},
+           {"expire", l.expires},
            {"state", l.state == LeaseState::declined ? 1 : (l.expires <= now ? 2 : 0)},
            {"fleetconf-state", std::string(to_string(l.state))}};
     if (!l.client.empty() && l.client[0] == 0xFF) j["client-id"] = common::to_hex(std::span(l.client).subspan(1));
@@ -99,8 +104,12 @@ json Service::command(const json& request) {
     if (cmd == "list-commands") return reply(0, std::to_string(std::size(kCommands)) + " commands", json(kCommands));
     if (cmd == "status-get") {
         const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - im.started).count();
-        return reply(0, "", {{"pid", ::getpid()}, {"uptime", up}, {"leases", im.store->all().size()},
-                             {"durable", im.opts.durable}, {"interfaces", im.sockets.size()}});
+        return reply(0, "",
+                     {{"pid", ::getpid()},
+                      {"uptime", up},
+                      {"leases", im.store->all().size()},
+                      {"durable", im.opts.durable},
+                      {"interfaces", im.sockets.size()}});
     }
     if (cmd == "statistic-get-all") {
         json a = json::object();
@@ -210,8 +219,8 @@ json Service::command(const json& request) {
         if (im.opts.site_file.empty()) return reply(1, "no site file known to this service");
         std::string text;
         if (auto e = common::read_file_limited(im.opts.site_file, common::kMaxSiteFileBytes, text)) return reply(1, *e);
-        return reply(0, "", {{"site-file", im.opts.site_file.string()},
-                             {"site", json::parse(text, nullptr, false, /*ignore_comments=*/true)}});
+        return reply(0, "",
+                     {{"site-file", im.opts.site_file.string()}, {"site", json::parse(text, nullptr, false, /*ignore_comments=*/true)}});
     }
     if (cmd == "config-reload") {
         if (!im.reload_hook) return reply(1, "reload is not available here");
@@ -377,7 +386,8 @@ void Service::Impl::start_control_http() {
     std::string text;
     if (auto err = common::read_secret_line(opts.control_key_file, text)) throw std::runtime_error("control_key_file: " + *err);
     if (text.size() < 16)
-        throw std::runtime_error(opts.control_key_file.string() + ": the control password must have at least 16 characters "
+        throw std::runtime_error(opts.control_key_file.string() +
+                                 ": the control password must have at least 16 characters "
                                  "(make one: head -c 24 /dev/urandom | base64)");
     control_password = std::move(text);
     control_http = std::make_unique<asio::ip::tcp::acceptor>(listen_tcp(io, *opts.control_http));
@@ -407,7 +417,8 @@ std::string json_response(int status, std::string_view body, bool challenge = fa
 // array holding the service's answer.
 asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
     using namespace asio::experimental::awaitable_operators;
-    common::HttpRequestReader reader(common::HttpLimits{.max_url = 2048, .max_header_bytes = 16384, .max_body = kMaxCommandBytes, .body_limit = {}});
+    common::HttpRequestReader reader(
+        common::HttpLimits{.max_url = 2048, .max_header_bytes = 16384, .max_body = kMaxCommandBytes, .body_limit = {}});
     char buf[4096];
     asio::steady_timer deadline(io, kCommandTimeout);
     std::string out;
@@ -450,8 +461,7 @@ asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
                 } catch (const std::exception& e) {
                     answer = reply(1, std::string("internal error: ") + e.what());
                 }
-                log->info("control (HTTP from {}): {} -> result {}", from, command_name(request),
-                          answer.value("result", -1));
+                log->info("control (HTTP from {}): {} -> result {}", from, command_name(request), answer.value("result", -1));
             }
             out = json_response(200, json::array({answer}).dump(-1, ' ', false, json::error_handler_t::replace));
         }

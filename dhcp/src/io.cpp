@@ -56,11 +56,11 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
         impl_->log->error("leases: {}: damaged region at offset {}, {} bytes: skipped; every intact record after it kept",
                           impl_->opts.lease_file.string(), r.offset, r.length);
     if (!rec.damaged.empty())
-        impl_->log->error("leases: {}: {} damaged region(s){}; the damaged file was copied to {} and the journal rewritten "
-                          "with every intact record",
-                          impl_->opts.lease_file.string(), rec.damaged.size(),
-                          rec.missing_records ? ", " + std::to_string(rec.missing_records) + " record(s) lost with them" : "",
-                          rec.damaged_copy.string());
+        impl_->log->error(
+            "leases: {}: {} damaged region(s){}; the damaged file was copied to {} and the journal rewritten "
+            "with every intact record",
+            impl_->opts.lease_file.string(), rec.damaged.size(),
+            rec.missing_records ? ", " + std::to_string(rec.missing_records) + " record(s) lost with them" : "", rec.damaged_copy.string());
     impl_->log->info("leases: {} ({} records replayed, {} leases)", impl_->opts.lease_file.string(), j->records(), j->size());
     impl_->journal = j.get();
     impl_->store = std::move(j);
@@ -269,13 +269,15 @@ void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m
     std::memcpy(req.arp_ha.sa_data, m.chaddr.data(), 6);
     req.arp_flags = ATF_COM;
     std::strncpy(req.arp_dev, ifname.c_str(), sizeof req.arp_dev - 1);
-    if (::ioctl(sockets.front()->sock.native_handle(), SIOCSARP, &req) != 0) throw std::system_error(errno, std::generic_category(), "SIOCSARP");
+    if (::ioctl(sockets.front()->sock.native_handle(), SIOCSARP, &req) != 0)
+        throw std::system_error(errno, std::generic_category(), "SIOCSARP");
 }
 
 void Service::Impl::send_reply(Socket& s, const Message& reply, std::size_t max_size) {
     std::vector<std::uint8_t> dropped;
     const auto bytes = encode(reply, max_size, &dropped);
-    if (!dropped.empty()) log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size, dropped.size());
+    if (!dropped.empty())
+        log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size, dropped.size());
     // RFC 2131 4.1: where a server reply goes.
     udp::endpoint to;
     const bool is_nak = reply.type() == MessageType::nak;

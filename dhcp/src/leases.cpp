@@ -340,8 +340,7 @@ JournalLeaseStore::~JournalLeaseStore() {
     if (fd_ >= 0) {
         try {
             sync();
-        } catch (...) {
-        }
+        } catch (...) {}
         ::close(fd_);
     }
 }

@@ -52,8 +52,9 @@ void add_site_options(std::vector<Option>& out, std::set<std::uint8_t>& always, 
         for (const auto& [e, subs] : blocks) {
             std::size_t size = 0;
             for (const auto& [code, data] : subs) size += 2 + data.size();
-            if (size > 255) throw std::runtime_error("option 125: the sub-options of enterprise " + std::to_string(e) + " take " +
-                                                     std::to_string(size) + " bytes, more than the 255 of one block");
+            if (size > 255)
+                throw std::runtime_error("option 125: the sub-options of enterprise " + std::to_string(e) + " take " +
+                                         std::to_string(size) + " bytes, more than the 255 of one block");
             auto b = vivso_bytes(e, subs);
             value.insert(value.end(), b.begin(), b.end());
         }
@@ -100,7 +101,7 @@ bool available(const Context& c, Ipv4 a) {
     if (!c.net.subnet.is_host(a) || a == c.net.server_id || reserved_for_other(c.net, a, c.host)) return false;
     const Lease* l = c.leases.by_address(a);
     if (!l || l->client == c.key) return !(l && l->state == LeaseState::declined && l->expires > c.now);
-    if (l->expires <= c.now) return true;  // expired: anyone's
+    if (l->expires <= c.now) return true;     // expired: anyone's
     return l->state == LeaseState::released;  // released addresses are free (their owner is preferred elsewhere)
 }
 
@@ -261,9 +262,9 @@ std::string who(const Context& c, const Message& m) {
     else if (auto h = m.string_option(opt::hostname)) s += " (host name \"" + common::printable(h->substr(0, 63)) + "\")";
     if (const Option* o = m.find(opt::client_fqdn)) {
         if (auto f = parse_fqdn(o->data))
-            s += " (FQDN \"" + common::printable(f->name.substr(0, 255)) + "\"" + ((f->flags & fqdn_flag::S) ? ", asks the server to update DNS: not done" : "") + ")";
-        else
-            s += " (malformed FQDN option ignored)";
+            s += " (FQDN \"" + common::printable(f->name.substr(0, 255)) + "\"" +
+                 ((f->flags & fqdn_flag::S) ? ", asks the server to update DNS: not done" : "") + ")";
+        else s += " (malformed FQDN option ignored)";
     }
     return s;
 }
@@ -308,8 +309,8 @@ const Host* match_host(const NetworkConfig& net, const Message& m, std::string& 
     if (auto name = m.string_option(opt::hostname))
         for (const auto& h : net.hosts)
             if (h.name == *name) {
-                note = "host name \"" + common::printable(*name) + "\" is a site unikernel but the MAC " + mac.to_string() + " is not its " +
-                       (h.mac_derived ? "Albatross-derived " : "") + "MAC " + h.mac.to_string() + "; treated as unknown";
+                note = "host name \"" + common::printable(*name) + "\" is a site unikernel but the MAC " + mac.to_string() +
+                       " is not its " + (h.mac_derived ? "Albatross-derived " : "") + "MAC " + h.mac.to_string() + "; treated as unknown";
                 break;
             }
     return nullptr;
@@ -387,8 +388,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
             if (server_id) {  // SELECTING (RFC 2131 4.3.2)
                 if (*server_id != net->server_id) {
                     Decision d;
-                    if (const Lease* l = leases.by_client(c.key); l && l->state == LeaseState::offered)
-                        d.changes.push_back({*l, true});
+                    if (const Lease* l = leases.by_client(c.key); l && l->state == LeaseState::offered) d.changes.push_back({*l, true});
                     d.log = who(c, m) + " chose server " + server_id->to_string() + "; our offer withdrawn";
                     return d;
                 }
@@ -401,7 +401,8 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
                 // one, an authoritative server NAKs (the client restarts with DISCOVER, as Kea and ISC dhcpd
                 // do) and a non-authoritative one stays silent, so that it never contradicts another server.
                 auto silent = [&](const std::string& why) {
-                    none.log = "INIT-REBOOT for " + requested->to_string() + " from " + who(c, m) + ": " + why + ", not authoritative: silent";
+                    none.log =
+                        "INIT-REBOOT for " + requested->to_string() + " from " + who(c, m) + ": " + why + ", not authoritative: silent";
                     return with_note(std::move(none));
                 };
                 if (!net->subnet.is_host(*requested)) {
@@ -412,7 +413,8 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
                 if (c.host && c.host->fixed) return with_note(nak(m, c, "this client's address is " + c.host->fixed->to_string()));
                 const Lease* mine = leases.by_client(c.key);
                 if (mine && mine->network == net->name && mine->state != LeaseState::declined)
-                    return with_note(nak(m, c, "this client's address is " + mine->address.to_string() + ", not " + requested->to_string()));
+                    return with_note(
+                        nak(m, c, "this client's address is " + mine->address.to_string() + ", not " + requested->to_string()));
                 if (!cfg.authoritative) return silent("no record of this client");
                 return with_note(nak(m, c, "no record of this client for " + requested->to_string() + " (start again with DISCOVER)"));
             }
@@ -429,7 +431,8 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
             Decision d;
             if (server_id && *server_id != net->server_id) return d.log = "DECLINE for another server ignored", d;
             if (!requested) return d.log = "DECLINE without a requested address ignored", d;
-            if (!owns(c, *requested)) return d.log = "DECLINE of " + requested->to_string() + " by a client that does not hold it ignored", d;
+            if (!owns(c, *requested))
+                return d.log = "DECLINE of " + requested->to_string() + " by a client that does not hold it ignored", d;
             Lease l = make_lease(c, m, *requested, LeaseState::declined, now + cfg.probation);
             l.client.clear();  // the address is nobody's while on probation
             d.changes.push_back({l});
@@ -480,7 +483,9 @@ Config make_config(const common::Site& site, const std::function<std::optional<I
         nc.ignore_client_id = n.ignore_client_id;
         nc.domain = n.domain;
         auto sid = n.server_address ? n.server_address : n.gateway ? n.gateway : interface_address(n.interface);
-        if (!sid) throw std::runtime_error("network " + n.name + ": no server_address, no gateway, and interface " + n.interface + " has no IPv4 address");
+        if (!sid)
+            throw std::runtime_error("network " + n.name + ": no server_address, no gateway, and interface " + n.interface +
+                                     " has no IPv4 address");
         nc.server_id = *sid;
         nc.options = network_base_options(n);
         add_site_options(nc.options, nc.always_send, n.options, n.monitoring_option);

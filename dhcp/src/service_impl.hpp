@@ -96,5 +96,4 @@ struct Service::Impl {
     void maybe_compact();
 };
 
-
 }  // namespace fleetconf::dhcp

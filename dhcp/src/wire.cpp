@@ -136,8 +136,7 @@ std::optional<Message> decode(std::span<const std::uint8_t> d, std::error_code& 
     std::copy_n(d.begin() + 28, 16, m.chaddr.begin());
     std::copy_n(d.begin() + 44, 64, m.sname.begin());
     std::copy_n(d.begin() + 108, 128, m.file.begin());
-    if (!std::equal(std::begin(kCookie), std::end(kCookie), d.begin() + kHeaderSize))
-        return ec = DecodeError::bad_cookie, std::nullopt;
+    if (!std::equal(std::begin(kCookie), std::end(kCookie), d.begin() + kHeaderSize)) return ec = DecodeError::bad_cookie, std::nullopt;
     if ((ec = parse_area(d.subspan(kHeaderSize + 4), m.options, true))) return std::nullopt;
     // RFC 2132 9.3: option overload moves more options into file (1), sname (2) or both (3).
     if (const auto* ov = m.find(opt::overload)) {
@@ -235,7 +234,8 @@ std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::ui
         std::size_t j = i + 5;
         while (j < i + 5 + len) {
             if (j + 2 > i + 5 + len || j + 2 + d[j + 1] > i + 5 + len) return std::nullopt;
-            subs.emplace_back(d[j], Bytes(d.begin() + static_cast<std::ptrdiff_t>(j + 2), d.begin() + static_cast<std::ptrdiff_t>(j + 2 + d[j + 1])));
+            subs.emplace_back(
+                d[j], Bytes(d.begin() + static_cast<std::ptrdiff_t>(j + 2), d.begin() + static_cast<std::ptrdiff_t>(j + 2 + d[j + 1])));
             j += 2 + d[j + 1];
         }
         out.emplace_back(ent, std::move(subs));
@@ -290,7 +290,8 @@ Bytes fqdn_bytes(const ClientFqdn& f) {
             if (dot == std::string::npos) dot = f.name.size();
             const auto len = std::min<std::size_t>(dot - start, 63);
             b.push_back(static_cast<std::uint8_t>(len));
-            b.insert(b.end(), f.name.begin() + static_cast<std::ptrdiff_t>(start), f.name.begin() + static_cast<std::ptrdiff_t>(start + len));
+            b.insert(b.end(), f.name.begin() + static_cast<std::ptrdiff_t>(start),
+                     f.name.begin() + static_cast<std::ptrdiff_t>(start + len));
             start = dot + 1;
         }
         if (f.fully_qualified) b.push_back(0);
@@ -332,45 +333,84 @@ std::optional<std::vector<ClasslessRoute>> parse_classless_routes(std::span<cons
 
 namespace {
 constexpr OptionDef kTable[] = {
-    {1, "subnet-mask", OptionType::address},        {2, "time-offset", OptionType::i32},
-    {3, "routers", OptionType::addresses},          {4, "time-servers", OptionType::addresses},
-    {5, "name-servers", OptionType::addresses},     {6, "domain-name-servers", OptionType::addresses},
-    {7, "log-servers", OptionType::addresses},      {8, "cookie-servers", OptionType::addresses},
-    {9, "lpr-servers", OptionType::addresses},      {10, "impress-servers", OptionType::addresses},
-    {11, "resource-location-servers", OptionType::addresses}, {12, "host-name", OptionType::string},
-    {13, "boot-size", OptionType::u16},             {14, "merit-dump", OptionType::string},
-    {15, "domain-name", OptionType::string},        {16, "swap-server", OptionType::address},
-    {17, "root-path", OptionType::string},          {18, "extensions-path", OptionType::string},
-    {19, "ip-forwarding", OptionType::flag},        {20, "non-local-source-routing", OptionType::flag},
-    {21, "policy-filter", OptionType::addresses},   {22, "max-dgram-reassembly", OptionType::u16},
-    {23, "default-ip-ttl", OptionType::u8},         {24, "path-mtu-aging-timeout", OptionType::u32},
-    {25, "path-mtu-plateau-table", OptionType::bytes}, {26, "interface-mtu", OptionType::u16},
-    {27, "all-subnets-local", OptionType::flag},    {28, "broadcast-address", OptionType::address},
-    {29, "perform-mask-discovery", OptionType::flag}, {30, "mask-supplier", OptionType::flag},
-    {31, "router-discovery", OptionType::flag},     {32, "router-solicitation-address", OptionType::address},
-    {33, "static-routes", OptionType::addresses},   {34, "trailer-encapsulation", OptionType::flag},
-    {35, "arp-cache-timeout", OptionType::u32},     {36, "ieee802-3-encapsulation", OptionType::flag},
-    {37, "default-tcp-ttl", OptionType::u8},        {38, "tcp-keepalive-interval", OptionType::u32},
-    {39, "tcp-keepalive-garbage", OptionType::flag}, {40, "nis-domain", OptionType::string},
-    {41, "nis-servers", OptionType::addresses},     {42, "ntp-servers", OptionType::addresses},
-    {43, "vendor-encapsulated-options", OptionType::bytes}, {44, "netbios-name-servers", OptionType::addresses},
-    {45, "netbios-dd-server", OptionType::addresses}, {46, "netbios-node-type", OptionType::u8},
-    {47, "netbios-scope", OptionType::string},      {48, "font-servers", OptionType::addresses},
-    {49, "x-display-manager", OptionType::addresses}, {50, "dhcp-requested-address", OptionType::address},
-    {51, "dhcp-lease-time", OptionType::u32},       {52, "dhcp-option-overload", OptionType::u8},
-    {53, "dhcp-message-type", OptionType::u8},      {54, "dhcp-server-identifier", OptionType::address},
-    {55, "dhcp-parameter-request-list", OptionType::parameter_list}, {56, "dhcp-message", OptionType::string},
-    {57, "dhcp-max-message-size", OptionType::u16}, {58, "dhcp-renewal-time", OptionType::u32},
-    {59, "dhcp-rebinding-time", OptionType::u32},   {60, "vendor-class-identifier", OptionType::string},
-    {61, "dhcp-client-identifier", OptionType::client_id}, {64, "nisplus-domain-name", OptionType::string},
-    {65, "nisplus-servers", OptionType::addresses}, {66, "tftp-server-name", OptionType::string},
-    {67, "boot-file-name", OptionType::string},     {68, "mobile-ip-home-agent", OptionType::addresses},
-    {69, "smtp-server", OptionType::addresses},     {70, "pop-server", OptionType::addresses},
-    {71, "nntp-server", OptionType::addresses},     {72, "www-server", OptionType::addresses},
-    {73, "finger-server", OptionType::addresses},   {74, "irc-server", OptionType::addresses},
-    {75, "streettalk-server", OptionType::addresses}, {76, "streettalk-directory-assistance-server", OptionType::addresses},
-    {81, "fqdn", OptionType::bytes},                {82, "dhcp-agent-options", OptionType::relay_agent},
-    {119, "domain-search", OptionType::bytes},      {121, "classless-static-route", OptionType::classless_routes},
+    {1, "subnet-mask", OptionType::address},
+    {2, "time-offset", OptionType::i32},
+    {3, "routers", OptionType::addresses},
+    {4, "time-servers", OptionType::addresses},
+    {5, "name-servers", OptionType::addresses},
+    {6, "domain-name-servers", OptionType::addresses},
+    {7, "log-servers", OptionType::addresses},
+    {8, "cookie-servers", OptionType::addresses},
+    {9, "lpr-servers", OptionType::addresses},
+    {10, "impress-servers", OptionType::addresses},
+    {11, "resource-location-servers", OptionType::addresses},
+    {12, "host-name", OptionType::string},
+    {13, "boot-size", OptionType::u16},
+    {14, "merit-dump", OptionType::string},
+    {15, "domain-name", OptionType::string},
+    {16, "swap-server", OptionType::address},
+    {17, "root-path", OptionType::string},
+    {18, "extensions-path", OptionType::string},
+    {19, "ip-forwarding", OptionType::flag},
+    {20, "non-local-source-routing", OptionType::flag},
+    {21, "policy-filter", OptionType::addresses},
+    {22, "max-dgram-reassembly", OptionType::u16},
+    {23, "default-ip-ttl", OptionType::u8},
+    {24, "path-mtu-aging-timeout", OptionType::u32},
+    {25, "path-mtu-plateau-table", OptionType::bytes},
+    {26, "interface-mtu", OptionType::u16},
+    {27, "all-subnets-local", OptionType::flag},
+    {28, "broadcast-address", OptionType::address},
+    {29, "perform-mask-discovery", OptionType::flag},
+    {30, "mask-supplier", OptionType::flag},
+    {31, "router-discovery", OptionType::flag},
+    {32, "router-solicitation-address", OptionType::address},
+    {33, "static-routes", OptionType::addresses},
+    {34, "trailer-encapsulation", OptionType::flag},
+    {35, "arp-cache-timeout", OptionType::u32},
+    {36, "ieee802-3-encapsulation", OptionType::flag},
+    {37, "default-tcp-ttl", OptionType::u8},
+    {38, "tcp-keepalive-interval", OptionType::u32},
+    {39, "tcp-keepalive-garbage", OptionType::flag},
+    {40, "nis-domain", OptionType::string},
+    {41, "nis-servers", OptionType::addresses},
+    {42, "ntp-servers", OptionType::addresses},
+    {43, "vendor-encapsulated-options", OptionType::bytes},
+    {44, "netbios-name-servers", OptionType::addresses},
+    {45, "netbios-dd-server", OptionType::addresses},
+    {46, "netbios-node-type", OptionType::u8},
+    {47, "netbios-scope", OptionType::string},
+    {48, "font-servers", OptionType::addresses},
+    {49, "x-display-manager", OptionType::addresses},
+    {50, "dhcp-requested-address", OptionType::address},
+    {51, "dhcp-lease-time", OptionType::u32},
+    {52, "dhcp-option-overload", OptionType::u8},
+    {53, "dhcp-message-type", OptionType::u8},
+    {54, "dhcp-server-identifier", OptionType::address},
+    {55, "dhcp-parameter-request-list", OptionType::parameter_list},
+    {56, "dhcp-message", OptionType::string},
+    {57, "dhcp-max-message-size", OptionType::u16},
+    {58, "dhcp-renewal-time", OptionType::u32},
+    {59, "dhcp-rebinding-time", OptionType::u32},
+    {60, "vendor-class-identifier", OptionType::string},
+    {61, "dhcp-client-identifier", OptionType::client_id},
+    {64, "nisplus-domain-name", OptionType::string},
+    {65, "nisplus-servers", OptionType::addresses},
+    {66, "tftp-server-name", OptionType::string},
+    {67, "boot-file-name", OptionType::string},
+    {68, "mobile-ip-home-agent", OptionType::addresses},
+    {69, "smtp-server", OptionType::addresses},
+    {70, "pop-server", OptionType::addresses},
+    {71, "nntp-server", OptionType::addresses},
+    {72, "www-server", OptionType::addresses},
+    {73, "finger-server", OptionType::addresses},
+    {74, "irc-server", OptionType::addresses},
+    {75, "streettalk-server", OptionType::addresses},
+    {76, "streettalk-directory-assistance-server", OptionType::addresses},
+    {81, "fqdn", OptionType::bytes},
+    {82, "dhcp-agent-options", OptionType::relay_agent},
+    {119, "domain-search", OptionType::bytes},
+    {121, "classless-static-route", OptionType::classless_routes},
     {125, "vivso-suboptions", OptionType::vivso},
 };
 }  // namespace
@@ -398,11 +438,21 @@ std::string format_option(std::uint8_t code, std::span<const std::uint8_t> d) {
             }
             return s;
         }
-        case OptionType::u8: if (d.size() == 1) return std::to_string(d[0]); break;
-        case OptionType::u16: if (d.size() == 2) return std::to_string(d[0] << 8 | d[1]); break;
-        case OptionType::u32: if (d.size() == 4) return std::to_string(get32(d.data())); break;
-        case OptionType::i32: if (d.size() == 4) return std::to_string(static_cast<std::int32_t>(get32(d.data()))); break;
-        case OptionType::flag: if (d.size() == 1) return d[0] ? "true" : "false"; break;
+        case OptionType::u8:
+            if (d.size() == 1) return std::to_string(d[0]);
+            break;
+        case OptionType::u16:
+            if (d.size() == 2) return std::to_string(d[0] << 8 | d[1]);
+            break;
+        case OptionType::u32:
+            if (d.size() == 4) return std::to_string(get32(d.data()));
+            break;
+        case OptionType::i32:
+            if (d.size() == 4) return std::to_string(static_cast<std::int32_t>(get32(d.data())));
+            break;
+        case OptionType::flag:
+            if (d.size() == 1) return d[0] ? "true" : "false";
+            break;
         case OptionType::string:
             if (printable()) {
                 std::string s(1, '"');

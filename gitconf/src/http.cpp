@@ -203,7 +203,8 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
         co_return text(403, "this credential is read-only");
     }
     if (push) co_return co_await handle_push(h, req, route == Route::info_refs, *name, peer, who, tls);
-    if (route == Route::info_refs && service != "git-upload-pack") co_return text(403, "the dumb HTTP protocol is not supported; use a smart git client");
+    if (route == Route::info_refs && service != "git-upload-pack")
+        co_return text(403, "the dumb HTTP protocol is not supported; use a smart git client");
     if (route == Route::info_refs && req.method != "GET") co_return text(405, "use GET");
     if (route == Route::upload_pack && req.method != "POST") co_return text(405, "use POST");
 
@@ -295,10 +296,9 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
     const std::size_t push_body = (std::size_t{h.site.services.git.max_pack_mb} << 20) + (1u << 20);
     const std::size_t max_body = h.opts.max_body;
     common::HttpRequestReader reader(common::HttpLimits{
-        .max_url = kMaxUrl,
-        .max_header_bytes = kMaxHeaderBytes,
-        .max_body = max_body,
-        .body_limit = [=](const HttpRequest& r) { return r.url.find("/git-receive-pack") != std::string::npos ? push_body : max_body; }});
+        .max_url = kMaxUrl, .max_header_bytes = kMaxHeaderBytes, .max_body = max_body, .body_limit = [=](const HttpRequest& r) {
+            return r.url.find("/git-receive-pack") != std::string::npos ? push_body : max_body;
+        }});
     std::string in;  // bytes read but not parsed yet (a pipelined request waits here)
     std::array<char, 16384> buf;
     while (true) {
@@ -319,7 +319,8 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
             in.append(buf.data(), n);
         }
         if (reader.state() != State::complete) {
-            Response r = reader.state() == State::too_large ? text(413, "request too large") : text(400, "bad HTTP request: " + reader.error());
+            Response r =
+                reader.state() == State::too_large ? text(413, "request too large") : text(400, "bad HTTP request: " + reader.error());
             r.close = true;
             ++h.protocol_errors;
             h.log->info("http {}: {}", peer, r.body.substr(0, r.body.size() - 1));

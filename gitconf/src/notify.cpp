@@ -143,8 +143,9 @@ void Service::Impl::notify(const std::string& repo, const RefCommand& change, co
     std::vector<Target> targets;
     if (!u->git.hook_url.empty()) {
         if (auto url = parse_url(u->git.hook_url))
-            targets.push_back({"hook", u->git.hook_url,
-                               "GET " + url->path + " HTTP/1.1\r\nHost: " + url->host + "\r\nUser-Agent: " + kAgent + "\r\nConnection: close\r\n\r\n"});
+            targets.push_back(
+                {"hook", u->git.hook_url,
+                 "GET " + url->path + " HTTP/1.1\r\nHost: " + url->host + "\r\nUser-Agent: " + kAgent + "\r\nConnection: close\r\n\r\n"});
         else log->error("notify {}: hook_url {} is not a valid http:// URL", repo, u->git.hook_url);
     }
     if (!u->git.webhook_url.empty()) {
@@ -156,8 +157,8 @@ void Service::Impl::notify(const std::string& repo, const RefCommand& change, co
             log->error("notify {}: webhook key: {}", repo, e.what());
         }
         if (url && !key.empty()) {
-            const std::string body = nlohmann::json{{"repository", repo}, {"ref", change.name}, {"old", change.old_id.hex()},
-                                                    {"new", change.new_id.hex()}, {"pusher", who}, {"time", now}}
+            const std::string body = nlohmann::json{{"repository", repo},         {"ref", change.name}, {"old", change.old_id.hex()},
+                                                    {"new", change.new_id.hex()}, {"pusher", who},      {"time", now}}
                                          .dump();
             const auto sig = common::to_hex(common::hmac_sha256(key, common::as_bytes(body)));
             targets.push_back({"webhook", u->git.webhook_url,
@@ -191,8 +192,12 @@ asio::awaitable<void> Service::Impl::deliver(std::shared_ptr<Impl> self, std::st
         const bool ok = answer && answer->status >= 200 && answer->status < 300;
         std::string text = answer ? answer->body.substr(0, 200) : std::string();
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-        self->record_delivery(state_file, kind, url_text, oid, ok ? "delivered" : attempt == kAttempts ? "failed" : "retrying", attempt,
-                              answer ? answer->status : 0, ok ? text : (answer ? "HTTP " + std::to_string(answer->status) + " " + text : error));
+        self->record_delivery(state_file, kind, url_text, oid,
+                              ok                     ? "delivered"
+                              : attempt == kAttempts ? "failed"
+                                                     : "retrying",
+                              attempt, answer ? answer->status : 0,
+                              ok ? text : (answer ? "HTTP " + std::to_string(answer->status) + " " + text : error));
         if (ok) {
             self->log->info("notify {} {} {}: delivered (attempt {}): {}", repo, kind, url_text, attempt, text.empty() ? "-" : text);
             co_return;
@@ -205,8 +210,9 @@ asio::awaitable<void> Service::Impl::deliver(std::shared_ptr<Impl> self, std::st
     }
 }
 
-void Service::Impl::record_delivery(const std::filesystem::path& file, const std::string& kind, const std::string& url, const std::string& oid,
-                                    const std::string& state, int attempt, int http_status, const std::string& detail) {
+void Service::Impl::record_delivery(const std::filesystem::path& file, const std::string& kind, const std::string& url,
+                                    const std::string& oid, const std::string& state, int attempt, int http_status,
+                                    const std::string& detail) {
     nlohmann::json j = nlohmann::json::object();
     std::string text;
     if (!common::read_file_limited(file, 1 << 20, text)) {
@@ -214,7 +220,8 @@ void Service::Impl::record_delivery(const std::filesystem::path& file, const std
         if (parsed.is_object()) j = std::move(parsed);
     }
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    j[kind] = {{"url", url}, {"commit", oid}, {"state", state}, {"attempts", attempt}, {"http_status", http_status}, {"detail", detail}, {"time", now}};
+    j[kind] = {{"url", url},       {"commit", oid}, {"state", state}, {"attempts", attempt}, {"http_status", http_status},
+               {"detail", detail}, {"time", now}};
     try {
         common::ensure_directory(file.parent_path());
         const auto out = j.dump(2) + "\n";

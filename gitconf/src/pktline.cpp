@@ -10,10 +10,10 @@ public:
     const char* name() const noexcept override { return "pkt-line"; }
     std::string message(int c) const override {
         switch (static_cast<errc>(c)) {
-        case errc::need_more: return "incomplete pkt-line";
-        case errc::bad_length: return "pkt-line length is not four hex digits";
-        case errc::reserved_length: return "pkt-line length 0003 is reserved";
-        case errc::too_long: return "pkt-line longer than 65520 bytes";
+            case errc::need_more: return "incomplete pkt-line";
+            case errc::bad_length: return "pkt-line length is not four hex digits";
+            case errc::reserved_length: return "pkt-line length 0003 is reserved";
+            case errc::too_long: return "pkt-line longer than 65520 bytes";
         }
         return "unknown pkt-line error";
     }
@@ -57,11 +57,20 @@ std::error_code parse(std::string_view in, Packet& out, std::size_t& consumed) {
         len = (len << 4) | static_cast<std::size_t>(v);
     }
     switch (len) {
-    case 0: out = {Kind::flush, {}}; consumed = 4; return {};
-    case 1: out = {Kind::delim, {}}; consumed = 4; return {};
-    case 2: out = {Kind::response_end, {}}; consumed = 4; return {};
-    case 3: return errc::reserved_length;
-    default: break;
+        case 0:
+            out = {Kind::flush, {}};
+            consumed = 4;
+            return {};
+        case 1:
+            out = {Kind::delim, {}};
+            consumed = 4;
+            return {};
+        case 2:
+            out = {Kind::response_end, {}};
+            consumed = 4;
+            return {};
+        case 3: return errc::reserved_length;
+        default: break;
     }
     if (len > kMaxPacket) return errc::too_long;
     if (in.size() < len) return errc::need_more;

@@ -111,7 +111,8 @@ std::size_t ReceivePack::feed(std::string_view in) {
             side_band_ = has_word(caps, "side-band-64k");
             atomic_ = has_word(caps, "atomic");
         }
-        if (cmd.size() < 83 || cmd[40] != ' ' || cmd[81] != ' ') return fail("protocol error: expected old/new/ref, got '" + std::string(cmd.substr(0, 100)) + "'"), total;
+        if (cmd.size() < 83 || cmd[40] != ' ' || cmd[81] != ' ')
+            return fail("protocol error: expected old/new/ref, got '" + std::string(cmd.substr(0, 100)) + "'"), total;
         auto o = Oid::from_hex(cmd.substr(0, 40));
         auto n = Oid::from_hex(cmd.substr(41, 40));
         if (!o || !n) return fail("protocol error: bad object id in '" + std::string(cmd.substr(0, 100)) + "'"), total;
@@ -135,9 +136,7 @@ void ReceivePack::end_of_input() {
     else if (state_ == State::pack) state_ = State::done;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 bool tree_entry_name_ok(std::string_view name) {
     if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
@@ -316,8 +315,8 @@ std::optional<Oid> current(git_repository* repo, const std::string& name) {
 
 }  // namespace
 
-PushResult apply_push(Repository& repository, std::vector<RefCommand> commands, std::string_view pack, bool atomic, const PushPolicy& policy,
-                      const PushLimits& limits) {
+PushResult apply_push(Repository& repository, std::vector<RefCommand> commands, std::string_view pack, bool atomic,
+                      const PushPolicy& policy, const PushLimits& limits) {
     PushResult r;
     git_repository* repo = repository.raw();
     // 1. index the pack (thin packs are completed from the object database)
@@ -328,7 +327,8 @@ PushResult apply_push(Repository& repository, std::vector<RefCommand> commands, 
             r.unpack_error = last_error("index-pack");
         } else {
             git_indexer_progress stats{};
-            if (wp->append(wp, pack.data(), pack.size(), &stats) < 0 || wp->commit(wp, &stats) < 0) r.unpack_error = last_error("index-pack failed");
+            if (wp->append(wp, pack.data(), pack.size(), &stats) < 0 || wp->commit(wp, &stats) < 0)
+                r.unpack_error = last_error("index-pack failed");
             wp->free(wp);
         }
         if (odb) git_odb_free(odb);

@@ -52,17 +52,18 @@ Oid from_git(const git_oid* g) {
 
 std::optional<ObjectType> convert(git_object_t t) {
     switch (t) {
-    case GIT_OBJECT_COMMIT: return ObjectType::commit;
-    case GIT_OBJECT_TREE: return ObjectType::tree;
-    case GIT_OBJECT_BLOB: return ObjectType::blob;
-    case GIT_OBJECT_TAG: return ObjectType::tag;
-    default: return std::nullopt;
+        case GIT_OBJECT_COMMIT: return ObjectType::commit;
+        case GIT_OBJECT_TREE: return ObjectType::tree;
+        case GIT_OBJECT_BLOB: return ObjectType::blob;
+        case GIT_OBJECT_TAG: return ObjectType::tag;
+        default: return std::nullopt;
     }
 }
 
 SigPtr signature(const Author& a) {
     git_signature* s = nullptr;
-    const int rc = a.time ? git_signature_new(&s, a.name.c_str(), a.email.c_str(), a.time, 0) : git_signature_now(&s, a.name.c_str(), a.email.c_str());
+    const int rc =
+        a.time ? git_signature_new(&s, a.name.c_str(), a.email.c_str(), a.time, 0) : git_signature_now(&s, a.name.c_str(), a.email.c_str());
     check(rc, "author \"" + a.name + " <" + a.email + ">\"");
     return SigPtr(s);
 }
@@ -103,9 +104,9 @@ ObjectPtr resolve_rev(git_repository* repo, const std::string& rev) {
 
 const char* mode_type(git_filemode_t m) {
     switch (m) {
-    case GIT_FILEMODE_TREE: return "tree";
-    case GIT_FILEMODE_COMMIT: return "commit";
-    default: return "blob";
+        case GIT_FILEMODE_TREE: return "tree";
+        case GIT_FILEMODE_COMMIT: return "commit";
+        default: return "blob";
     }
 }
 
@@ -531,8 +532,8 @@ Repository::Shown Repository::show(const std::string& rev, std::string_view path
 std::uint64_t Repository::disk_size() const {
     std::uint64_t total = 0;
     std::error_code ec;
-    for (auto it = std::filesystem::recursive_directory_iterator(path_ / "objects", ec); !ec && it != std::filesystem::recursive_directory_iterator();
-         it.increment(ec)) {
+    for (auto it = std::filesystem::recursive_directory_iterator(path_ / "objects", ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
         if (it->is_regular_file(ec)) total += it->file_size(ec);
     }
     return total;

@@ -67,7 +67,7 @@ void quick_ack(tcp::socket& s) {
 }
 
 bool path_is_symlink(const std::filesystem::path& p) {
-    struct stat st{};
+    struct stat st {};
     return ::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
 }
 }  // namespace
@@ -404,7 +404,10 @@ void Service::Impl::audit_push(const std::string& repo, const std::string& trans
     nlohmann::json refs = nlohmann::json::array();
     std::size_t ok = 0;
     for (const auto& c : r.commands) {
-        refs.push_back({{"ref", c.name}, {"old", c.old_id.hex()}, {"new", c.new_id.hex()}, {"status", c.error.empty() ? "ok" : "ng"},
+        refs.push_back({{"ref", c.name},
+                        {"old", c.old_id.hex()},
+                        {"new", c.new_id.hex()},
+                        {"status", c.error.empty() ? "ok" : "ng"},
                         {"reason", c.error}});
         if (c.error.empty()) ++ok;
     }
@@ -440,9 +443,11 @@ void Service::Impl::audit_push(const std::string& repo, const std::string& trans
     const auto policy = push_policy(repo);
     for (const auto& c : r.commands)
         if (c.error.empty() && c.name == policy.config_branch && !c.is_delete()) notify(repo, c, who);
-    if (r.all_ok()) log->info("push {} {} credential {} repo {}:{} ({} path(s) changed)", transport, peer, who, repo, summary, r.paths.size());
-    else log->warn("push {} {} credential {} repo {} {}:{}{}", transport, peer, who, repo, result, summary,
-                   r.unpack_error.empty() ? "" : " unpack: " + r.unpack_error);
+    if (r.all_ok())
+        log->info("push {} {} credential {} repo {}:{} ({} path(s) changed)", transport, peer, who, repo, summary, r.paths.size());
+    else
+        log->warn("push {} {} credential {} repo {} {}:{}{}", transport, peer, who, repo, result, summary,
+                  r.unpack_error.empty() ? "" : " unpack: " + r.unpack_error);
 }
 
 asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const Repository& repo, const PackJob& job, bool& hit) {
@@ -452,7 +457,8 @@ asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const Rep
     auto result = co_await asio::co_spawn(
         pool,
         [self, &repo, &job, &key, &h]() -> asio::awaitable<std::shared_ptr<const PackResult>> {
-            co_return self->cache.get_or_build(key, [&] { return repo.build_pack(job.plan); }, h);
+            co_return self->cache.get_or_build(
+                key, [&] { return repo.build_pack(job.plan); }, h);
         },
         asio::use_awaitable);
     hit = h;
@@ -565,7 +571,8 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
 
     // Builds the pack while sending side-band keep-alives (an empty band-1 packet, as git's upload-pack
     // does every uploadpack.keepAlive = 5 s) so that a slow build does not look like a dead server.
-    auto pack_with_keepalive = [&](const Repository& r, const PackJob& job, bool& hit) -> asio::awaitable<std::shared_ptr<const PackResult>> {
+    auto pack_with_keepalive = [&](const Repository& r, const PackJob& job,
+                                   bool& hit) -> asio::awaitable<std::shared_ptr<const PackResult>> {
         using namespace asio::experimental::awaitable_operators;
         if (!co_await flush_out() || job.sideband == 0) co_return co_await pack(r, job, hit);
         auto keepalive = [&]() -> asio::awaitable<void> {
@@ -663,8 +670,8 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
                 auto p = co_await pack_with_keepalive(*repo, up.job(), hit);
                 up.write_pack(*p, out);
                 ++fetches_git;
-                log->info("fetch git {} repo {} v2 wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants),
-                          p->objects, p->data.size(), hit ? "cached" : "built",
+                log->info("fetch git {} repo {} v2 wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name,
+                          join_wants(up.job().wants), p->objects, p->data.size(), hit ? "cached" : "built",
                           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
             } else if (up.last_command() == "ls-refs") {
                 ++ls_refs;
@@ -714,8 +721,8 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
         deadline.arm(opts.read_timeout);
         co_await flush_out();
         ++fetches_git;
-        log->info("fetch git {} repo {} wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants), p->objects,
-                  size, hit ? "cached" : "built",
+        log->info("fetch git {} repo {} wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants),
+                  p->objects, size, hit ? "cached" : "built",
                   std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
     } else if (up.state() == UploadPack::State::failed) {
         ++protocol_errors;
@@ -750,8 +757,8 @@ void Service::start() {
             i.tls->use_certificate_chain_file(tls_cert_file(i.site).string());
             i.tls->use_private_key_file(tls_key_file(i.site).string(), asio::ssl::context::pem);
         } catch (const std::system_error& e) {
-            throw std::runtime_error("TLS certificate " + tls_cert_file(i.site).string() + " / key " + tls_key_file(i.site).string() + ": " +
-                                     e.code().message());
+            throw std::runtime_error("TLS certificate " + tls_cert_file(i.site).string() + " / key " + tls_key_file(i.site).string() +
+                                     ": " + e.code().message());
         }
     }
     std::atomic_store(&i.site_snapshot, std::make_shared<const common::Site>(i.site));
@@ -764,7 +771,8 @@ void Service::start() {
     i.log->info("serving {} repositor{} ({} credential(s))", n, n == 1 ? "y" : "ies", i.tokens.records().size());
     if (i.git_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.git_acceptor, 0), common::log_exception(i.log, "git:// accept loop ended"));
     if (i.http_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.http_acceptor, 1), common::log_exception(i.log, "HTTP accept loop ended"));
-    if (i.https_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.https_acceptor, 2), common::log_exception(i.log, "HTTPS accept loop ended"));
+    if (i.https_acceptor)
+        asio::co_spawn(i.io, i.accept_loop(*i.https_acceptor, 2), common::log_exception(i.log, "HTTPS accept loop ended"));
     if (i.ssh_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.ssh_acceptor, 3), common::log_exception(i.log, "SSH accept loop ended"));
 }
 

@@ -137,7 +137,7 @@ void Service::Impl::start_ssh() {
 namespace {
 
 struct Identity {
-    std::string name;        // unikernel or operator name
+    std::string name;  // unikernel or operator name
     bool operator_key = false;
     bool writable = false;
 };
@@ -389,7 +389,8 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
     auto refs = repo->refs();
     const bool v2 = git_protocol.find("version=2") != std::string::npos;
     auto build = [&](const PackJob& job, bool& hit) {
-        return cache.get_or_build(repo_name + ":" + job.key, [&] { return repo->build_pack(job.plan); }, hit);
+        return cache.get_or_build(
+            repo_name + ":" + job.key, [&] { return repo->build_pack(job.plan); }, hit);
     };
     auto log_fetch = [&](const PackJob& job, const PackResult& p, bool hit, int version) {
         ++fetches_ssh;

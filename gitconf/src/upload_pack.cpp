@@ -477,9 +477,8 @@ void frame_pack(const PackJob& job, const PackResult& pack, std::string& out) {
         return;
     }
     if (job.progress) {
-        const std::string msg = "Enumerating objects: " + std::to_string(pack.objects) + ", done.\nTotal " +
-                                std::to_string(pack.objects) + " (" + std::to_string(pack.data.size()) + " bytes), served by " + kAgent +
-                                "\n";
+        const std::string msg = "Enumerating objects: " + std::to_string(pack.objects) + ", done.\nTotal " + std::to_string(pack.objects) +
+                                " (" + std::to_string(pack.data.size()) + " bytes), served by " + kAgent + "\n";
         pkt::write_sideband(out, 2, msg, job.sideband);
     }
     pkt::write_sideband(out, 1, pack.data, job.sideband);
@@ -643,24 +642,24 @@ void UploadPack::on_packet_negotiate(std::string_view line, bool flush, std::str
         auto id = Oid::from_hex(line.substr(5));
         if (!id) return fail("expected SHA1 object, got '" + std::string(line.substr(5, 100)) + "'", out);
         switch (n_->have(*id)) {
-        case -1:
-            got_other_ = true;
-            if (multi_ack_ && n_->ok_to_give_up()) {
-                if (multi_ack_ == 2) {
-                    sent_ready_ = true;
-                    pkt::write_line(out, "ACK " + id->hex() + " ready");
-                } else {
-                    pkt::write_line(out, "ACK " + id->hex() + " continue");
+            case -1:
+                got_other_ = true;
+                if (multi_ack_ && n_->ok_to_give_up()) {
+                    if (multi_ack_ == 2) {
+                        sent_ready_ = true;
+                        pkt::write_line(out, "ACK " + id->hex() + " ready");
+                    } else {
+                        pkt::write_line(out, "ACK " + id->hex() + " continue");
+                    }
                 }
-            }
-            break;
-        default:
-            got_common_ = true;
-            last_hex_ = id->hex();
-            if (multi_ack_ == 2) pkt::write_line(out, "ACK " + last_hex_ + " common");
-            else if (multi_ack_) pkt::write_line(out, "ACK " + last_hex_ + " continue");
-            else if (n_->commons().size() == 1) pkt::write_line(out, "ACK " + last_hex_);
-            break;
+                break;
+            default:
+                got_common_ = true;
+                last_hex_ = id->hex();
+                if (multi_ack_ == 2) pkt::write_line(out, "ACK " + last_hex_ + " common");
+                else if (multi_ack_) pkt::write_line(out, "ACK " + last_hex_ + " continue");
+                else if (n_->commons().size() == 1) pkt::write_line(out, "ACK " + last_hex_);
+                break;
         }
         return;
     }

@@ -61,7 +61,8 @@ bool write_tree(Checkout& c, const git_tree* tree, int dirfd, int depth) {
         const auto mode = git_tree_entry_filemode(e);
         if (mode == GIT_FILEMODE_COMMIT) continue;
         if (mode == GIT_FILEMODE_TREE) {
-            if (::mkdirat(dirfd, name, 0755) != 0) return (c.error = std::string("validator: mkdir ") + name + ": " + std::strerror(errno)), false;
+            if (::mkdirat(dirfd, name, 0755) != 0)
+                return (c.error = std::string("validator: mkdir ") + name + ": " + std::strerror(errno)), false;
             const int sub = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0) return (c.error = std::string("validator: open ") + name + ": " + std::strerror(errno)), false;
             if (c.chown_to && ::fchown(sub, c.owner.uid, c.owner.gid) != 0) {
@@ -78,7 +79,8 @@ bool write_tree(Checkout& c, const git_tree* tree, int dirfd, int depth) {
             continue;
         }
         git_blob* blob = nullptr;
-        if (git_blob_lookup(&blob, c.repo, git_tree_entry_id(e)) < 0) return (c.error = std::string("validator: missing blob ") + name), false;
+        if (git_blob_lookup(&blob, c.repo, git_tree_entry_id(e)) < 0)
+            return (c.error = std::string("validator: missing blob ") + name), false;
         const mode_t perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
         const int fd = ::openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
         bool ok = fd >= 0;

@@ -62,9 +62,9 @@ TEST_CASE("operations: add, update, upsert, remove, replace and their failures",
 
 TEST_CASE("a transaction applies all or nothing", "[model]") {
     Config c;
-    auto t = change({{"op", "transaction"},
-                     {"ops", {{{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}},
-                              {{"op", "remove"}, {"host", "missing.x"}}}}});
+    auto t = change(
+        {{"op", "transaction"},
+         {"ops", {{{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}}, {{"op", "remove"}, {"host", "missing.x"}}}}});
     auto f = apply_all(c, t.ops);
     REQUIRE(f);
     CHECK(f->code == errc::not_found);
@@ -84,8 +84,9 @@ TEST_CASE("request validation table", "[model]") {
     CHECK(failure({{"op", "list"}, {"expect_generation", -1}}).code == errc::bad_request);
     CHECK(failure({{"op", "rollback"}}).code == errc::invalid);
     CHECK(failure({{"op", "transaction"}, {"ops", json::array()}}).code == errc::invalid);
-    CHECK(failure({{"op", "replace"}, {"routes", {{{"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}},
-                                                   {{"host", "A.x"}, {"address", "10.0.0.2"}, {"port", 1}}}}})
+    CHECK(failure({{"op", "replace"},
+                   {"routes",
+                    {{{"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}}, {{"host", "A.x"}, {"address", "10.0.0.2"}, {"port", 1}}}}})
               .message == "routes[1]: host a.x is given twice");
     auto c = change({{"op", "upsert"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}, {"expect_generation", 7}});
     CHECK(*c.expect_generation == 7);
@@ -106,7 +107,8 @@ TEST_CASE("payload round trip and schema check", "[model]") {
 
 TEST_CASE("docs/blockcfg-protocol.md: at most 10,000 routes, by any operation", "[model][limits]") {
     Config c;
-    for (std::size_t i = 0; i < kMaxRoutes; ++i) c.routes["h" + std::to_string(i) + ".example"] = Backend{fleetconf::common::Ipv4(10, 0, 0, 1), 443};
+    for (std::size_t i = 0; i < kMaxRoutes; ++i)
+        c.routes["h" + std::to_string(i) + ".example"] = Backend{fleetconf::common::Ipv4(10, 0, 0, 1), 443};
     // At the limit: changing an existing route and removing are fine; one more route is TOO_LARGE.
     CHECK_FALSE(apply_all(c, change({{"op", "update"}, {"host", "h0.example"}, {"address", "10.0.0.2"}, {"port", 80}}).ops));
     for (const char* op : {"add", "upsert"}) {
@@ -121,7 +123,8 @@ TEST_CASE("docs/blockcfg-protocol.md: at most 10,000 routes, by any operation", 
     CHECK_FALSE(apply_all(c, change({{"op", "upsert"}, {"host", "default"}, {"address", "10.0.0.2"}, {"port", 80}}).ops));
     // replace: 10,000 accepted, 10,001 refused.
     json routes = json::array();
-    for (std::size_t i = 0; i < kMaxRoutes; ++i) routes.push_back({{"host", "r" + std::to_string(i) + ".example"}, {"address", "10.0.0.3"}, {"port", 1}});
+    for (std::size_t i = 0; i < kMaxRoutes; ++i)
+        routes.push_back({{"host", "r" + std::to_string(i) + ".example"}, {"address", "10.0.0.3"}, {"port", 1}});
     CHECK_FALSE(apply_all(c, change({{"op", "replace"}, {"routes", routes}}).ops));
     routes.push_back({{"host", "last.example"}, {"address", "10.0.0.3"}, {"port", 1}});
     auto r = parse_request({{"op", "replace"}, {"routes", routes}});
@@ -137,7 +140,8 @@ TEST_CASE("docs/blockcfg-protocol.md: at most 10,000 routes, by any operation", 
 TEST_CASE("docs/blockcfg-protocol.md: at most 1,000 operations in a transaction", "[model][limits]") {
     auto tx = [](std::size_t n) {
         json ops = json::array();
-        for (std::size_t i = 0; i < n; ++i) ops.push_back({{"op", "upsert"}, {"host", "t" + std::to_string(i) + ".example"}, {"address", "10.0.0.1"}, {"port", 1}});
+        for (std::size_t i = 0; i < n; ++i)
+            ops.push_back({{"op", "upsert"}, {"host", "t" + std::to_string(i) + ".example"}, {"address", "10.0.0.1"}, {"port", 1}});
         return json{{"op", "transaction"}, {"ops", ops}};
     };
     CHECK(change(tx(1000)).ops.size() == 1000);

@@ -14,8 +14,10 @@ namespace {
 // The vectors of docs/blockcfg-protocol.md, computed independently with Python's hmac module.
 const char* kKeyFile = "# test key\nadmin AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
 const char* kHello = "000000254643424801202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
-const char* kRequest = "0000003c010561646d696e00000000000000010f208be4d449d2f97bed21f6ed9750518e073dfca4615ac92da962e7a775cad57b226f70223a226c697374227d";
-const char* kReply = "0000004f020000000000000001acc179399834d2f38fdab54f788dd644193569b7200bfcf0c58e6a7622d2f1ac7b2267656e65726174696f6e223a312c226f6b223a747275652c22726f75746573223a5b5d7d";
+const char* kRequest =
+    "0000003c010561646d696e00000000000000010f208be4d449d2f97bed21f6ed9750518e073dfca4615ac92da962e7a775cad57b226f70223a226c697374227d";
+const char* kReply =
+    "0000004f020000000000000001acc179399834d2f38fdab54f788dd644193569b7200bfcf0c58e6a7622d2f1ac7b2267656e65726174696f6e223a312c226f6b223a747275652c22726f75746573223a5b5d7d";
 
 KeyRing ring() {
     std::string err;
@@ -171,7 +173,8 @@ TEST_CASE("frame reader refuses an oversized length at once", "[protocol][frames
 
 TEST_CASE("key files", "[protocol][keys]") {
     std::string err;
-    CHECK(parse_key_file("a AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\nb AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", err)->keys.size() == 2);
+    CHECK(parse_key_file("a AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\nb AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", err)
+              ->keys.size() == 2);
     const std::pair<const char*, const char*> bad[] = {
         {"", "no keys"},
         {"justone", "line 1: expected \"KEY-ID BASE64-SECRET\""},

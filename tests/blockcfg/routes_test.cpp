@@ -95,7 +95,8 @@ private:
 struct Harness {
     Fake fake;
     std::ostringstream logs;
-    std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("routes", std::make_shared<spdlog::sinks::ostream_sink_mt>(logs));
+    std::shared_ptr<spdlog::logger> log =
+        std::make_shared<spdlog::logger>("routes", std::make_shared<spdlog::sinks::ostream_sink_mt>(logs));
     RouteSync sync;
     explicit Harness(Backoff b = {10ms, 80ms}) : sync(std::make_unique<FakeDriver>(fake), log, b) {}
     void idle() { REQUIRE(sync.wait_idle(10s)); }
@@ -159,7 +160,8 @@ TEST_CASE("routes: a change is applied once; the same route again writes nothing
     CHECK(c.unchanged == 1);
     CHECK(c.failed == 0);
     CHECK(c.pending == 0);
-    CHECK(h.logs.str().find("routes: www.example.org -> 10.0.0.5:443 on fake proxy (generation 1; lease of 10.0.0.5)") != std::string::npos);
+    CHECK(h.logs.str().find("routes: www.example.org -> 10.0.0.5:443 on fake proxy (generation 1; lease of 10.0.0.5)") !=
+          std::string::npos);
 }
 
 TEST_CASE("routes: removal only while the route still points at the lease's address", "[routes]") {

@@ -44,8 +44,8 @@ struct Fixture {
         REQUIRE(store);
         svc = std::make_unique<ConfigService>("proxy", std::move(dev), std::move(*store), cm::log::get("block"));
         opts.listen = cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, 0};
-        server = std::make_unique<Server>(io, std::map<std::string, ConfigService*>{{"proxy", svc.get()}},
-                                          protocol::KeyRing{{key}}, opts, cm::log::get("block"));
+        server = std::make_unique<Server>(io, std::map<std::string, ConfigService*>{{"proxy", svc.get()}}, protocol::KeyRing{{key}}, opts,
+                                          cm::log::get("block"));
         server->start();
         ep = cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, server->port()};
         thread = std::thread([this] { io.run(); });
@@ -231,7 +231,8 @@ TEST_CASE("control socket: repeated failures from one address are rate-limited",
         f.client();
         FAIL("a blocked address was served");
     } catch (const ClientError& e) {
-        CHECK(std::string(e.what()) == f.ep.to_string() + ": refused: this address is refused for 60 s after repeated failed authentications");
+        CHECK(std::string(e.what()) ==
+              f.ep.to_string() + ": refused: this address is refused for 60 s after repeated failed authentications");
     }
     CHECK(f.server_stats().auth_failures == 3);
 }
@@ -289,7 +290,10 @@ TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server
                 if (gen < last) ordered = false;
                 last = gen;
                 const int port = g["route"]["port"];
-                auto r = c.call({{"op", "update"}, {"host", "counter.example"}, {"address", "10.0.0.1"}, {"port", port + 1},
+                auto r = c.call({{"op", "update"},
+                                 {"host", "counter.example"},
+                                 {"address", "10.0.0.1"},
+                                 {"port", port + 1},
                                  {"expect_generation", gen}});
                 if (r["ok"] == true) {
                     const std::uint64_t ng = r["generation"];
@@ -314,7 +318,7 @@ TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server
 TEST_CASE("docs/blockcfg-protocol.md: the documented defaults are the code's", "[server][limits]") {
     const ServerOptions o;
     CHECK(o.listen == cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, 7300});  // loopback
-    CHECK(o.max_frame == 1u << 20);                                  // 1 MiB
+    CHECK(o.max_frame == 1u << 20);                                 // 1 MiB
     CHECK(protocol::kDefaultMaxFrame == 1u << 20);
     CHECK(o.read_timeout == 10s);
     CHECK(o.idle_timeout == 60s);
@@ -363,7 +367,8 @@ TEST_CASE("docs/blockcfg-protocol.md: 4 failed authentications leave an address 
         f.client();
         FAIL("served after 5 failures");
     } catch (const ClientError& e) {
-        CHECK(std::string(e.what()) == f.ep.to_string() + ": refused: this address is refused for 60 s after repeated failed authentications");
+        CHECK(std::string(e.what()) ==
+              f.ep.to_string() + ": refused: this address is refused for 60 s after repeated failed authentications");
     }
 }
 

@@ -244,7 +244,8 @@ TEST_CASE("bit flips in every header field, in each copy, and in the payload", "
         std::error_code ec;
         std::string msg;
         auto s = Store::open(base, ec, msg);
-        for (std::uint32_t i = 0; i < s->geometry().slots; ++i) d.bytes()[(1 + std::uint64_t{i} * s->geometry().slot_sectors) * ss + 40] ^= 1;
+        for (std::uint32_t i = 0; i < s->geometry().slots; ++i)
+            d.bytes()[(1 + std::uint64_t{i} * s->geometry().slot_sectors) * ss + 40] ^= 1;
         CHECK(open_err(d).first == errc::damaged);
     }
     // Unrecognised data is refused, not taken for a blank device.
@@ -331,8 +332,9 @@ TEST_CASE("two valid header copies for different devices are refused (issue 22.1
     auto s = open_ok(d, &warnings);
     CHECK(s.payload() == "v1");
     REQUIRE(warnings.size() == 1);
-    CHECK(warnings[0] == "last header copy is damaged (header describes a device of another size); the other copy is used and the next "
-                         "commit rewrites both");
+    CHECK(warnings[0] ==
+          "last header copy is damaged (header describes a device of another size); the other copy is used and the next "
+          "commit rewrites both");
 }
 
 TEST_CASE("file device: create, lock, detect the sector size", "[store][device]") {

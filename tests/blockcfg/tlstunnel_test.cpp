@@ -33,13 +33,21 @@ TEST_CASE("tlstunnel DER: each command, byte for byte", "[blockcfg][tlstunnel]")
     CHECK(hex(encode(Remove{"a.example"})) == "a10b0c09612e6578616d706c65");
     // add web.example -> 10.0.0.1:443
     CHECK(hex(encode(Add{{"web.example", Ipv4(10, 0, 0, 1), 443}})) ==
-          "a01b3019" "0c0b7765622e6578616d706c65" "a006" "02040a000001" "020201bb");
-    CHECK(hex(encode(Result{0, "ok"})) == "a4093007020100" "0c026f6b");
-    CHECK(hex(encode(Result{3, ""})) == "a4073005020103" "0c00");
+          "a01b3019"
+          "0c0b7765622e6578616d706c65"
+          "a006"
+          "02040a000001"
+          "020201bb");
+    CHECK(hex(encode(Result{0, "ok"})) ==
+          "a4093007020100"
+          "0c026f6b");
+    CHECK(hex(encode(Result{3, ""})) ==
+          "a4073005020103"
+          "0c00");
     CHECK(hex(encode(Snis{{}})) == "a3023000");
-    for (const Command& c : {Command{List{}}, Command{Remove{"x"}}, Command{Add{{"h", Ipv4(1, 2, 3, 4), 80}}},
-                             Command{Snis{{{"a", Ipv4(10, 0, 0, 1), 1}, {"b", *Ipv6::parse("2001:db8::1"), 65535}}}},
-                             Command{Result{2, "could not parse"}}})
+    for (const Command& c :
+         {Command{List{}}, Command{Remove{"x"}}, Command{Add{{"h", Ipv4(1, 2, 3, 4), 80}}},
+          Command{Snis{{{"a", Ipv4(10, 0, 0, 1), 1}, {"b", *Ipv6::parse("2001:db8::1"), 65535}}}}, Command{Result{2, "could not parse"}}})
         CHECK(round_trip(c) == c);
 }
 
@@ -57,7 +65,11 @@ TEST_CASE("tlstunnel DER: IPv4 is a signed 32-bit INTEGER, IPv6 four signed word
     CHECK(ip_bytes(Ipv4(0, 0, 0, 128)) == "a00402020080");        // 128 needs a leading zero
     CHECK(ip_bytes(Ipv4(0, 0, 0, 0)) == "a003020100");
     CHECK(ip_bytes(*Ipv6::parse("::1")) == "a10e300c020100020100020100020101");
-    CHECK(ip_bytes(*Ipv6::parse("ffff:ffff::8000:0")) == "a111300f0201ff" "020100" "020100" "020480000000");
+    CHECK(ip_bytes(*Ipv6::parse("ffff:ffff::8000:0")) ==
+          "a111300f0201ff"
+          "020100"
+          "020100"
+          "020480000000");
     for (auto a : {Ipv4(128, 0, 0, 1), Ipv4(255, 0, 0, 0), Ipv4(1, 1, 1, 1)}) {
         auto c = round_trip(Add{{"h", a, 443}});
         CHECK(std::get<Ipv4>(std::get<Add>(c).sni.host) == a);
@@ -67,17 +79,29 @@ TEST_CASE("tlstunnel DER: IPv4 is a signed 32-bit INTEGER, IPv6 four signed word
 TEST_CASE("tlstunnel DER: strict decoding", "[blockcfg][tlstunnel]") {
     std::string err;
     CHECK_FALSE(decode(hex(""), err));
-    CHECK_FALSE(decode(hex("a2800500" "0000"), err));  // indefinite length
+    CHECK_FALSE(decode(hex("a2800500"
+                           "0000"),
+                       err));  // indefinite length
     CHECK(err == "list: indefinite length (not DER)");
     CHECK_FALSE(decode(hex("a202050000"), err));  // trailing byte
     CHECK_FALSE(decode(hex("a281020500"), err));  // non-minimal length
-    CHECK_FALSE(decode(hex("a5020500"), err));     // unknown command
-    CHECK_FALSE(decode(hex("a2030500"), err));     // runs past the end
+    CHECK_FALSE(decode(hex("a5020500"), err));    // unknown command
+    CHECK_FALSE(decode(hex("a2030500"), err));    // runs past the end
     // port as a non-minimal INTEGER (00 01 bb)
-    CHECK_FALSE(decode(hex("a01c301a" "0c0b7765622e6578616d706c65" "a006" "02040a000001" "02030001bb"), err));
+    CHECK_FALSE(decode(hex("a01c301a"
+                           "0c0b7765622e6578616d706c65"
+                           "a006"
+                           "02040a000001"
+                           "02030001bb"),
+                       err));
     CHECK(err == "Sni port: non-minimal INTEGER (not DER)");
     // an IPv4 INTEGER outside the signed 32-bit range (0x00c0a80101: 192.168.1.1 written unsigned)
-    CHECK_FALSE(decode(hex("a01c301a" "0c0b7765622e6578616d706c65" "a007" "020500c0a80101" "020201bb"), err));
+    CHECK_FALSE(decode(hex("a01c301a"
+                           "0c0b7765622e6578616d706c65"
+                           "a007"
+                           "020500c0a80101"
+                           "020201bb"),
+                       err));
     CHECK(err == "Ip v4: 3232235777 is not a signed 32-bit integer");
     // a tlstunnel port outside 1-65535 is kept as sent (tlstunnel does not check): the importer refuses it
     auto c = decode(encode(Add{{"h", Ipv4(1, 2, 3, 4), 70000}}), err);
@@ -87,11 +111,15 @@ TEST_CASE("tlstunnel DER: strict decoding", "[blockcfg][tlstunnel]") {
 
 TEST_CASE("tlstunnel frames: u64 length, HMAC-SHA256 of the DER only, then the DER", "[blockcfg][tlstunnel]") {
     const auto f = frame_request(fleetconf::common::as_bytes("secret"), hex("a2020500"));
-    CHECK(hex(f) == "0000000000000024"
-                    "49b537aeb786f0d65b39885565fb75466cfe78bb03fb2a284c56d5cd88bf4f2c"
-                    "a2020500");
+    CHECK(hex(f) ==
+          "0000000000000024"
+          "49b537aeb786f0d65b39885565fb75466cfe78bb03fb2a284c56d5cd88bf4f2c"
+          "a2020500");
     std::string err;
-    const auto reply = hex("000000000000000b" "a4093007020100" "0c026f6b");
+    const auto reply =
+        hex("000000000000000b"
+            "a4093007020100"
+            "0c026f6b");
     for (std::size_t n = 0; n < reply.size(); ++n) CHECK_FALSE(parse_reply(std::span(reply).first(n), err));
     auto der = parse_reply(reply, err);
     REQUIRE(der);
@@ -102,7 +130,8 @@ TEST_CASE("tlstunnel frames: u64 length, HMAC-SHA256 of the DER only, then the D
 
 TEST_CASE("tlstunnel disk: write, read, damage", "[blockcfg][tlstunnel]") {
     std::vector<Sni> routes;
-    for (int i = 0; i < 60; ++i) routes.push_back({"host" + std::to_string(i) + ".example", Ipv4(10, 0, 0, static_cast<std::uint8_t>(i)), 443});
+    for (int i = 0; i < 60; ++i)
+        routes.push_back({"host" + std::to_string(i) + ".example", Ipv4(10, 0, 0, static_cast<std::uint8_t>(i)), 443});
     for (std::size_t ss : {std::size_t{512}, std::size_t{4096}}) {
         auto img = write_disk(routes, ss, 64, 7, 1'800'000'000);
         REQUIRE(img.size() == 64 * ss);
@@ -112,7 +141,10 @@ TEST_CASE("tlstunnel disk: write, read, damage", "[blockcfg][tlstunnel]") {
         CHECK(std::get<DiskContents>(r).used.counter == 7);
         // Superblock fields at their documented offsets.
         CHECK(hex(Bytes(img.begin(), img.begin() + 40)) ==
-              "0001000000000000" "0000000000000007" "000000006b49d200" "0000000000000001" +
+              "0001000000000000"
+              "0000000000000007"
+              "000000006b49d200"
+              "0000000000000001" +
                   hex(Bytes{0, 0, 0, 0, 0, 0, static_cast<std::uint8_t>(encode_snis(routes).size() >> 8),
                             static_cast<std::uint8_t>(encode_snis(routes).size())}));
         // One superblock damaged: read through the other, and say so.
@@ -145,9 +177,16 @@ TEST_CASE("tlstunnel disk: write, read, damage", "[blockcfg][tlstunnel]") {
     auto img = write_disk(one, 512, 8, 1, 1'800'000'000);
     const auto digest = fleetconf::common::sha256(encode_snis(one));
     const auto data_hash = hex(Bytes(digest.begin(), digest.end()));
-    CHECK(hex(Bytes(img.begin(), img.begin() + 72)) == "0001000000000000" "0000000000000001" "000000006b49d200" "0000000000000001"
-                                                       "0000000000000012" + data_hash);
-    CHECK(hex(Bytes(img.begin() + 512, img.begin() + 512 + 26)) == "0000000000000000" "3010300e0c0161a00602040a000001020150");
+    CHECK(hex(Bytes(img.begin(), img.begin() + 72)) ==
+          "0001000000000000"
+          "0000000000000001"
+          "000000006b49d200"
+          "0000000000000001"
+          "0000000000000012" +
+              data_hash);
+    CHECK(hex(Bytes(img.begin() + 512, img.begin() + 512 + 26)) ==
+          "0000000000000000"
+          "3010300e0c0161a00602040a000001020150");
     CHECK(Bytes(img.begin(), img.begin() + 512) == Bytes(img.end() - 512, img.end()));
 }
 
@@ -211,7 +250,8 @@ TEST_CASE("tlstunnel source vectors: the proxy's replies decode", "[blockcfg][tl
     }
 }
 
-TEST_CASE("tlstunnel source vectors: a disk the proxy wrote reads back (non-zero padding, reused sectors)", "[blockcfg][tlstunnel][reference]") {
+TEST_CASE("tlstunnel source vectors: a disk the proxy wrote reads back (non-zero padding, reused sectors)",
+          "[blockcfg][tlstunnel][reference]") {
     const auto v = reference()["disk"];
     const auto image = hex(v["image"].get<std::string>());
     REQUIRE(image.size() == v["sector_size"].get<std::size_t>() * v["sectors"].get<std::size_t>());

@@ -22,8 +22,8 @@ TEST_CASE("boot arguments for each kind of unikernel in the example site", "[boo
 
     auto resolver = boot_args(site, *site.unikernel("resolver"), default_tap_name("resolver"));
     CHECK(resolver.tender == V{"--net:service=tap-resolver", "--net-mac:service=00:80:41:00:00:53"});
-    CHECK(resolver.unikernel == V{"--ipv4=10.42.0.53/24", "--ipv4-gateway=10.42.0.1", "--syslog=10.42.0.1",
-                                  "--monitor=10.42.0.1", "--dns-upstream=10.42.0.1"});
+    CHECK(resolver.unikernel ==
+          V{"--ipv4=10.42.0.53/24", "--ipv4-gateway=10.42.0.1", "--syslog=10.42.0.1", "--monitor=10.42.0.1", "--dns-upstream=10.42.0.1"});
 
     auto proxy = boot_args(site, *site.unikernel("proxy"), "tap-proxy");
     REQUIRE(proxy.tender.size() == 3);
@@ -56,7 +56,8 @@ TEST_CASE("tap names fit the interface name limit", "[bootargs]") {
 
 TEST_CASE("a non-default syslog port is noted, not invented as an argument", "[bootargs]") {
     auto site = parse_site(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24","options":{"syslog":"10.0.0.2:1514"}}],
-        "unikernels":[{"name":"a","network":"br0"}]})", "/tmp", "t.json");
+        "unikernels":[{"name":"a","network":"br0"}]})",
+                           "/tmp", "t.json");
     auto a = boot_args(site, site.unikernels[0], "tap-a");
     CHECK(a.unikernel == V{"--syslog=10.0.0.2"});
     bool noted = false;
@@ -72,7 +73,8 @@ TEST_CASE("boot modes: static without DHCP; dhcp, and dhcp-config when DHCP carr
                       {"name":"c","network":"br0"},
                       {"name":"s","network":"br0","dhcp":false,"address":"10.0.0.9","git":{}},
                       {"name":"e","network":"br0","config_uri":"https://elsewhere.example/e.git"}],
-        "services":{"git":{"http":"10.0.0.1:8080"}}})", "/tmp", "t.json");
+        "services":{"git":{"http":"10.0.0.1:8080"}}})",
+                           "/tmp", "t.json");
     const auto& a = *site.unikernel("a");
     const auto& b = *site.unikernel("b");
     const auto& c = *site.unikernel("c");
@@ -97,9 +99,8 @@ TEST_CASE("boot modes: static without DHCP; dhcp, and dhcp-config when DHCP carr
     tls.tls_authenticator = "key-fp:SHA256:abc=";
     CHECK(boot_args(site, b, "tap-b", tls, BootMode::dhcp_config).unikernel ==
           V{"--git-token=TOKEN", "--tls-authenticator=key-fp:SHA256:abc="});
-    CHECK(boot_args(site, s, "tap-s").unikernel ==
-          V{"--ipv4=10.0.0.9/24", "--ipv4-gateway=10.0.0.1", "--syslog=10.0.0.2", "--monitor=10.0.0.3",
-            "--remote=http://s:TOKEN@10.0.0.1:8080/s.git"});
+    CHECK(boot_args(site, s, "tap-s").unikernel == V{"--ipv4=10.0.0.9/24", "--ipv4-gateway=10.0.0.1", "--syslog=10.0.0.2",
+                                                     "--monitor=10.0.0.3", "--remote=http://s:TOKEN@10.0.0.1:8080/s.git"});
     // A config_uri that is not this site's repository: its credential is not known here, nothing to print.
     const auto& e = *site.unikernel("e");
     CHECK(boot_modes(site, e) == M{BootMode::dhcp, BootMode::dhcp_config});

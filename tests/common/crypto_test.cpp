@@ -17,8 +17,7 @@ TEST_CASE("SHA-256 and MD5 known answers", "[crypto]") {
 TEST_CASE("HMAC-SHA256 RFC 4231 vectors", "[crypto]") {
     // Test case 1
     Bytes key(20, 0x0b);
-    CHECK(to_hex(hmac_sha256(key, as_bytes("Hi There"))) ==
-          "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    CHECK(to_hex(hmac_sha256(key, as_bytes("Hi There"))) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
     // Test case 2, and the same message in two parts
     CHECK(to_hex(hmac_sha256(as_bytes("Jefe"), as_bytes("what do ya want for nothing?"))) ==
           "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");

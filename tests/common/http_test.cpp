@@ -7,8 +7,9 @@ using State = HttpRequestReader::State;
 
 TEST_CASE("the request reader gives one bounded request: method, target, headers, body", "[http]") {
     HttpRequestReader r(HttpLimits{.max_url = 64, .max_header_bytes = 256, .max_body = 16, .body_limit = {}});
-    const std::string req = "POST /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Many: 1\r\nx-many: 2\r\nAuthorization: Basic Zm9v\r\n"
-                            "Content-Length: 5\r\n\r\nhello";
+    const std::string req =
+        "POST /x?y=1 HTTP/1.1\r\nHost: a\r\nX-Many: 1\r\nx-many: 2\r\nAuthorization: Basic Zm9v\r\n"
+        "Content-Length: 5\r\n\r\nhello";
     // Byte by byte: a request split anywhere reads the same.
     for (char c : req) CHECK(r.feed(std::string_view(&c, 1)) == 1);
     REQUIRE(r.state() == State::complete);
@@ -59,8 +60,9 @@ TEST_CASE("limits: target, headers and body; a large Content-Length is refused b
     CHECK(chunked.state() == State::too_large);
 
     // The body limit may depend on the request (git: pushes may be larger than fetches).
-    HttpRequestReader chosen(HttpLimits{.max_url = 64, .max_header_bytes = 64, .max_body = 1,
-                                        .body_limit = [](const HttpRequest& q) { return q.url == "/big" ? 10u : 1u; }});
+    HttpRequestReader chosen(HttpLimits{.max_url = 64, .max_header_bytes = 64, .max_body = 1, .body_limit = [](const HttpRequest& q) {
+                                            return q.url == "/big" ? 10u : 1u;
+                                        }});
     chosen.feed("POST /big HTTP/1.1\r\nContent-Length: 5\r\n\r\n12345");
     CHECK(chosen.state() == State::complete);
 }

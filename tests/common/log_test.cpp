@@ -15,8 +15,7 @@ TEST_CASE("log level specs", "[log]") {
     CHECK(o.service_levels.at("dhcp") == spdlog::level::debug);
     CHECK(o.service_levels.at("git") == spdlog::level::trace);
     log::Options bad;
-    CHECK(*log::parse_levels("loud", bad) ==
-          "unknown log level in \"loud\" (use trace, debug, info, warn, error, critical, off)");
+    CHECK(*log::parse_levels("loud", bad) == "unknown log level in \"loud\" (use trace, debug, info, warn, error, critical, off)");
     CHECK(*log::parse_levels("=debug", bad) == "missing service name in \"=debug\"");
     CHECK(log::parse_format("json") == log::Format::json);
     CHECK_FALSE(log::parse_format("xml"));

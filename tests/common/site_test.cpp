@@ -81,8 +81,7 @@ TEST_CASE("invalid site files report every error with its JSON pointer", "[site]
         {"05-address-outside-subnet.json",
          {{"/unikernels/0/address", "192.168.1.5 is not a host address in subnet 10.0.0.0/24 of network \"br0\""}}},
         {"06-address-in-pool.json",
-         {{"/unikernels/0/address",
-           "10.0.0.150 is inside dynamic pool 10.0.0.100-10.0.0.199; fixed addresses must be outside the pools"}}},
+         {{"/unikernels/0/address", "10.0.0.150 is inside dynamic pool 10.0.0.100-10.0.0.199; fixed addresses must be outside the pools"}}},
         {"07-duplicate-address.json", {{"/unikernels/1/address", "10.0.0.5 is also assigned to unikernel \"a\""}}},
         {"08-duplicate-mac.json", {{"/unikernels/1/mac", "MAC 00:80:41:aa:bb:cc is also used by unikernel \"a\""}}},
         {"09-bad-name.json",
@@ -92,24 +91,19 @@ TEST_CASE("invalid site files report every error with its JSON pointer", "[site]
          {{"/unikernels/1/name", "unikernel \"web\" is defined twice"},
           {"/unikernels/1/name", "MAC 00:80:41:d4:1a:a4 (derived) is also used by unikernel \"web\""}}},
         {"11-unknown-network.json", {{"/unikernels/0/network", "no network named \"br1\" (defined: br0)"}}},
-        {"13-host-bits.json",
-         {{"/networks/0/subnet", "\"10.0.0.1/24\" is not an IPv4 prefix with no host bits set (like 10.0.0.0/24)"}}},
+        {"13-host-bits.json", {{"/networks/0/subnet", "\"10.0.0.1/24\" is not an IPv4 prefix with no host bits set (like 10.0.0.0/24)"}}},
         {"14-bad-mac.json", {{"/unikernels/0/mac", "\"00:80:41:zz:00:01\" is not a MAC address like 00:80:41:12:34:56"}}},
-        {"15-managed-option.json",
-         {{"/networks/0/options/custom/0/code", "option 53 is managed by the server and cannot be set"}}},
+        {"15-managed-option.json", {{"/networks/0/options/custom/0/code", "option 53 is managed by the server and cannot be set"}}},
         {"16-bad-port.json", {{"/services/block/listen", "\"127.0.0.1:70000\" is not an address with :port"}}},
         {"17-duplicate-key.json", {{"/networks/0/name", "duplicate key \"name\""}}},
-        {"18-static-without-address.json",
-         {{"/unikernels/0/dhcp", "a unikernel without DHCP needs a fixed \"address\""}}},
+        {"18-static-without-address.json", {{"/unikernels/0/dhcp", "a unikernel without DHCP needs a fixed \"address\""}}},
         {"19-wrong-types.json",
-         {{"/networks/0/dns", "expected an array, found a string"},
-          {"/networks/0/lease_time", "expected a whole number, found a string"}}},
+         {{"/networks/0/dns", "expected an array, found a string"}, {"/networks/0/lease_time", "expected a whole number, found a string"}}},
         {"20-many-errors.json",
          {{"/services/dhcp/client_port", "must differ from server_port"},
           {"/networks/0/gateway", "10.0.1.1 is not a host address in subnet 10.0.0.0/24"},
           {"/networks/0/pools/1", "range 10.0.0.15-10.0.0.30 overlaps 10.0.0.10-10.0.0.20"},
-          {"/unikernels/0/name",
-           "\"-bad\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')"}}},
+          {"/unikernels/0/name", "\"-bad\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')"}}},
         {"21-custom-value-type.json",
          {{"/networks/0/options/custom/0/value", "must be between 0 and 65535, found 70000"},
           {"/networks/0/options/custom/1/value", "\"10.0.0\" is not an IPv4 address"}}},
@@ -149,8 +143,8 @@ TEST_CASE("a referenced file that does not exist is reported with its resolved p
     auto errs = load_errors(dir / "12-missing-file.json");
     REQUIRE(errs.size() == 1);
     CHECK(errs[0].pointer == "/services/block/key_file");
-    CHECK(errs[0].message == "file " + (std::filesystem::absolute(dir) / "does-not-exist.key").lexically_normal().string() +
-                                 " does not exist");
+    CHECK(errs[0].message ==
+          "file " + (std::filesystem::absolute(dir) / "does-not-exist.key").lexically_normal().string() + " does not exist");
 }
 
 TEST_CASE("SiteLoadError::what lists FILE: POINTER: MESSAGE one per line", "[site]") {
@@ -233,7 +227,8 @@ TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site
     auto e7 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"localhost"}}})");
     REQUIRE_FALSE(e7.empty());
     CHECK(e7[0].message == "\"localhost\" is not an address with :port, or \"off\"");
-    CHECK_FALSE(parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"off"}}})").services.dhcp.control_http);
+    CHECK_FALSE(parse(R"({"networks":[{"name":"a","subnet":"10.0.0.0/24"}],"services":{"dhcp":{"control_http":"off"}}})")
+                    .services.dhcp.control_http);
 }
 
 TEST_CASE("a file over the size limit or missing is refused", "[site]") {
@@ -271,7 +266,8 @@ TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][route
                       "unikernels":[{"name":"proxy","network":"a","block":{}},
                                     {"name":"web","network":"a","public_hosts":["WWW.example.org","*.apps.example.org"]})" +
                   extra_unikernel + R"(],
-                      "services":)" + services + "}");
+                      "services":)" +
+                  services + "}");
         } catch (const SiteLoadError& e) {
             return e.errors();
         }
@@ -302,7 +298,8 @@ TEST_CASE("lease-driven routes: targets, key files, public hosts", "[site][route
     e = route_errors(R"({})");
     REQUIRE(e.size() == 1);
     CHECK(e[0].message == "needs services.dhcp.routes (where the routes go)");
-    e = route_errors(R"({"dhcp":{"routes":{"target":"proxy"}}})", R"(,{"name":"cal","network":"a","public_hosts":["www.example.org","bad_name"]})");
+    e = route_errors(R"({"dhcp":{"routes":{"target":"proxy"}}})",
+                     R"(,{"name":"cal","network":"a","public_hosts":["www.example.org","bad_name"]})");
     REQUIRE(e.size() == 2);
     CHECK(e[0].message == "\"www.example.org\" is also a public host of unikernel \"web\"");
     CHECK(e[1].pointer == "/unikernels/2/public_hosts/1");
@@ -347,8 +344,7 @@ TEST_CASE("docs/site-file.md: every numeric range, at both bounds, past both, an
     const NumericRange ranges[] = {
         {"/networks/0/lease_time", 60, 0x7FFFFFFF, 3600, [](const Site& s) { return s.networks[0].lease_time; }},
         {"/networks/0/monitoring_option/code", 1, 254, 125, [](const Site& s) { return s.networks[0].monitoring_option.code; }},
-        {"/networks/0/monitoring_option/suboption", 0, 255, 0,
-         [](const Site& s) { return s.networks[0].monitoring_option.suboption; }},
+        {"/networks/0/monitoring_option/suboption", 0, 255, 0, [](const Site& s) { return s.networks[0].monitoring_option.suboption; }},
         {"/networks/0/monitoring_option/enterprise", 0, 0xFFFFFFFF, 49836,
          [](const Site& s) { return s.networks[0].monitoring_option.enterprise; }},
         {"/unikernels/0/backend_port", 1, 65535, 80, [](const Site& s) { return s.unikernels[0].backend_port.value_or(80); }},
@@ -392,7 +388,7 @@ TEST_CASE("docs/site-file.md: every count and size limit, at the limit and one p
         const char* pointer;
         std::size_t limit;
         std::function<nlohmann::json(std::size_t)> make;  // the value with n entries (or bytes)
-        const char* over_message;                          // the error one past the limit ("" when it names the count)
+        const char* over_message;                         // the error one past the limit ("" when it names the count)
     };
     auto ips = [](std::size_t n) {
         nlohmann::json a = nlohmann::json::array();
@@ -408,8 +404,10 @@ TEST_CASE("docs/site-file.md: every count and size limit, at the limit and one p
         {"/networks/0/dns", 16, ips, "has 17 entries, at most 16 allowed"},
         {"/networks/0/options/ntp", 16, ips, "has 17 entries, at most 16 allowed"},
         {"/unikernels/0/public_hosts", 64, hosts, "expected an array of at most 64 host names"},
-        {"/networks/0/options/custom",
-         1024, [](std::size_t n) { return nlohmann::json::array({{{"code", 230}, {"type", "string"}, {"value", std::string(n, 'x')}}}); },
+        {"/networks/0/options/custom", 1024,
+         [](std::size_t n) {
+             return nlohmann::json::array({{{"code", 230}, {"type", "string"}, {"value", std::string(n, 'x')}}});
+         },
          ""},
     };
     for (const auto& c : counts) {
@@ -424,7 +422,8 @@ TEST_CASE("docs/site-file.md: every count and size limit, at the limit and one p
     auto networks = [](std::size_t n) {
         nlohmann::json a = nlohmann::json::array();
         for (std::size_t i = 0; i < n; ++i)
-            a.push_back({{"name", "n" + std::to_string(i)}, {"subnet", "10." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ".0/24"}});
+            a.push_back(
+                {{"name", "n" + std::to_string(i)}, {"subnet", "10." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ".0/24"}});
         return a;
     };
     CHECK(parse(nlohmann::json{{"networks", networks(kMaxNetworks)}}.dump()).networks.size() == kMaxNetworks);
@@ -435,7 +434,8 @@ TEST_CASE("docs/site-file.md: every count and size limit, at the limit and one p
         nlohmann::json a = nlohmann::json::array();
         char mac[18];
         for (std::size_t i = 0; i < n; ++i) {
-            std::snprintf(mac, sizeof mac, "02:00:00:%02x:%02x:%02x", unsigned(i >> 16 & 0xff), unsigned(i >> 8 & 0xff), unsigned(i & 0xff));
+            std::snprintf(mac, sizeof mac, "02:00:00:%02x:%02x:%02x", unsigned(i >> 16 & 0xff), unsigned(i >> 8 & 0xff),
+                          unsigned(i & 0xff));
             a.push_back({{"name", "u" + std::to_string(i)}, {"network", "a"}, {"mac", mac}});
         }
         return a;

@@ -23,8 +23,13 @@ HttpRequest get(std::string url, std::string method = "GET") {
 StatusRegistry two_sources(bool second_ok) {
     StatusRegistry reg;
     reg.add({"dhcp", [] { return std::string("# TYPE fleetconf_dhcp_x counter\nfleetconf_dhcp_x 7\n"); },
-             [] { return Health{true, "listening on br0"}; }});
-    reg.add({"git", [] { return std::string("fleetconf_git_y 1\n"); }, [second_ok] { return Health{second_ok, second_ok ? "ok" : "not listening: http"}; }});
+             [] {
+                 return Health{true, "listening on br0"};
+             }});
+    reg.add({"git", [] { return std::string("fleetconf_git_y 1\n"); },
+             [second_ok] {
+                 return Health{second_ok, second_ok ? "ok" : "not listening: http"};
+             }});
     return reg;
 }
 }  // namespace
@@ -50,7 +55,8 @@ TEST_CASE("GET /health: 200 with every service's line, 503 when one is failing",
 
 TEST_CASE("GET /metrics: every source, fleetconf_up per service, the process", "[status]") {
     auto reg = two_sources(false);
-    reg.add({"block", [] () -> std::string { throw std::runtime_error("device gone"); }, [] () -> Health { throw std::runtime_error("device gone"); }});
+    reg.add({"block", []() -> std::string { throw std::runtime_error("device gone"); },
+             []() -> Health { throw std::runtime_error("device gone"); }});
     auto r = status_reply(reg, get("/metrics"));
     CHECK(r.status == 200);
     CHECK_THAT(r.content_type, Catch::StartsWith("text/plain; version=0.0.4"));
@@ -65,8 +71,8 @@ TEST_CASE("GET /metrics: every source, fleetconf_up per service, the process", "
     // The start time keeps its precision (not 1.8e+09): whole seconds at least, as Unix time.
     const auto at = r.body.find("\nprocess_start_time_seconds ") + 28;
     const double start = std::stod(r.body.substr(at, r.body.find('\n', at) - at));
-    const double now = static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
-        std::chrono::system_clock::now().time_since_epoch()).count());
+    const double now =
+        static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     CHECK(start <= now + 1);
     CHECK(start > now - 600);
     CHECK(r.body.substr(at, r.body.find('\n', at) - at).find('e') == std::string::npos);

@@ -12,10 +12,10 @@ TEST_CASE("printable: network text made safe for every output (docs/text-escapin
     CHECK(printable("a\\b") == "a\\\\b");
     CHECK(printable(std::string("a\0b", 3)) == "a\\x00b");
     CHECK(printable("\x7f") == "\\x7f");
-    CHECK(printable("\xc2\x85") == "\\xc2\\x85");  // C1 control (NEL)
-    CHECK(printable("\xc0\xaf") == "\\xc0\\xaf");  // overlong '/'
-    CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");  // surrogate
-    CHECK(printable("\xe2\x82") == "\\xe2\\x82");  // truncated sequence
+    CHECK(printable("\xc2\x85") == "\\xc2\\x85");                    // C1 control (NEL)
+    CHECK(printable("\xc0\xaf") == "\\xc0\\xaf");                    // overlong '/'
+    CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");           // surrogate
+    CHECK(printable("\xe2\x82") == "\\xe2\\x82");                    // truncated sequence
     CHECK(printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
     CHECK(printable("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");
     CHECK(is_printable("web"));

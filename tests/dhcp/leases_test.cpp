@@ -121,8 +121,7 @@ TEST_CASE("journal: a whole last line with a bad checksum is damage, not a torn 
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("journal: preallocated zeros; appends inside them keep the file size; a write torn into them is dropped",
-          "[dhcp][leases]") {
+TEST_CASE("journal: preallocated zeros; appends inside them keep the file size; a write torn into them is dropped", "[dhcp][leases]") {
     auto dir = temp_dir();
     const auto f = dir / "leases.journal";
     std::uintmax_t size = 0;
@@ -366,8 +365,7 @@ TEST_CASE("journal: compaction killed at any moment loses nothing (issue 22.11)"
                 JournalLeaseStore j(f, nullptr, 1 << 12);
                 (void)!::write(ready[1], "r", 1);
                 for (;;) j.compact();
-            } catch (...) {
-            }
+            } catch (...) {}
             ::_exit(3);
         }
         ::close(ready[1]);
@@ -436,7 +434,7 @@ TEST_CASE("the format-2 record example of docs/dhcp-leases.md (CRC computed with
 TEST_CASE("journal records are byte-identical to nlohmann's ordered JSON, hostile host names included", "[dhcp][leases]") {
     // The encoder writes the JSON by hand (it runs on the packet path); this pins it to the documented form.
     for (const std::string& host : {std::string("web"), std::string(""), std::string("quote\"back\\slash"), std::string("ctl\x01\n\t"),
-                                   std::string("caf\xc3\xa9"), std::string("bad\xff\xfeutf8"), std::string(63, 'x')}) {
+                                    std::string("caf\xc3\xa9"), std::string("bad\xff\xfeutf8"), std::string(63, 'x')}) {
         for (bool remove : {false, true}) {
             LeaseChange c{lease(9, host, LeaseState::offered), remove};
             nlohmann::ordered_json j;

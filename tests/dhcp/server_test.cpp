@@ -205,7 +205,7 @@ TEST_CASE("DECLINE puts the address on probation; the next DISCOVER gets another
     auto want = request(MessageType::discover, kB);
     want.options.push_back({opt::requested_address, addr_bytes(a)});
     CHECK(reply_of(w.run(want)).yiaddr != a);  // still on probation
-    w.now += 3601;                           // probation over: it can be offered again
+    w.now += 3601;                             // probation over: it can be offered again
     CHECK(reply_of(w.run(want)).yiaddr == a);
 }
 
@@ -370,7 +370,8 @@ Config cfg_vivso() {
                     "vivso": [{"code": 1, "type": "string", "value": "acme"}, {"code": 7, "type": "hex", "value": "0102"}]}}],
       "unikernels": [{"name": "web", "network": "br0", "mac": "02:00:00:00:00:0c",
                       "options": {"vivso": [{"code": 7, "type": "hex", "value": "ff", "always_send": true}]}}]
-    })", "/tmp", "t.json");
+    })",
+                                           "/tmp", "t.json");
     return make_config(s, [](const std::string&) { return std::nullopt; });
 }
 
@@ -387,7 +388,10 @@ TEST_CASE("option 125: the monitoring sink and the site's sub-options in one ent
     REQUIRE(d.reply);
     REQUIRE(d.reply->find(opt::vivso));
     CHECK(fleetconf::common::to_hex(d.reply->find(opt::vivso)->data) ==
-          "0000c2ac19" "000d31302e302e302e333a38303934" "010461636d65" "07020102");
+          "0000c2ac19"
+          "000d31302e302e302e333a38303934"
+          "010461636d65"
+          "07020102");
     auto blocks = parse_vivso(d.reply->find(opt::vivso)->data);
     REQUIRE(blocks);
     REQUIRE(blocks->size() == 1);
@@ -403,21 +407,25 @@ TEST_CASE("option 125: the monitoring sink and the site's sub-options in one ent
     REQUIRE(d.reply);
     REQUIRE(d.reply->find(opt::vivso));
     CHECK(fleetconf::common::to_hex(d.reply->find(opt::vivso)->data) ==
-          "0000c2ac18" "000d31302e302e302e333a38303934" "010461636d65" "0701ff");
+          "0000c2ac18"
+          "000d31302e302e302e333a38303934"
+          "010461636d65"
+          "0701ff");
 }
 
 TEST_CASE("site vivso sub-options: codes 1-255, each once, bounded", "[site][vivso]") {
     auto errors = [](const std::string& vivso) {
         try {
-            fleetconf::common::parse_site(R"({"networks": [{"name": "br0", "subnet": "10.0.0.0/24", "options": {"vivso": )" + vivso + "}}]}",
-                                          "/tmp", "t.json");
+            fleetconf::common::parse_site(
+                R"({"networks": [{"name": "br0", "subnet": "10.0.0.0/24", "options": {"vivso": )" + vivso + "}}]}", "/tmp", "t.json");
         } catch (const fleetconf::common::SiteLoadError& e) {
             return e.errors();
         }
         return std::vector<fleetconf::common::SiteError>{};
     };
     CHECK(errors(R"([{"code": 0, "type": "string", "value": "x"}])").at(0).pointer == "/networks/0/options/vivso/0/code");
-    CHECK(errors(R"([{"code": 3, "type": "u8", "value": 1}, {"code": 3, "type": "u8", "value": 2}])").at(0).message == "code 3 is given twice");
+    CHECK(errors(R"([{"code": 3, "type": "u8", "value": 1}, {"code": 3, "type": "u8", "value": 2}])").at(0).message ==
+          "code 3 is given twice");
     const std::string big = R"([{"code": 1, "type": "string", "value": ")" + std::string(220, 'a') + R"("}])";
     CHECK_THAT(errors(big).at(0).message, Catch::Contains("at most 200"));
     CHECK(errors(R"([{"code": 255, "type": "hex", "value": "00"}])").empty());
@@ -435,11 +443,17 @@ TEST_CASE("option 81 (RFC 4702): decoded, answered N=1 (no DNS updates), O when 
         return o ? fleetconf::common::to_hex(o->data) : std::string("absent");
     };
     // ASCII, S set (busybox udhcpc -F laptop): partial name completed with the network's domain.
-    CHECK(reply81({0x01, 0, 0, 'l', 'a', 'p', 't', 'o', 'p'}) == "0affff" + fleetconf::common::to_hex(fleetconf::common::as_bytes("laptop.fleet.example.")));
+    CHECK(reply81({0x01, 0, 0, 'l', 'a', 'p', 't', 'o', 'p'}) ==
+          "0affff" + fleetconf::common::to_hex(fleetconf::common::as_bytes("laptop.fleet.example.")));
     // Wire format (E), fully qualified: kept as sent; flags N|E|O.
     CHECK(reply81({0x05, 0, 0, 3, 'w', 'e', 'b', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0}) == "0effff03776562076578616d706c6500");
     // Wire format, partial: completed, then the root label.
-    CHECK(reply81({0x04, 0, 0, 1, 'h'}) == "0cffff" "0168" "05666c656574" "076578616d706c65" "00");
+    CHECK(reply81({0x04, 0, 0, 1, 'h'}) ==
+          "0cffff"
+          "0168"
+          "05666c656574"
+          "076578616d706c65"
+          "00");
     // The client asks for no updates (N): N, no O.
     CHECK(reply81({0x08, 0, 0, 'a', '.'}) == "08ffff612e");
     // Malformed wire name (a label runs past the end): no option 81, the offer still goes out.
@@ -464,7 +478,8 @@ TEST_CASE("the repository's URI, without its secret, goes in option 224 when the
     const auto s = fleetconf::common::parse_site(R"({
       "networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "pools": ["10.0.0.100-10.0.0.102"]}],
       "unikernels": [{"name": "web", "network": "br0", "git": {}}],
-      "services": {"git": {"http": "10.0.0.1:8080"}}})", "/tmp", "t.json");
+      "services": {"git": {"http": "10.0.0.1:8080"}}})",
+                                                 "/tmp", "t.json");
     World w;
     w.c = make_config(s, [](const std::string&) { return std::nullopt; });
     const Mac web = fleetconf::common::albatross_mac("br0", "web");
@@ -489,7 +504,8 @@ TEST_CASE("docs/dhcp-options.md: without a parameter request list, 1, 3, 6 and 1
     // 53, 54, 51/58/59, then 1, 3, 6 (no domain in this site: no 15), then always-send (7: syslog), then 61's echo is
     // absent (no 61 sent). 42 (NTP) and 230 (custom) are not sent without being asked for.
     CAPTURE(std::vector<int>(codes.begin(), codes.end()));
-    CHECK(codes == std::vector<std::uint8_t>{opt::message_type, opt::server_id, opt::lease_time, opt::renewal_t1, opt::rebinding_t2, 1, 3, 6, 7});
+    CHECK(codes ==
+          std::vector<std::uint8_t>{opt::message_type, opt::server_id, opt::lease_time, opt::renewal_t1, opt::rebinding_t2, 1, 3, 6, 7});
 }
 
 TEST_CASE("docs/dhcp-options.md: option 57 is honoured down to 576 and never below", "[dhcp][decide][limits]") {
@@ -504,7 +520,8 @@ TEST_CASE("docs/dhcp-options.md: option 57 is honoured down to 576 and never bel
         INFO(c.option57.value_or(0));
         World w;
         auto m = request(MessageType::discover, kA);
-        if (c.option57) m.options.push_back({opt::max_size, {static_cast<std::uint8_t>(*c.option57 >> 8), static_cast<std::uint8_t>(*c.option57)}});
+        if (c.option57)
+            m.options.push_back({opt::max_size, {static_cast<std::uint8_t>(*c.option57 >> 8), static_cast<std::uint8_t>(*c.option57)}});
         const auto d = w.run(m);
         REQUIRE(d.reply);
         CHECK(d.max_reply_size == c.reply_limit);

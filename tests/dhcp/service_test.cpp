@@ -68,7 +68,8 @@ struct Rig {
           "networks": [{"name": "lo", "interface": "lo", "subnet": "127.0.0.0/8", "pools": ["127.0.0.100-127.0.0.110"],
                         "lease_time": 600}],
           "unikernels": [],
-          "services": {"data_dir": "/nonexistent"}})", "/tmp", "t.json");
+          "services": {"data_dir": "/nonexistent"}})",
+                                             "/tmp", "t.json");
         ServiceOptions o;
         o.server_port = 0;
         o.client_port = client.local_endpoint().port();
@@ -101,8 +102,12 @@ struct Rig {
         io.stop();
         thread.join();
     }
-    nlohmann::json command(const nlohmann::json& c) { return on_io([&] { return service->command(c); }); }
-    common::Health health() { return on_io([&] { return service->health(); }); }
+    nlohmann::json command(const nlohmann::json& c) {
+        return on_io([&] { return service->command(c); });
+    }
+    common::Health health() {
+        return on_io([&] { return service->health(); });
+    }
 
     // A REQUEST from a RENEWING client (ciaddr set, no server id): the reply goes to ciaddr.
     std::optional<Message> renew(std::chrono::milliseconds wait = 5s) {
@@ -164,7 +169,8 @@ TEST_CASE("service: a failed lease-store write withholds the ACK and fails healt
     CHECK(r.on_io([&] { return r.events.size(); }) == events_before);  // no route for a binding that is not durable
     CHECK(r.store->syncs == syncs_before);
     CHECK(r.on_io([&] { return r.service->prometheus(); }).find("fleetconf_dhcp_journal_failures_total 1\n") != std::string::npos);
-    CHECK(r.logs.str().find("lease journal: leases.journal: write failed: No space left on device; 1 replies withheld") != std::string::npos);
+    CHECK(r.logs.str().find("lease journal: leases.journal: write failed: No space left on device; 1 replies withheld") !=
+          std::string::npos);
 
     // The control path says so too, and promises nothing.
     auto add2 = r.command({{"command", "lease4-add"}, {"arguments", {{"ip-address", "127.0.0.6"}, {"hw-address", "02:00:00:00:00:06"}}}});
@@ -186,7 +192,8 @@ TEST_CASE("service: a failed lease-store write withholds the ACK and fails healt
 
 TEST_CASE("service: DECLINE, RELEASE and lease4-del report released leases with their cause", "[dhcp][service]") {
     Rig r;
-    REQUIRE(r.command({{"command", "lease4-add"}, {"arguments", {{"ip-address", "127.0.0.5"}, {"hw-address", kMac.to_string()}}}})["result"] == 0);
+    REQUIRE(r.command({{"command", "lease4-add"},
+                       {"arguments", {{"ip-address", "127.0.0.5"}, {"hw-address", kMac.to_string()}}}})["result"] == 0);
     REQUIRE(r.renew());
 
     Message rel;
@@ -199,7 +206,8 @@ TEST_CASE("service: DECLINE, RELEASE and lease4-del report released leases with 
     const auto until = std::chrono::steady_clock::now() + 5s;
     auto released = [&] {
         return r.on_io([&] {
-            return std::count_if(r.events.begin(), r.events.end(), [](const LeaseEvent& e) { return e.kind == LeaseEvent::Kind::released; });
+            return std::count_if(r.events.begin(), r.events.end(),
+                                 [](const LeaseEvent& e) { return e.kind == LeaseEvent::Kind::released; });
         });
     };
     while (released() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
@@ -208,7 +216,8 @@ TEST_CASE("service: DECLINE, RELEASE and lease4-del report released leases with 
     CHECK(why_released(r.events.back()) == "release of");
 
     // DECLINE of an address the client was given.
-    REQUIRE(r.command({{"command", "lease4-add"}, {"arguments", {{"ip-address", "127.0.0.5"}, {"hw-address", kMac.to_string()}}}})["result"] == 0);
+    REQUIRE(r.command({{"command", "lease4-add"},
+                       {"arguments", {{"ip-address", "127.0.0.5"}, {"hw-address", kMac.to_string()}}}})["result"] == 0);
     Message dec = rel;
     dec.xid = 78;
     dec.ciaddr = common::Ipv4();
@@ -222,7 +231,8 @@ TEST_CASE("service: DECLINE, RELEASE and lease4-del report released leases with 
     CHECK(r.events.back().cause == "decline");
 
     // lease4-del, after its sync.
-    REQUIRE(r.command({{"command", "lease4-add"}, {"arguments", {{"ip-address", "127.0.0.7"}, {"hw-address", "02:00:00:00:00:07"}}}})["result"] == 0);
+    REQUIRE(r.command({{"command", "lease4-add"},
+                       {"arguments", {{"ip-address", "127.0.0.7"}, {"hw-address", "02:00:00:00:00:07"}}}})["result"] == 0);
     const int syncs = r.store->syncs;
     REQUIRE(r.command({{"command", "lease4-del"}, {"arguments", {{"ip-address", "127.0.0.7"}}}})["result"] == 0);
     REQUIRE(released() == 3);

@@ -29,7 +29,7 @@ TEST_CASE("tokens: issued, stored as hashes, verified, rotated and revoked", "[g
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     CHECK(text.find(t1) == std::string::npos);
     CHECK(text.find(fleetconf::common::to_hex(fleetconf::common::sha256(t1))) != std::string::npos);
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat(file.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
 
@@ -51,9 +51,7 @@ TEST_CASE("tokens: a damaged file is refused with its name", "[gitconf][auth]") 
     TempDir d;
     const auto file = d.path / "tokens.json";
     for (const char* bad : {"{", "[]", "{\"version\":2,\"tokens\":{}}", "{\"version\":1,\"tokens\":{\"web\":{\"sha256\":\"00\"}}}"}) {
-        {
-            std::ofstream(file) << bad;
-        }
+        { std::ofstream(file) << bad; }
         fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
         INFO(bad);
         try {
@@ -97,7 +95,8 @@ TEST_CASE("access decisions: 401 before anything is revealed, 404 for other repo
 TEST_CASE("token file: the documented test vector (docs/gitconf.md)", "[gitconf][auth]") {
     TempDir d;
     const auto file = d.path / "tokens.json";
-    std::ofstream(file) << R"({"version":1,"tokens":{"web":{"sha256":"6a38b098eb23f184cc195649dc3fae8f8ef475be875db655a85a467791b5d907","created":1}}})";
+    std::ofstream(file)
+        << R"({"version":1,"tokens":{"web":{"sha256":"6a38b098eb23f184cc195649dc3fae8f8ef475be875db655a85a467791b5d907","created":1}}})";
     fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
     const auto store = TokenStore::load(file);
     CHECK(store.verify("web", "000102030405060708090a0b0c0d0e0f1011121314151617"));

@@ -79,9 +79,9 @@ TEST_CASE("pkt-line: malformed lengths are refused as soon as they are visible",
         pkt::errc expected;
     };
     const Case cases[] = {
-        {"g", pkt::errc::bad_length},      {"00x0abc", pkt::errc::bad_length}, {" 004", pkt::errc::bad_length},
-        {"0003", pkt::errc::reserved_length}, {"fff1", pkt::errc::too_long},   {"FFFF", pkt::errc::too_long},
-        {"-001", pkt::errc::bad_length},   {"000", pkt::errc::need_more},      {"0010abc", pkt::errc::need_more},
+        {"g", pkt::errc::bad_length},         {"00x0abc", pkt::errc::bad_length}, {" 004", pkt::errc::bad_length},
+        {"0003", pkt::errc::reserved_length}, {"fff1", pkt::errc::too_long},      {"FFFF", pkt::errc::too_long},
+        {"-001", pkt::errc::bad_length},      {"000", pkt::errc::need_more},      {"0010abc", pkt::errc::need_more},
     };
     for (const auto& c : cases) {
         INFO(c.input);

@@ -81,8 +81,9 @@ TEST_CASE("receive-pack: advertisement and command parsing", "[gitconf][receive-
     CHECK(adv.find("report-status delete-refs side-band-64k quiet atomic ofs-delta") != std::string::npos);
 
     const std::string a(40, 'a'), b(40, 'b'), z(40, '0');
-    const std::string req = pl(z + " " + a + " refs/heads/main" + std::string(1, '\0') + "report-status side-band-64k atomic agent=git/2\n") +
-                            pl(b + " " + z + " refs/heads/old\n") + "0000" + "PACK....";
+    const std::string req =
+        pl(z + " " + a + " refs/heads/main" + std::string(1, '\0') + "report-status side-band-64k atomic agent=git/2\n") +
+        pl(b + " " + z + " refs/heads/old\n") + "0000" + "PACK....";
     const auto split = GENERATE_COPY(range<std::size_t>(0, req.size() + 1));
     ReceivePack rp;
     std::string buf = req.substr(0, split);
@@ -103,8 +104,8 @@ TEST_CASE("receive-pack: advertisement and command parsing", "[gitconf][receive-
 
 TEST_CASE("receive-pack: malformed commands and oversized packs are refused", "[gitconf][receive-pack]") {
     const std::string a(40, 'a'), z(40, '0');
-    for (const std::string& bad : {pl("hello\n"), pl(z + " " + a + "refs/heads/main\n"), pl(z + " xyz refs/heads/main\n"), std::string("0001"),
-                                   pl("push-cert\0x\n")}) {
+    for (const std::string& bad : {pl("hello\n"), pl(z + " " + a + "refs/heads/main\n"), pl(z + " xyz refs/heads/main\n"),
+                                   std::string("0001"), pl("push-cert\0x\n")}) {
         ReceivePack rp;
         rp.feed(bad);
         CHECK(rp.state() == ReceivePack::State::failed);
@@ -140,14 +141,17 @@ TEST_CASE("receive-pack: apply_push moves refs by compare-and-swap and applies t
     CHECK(one({ok, ok, "refs/heads/main", {}}).commands[0].error == "stale info (the ref moved; fetch first)");  // old id is not base
     Oid missing;
     missing.bytes.fill(0x42);
-    CHECK(one({base, missing, "refs/heads/main", {}}).commands[0].error == "missing necessary objects: 4242424242424242424242424242424242424242");
+    CHECK(one({base, missing, "refs/heads/main", {}}).commands[0].error ==
+          "missing necessary objects: 4242424242424242424242424242424242424242");
 
     // The configuration branch's policy flags (docs/gitconf.md), each off and on; other branches are free.
     {
         PushPolicy free = policy;
         free.allow_non_fast_forward = true;
         free.allow_delete = true;
-        auto with = [&](const PushPolicy& p, RefCommand c) { return apply_push(repo, {std::move(c)}, {}, false, p, limits).commands[0].error; };
+        auto with = [&](const PushPolicy& p, RefCommand c) {
+            return apply_push(repo, {std::move(c)}, {}, false, p, limits).commands[0].error;
+        };
         CHECK(with(policy, {base, unrelated, "refs/heads/main", {}}) == "non-fast-forward");
         CHECK(with(policy, {base, zero, "refs/heads/main", {}}) == "deleting the configuration branch is not allowed");
         REQUIRE(with(free, {base, unrelated, "refs/heads/main", {}}).empty());  // allow_non_fast_forward
@@ -234,8 +238,8 @@ TEST_CASE("validator: the checkout holds no link; an allowed link is a plain fil
         std::ofstream f(script);
         f << "#!/bin/sh\nif [ -L README ]; then echo \"README is a link\"; exit 1; fi\necho \"$(head -n 1 README)\"; exit 1\n";
     }
-    fs::permissions(script, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
-                                fs::perms::others_exec);
+    fs::permissions(script,
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
     ValidatorRun run{{script.string()}, std::chrono::milliseconds(5000), d.path / "scratch", {}};
     CHECK(run_validator(repo, link, run) == "validator: /etc/passwd");  // the target as text, not the file's lines
 }
@@ -253,10 +257,11 @@ TEST_CASE("validator: without privileges, descriptors or a clean environment lea
     const auto script = d.path / "probe.sh";
     {
         std::ofstream f(script);
-        f << "#!/bin/sh\necho \"uid=$(id -u) fd=$(test -e /proc/$$/fd/" << leaked << " && echo open || echo closed) secret=${SECRET:-unset}\"; exit 1\n";
+        f << "#!/bin/sh\necho \"uid=$(id -u) fd=$(test -e /proc/$$/fd/" << leaked
+          << " && echo open || echo closed) secret=${SECRET:-unset}\"; exit 1\n";
     }
-    fs::permissions(script, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
-                                fs::perms::others_exec);
+    fs::permissions(script,
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
     ::setenv("SECRET", "from-the-server", 1);
     ValidatorRun run{{script.string()}, std::chrono::milliseconds(5000), d.path / "scratch", {}};
     const auto uid = ::geteuid() == 0 ? std::string("65534") : std::to_string(::geteuid());
@@ -288,9 +293,11 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
     const auto pids = d.path / "pids";
     fs::create_directories(pids);
     fs::permissions(pids, fs::perms::all);  // the validator may run as nobody
-    ValidatorRun slow{{"/bin/sh", "-c", "echo $$ > " + (pids / "sh").string() + "; /bin/sleep 60 & echo $! > " + (pids / "sleep").string() +
-                                            "; wait"},
-                      std::chrono::milliseconds(500), d.path / "scratch", {}};
+    ValidatorRun slow{
+        {"/bin/sh", "-c", "echo $$ > " + (pids / "sh").string() + "; /bin/sleep 60 & echo $! > " + (pids / "sleep").string() + "; wait"},
+        std::chrono::milliseconds(500),
+        d.path / "scratch",
+        {}};
     CHECK(run_validator(repo, good, slow) == "validator timed out after 0 s");
     for (const char* which : {"sh", "sleep"}) {
         std::ifstream f(pids / which);
@@ -309,9 +316,9 @@ TEST_CASE("validator: runs in a checkout of the pushed tree, without a shell, wi
         CHECK_FALSE(running());
     }
     ValidatorRun missing{{"/nonexistent/validator"}, std::chrono::milliseconds(2000), d.path / "scratch", {}};
-    CHECK(run_validator(repo, good, missing) ==
-          std::string("validator: cannot run /nonexistent/validator") + (::geteuid() == 0 ? " (as the unprivileged user nobody)" : "") +
-              ": No such file or directory");
+    CHECK(run_validator(repo, good, missing) == std::string("validator: cannot run /nonexistent/validator") +
+                                                    (::geteuid() == 0 ? " (as the unprivileged user nobody)" : "") +
+                                                    ": No such file or directory");
 }
 
 TEST_CASE("receive-pack: the repository size limit is checked after indexing", "[gitconf][receive-pack]") {

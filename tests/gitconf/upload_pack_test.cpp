@@ -143,8 +143,8 @@ TEST_CASE("v0 advertisement of an empty repository", "[gitconf][upload-pack]") {
 
 TEST_CASE("v0 stateful: wants, depth 1, done -> shallow section, NAK and a pack plan", "[gitconf][upload-pack]") {
     Fixture f;
-    const std::string req = pl("want " + f.commits[2].hex() + " multi_ack_detailed side-band-64k ofs-delta\n") + pl("deepen 1") + "0000" +
-                            pl("done\n");
+    const std::string req =
+        pl("want " + f.commits[2].hex() + " multi_ack_detailed side-band-64k ofs-delta\n") + pl("deepen 1") + "0000" + pl("done\n");
     // the same result whatever the split (a socket may deliver any prefix)
     const auto split = GENERATE_COPY(range<std::size_t>(0, req.size() + 1));
     UploadPack up(*f.repo, f.repo->refs(), {});
@@ -176,7 +176,8 @@ TEST_CASE("v0 stateful: multi_ack_detailed negotiation as git's upload-pack", "[
     CHECK(lines_of(out) == std::vector<std::string>{"ACK " + f.commits[1].hex() + " common", "NAK"});
     out.clear();
     up.feed(pl("have " + f.commits[0].hex() + "\n") + "0000", out);
-    CHECK(lines_of(out) == std::vector<std::string>{"ACK " + f.commits[0].hex() + " common", "ACK " + f.commits[0].hex() + " ready", "NAK"});
+    CHECK(lines_of(out) ==
+          std::vector<std::string>{"ACK " + f.commits[0].hex() + " common", "ACK " + f.commits[0].hex() + " ready", "NAK"});
     out.clear();
     up.feed(pl("done\n"), out);
     CHECK(lines_of(out) == std::vector<std::string>{"ACK " + f.commits[0].hex()});

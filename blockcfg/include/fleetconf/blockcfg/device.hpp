@@ -28,8 +28,7 @@ public:
     // Opens an image file or block device for reading and writing and takes an exclusive lock on it
     // (one editor per device). sector_size 0 means: BLKSSZGET for block devices; for files, the size
     // recorded in an existing fleetconf header, else 512.
-    static std::unique_ptr<FileDevice> open(const std::filesystem::path& p, std::uint32_t sector_size = 0,
-                                            bool read_only = false);
+    static std::unique_ptr<FileDevice> open(const std::filesystem::path& p, std::uint32_t sector_size = 0, bool read_only = false);
     // Creates a zero-filled image file of `bytes` bytes (refuses to overwrite an existing file).
     static void create_image(const std::filesystem::path& p, std::uint64_t bytes);
     ~FileDevice() override;
@@ -52,8 +51,7 @@ private:
 
 class MemoryDevice : public Device {
 public:
-    MemoryDevice(std::uint32_t sector_size, std::uint64_t sectors)
-        : sector_size_(sector_size), data_(sector_size * sectors, 0) {}
+    MemoryDevice(std::uint32_t sector_size, std::uint64_t sectors) : sector_size_(sector_size), data_(sector_size * sectors, 0) {}
     std::uint32_t sector_size() const override { return sector_size_; }
     std::uint64_t sectors() const override { return data_.size() / sector_size_; }
     void read(std::uint64_t sector, std::span<std::uint8_t> out) override;

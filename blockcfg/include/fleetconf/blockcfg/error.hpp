@@ -7,17 +7,17 @@
 namespace fleetconf::blockcfg {
 
 enum class errc {
-    conflict = 1,       // expected generation does not match
-    not_found,          // route (or generation) absent
-    exists,             // route already present
-    invalid,            // request or value fails validation
-    unauthorized,       // authentication failed
-    too_large,          // frame, payload or configuration over a limit
-    blank_device,       // all-zero device: needs `format`
-    damaged,            // no valid generation could be recovered
-    not_blank,          // format refused: the device holds data
-    io_error,           // the device failed
-    bad_request,        // unknown operation, malformed JSON
+    conflict = 1,  // expected generation does not match
+    not_found,     // route (or generation) absent
+    exists,        // route already present
+    invalid,       // request or value fails validation
+    unauthorized,  // authentication failed
+    too_large,     // frame, payload or configuration over a limit
+    blank_device,  // all-zero device: needs `format`
+    damaged,       // no valid generation could be recovered
+    not_blank,     // format refused: the device holds data
+    io_error,      // the device failed
+    bad_request,   // unknown operation, malformed JSON
     internal,
 };
 

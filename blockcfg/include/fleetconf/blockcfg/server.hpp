@@ -88,12 +88,12 @@ private:
 struct ServerOptions {
     common::Endpoint listen{common::Ipv4{127, 0, 0, 1}, 7300};
     std::size_t max_frame = protocol::kDefaultMaxFrame;
-    std::chrono::milliseconds read_timeout{10000};   // a started frame must complete within this
-    std::chrono::milliseconds idle_timeout{60000};   // between requests
+    std::chrono::milliseconds read_timeout{10000};  // a started frame must complete within this
+    std::chrono::milliseconds idle_timeout{60000};  // between requests
     std::size_t max_connections = 256;
-    int max_auth_failures = 5;                       // per peer address within failure_window
+    int max_auth_failures = 5;  // per peer address within failure_window
     std::chrono::seconds failure_window{60};
-    std::chrono::seconds block_time{60};             // then connections from it are refused this long
+    std::chrono::seconds block_time{60};  // then connections from it are refused this long
 };
 
 class Server {

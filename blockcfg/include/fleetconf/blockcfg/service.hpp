@@ -20,9 +20,9 @@ namespace fleetconf::blockcfg {
 
 // Opens (and on first start creates and formats) one device. A device that exists but is blank is NOT
 // formatted implicitly: that needs `fleetconf block format`. Throws std::runtime_error with a clear message.
-std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path,
-                                           std::uint32_t sector_size, std::optional<std::uint64_t> create_bytes,
-                                           std::shared_ptr<spdlog::logger> log, CommitMode mode = CommitMode::ordered);
+std::unique_ptr<ConfigService> open_device(const std::string& name, const std::filesystem::path& path, std::uint32_t sector_size,
+                                           std::optional<std::uint64_t> create_bytes, std::shared_ptr<spdlog::logger> log,
+                                           CommitMode mode = CommitMode::ordered);
 
 // blockcfg as `fleetconf serve` runs it: every unikernel with a "block" entry, one control socket.
 class SiteService {

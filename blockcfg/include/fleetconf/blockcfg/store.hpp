@@ -27,10 +27,10 @@ using Uuid = std::array<std::uint8_t, 16>;
 enum class CommitMode { ordered, checksummed };
 
 struct FormatOptions {
-    std::uint32_t slots = 0;       // 0: as many as fit, 2 to 16, each at least min_slot_bytes
+    std::uint32_t slots = 0;  // 0: as many as fit, 2 to 16, each at least min_slot_bytes
     std::uint64_t min_slot_bytes = 64 * 1024;
-    std::optional<Uuid> uuid;      // random when absent
-    bool force = false;            // format a device that is not blank
+    std::optional<Uuid> uuid;  // random when absent
+    bool force = false;        // format a device that is not blank
 };
 
 struct GenerationInfo {
@@ -51,13 +51,11 @@ struct Geometry {
 class Store {
 public:
     // Formats the device and commits `initial_payload` as generation 1.
-    static std::error_code format(Device& dev, const FormatOptions& opts, std::string_view initial_payload,
-                                  std::string* message = nullptr);
+    static std::error_code format(Device& dev, const FormatOptions& opts, std::string_view initial_payload, std::string* message = nullptr);
 
     // Opens and recovers. On failure returns nullopt with `ec` (blank_device, damaged) and `message`.
     // Recovery notes (a damaged newest generation, a stale header copy) go to `warnings`.
-    static std::optional<Store> open(Device& dev, std::error_code& ec, std::string& message,
-                                     std::vector<std::string>* warnings = nullptr);
+    static std::optional<Store> open(Device& dev, std::error_code& ec, std::string& message, std::vector<std::string>* warnings = nullptr);
 
     [[nodiscard]] const GenerationInfo& current() const { return current_; }
     [[nodiscard]] std::uint64_t generation() const { return current_.generation; }

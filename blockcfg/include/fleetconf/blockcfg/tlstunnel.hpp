@@ -28,10 +28,21 @@ struct Sni {
 
 // `Command ::= CHOICE { add [0] Sni, remove [1] UTF8String, list [2] NULL, snis [3] SEQUENCE OF Sni,
 //                       result [4] SEQUENCE { exit INTEGER, message UTF8String } }`
-struct Add { Sni sni; bool operator==(const Add&) const = default; };
-struct Remove { std::string name; bool operator==(const Remove&) const = default; };
-struct List { bool operator==(const List&) const = default; };
-struct Snis { std::vector<Sni> snis; bool operator==(const Snis&) const = default; };
+struct Add {
+    Sni sni;
+    bool operator==(const Add&) const = default;
+};
+struct Remove {
+    std::string name;
+    bool operator==(const Remove&) const = default;
+};
+struct List {
+    bool operator==(const List&) const = default;
+};
+struct Snis {
+    std::vector<Sni> snis;
+    bool operator==(const Snis&) const = default;
+};
 struct Result {
     std::int64_t exit = 0;  // 0 ok, 1 write failed or unexpected command, 2 DER parse error, 3 authentication failure
     std::string message;

@@ -16,9 +16,7 @@ using Bytes = std::vector<std::uint8_t>;
 using Sha256Digest = std::array<std::uint8_t, 32>;
 using Md5Digest = std::array<std::uint8_t, 16>;
 
-inline std::span<const std::uint8_t> as_bytes(std::string_view s) {
-    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
+inline std::span<const std::uint8_t> as_bytes(std::string_view s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
 
 Sha256Digest sha256(std::span<const std::uint8_t> data);
 inline Sha256Digest sha256(std::string_view s) { return sha256(as_bytes(s)); }
@@ -42,9 +40,7 @@ private:
 
 // HMAC-SHA256 over the concatenation of `parts` (avoids copying the message together).
 Sha256Digest hmac_sha256(std::span<const std::uint8_t> key, std::initializer_list<std::span<const std::uint8_t>> parts);
-inline Sha256Digest hmac_sha256(std::span<const std::uint8_t> key, std::span<const std::uint8_t> data) {
-    return hmac_sha256(key, {data});
-}
+inline Sha256Digest hmac_sha256(std::span<const std::uint8_t> key, std::span<const std::uint8_t> data) { return hmac_sha256(key, {data}); }
 
 // Bytes from OpenSSL's CSPRNG. Throws std::runtime_error if the generator fails.
 void random_bytes(std::span<std::uint8_t> out);

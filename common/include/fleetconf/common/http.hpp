@@ -23,8 +23,8 @@ const char* http_reason(int status);
 
 // One HTTP/1.1 request as the services see it.
 struct HttpRequest {
-    std::string method;  // "GET", "POST", ...
-    std::string url;     // the request target as sent (path and query)
+    std::string method;                                       // "GET", "POST", ...
+    std::string url;                                          // the request target as sent (path and query)
     std::map<std::string, std::string, std::less<>> headers;  // lower-case names; repeated fields joined with ", "
     std::string body;
     bool keep_alive = true;  // HTTP/1.1 without "Connection: close" (or 1.0 with keep-alive)

@@ -18,8 +18,7 @@
 namespace fleetconf::common {
 
 // Completion handler for co_spawn: a coroutine that ends with an exception is logged, never lost.
-inline auto log_exception(std::shared_ptr<spdlog::logger> log, std::string what,
-                          spdlog::level::level_enum level = spdlog::level::err) {
+inline auto log_exception(std::shared_ptr<spdlog::logger> log, std::string what, spdlog::level::level_enum level = spdlog::level::err) {
     return [log = std::move(log), what = std::move(what), level](std::exception_ptr e) {
         if (!e) return;
         try {

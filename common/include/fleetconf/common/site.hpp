@@ -56,14 +56,14 @@ struct MonitoringOption {
 // Site options (sent over DHCP, or as boot arguments when DHCP is not used).
 // Every field is optional so that a unikernel's options can override a network's field by field.
 struct SiteOptions {
-    std::optional<Endpoint> syslog;      // DHCP option 7 (address only); --syslog / --syslog-port
-    std::optional<Endpoint> monitoring;  // DHCP option 125/49836/0 as "ip:port"; --monitor
+    std::optional<Endpoint> syslog;        // DHCP option 7 (address only); --syslog / --syslog-port
+    std::optional<Endpoint> monitoring;    // DHCP option 125/49836/0 as "ip:port"; --monitor
     std::optional<std::vector<Ipv4>> ntp;  // DHCP option 42
-    std::vector<CustomOption> custom;    // by code; a unikernel's entry replaces the network's
+    std::vector<CustomOption> custom;      // by code; a unikernel's entry replaces the network's
     // Option 125 sub-options of the MirageOS enterprise 49836 (DNSvizor's --mirage-vivso), code 1-255 (0 is
     // the monitoring sink); by code, a unikernel's entry replaces the network's.
     std::vector<CustomOption> vivso;
-    std::set<std::string> always_send;   // "syslog", "monitoring", "ntp": sent even when not requested
+    std::set<std::string> always_send;  // "syslog", "monitoring", "ntp": sent even when not requested
     bool operator==(const SiteOptions&) const = default;
 };
 
@@ -88,13 +88,13 @@ struct GitSettings {
     bool enabled = false;   // true when the unikernel's entry has a "git" object (its "enabled" defaults to true)
     bool writable = false;  // "access": "read-only" (default) or "read-write"
     std::string branch = "main";
-    bool git_protocol = false;  // also served read-only over git:// (no credentials: development only)
+    bool git_protocol = false;            // also served read-only over git:// (no credentials: development only)
     bool allow_non_fast_forward = false;  // pushes may rewrite the configuration branch
     bool allow_delete = false;            // pushes may delete the configuration branch
     bool allow_symlinks = false;          // pushes may add symbolic links whose target stays inside the tree
-    std::string hook_url;     // requested (GET) after each accepted push: unipi's /hook answers "pulled <oid>"
-    std::string webhook_url;  // POSTed a JSON event, signed with HMAC-SHA256 (X-Fleetconf-Signature)
-    std::vector<std::string> validator;  // argv run in the pushed tree's checkout; a non-zero exit refuses the push
+    std::string hook_url;                 // requested (GET) after each accepted push: unipi's /hook answers "pulled <oid>"
+    std::string webhook_url;              // POSTed a JSON event, signed with HMAC-SHA256 (X-Fleetconf-Signature)
+    std::vector<std::string> validator;   // argv run in the pushed tree's checkout; a non-zero exit refuses the push
 };
 
 struct BlockSettings {
@@ -115,9 +115,9 @@ struct Unikernel {
     GitSettings git;
     std::optional<BlockSettings> block;
     std::vector<std::string> boot_args;
-    std::vector<std::uint8_t> client_id;  // DHCP option 61 to reserve by (hex in the site file); empty: none
-    std::string config_uri;               // sent in the configuration-URI option when set
-    std::vector<std::string> public_hosts;  // TLS host names routed to its leased address (services.dhcp.routes)
+    std::vector<std::uint8_t> client_id;        // DHCP option 61 to reserve by (hex in the site file); empty: none
+    std::string config_uri;                     // sent in the configuration-URI option when set
+    std::vector<std::string> public_hosts;      // TLS host names routed to its leased address (services.dhcp.routes)
     std::optional<std::uint16_t> backend_port;  // the port behind those names (default: routes.port)
 };
 
@@ -161,8 +161,8 @@ struct GitService {
         std::string key;  // OpenSSH public key line
         bool writable = false;
     };
-    std::vector<Operator> operators;  // SSH keys with access to every repository
-    std::string public_host;        // host name or address unikernels use in --remote
+    std::vector<Operator> operators;          // SSH keys with access to every repository
+    std::string public_host;                  // host name or address unikernels use in --remote
     std::filesystem::path tls_cert, tls_key;  // PEM files; default: a self-signed pair made on first start
     std::filesystem::path template_dir;       // files of every new repository's first commit
     std::uint32_t pack_cache_mb = 64;         // packs kept for fleets fetching the same tip; 0 disables
@@ -177,8 +177,8 @@ struct GitService {
 struct BlockService {
     bool enabled = true;
     Endpoint listen{Ipv4{127, 0, 0, 1}, 7300};
-    std::filesystem::path key_file;  // absolute; default <data_dir>/block/keys
-    bool key_file_given = false;     // false: generated on first start
+    std::filesystem::path key_file;    // absolute; default <data_dir>/block/keys
+    bool key_file_given = false;       // false: generated on first start
     bool checksummed_commits = false;  // "commit_mode": "ordered" (default, 2 syncs) or "checksummed" (1 sync)
 };
 

@@ -26,8 +26,8 @@ struct Health {
 
 // What one service contributes. Both functions run on the endpoint's io_context thread.
 struct StatusSource {
-    std::string name;                       // "dhcp", "git", "block", "routes"
-    std::function<std::string()> metrics;   // Prometheus text exposition (may be empty)
+    std::string name;                      // "dhcp", "git", "block", "routes"
+    std::function<std::string()> metrics;  // Prometheus text exposition (may be empty)
     std::function<Health()> health;
 };
 

@@ -29,7 +29,7 @@ struct Lease {
     std::string network;
     LeaseState state = LeaseState::offered;
     std::uint64_t expires = 0;  // seconds since the Unix epoch
-    std::string fqdn;  // the name the client asked the server to update (option 81 with S), completed; "" if none
+    std::string fqdn;           // the name the client asked the server to update (option 81 with S), completed; "" if none
     bool operator==(const Lease&) const = default;
 };
 
@@ -88,12 +88,12 @@ struct JournalRegion {
 // What a journal file holds (docs/dhcp-leases.md, "Recovery"): every intact record in file order, and
 // every damaged region between them. Pure: bytes in, values out.
 struct JournalScan {
-    int version = 2;                       // 1: no header line (journals written before format 2)
-    std::vector<LeaseChange> records;      // every intact record, in file order
-    std::uint64_t end = 0;                 // just past the last intact record (or the header)
-    std::uint64_t last_seq = 0;            // the highest record sequence number seen (version 2)
-    std::uint64_t missing_records = 0;     // sequence numbers skipped between intact records (version 2)
-    std::vector<JournalRegion> damaged;    // bytes that are neither intact records nor the free space at the end
+    int version = 2;                         // 1: no header line (journals written before format 2)
+    std::vector<LeaseChange> records;        // every intact record, in file order
+    std::uint64_t end = 0;                   // just past the last intact record (or the header)
+    std::uint64_t last_seq = 0;              // the highest record sequence number seen (version 2)
+    std::uint64_t missing_records = 0;       // sequence numbers skipped between intact records (version 2)
+    std::vector<JournalRegion> damaged;      // bytes that are neither intact records nor the free space at the end
     std::optional<JournalRegion> torn_tail;  // the last, incomplete record (a write cut by a crash)
 };
 [[nodiscard]] JournalScan scan_journal(std::string_view text);
@@ -116,7 +116,7 @@ public:
                                std::uint64_t prealloc_bytes = kPreallocate);
     ~JournalLeaseStore() override;
     void apply(const std::vector<LeaseChange>& changes) override;
-    void sync() override;  // write + fdatasync of everything appended since the last sync
+    void sync() override;   // write + fdatasync of everything appended since the last sync
     void flush() override;  // write only
     // Rewrites the journal with only the live leases (temporary file, fsync, rename, fsync of the directory).
     void compact();

@@ -18,9 +18,9 @@ struct Host {
     std::string name;
     common::Mac mac;
     bool mac_derived = false;
-    Bytes client_id;                     // reserve by option 61 too, when set
-    std::optional<common::Ipv4> fixed;   // reserved address
-    std::vector<Option> options;         // its effective site options, encoded
+    Bytes client_id;                    // reserve by option 61 too, when set
+    std::optional<common::Ipv4> fixed;  // reserved address
+    std::vector<Option> options;        // its effective site options, encoded
     std::set<std::uint8_t> always_send;
 };
 
@@ -41,9 +41,9 @@ struct NetworkConfig {
 struct Config {
     std::vector<NetworkConfig> networks;
     bool authoritative = true;
-    std::uint32_t offer_hold = 30;     // seconds an offered address stays reserved for its client
-    std::uint32_t probation = 3600;    // seconds a declined address stays out of use
-    double t1 = 0.5, t2 = 0.875;       // renewal and rebinding times as fractions of the lease time
+    std::uint32_t offer_hold = 30;   // seconds an offered address stays reserved for its client
+    std::uint32_t probation = 3600;  // seconds a declined address stays out of use
+    double t1 = 0.5, t2 = 0.875;     // renewal and rebinding times as fractions of the lease time
 };
 
 // Builds the server configuration from the site. `interface_address` supplies a server identifier for a

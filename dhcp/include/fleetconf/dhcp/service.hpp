@@ -23,14 +23,14 @@ common::ServiceInfo service_info();
 struct ServiceOptions {
     std::uint16_t server_port = 67;
     std::uint16_t client_port = 68;
-    bool durable = true;              // sync leases before the reply that depends on them
+    bool durable = true;  // sync leases before the reply that depends on them
     // Durable mode: the shortest time between the starts of two lease-journal syncs. A lone REQUEST is
     // synced at once; under load the ACKs that arrive within the interval share one sync (group commit),
     // which caps syncs per second at 1/interval and adds at most the interval to an ACK's delay.
     std::chrono::microseconds commit_interval{1000};
-    std::filesystem::path lease_file;  // default <data_dir>/dhcp/leases.journal
-    std::filesystem::path control_socket;         // default <data_dir>/dhcp/control.sock; "-" disables
-    std::filesystem::path site_file;               // for config-get / config-reload
+    std::filesystem::path lease_file;      // default <data_dir>/dhcp/leases.journal
+    std::filesystem::path control_socket;  // default <data_dir>/dhcp/control.sock; "-" disables
+    std::filesystem::path site_file;       // for config-get / config-reload
     // Control commands over HTTP (kea-ctrl-agent's POST /), Basic authentication with the password in
     // control_key_file (a secret file, at least 16 characters). Default: the site's services.dhcp settings.
     std::optional<common::Endpoint> control_http;

@@ -19,17 +19,23 @@ namespace fleetconf::dhcp {
 using Bytes = std::vector<std::uint8_t>;
 
 enum class MessageType : std::uint8_t {
-    discover = 1, offer = 2, request = 3, decline = 4, ack = 5, nak = 6, release = 7, inform = 8,
+    discover = 1,
+    offer = 2,
+    request = 3,
+    decline = 4,
+    ack = 5,
+    nak = 6,
+    release = 7,
+    inform = 8,
 };
 std::string_view to_string(MessageType t);
 
 // Option codes used by the server logic (RFC 2132 unless noted).
 namespace opt {
-inline constexpr std::uint8_t pad = 0, subnet_mask = 1, router = 3, dns = 6, log_server = 7, hostname = 12,
-                              domain = 15, broadcast = 28, ntp = 42, vendor_specific = 43, requested_address = 50,
-                              lease_time = 51, overload = 52, message_type = 53, server_id = 54, parameter_list = 55,
-                              message = 56, max_size = 57, renewal_t1 = 58, rebinding_t2 = 59, vendor_class = 60,
-                              client_id = 61, client_fqdn = 81 /* RFC 4702 */, relay_agent = 82 /* RFC 3046 */,
+inline constexpr std::uint8_t pad = 0, subnet_mask = 1, router = 3, dns = 6, log_server = 7, hostname = 12, domain = 15, broadcast = 28,
+                              ntp = 42, vendor_specific = 43, requested_address = 50, lease_time = 51, overload = 52, message_type = 53,
+                              server_id = 54, parameter_list = 55, message = 56, max_size = 57, renewal_t1 = 58, rebinding_t2 = 59,
+                              vendor_class = 60, client_id = 61, client_fqdn = 81 /* RFC 4702 */, relay_agent = 82 /* RFC 3046 */,
                               classless_routes = 121 /* RFC 3442 */, vivso = 125 /* RFC 3925 */, end = 255;
 }
 
@@ -58,27 +64,27 @@ struct Message {
     [[nodiscard]] std::optional<MessageType> type() const;
     [[nodiscard]] std::optional<common::Ipv4> address_option(std::uint8_t code) const;
     [[nodiscard]] std::optional<std::string> string_option(std::uint8_t code) const;
-    [[nodiscard]] common::Mac mac() const;  // chaddr as a MAC (htype 1, hlen 6)
+    [[nodiscard]] common::Mac mac() const;    // chaddr as a MAC (htype 1, hlen 6)
     void set(std::uint8_t code, Bytes data);  // replaces or appends
     bool operator==(const Message&) const = default;
 };
 
 enum class DecodeError {
-    too_short = 1,        // shorter than the 236-byte header plus the magic cookie
-    bad_op,               // op is not 1 or 2
-    bad_hlen,             // hlen above 16
-    bad_cookie,           // not 99.130.83.99
-    option_truncated,     // an option's length runs past the end of its area
-    missing_end,          // no END option in the options area
-    bad_overload,         // option 52 malformed, or not 1-3
-    too_long,             // over 65,507 bytes (the largest UDP payload)
+    too_short = 1,     // shorter than the 236-byte header plus the magic cookie
+    bad_op,            // op is not 1 or 2
+    bad_hlen,          // hlen above 16
+    bad_cookie,        // not 99.130.83.99
+    option_truncated,  // an option's length runs past the end of its area
+    missing_end,       // no END option in the options area
+    bad_overload,      // option 52 malformed, or not 1-3
+    too_long,          // over 65,507 bytes (the largest UDP payload)
 };
 const std::error_category& decode_category();
 inline std::error_code make_error_code(DecodeError e) { return {static_cast<int>(e), decode_category()}; }
 
 inline constexpr std::size_t kHeaderSize = 236;
 inline constexpr std::size_t kMinMessageSize = 576 - 28;  // RFC 2131: 576-byte IP datagrams -> 548 of DHCP
-inline constexpr std::size_t kBootpMinSize = 300;          // pad replies to at least this (RFC 1542 2.1)
+inline constexpr std::size_t kBootpMinSize = 300;         // pad replies to at least this (RFC 1542 2.1)
 
 // Strictly bounds-checked; never reads past `data`.
 std::optional<Message> decode(std::span<const std::uint8_t> data, std::error_code& ec);
@@ -93,7 +99,8 @@ Bytes addrs_bytes(const std::vector<common::Ipv4>& v);
 // RFC 3925: enterprise number, then a block of sub-options.
 Bytes vivso_bytes(std::uint32_t enterprise, const std::vector<std::pair<std::uint8_t, Bytes>>& suboptions);
 // Parses option 125 into (enterprise, suboptions) blocks; nullopt if malformed.
-std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>>> parse_vivso(std::span<const std::uint8_t>);
+std::optional<std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::uint8_t, Bytes>>>>> parse_vivso(
+    std::span<const std::uint8_t>);
 // RFC 4702 Client FQDN (option 81): flags, two deprecated RCODE bytes, the name (ASCII, or RFC 1035 wire
 // format when E is set).
 namespace fqdn_flag {
@@ -120,8 +127,22 @@ Bytes classless_routes_bytes(const std::vector<ClasslessRoute>& routes);
 std::optional<std::vector<ClasslessRoute>> parse_classless_routes(std::span<const std::uint8_t>);
 
 // ---- the option table (docs/dhcp-options.md is generated from the same facts) ----
-enum class OptionType { address, addresses, u8, u16, u32, i32, string, flag, bytes, client_id, parameter_list,
-                        classless_routes, vivso, relay_agent };
+enum class OptionType {
+    address,
+    addresses,
+    u8,
+    u16,
+    u32,
+    i32,
+    string,
+    flag,
+    bytes,
+    client_id,
+    parameter_list,
+    classless_routes,
+    vivso,
+    relay_agent
+};
 struct OptionDef {
     std::uint8_t code;
     std::string_view name;

@@ -48,9 +48,9 @@ enum class Verdict { allow, unauthorized, forbidden, not_found };
 
 // What a repository in the site allows (from its unikernel entry).
 struct RepoAccess {
-    bool exists = false;       // a unikernel with git enabled has this name
-    bool writable = false;     // read-write credentials
-    bool git_protocol = false; // reachable over git:// (read-only, no credentials)
+    bool exists = false;        // a unikernel with git enabled has this name
+    bool writable = false;      // read-write credentials
+    bool git_protocol = false;  // reachable over git:// (read-only, no credentials)
 };
 
 // The access rule for smart HTTP: no or wrong credentials -> 401 (whatever the repository);

@@ -21,10 +21,10 @@ inline constexpr std::size_t kMaxPayload = kMaxPacket - 4;
 inline constexpr std::size_t kMaxSidebandData = kMaxPayload - 1;
 
 enum class errc {
-    need_more = 1,   // not an error: the buffer ends inside a packet
-    bad_length,      // the length prefix is not four hex digits
-    reserved_length, // 0003: reserved by the protocol
-    too_long,        // longer than 65520 bytes
+    need_more = 1,    // not an error: the buffer ends inside a packet
+    bad_length,       // the length prefix is not four hex digits
+    reserved_length,  // 0003: reserved by the protocol
+    too_long,         // longer than 65520 bytes
 };
 const std::error_category& category();
 inline std::error_code make_error_code(errc e) { return {static_cast<int>(e), category()}; }

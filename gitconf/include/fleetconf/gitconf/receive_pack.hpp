@@ -16,9 +16,9 @@
 namespace fleetconf::gitconf {
 
 struct PushLimits {
-    std::size_t max_pack = 16u << 20;      // pack bytes in one push
-    std::size_t max_object = 8u << 20;     // any blob the push adds
-    std::uint64_t max_repo = 64u << 20;    // the repository's objects on disk after the push
+    std::size_t max_pack = 16u << 20;    // pack bytes in one push
+    std::size_t max_object = 8u << 20;   // any blob the push adds
+    std::uint64_t max_repo = 64u << 20;  // the repository's objects on disk after the push
     std::size_t max_commands = 100;
 };
 
@@ -30,7 +30,7 @@ struct PushPolicy {
     // Symbolic links (mode 120000) are refused unless this is set, and then only with a relative target
     // without ".." (it stays inside the tree); gitlinks (160000, submodules) are always refused.
     bool allow_symlinks = false;
-    ValidatorRun validator;               // empty argv: none; else run on each new tip of the configuration branch
+    ValidatorRun validator;  // empty argv: none; else run on each new tip of the configuration branch
 };
 
 struct RefCommand {

@@ -44,15 +44,15 @@ struct OidHash {
 enum class ObjectType : std::uint8_t { commit, tree, blob, tag };
 
 struct Ref {
-    std::string name;           // refs/heads/main, refs/tags/v1, ...
+    std::string name;  // refs/heads/main, refs/tags/v1, ...
     Oid oid;
     std::optional<Oid> peeled;  // for annotated tags: what the tag finally points to
 };
 
 struct RefList {
-    std::string head_target;   // what HEAD points to ("refs/heads/main"); empty when HEAD is detached
-    std::optional<Oid> head;   // HEAD resolved; empty for an unborn branch
-    std::vector<Ref> refs;     // sorted by name; HEAD not included
+    std::string head_target;  // what HEAD points to ("refs/heads/main"); empty when HEAD is detached
+    std::optional<Oid> head;  // HEAD resolved; empty for an unborn branch
+    std::vector<Ref> refs;    // sorted by name; HEAD not included
 };
 
 struct CommitInfo {
@@ -71,7 +71,7 @@ struct PackPlan {
 };
 
 struct PackResult {
-    std::string data;              // the pack file, header to trailer
+    std::string data;  // the pack file, header to trailer
     std::size_t objects = 0;
 };
 

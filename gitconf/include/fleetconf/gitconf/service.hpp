@@ -22,11 +22,11 @@ namespace fleetconf::gitconf {
 common::ServiceInfo service_info();
 
 // Where things live under the site's data directory (documented in docs/gitconf.md).
-std::filesystem::path git_root(const common::Site& site);                            // <data_dir>/git
-std::filesystem::path repo_dir(const common::Site& site, std::string_view name);     // <root>/repos/NAME.git
-std::filesystem::path token_file(const common::Site& site);                         // <root>/tokens.json
-std::filesystem::path tls_cert_file(const common::Site& site);                      // site's tls_cert or <root>/tls/cert.pem
-std::filesystem::path tls_key_file(const common::Site& site);                       // site's tls_key or <root>/tls/key.pem
+std::filesystem::path git_root(const common::Site& site);                         // <data_dir>/git
+std::filesystem::path repo_dir(const common::Site& site, std::string_view name);  // <root>/repos/NAME.git
+std::filesystem::path token_file(const common::Site& site);                       // <root>/tokens.json
+std::filesystem::path tls_cert_file(const common::Site& site);                    // site's tls_cert or <root>/tls/cert.pem
+std::filesystem::path tls_key_file(const common::Site& site);                     // site's tls_key or <root>/tls/key.pem
 
 // Unikernels of the site that have a repository (git enabled), in site order.
 std::vector<const common::Unikernel*> repo_unikernels(const common::Site& site);
@@ -67,14 +67,14 @@ std::filesystem::path notify_state_file(const common::Site& site, std::string_vi
 std::string tls_key_fingerprint(const std::filesystem::path& cert_pem);
 
 struct ServiceOptions {
-    std::size_t pack_threads = 2;                   // pack building off the I/O thread
+    std::size_t pack_threads = 2;  // pack building off the I/O thread
     // A request that stalls this long is dropped; an idle keep-alive connection is closed after
     // idle_timeout. 0: from the site file (services.git.read_timeout, idle twice that).
     std::chrono::milliseconds read_timeout{0};
     std::chrono::milliseconds idle_timeout{0};
     std::size_t max_connections = 2048;
-    std::size_t max_body = 8 << 20;                 // request body on the wire
-    std::size_t max_inflated_body = 32 << 20;       // after gzip decoding
+    std::size_t max_body = 8 << 20;            // request body on the wire
+    std::size_t max_inflated_body = 32 << 20;  // after gzip decoding
 };
 
 class Service {

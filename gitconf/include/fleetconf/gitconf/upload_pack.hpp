@@ -29,18 +29,18 @@ inline constexpr const char* kAgent = "fleetconf/0.1";
 // Limits on what one request may carry (a request over a limit is refused with an ERR packet).
 struct UploadLimits {
     std::size_t max_wants = 1000;
-    std::size_t max_haves = 100000;     // over all rounds
+    std::size_t max_haves = 100000;  // over all rounds
     std::size_t max_shallows = 10000;
-    std::size_t max_walk = 2'000'000;   // commits visited by one negotiation or shallow computation
+    std::size_t max_walk = 2'000'000;  // commits visited by one negotiation or shallow computation
 };
 
 // Everything that determines a pack's bytes. Two requests with equal keys get identical packs.
 struct PackJob {
-    std::string key;          // canonical text of `plan` and the pack options
+    std::string key;  // canonical text of `plan` and the pack options
     PackPlan plan;
-    std::size_t sideband = 0; // 0: raw pack; otherwise the largest packet (1000 or 65520)
-    bool progress = true;     // progress messages on band 2
-    std::vector<Oid> wants;   // for logging
+    std::size_t sideband = 0;  // 0: raw pack; otherwise the largest packet (1000 or 65520)
+    bool progress = true;      // progress messages on band 2
+    std::vector<Oid> wants;    // for logging
 };
 
 // Frames a built pack: progress lines (band 2) and the pack on band 1 when side-band is on, else raw.

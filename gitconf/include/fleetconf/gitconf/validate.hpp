@@ -11,9 +11,9 @@
 namespace fleetconf::gitconf {
 
 struct ValidatorRun {
-    std::vector<std::string> argv;              // argv[0] an absolute path
-    std::chrono::milliseconds timeout{10000};   // then the process group is killed and the push refused
-    std::filesystem::path scratch;              // where the temporary checkout goes (default: the system's temp folder)
+    std::vector<std::string> argv;                         // argv[0] an absolute path
+    std::chrono::milliseconds timeout{10000};              // then the process group is killed and the push refused
+    std::filesystem::path scratch;                         // where the temporary checkout goes (default: the system's temp folder)
     std::vector<std::pair<std::string, std::string>> env;  // added to a minimal environment (PATH, HOME=/nonexistent)
 };
 
