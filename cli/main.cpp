@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
         "Docs: docs/README.md. Exit codes: 0 ok, 1 failure, 2 invalid input."};
     app.name("fleetconf");
     app.require_subcommand(1);
-    app.set_version_flag("--version", "fleetconf 0.1.0");
+    app.set_version_flag("--version", "fleetconf " FLEETCONF_VERSION " (commit " FLEETCONF_COMMIT ")");
 
     std::string log_level = "info";
     std::string log_format = "text";
