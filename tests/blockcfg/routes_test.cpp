@@ -92,6 +92,9 @@ private:
     Fake& f_;
 };
 
+struct Harness;
+void wait_retrying(Harness& h);
+
 struct Harness {
     Fake fake;
     std::ostringstream logs;
@@ -101,6 +104,13 @@ struct Harness {
     explicit Harness(Backoff b = {10ms, 80ms}) : sync(std::make_unique<FakeDriver>(fake), log, b) {}
     void idle() { REQUIRE(sync.wait_idle(10s)); }
 };
+
+// Until some host waits for a retry (its change failed), at most 10 s.
+void wait_retrying(Harness& h) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (h.sync.counters().retrying == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+    REQUIRE(h.sync.counters().retrying > 0);
+}
 
 LeaseFacts lease(const char* address, const char* mac, std::uint64_t expires = 2000) {
     LeaseFacts l;
@@ -206,8 +216,7 @@ TEST_CASE("routes: a failed change is retried with backoff and reported unhealth
     h.fake.fail["www.example.org"] = 3;
     h.sync.set("www.example.org", be("10.0.0.5", 443), "lease of 10.0.0.5");
     // While it waits for a retry: not healthy, and the health text says why.
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (h.sync.counters().retrying == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+    wait_retrying(h);
     const auto health = h.sync.status_source().health();
     CHECK_FALSE(health.ok);
     CHECK(health.detail == "1 host(s) waiting to retry a failed change on fake proxy");
@@ -242,8 +251,7 @@ TEST_CASE("routes: a target that cannot be asked is retried; a newer wish replac
 
     h.fake.fail["b.example.org"] = 1000000;  // this backend never goes in
     h.sync.set("b.example.org", be("10.0.0.2", 80), "old lease");
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (h.sync.counters().retrying == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+    wait_retrying(h);
     {
         std::lock_guard lk(h.fake.mu);
         h.fake.fail.erase("b.example.org");
@@ -261,8 +269,7 @@ TEST_CASE("routes: stop leaves unapplied changes and says so", "[routes]") {
     Harness h(Backoff{10s, 10s});
     h.fake.fail["a.example.org"] = 1;
     h.sync.set("a.example.org", be("10.0.0.1", 80), "lease");
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (h.sync.counters().retrying == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+    wait_retrying(h);
     h.sync.stop();
     CHECK(h.logs.str().find("routes: 1 change(s) not applied at stop") != std::string::npos);
 }

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 using namespace fleetconf::blockcfg;
 
 namespace {
@@ -23,6 +25,17 @@ std::pair<std::error_code, std::string> open_err(Device& d) {
     auto s = Store::open(d, ec, msg);
     REQUIRE_FALSE(s);
     return {ec, msg};
+}
+
+// Rewrites the last sector's header copy of `d` after `change`; returns the new header (valid on its own).
+layout::Header rewrite_last_header(MemoryDevice& d, std::uint64_t n, const std::function<void(layout::Header&)>& change) {
+    std::vector<std::uint8_t> sector(d.sector_size());
+    d.read(n - 1, sector);
+    auto last = layout::decode_header(sector);
+    REQUIRE(last);
+    change(*last);
+    d.write(n - 1, layout::encode_header(*last));
+    return *last;
 }
 
 FormatOptions fixed_uuid() {
@@ -306,14 +319,8 @@ TEST_CASE("two valid header copies for different devices are refused (issue 22.1
         INFO(c.name << ", sector size " << ss);
         MemoryDevice d(ss, n);
         REQUIRE_FALSE(Store::format(d, fixed_uuid(), "v1"));
-        std::vector<std::uint8_t> sector(ss);
-        d.read(n - 1, sector);
-        auto last = layout::decode_header(sector);
-        REQUIRE(last);
-        c.change(*last);
-        const auto bytes = layout::encode_header(*last);
-        REQUIRE(layout::decode_header(bytes));  // each copy on its own is valid
-        d.write(n - 1, bytes);
+        const auto last = rewrite_last_header(d, n, c.change);
+        REQUIRE(layout::decode_header(layout::encode_header(last)));  // each copy on its own is valid
         const auto [ec, msg] = open_err(d);
         CHECK(ec == errc::damaged);
         if (c.message) CHECK(msg == c.message);
@@ -322,12 +329,7 @@ TEST_CASE("two valid header copies for different devices are refused (issue 22.1
     // A copy for a device of another size is not valid here: the other copy is used, with a warning.
     MemoryDevice d(ss, n);
     REQUIRE_FALSE(Store::format(d, fixed_uuid(), "v1"));
-    std::vector<std::uint8_t> sector(ss);
-    d.read(n - 1, sector);
-    auto last = layout::decode_header(sector);
-    REQUIRE(last);
-    last->geometry.sectors += 1;
-    d.write(n - 1, layout::encode_header(*last));
+    rewrite_last_header(d, n, [](layout::Header& h) { h.geometry.sectors += 1; });
     std::vector<std::string> warnings;
     auto s = open_ok(d, &warnings);
     CHECK(s.payload() == "v1");
