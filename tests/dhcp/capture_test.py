@@ -18,7 +18,7 @@ a = ap.parse_args()
 require_root_and_netns()
 
 src = open(a.wire_test).read()
-pinned = {name: bytes.fromhex(re.search(rf'const char\* {name} = "([0-9a-f]+)";', src).group(1))
+pinned = {name: bytes.fromhex(re.search(rf'const char\* {name} =\s*"([0-9a-f]+)";', src).group(1))
           for name in ("kUdhcpc", "kDhclient", "kPerfdhcp")}
 
 h = Harness(f"fccap{os.getpid()}-")
