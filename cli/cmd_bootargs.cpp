@@ -34,7 +34,7 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 int run(const BootargsArgs& a) {
-    auto loaded = load_site_or_report(a.site);
+    auto loaded = load_site_or_report(a.site, a.data_dir);
     if (!loaded) return kExitInvalid;
     const common::Site& site = *loaded;
     const auto* u = site.unikernel(a.name);
@@ -43,8 +43,6 @@ int run(const BootargsArgs& a) {
         return kExitInvalid;
     }
     common::GitBootInfo git;
-    common::Site effective = site;
-    if (!a.data_dir.empty()) effective.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
     if (!a.token_file.empty()) {
         std::string text;
         if (auto err = common::read_secret_line(a.token_file, text)) {
@@ -57,10 +55,10 @@ int run(const BootargsArgs& a) {
     }
     if (site.services.git.ssh) {
         std::error_code ec;
-        git.ssh_key = std::filesystem::exists(gitconf::ssh_user_key_file(effective, u->name), ec);
-        if (std::filesystem::exists(gitconf::ssh_host_key_file(effective), ec)) {
+        git.ssh_key = std::filesystem::exists(gitconf::ssh_user_key_file(site, u->name), ec);
+        if (std::filesystem::exists(gitconf::ssh_host_key_file(site), ec)) {
             try {
-                git.ssh_authenticator = gitconf::ssh_host_authenticator(effective);
+                git.ssh_authenticator = gitconf::ssh_host_authenticator(site);
             } catch (const std::exception& e) {
                 print_error(e.what());
                 return kExitFailure;
@@ -79,7 +77,7 @@ int run(const BootargsArgs& a) {
     }
     if (site.services.git.https) {
         std::error_code ec;
-        const auto cert = gitconf::tls_cert_file(effective);
+        const auto cert = gitconf::tls_cert_file(site);
         if (std::filesystem::exists(cert, ec)) {
             try {
                 git.tls_authenticator = gitconf::tls_key_fingerprint(cert);
@@ -143,7 +141,7 @@ void add_bootargs_command(CLI::App& app, Action& action) {
     c->add_option("--ssh-key-file", a->ssh_key_file,
                   "File holding the unikernel's SSH key seed (as printed by `fleetconf git keygen NAME`)")
         ->check(CLI::ExistingFile);
-    c->add_option("--data-dir", a->data_dir, "Override services.data_dir (where the TLS certificate and SSH keys are read from)");
+    add_data_dir_option(c, a->data_dir);
     c->add_option("--mode", a->mode,
                   "How the unikernel learns its settings: static (no DHCP), dhcp (address from DHCP, the rest on the command "
                   "line: today's MirageOS), dhcp-config (built to read DHCP options 7, 125 and the configuration URI: only "

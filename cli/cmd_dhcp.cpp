@@ -39,20 +39,9 @@ struct DhcpArgs {
     std::string command, args_json = "{}", socket, connect, password_file;
 };
 
-common::Site load(const DhcpArgs& a) {
-    auto site = common::load_site(a.site);
-    if (!a.data_dir.empty()) site.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
-    return site;
-}
+common::Site load(const DhcpArgs& a) { return common::load_site(a.site, a.data_dir); }
 
-std::optional<common::Site> load_or_report(const DhcpArgs& a) {
-    try {
-        return load(a);
-    } catch (const common::SiteLoadError& e) {
-        std::cerr << e.what() << "\n";
-        return std::nullopt;
-    }
-}
+std::optional<common::Site> load_or_report(const DhcpArgs& a) { return load_site_or_report(a.site, a.data_dir); }
 
 int serve(const DhcpArgs& a) {
     auto loaded = load_or_report(a);
@@ -105,7 +94,7 @@ int leases(const DhcpArgs& a) {
     auto loaded = load_or_report(a);
     if (!loaded) return kExitInvalid;
     common::Site& site = *loaded;
-    const auto file = a.lease_file.empty() ? site.services.data_dir / "dhcp" / "leases.journal" : std::filesystem::path(a.lease_file);
+    const auto file = a.lease_file.empty() ? dhcp::lease_file(site) : std::filesystem::path(a.lease_file);
     if (!std::filesystem::exists(file)) {
         print_error(file.string() + ": no lease journal (has the DHCP service run with this data directory?)");
         return kExitFailure;
@@ -266,7 +255,7 @@ int ctl(const DhcpArgs& a) {
             }
             auto site = load_or_report(a);
             if (!site) return kExitInvalid;
-            path = (site->services.data_dir / "dhcp" / "control.sock").string();
+            path = dhcp::control_socket(*site).string();
         }
         in = ctl_unix(path, req.dump());
     }
@@ -289,7 +278,7 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     auto a = std::make_shared<DhcpArgs>();
     auto* s = d->add_subcommand("serve", "Run the DHCP server alone, on the interfaces the site file names (SIGHUP reloads)");
     s->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
-    s->add_option("--data-dir", a->data_dir, "Override services.data_dir");
+    add_data_dir_option(s, a->data_dir);
     s->add_option("--lease-file", a->lease_file, "Lease journal (default DATA_DIR/dhcp/leases.journal)");
     s->add_flag("--no-sync", a->no_sync, "Do not sync leases before replying (benchmarks only: loses leases on a crash)");
     s->add_option("--commit-interval", a->commit_interval_us,
@@ -300,7 +289,7 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     s->callback([&action, a] { action = [a] { return serve(*a); }; });
     auto* l = d->add_subcommand("leases", "List the leases in the journal");
     l->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
-    l->add_option("--data-dir", a->data_dir, "Override services.data_dir");
+    add_data_dir_option(l, a->data_dir);
     l->add_option("--lease-file", a->lease_file, "Lease journal");
     l->add_flag("--json", a->json, "JSON output");
     l->callback([&action, a] { action = [a] { return leases(*a); }; });
@@ -314,7 +303,7 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
     c->add_option("--connect", a->connect, "HOST:PORT of the HTTP control channel (services.dhcp.control_http) instead of the socket");
     c->add_option("--password-file", a->password_file, "With --connect: file holding the control password (else FLEETCONF_DHCP_PASSWORD)");
     c->add_option("--site", a->site, "Site file (the socket is DATA_DIR/dhcp/control.sock)");
-    c->add_option("--data-dir", a->data_dir, "Override services.data_dir");
+    add_data_dir_option(c, a->data_dir);
     c->callback([&action, a] { action = [a] { return ctl(*a); }; });
 }
 

@@ -29,11 +29,7 @@ struct GitArgs {
     bool json = false, revoke = false;
 };
 
-std::optional<common::Site> load(const GitArgs& a) {
-    auto site = load_site_or_report(a.site);
-    if (site && !a.data_dir.empty()) site->services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
-    return site;
-}
+std::optional<common::Site> load(const GitArgs& a) { return load_site_or_report(a.site, a.data_dir); }
 
 // The unikernel named on the command line, if it has a repository; reports otherwise.
 const common::Unikernel* repo_unikernel(const common::Site& site, const GitArgs& a) {
@@ -334,7 +330,7 @@ void add_git_commands(CLI::App& app, Action& action) {
     auto a = std::make_shared<GitArgs>();
     auto common_opts = [&](CLI::App* c) {
         c->add_option("--site", a->site, "Site file")->capture_default_str();
-        c->add_option("--data-dir", a->data_dir, "Override services.data_dir from the site file");
+        add_data_dir_option(c, a->data_dir);
     };
     auto* list = git->add_subcommand("list", "List the repositories of the site: access, branch, head, token, size");
     common_opts(list);

@@ -70,18 +70,7 @@ struct ServeArgs {
     bool no_dhcp = false, no_git = false, no_block = false;
 };
 
-common::Site load(const ServeArgs& a) {
-    auto site = common::load_site(a.site);
-    if (!a.data_dir.empty()) {
-        // Re-derive the defaults that hang off data_dir.
-        const auto old_dir = site.services.data_dir;
-        site.services.data_dir = std::filesystem::absolute(a.data_dir).lexically_normal();
-        if (!site.services.block.key_file_given) site.services.block.key_file = site.services.data_dir / "block" / "keys";
-        for (auto& u : site.unikernels)
-            if (u.block && !u.block->device_given) u.block->device = site.services.data_dir / "block" / (u.name + ".img");
-    }
-    return site;
-}
+common::Site load(const ServeArgs& a) { return common::load_site(a.site, a.data_dir); }
 
 int run(const ServeArgs& a) {
     auto log = common::log::get("serve");
@@ -271,7 +260,7 @@ void add_serve_command(CLI::App& app, Action& action) {
                                  "Run the services of a site file in the foreground until SIGINT/SIGTERM; "
                                  "SIGHUP reloads the site file");
     c->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
-    c->add_option("--data-dir", a->data_dir, "Override services.data_dir from the site file");
+    add_data_dir_option(c, a->data_dir);
     c->add_flag("--no-dhcp", a->no_dhcp, "Do not start the DHCP server");
     c->add_flag("--no-git", a->no_git, "Do not start the git host");
     c->add_flag("--no-block", a->no_block, "Do not start the block-config editor");
@@ -282,7 +271,7 @@ void add_serve_command(CLI::App& app, Action& action) {
                                   "Check a site file and make the running server of its data directory reload it "
                                   "(SIGHUP): exit 2 without signalling when the file is invalid");
     rc->add_option("SITE", r->site, "Site file")->required()->check(CLI::ExistingFile);
-    rc->add_option("--data-dir", r->data_dir, "Override services.data_dir, as given to serve");
+    add_data_dir_option(rc, r->data_dir);
     rc->callback([&action, r] { action = [r] { return reload(*r); }; });
 }
 

@@ -47,8 +47,11 @@ private:
 // Prints "fleetconf: <message>" to stderr (one line, for the operator).
 void print_error(const std::string& message);
 
-// Loads a site file; on failure prints every error (FILE: POINTER: MESSAGE) and returns nullopt, for the
-// caller to exit with kExitInvalid.
-std::optional<common::Site> load_site_or_report(const std::string& file);
+// Loads a site file, with the data directory moved to data_dir when given (every command's --data-dir:
+// common::Site::set_data_dir); on failure prints every error (FILE: POINTER: MESSAGE) and returns nullopt,
+// for the caller to exit with kExitInvalid.
+std::optional<common::Site> load_site_or_report(const std::string& file, const std::string& data_dir = {});
+// The --data-dir option, the same on every command that reads the site file.
+void add_data_dir_option(CLI::App* command, std::string& data_dir);
 
 }  // namespace fleetconf::cli

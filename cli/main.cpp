@@ -9,13 +9,19 @@ using namespace fleetconf;
 namespace fleetconf::cli {
 void print_error(const std::string& message) { std::cerr << "fleetconf: " << message << "\n"; }
 
-std::optional<common::Site> load_site_or_report(const std::string& file) {
+std::optional<common::Site> load_site_or_report(const std::string& file, const std::string& data_dir) {
     try {
-        return common::load_site(file);
+        return common::load_site(file, data_dir);
     } catch (const common::SiteLoadError& e) {
         std::cerr << e.what() << "\n";
         return std::nullopt;
     }
+}
+
+void add_data_dir_option(CLI::App* command, std::string& data_dir) {
+    command->add_option("--data-dir", data_dir,
+                        "Use this data directory instead of the site file's services.data_dir; every default path under it "
+                        "(leases, repositories, keys, block devices, TLS and SSH keys) moves with it");
 }
 }  // namespace fleetconf::cli
 

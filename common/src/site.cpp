@@ -248,7 +248,7 @@ constexpr std::string_view kAlwaysSendNames[] = {"syslog", "monitoring", "ntp"};
 
 // A list of literal options ("custom") or option-125 sub-options ("vivso"): [{code, type, value, always_send}].
 std::vector<CustomOption> parse_option_list(Checker& c, const json& j, const std::string& ptr, const char* key, int min_code, int max_code,
-                                            const std::set<std::uint64_t>& managed) {
+                                            bool (*managed)(std::uint8_t)) {
     std::vector<CustomOption> out;
     auto it = j.find(key);
     if (it == j.end()) return out;
@@ -266,7 +266,7 @@ std::vector<CustomOption> parse_option_list(Checker& c, const json& j, const std
         int code = -1;
         if (auto n = c.integer(e, ep, "code", min_code, max_code)) {
             // Codes the server computes itself (RFC 2132 section 9, RFC 3046) cannot be set by hand.
-            if (managed.contains(*n))
+            if (managed && managed(static_cast<std::uint8_t>(*n)))
                 c.error(join(ep, "code"), "option " + std::to_string(*n) + " is managed by the server and cannot be set");
             else if (!seen.insert(static_cast<int>(*n)).second) c.error(join(ep, "code"), "code " + std::to_string(*n) + " is given twice");
             else code = static_cast<int>(*n);
@@ -308,9 +308,9 @@ SiteOptions parse_options(Checker& c, const json& j, const std::string& ptr) {
                 else o.always_send.insert(name);
             }
     }
-    o.custom = parse_option_list(c, j, ptr, "custom", 1, 254, {50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82});
-    // Sub-options of option 125 for the MirageOS enterprise (49836); 0 is the monitoring sink.
-    o.vivso = parse_option_list(c, j, ptr, "vivso", 1, 255, {});
+    o.custom = parse_option_list(c, j, ptr, "custom", 1, 254, dhcp_options::managed_by_server);
+    // Sub-options of option 125 for the MirageOS enterprise; 0 is the monitoring sink.
+    o.vivso = parse_option_list(c, j, ptr, "vivso", 1, 255, nullptr);
     std::size_t block = 0;
     for (const auto& v : o.vivso) block += 2 + v.data.size();
     if (block > 200)
@@ -435,6 +435,519 @@ Mac albatross_mac(std::string_view bridge, std::string_view unikernel) {
     return Mac{{0x00, 0x80, 0x41, h[0], h[1], h[2]}};
 }
 
+namespace {
+
+// Reads a site document section by section (services, networks, unikernels), then checks what spans
+// sections. Every error goes to the Checker, so that one run reports all of them.
+class SiteParser {
+public:
+    SiteParser(Checker& c, const std::filesystem::path& base_dir, Site& site) : c_(c), base_dir_(base_dir), site_(site) {}
+
+    void services(const json& doc);
+    void networks(const json& doc);
+    void unikernels(const json& doc);
+    void cross_checks();
+
+private:
+    void dhcp_service(const json& j);
+    std::optional<LeaseRoutes> lease_routes(const json& r);
+    void git_service(const json& j);
+    void git_operators(const json& ops);
+    void block_service(const json& j);
+    void network(const json& j, const std::string& p);
+    void pools(Network& n, const json& list, const std::string& pp, const std::optional<Prefix>& subnet);
+    void monitoring_option(Network& n, const json& m, const std::string& mp);
+    void unikernel(const json& j, const std::string& p);
+    void unikernel_public_hosts(Unikernel& u, const json& list, const std::string& hp);
+    void unikernel_address(Unikernel& u, const Network* net, const std::string& ap);
+    void unikernel_git(Unikernel& u, const json& g, const std::string& gp);
+    void unikernel_block(Unikernel& u, const json& b, const std::string& bp);
+    void unikernel_boot_args(Unikernel& u, const json& args, const std::string& ap);
+
+    Checker& c_;
+    const std::filesystem::path& base_dir_;
+    Site& site_;
+    // What must be unique across unikernels (a set or map each, not a scan: there may be 65,536 of them).
+    std::unordered_set<std::string> unikernel_names_;
+    std::map<Mac, std::string> macs_;
+    std::map<Ipv4, std::string> addresses_;
+    std::map<std::string, std::string> public_hosts_;  // host name -> unikernel
+};
+
+// ---- services ----
+
+void SiteParser::services(const json& doc) {
+    json services = doc.value("services", json::object());
+    if (c_.object(services, "/services", {"data_dir", "status", "dhcp", "git", "block"})) {
+        if (auto d = c_.string(services, "/services", "data_dir")) {
+            if (d->empty()) c_.error("/services/data_dir", "must not be empty");
+            else site_.services.data_dir = resolve(base_dir_, *d);
+        }
+        if (auto m = c_.string(services, "/services", "status")) {
+            if (*m == "off") site_.services.status.reset();
+            else if (auto e = Endpoint::parse_listen(*m)) site_.services.status = *e;
+            else c_.error("/services/status", "\"" + *m + "\" is not an address with :port, or \"off\"");
+        }
+        if (services.contains("dhcp")) dhcp_service(services["dhcp"]);
+        if (services.contains("git")) git_service(services["git"]);
+        if (services.contains("block")) block_service(services["block"]);
+    }
+    if (auto& g = site_.services.git; !g.http && !g.https && !g.git && !g.ssh) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
+}
+
+void SiteParser::dhcp_service(const json& j) {
+    const std::string p = "/services/dhcp";
+    auto& s = site_.services.dhcp;
+    if (j.is_object() && j.contains("metrics"))
+        c_.error(join(p, "metrics"), "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
+    if (!c_.object(j, p,
+                   {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics", "control_http",
+                    "control_key_file", "routes"}))
+        return;
+    if (j.contains("routes")) s.routes = lease_routes(j["routes"]);
+    if (auto m = c_.string(j, p, "control_http"); m && *m != "off") {
+        if (auto e = Endpoint::parse_listen(*m)) s.control_http = *e;
+        else c_.error(join(p, "control_http"), "\"" + *m + "\" is not an address with :port, or \"off\"");
+    }
+    if (auto k = c_.string(j, p, "control_key_file")) {
+        s.control_key_file = resolve(base_dir_, *k);
+        check_file_exists(c_, join(p, "control_key_file"), s.control_key_file, false);
+    }
+    if (s.control_http && s.control_key_file.empty())
+        c_.error(join(p, "control_http"), "needs \"control_key_file\": the HTTP control channel is never open without a password");
+    s.config_uri_option =
+        static_cast<std::uint8_t>(c_.integer(j, p, "config_uri_option", dhcp_options::kFirstSiteCode, dhcp_options::kLastSiteCode)
+                                      .value_or(dhcp_options::kDefaultConfigUriCode));
+    s.enabled = c_.boolean(j, p, "enabled").value_or(true);
+    s.server_port = static_cast<std::uint16_t>(c_.integer(j, p, "server_port", 1, 65535).value_or(67));
+    s.client_port = static_cast<std::uint16_t>(c_.integer(j, p, "client_port", 1, 65535).value_or(68));
+    s.authoritative = c_.boolean(j, p, "authoritative").value_or(true);
+    if (s.server_port == s.client_port) c_.error(join(p, "client_port"), "must differ from server_port");
+}
+
+std::optional<LeaseRoutes> SiteParser::lease_routes(const json& r) {
+    const std::string rp = "/services/dhcp/routes";
+    if (!c_.object(r, rp, {"target", "key_file", "key_id", "port", "fqdn", "remove_on_release"}, {"target"})) return std::nullopt;
+    LeaseRoutes lr;
+    if (auto t = c_.string(r, rp, "target")) {
+        const bool bc = t->rfind("blockcfg://", 0) == 0;
+        if (bc || t->rfind("tlstunnel://", 0) == 0) {
+            lr.kind = bc ? LeaseRoutes::Kind::blockcfg : LeaseRoutes::Kind::tlstunnel;
+            std::string rest = t->substr(t->find("://") + 3);
+            if (auto slash = rest.find('/'); slash != std::string::npos) {
+                lr.device = rest.substr(slash + 1);
+                rest = rest.substr(0, slash);
+                if (!bc || lr.device.empty()) c_.error(join(rp, "target"), "a path is only for blockcfg://HOST:PORT/DEVICE");
+            }
+            lr.endpoint = Endpoint::parse(rest, bc ? 7300 : 1234);
+            if (!lr.endpoint) c_.error(join(rp, "target"), "\"" + rest + "\" is not HOST:PORT");
+            if (auto k = c_.string(r, rp, "key_file")) {
+                lr.key_file = resolve(base_dir_, *k);
+                check_file_exists(c_, join(rp, "key_file"), lr.key_file, false);
+            } else {
+                c_.error(join(rp, "key_file"), "a remote target needs the key to authenticate with");
+            }
+        } else if (t->find("://") != std::string::npos) {
+            c_.error(join(rp, "target"), "\"" + *t + "\" is not a unikernel name, blockcfg://HOST:PORT[/DEVICE] or tlstunnel://HOST:PORT");
+        } else {
+            lr.device = *t;  // checked against the unikernels in cross_checks
+        }
+    }
+    lr.key_id = c_.string(r, rp, "key_id").value_or("");
+    lr.port = static_cast<std::uint16_t>(c_.integer(r, rp, "port", 1, 65535).value_or(80));
+    lr.fqdn = c_.boolean(r, rp, "fqdn").value_or(false);
+    lr.remove_on_release = c_.boolean(r, rp, "remove_on_release").value_or(true);
+    return lr;
+}
+
+void SiteParser::git_service(const json& j) {
+    const std::string p = "/services/git";
+    auto& s = site_.services.git;
+    if (!c_.object(j, p,
+                   {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template", "pack_cache_mb", "read_timeout",
+                    "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh", "operators", "webhook_key_file", "validator_timeout"}))
+        return;
+    s.validator_timeout_s = static_cast<std::uint32_t>(c_.integer(j, p, "validator_timeout", 1, 3600).value_or(10));
+    if (auto k = c_.string(j, p, "webhook_key_file")) {
+        s.webhook_key_file = resolve(base_dir_, *k);
+        check_file_exists(c_, join(p, "webhook_key_file"), s.webhook_key_file, false);
+    }
+    s.enabled = c_.boolean(j, p, "enabled").value_or(true);
+    s.http = c_.parsed(j, p, "http", parse_listen_endpoint, "an address with :port");
+    s.https = c_.parsed(j, p, "https", parse_listen_endpoint, "an address with :port");
+    s.git = c_.parsed(j, p, "git", parse_listen_endpoint, "an address with :port");
+    s.ssh = c_.parsed(j, p, "ssh", parse_listen_endpoint, "an address with :port");
+    if (j.contains("operators")) git_operators(j["operators"]);
+    s.pack_cache_mb = static_cast<std::uint32_t>(c_.integer(j, p, "pack_cache_mb", 0, 65536).value_or(64));
+    s.read_timeout_s = static_cast<std::uint32_t>(c_.integer(j, p, "read_timeout", 1, 3600).value_or(30));
+    s.max_pack_mb = static_cast<std::uint32_t>(c_.integer(j, p, "max_pack_mb", 1, 4096).value_or(16));
+    s.max_object_mb = static_cast<std::uint32_t>(c_.integer(j, p, "max_object_mb", 1, 4096).value_or(8));
+    s.max_repo_mb = static_cast<std::uint32_t>(c_.integer(j, p, "max_repo_mb", 1, 65536).value_or(64));
+    const auto cert = c_.string(j, p, "tls_cert");
+    const auto key = c_.string(j, p, "tls_key");
+    if (cert.has_value() != key.has_value()) c_.error(join(p, cert ? "tls_key" : "tls_cert"), "tls_cert and tls_key go together");
+    if (cert && key) {
+        s.tls_cert = resolve(base_dir_, *cert);
+        s.tls_key = resolve(base_dir_, *key);
+        check_file_exists(c_, join(p, "tls_cert"), s.tls_cert, false);
+        check_file_exists(c_, join(p, "tls_key"), s.tls_key, false);
+    }
+    if (auto t = c_.string(j, p, "template")) {
+        s.template_dir = resolve(base_dir_, *t);
+        std::error_code ec;
+        if (!std::filesystem::is_directory(s.template_dir, ec))
+            c_.error(join(p, "template"), s.template_dir.string() + " is not a directory");
+    }
+    if (auto h = c_.string(j, p, "public_host")) {
+        if (!is_dns_name(*h) && !parse_ip(*h)) c_.error(join(p, "public_host"), "\"" + *h + "\" is not a host name or IP address");
+        else s.public_host = *h;
+    }
+}
+
+void SiteParser::git_operators(const json& ops) {
+    if (!ops.is_array()) {
+        c_.error("/services/git/operators", "expected an array of {name, key, access}");
+        return;
+    }
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        const std::string op = join("/services/git/operators", i);
+        if (!c_.object(ops[i], op, {"name", "key", "access"})) continue;
+        GitService::Operator o;
+        o.name = c_.string(ops[i], op, "name").value_or("");
+        o.key = c_.string(ops[i], op, "key").value_or("");
+        const auto access = c_.string(ops[i], op, "access").value_or("read-only");
+        o.writable = access == "read-write";
+        if (o.name.empty() || o.name.size() > 64) c_.error(op + "/name", "an operator needs a name (1-64 characters)");
+        if (o.key.rfind("ssh-ed25519 ", 0) != 0 && o.key.rfind("ssh-rsa ", 0) != 0 && o.key.rfind("ecdsa-sha2-", 0) != 0)
+            c_.error(op + "/key", "expected an OpenSSH public key line (ssh-ed25519 AAAA...)");
+        if (access != "read-only" && access != "read-write") c_.error(op + "/access", "\"" + access + "\" is not read-only or read-write");
+        site_.services.git.operators.push_back(std::move(o));
+    }
+}
+
+void SiteParser::block_service(const json& j) {
+    const std::string p = "/services/block";
+    auto& s = site_.services.block;
+    if (!c_.object(j, p, {"enabled", "listen", "key_file", "commit_mode"})) return;
+    if (auto m = c_.string(j, p, "commit_mode")) {
+        if (*m == "checksummed") s.checksummed_commits = true;
+        else if (*m != "ordered") c_.error(join(p, "commit_mode"), "\"" + *m + "\" is not ordered or checksummed");
+    }
+    s.enabled = c_.boolean(j, p, "enabled").value_or(true);
+    if (auto e = c_.parsed(j, p, "listen", parse_listen_endpoint, "an address with :port")) s.listen = *e;
+    if (auto k = c_.string(j, p, "key_file")) {
+        s.key_file = resolve(base_dir_, *k);
+        s.key_file_given = true;
+        check_file_exists(c_, join(p, "key_file"), s.key_file, false);
+    }
+}
+
+// ---- networks ----
+
+void SiteParser::networks(const json& doc) {
+    auto it = doc.find("networks");
+    if (it == doc.end()) return;
+    if (!it->is_array()) c_.error("/networks", "expected an array, found " + type_name(*it));
+    else if (it->empty()) c_.error("/networks", "at least one network is required");
+    else if (it->size() > kMaxNetworks) c_.error("/networks", "at most " + std::to_string(kMaxNetworks) + " networks allowed");
+    else
+        for (std::size_t i = 0; i < it->size(); ++i) network((*it)[i], join("/networks", i));
+}
+
+void SiteParser::network(const json& j, const std::string& p) {
+    if (!c_.object(j, p,
+                   {"name", "interface", "subnet", "gateway", "dns", "domain", "pools", "lease_time", "options", "monitoring_option",
+                    "server_address", "ignore_client_id"},
+                   {"name", "subnet"}))
+        return;
+    Network n;
+    if (auto name = c_.string(j, p, "name")) {
+        if (!valid_interface_name(*name))
+            c_.error(join(p, "name"), "\"" + *name + "\" is not a valid bridge name (1-15 characters, no '/', ':' or spaces)");
+        else if (site_.network(*name)) c_.error(join(p, "name"), "network \"" + *name + "\" is defined twice");
+        n.name = *name;
+    }
+    n.interface = n.name;
+    if (auto ifn = c_.string(j, p, "interface")) {
+        if (!valid_interface_name(*ifn)) c_.error(join(p, "interface"), "\"" + *ifn + "\" is not a valid interface name");
+        n.interface = *ifn;
+    }
+    auto subnet = c_.parsed(
+        j, p, "subnet", [](std::string_view s) { return Prefix::parse(s); }, "an IPv4 prefix with no host bits set (like 10.0.0.0/24)");
+    if (subnet) {
+        if (subnet->length() > 30) {
+            c_.error(join(p, "subnet"), subnet->to_string() + " leaves no room for hosts (use /30 or larger)");
+            subnet.reset();
+        } else {
+            n.subnet = *subnet;
+        }
+    }
+    auto inside = [&](Ipv4 a, const std::string& ptr) {
+        if (subnet && !subnet->is_host(a)) c_.error(ptr, a.to_string() + " is not a host address in subnet " + subnet->to_string());
+    };
+    if ((n.gateway = c_.parsed(j, p, "gateway", parse_ipv4, "an IPv4 address"))) inside(*n.gateway, join(p, "gateway"));
+    if ((n.server_address = c_.parsed(j, p, "server_address", parse_ipv4, "an IPv4 address")))
+        inside(*n.server_address, join(p, "server_address"));
+    n.ignore_client_id = c_.boolean(j, p, "ignore_client_id").value_or(false);
+    n.dns = c_.parsed_list(j, p, "dns", parse_ipv4, "an IPv4 address", 16).value_or(std::vector<Ipv4>{});
+    if (auto d = c_.string(j, p, "domain")) {
+        if (!is_dns_name(*d)) c_.error(join(p, "domain"), "\"" + *d + "\" is not a valid domain name");
+        n.domain = *d;
+    }
+    if (auto list = j.find("pools"); list != j.end()) pools(n, *list, join(p, "pools"), subnet);
+    n.lease_time = static_cast<std::uint32_t>(c_.integer(j, p, "lease_time", 60, 0x7FFFFFFF).value_or(kDefaultLeaseTime));
+    if (j.contains("options")) n.options = parse_options(c_, j["options"], join(p, "options"));
+    if (j.contains("monitoring_option")) monitoring_option(n, j["monitoring_option"], join(p, "monitoring_option"));
+    site_.networks.push_back(std::move(n));
+}
+
+void SiteParser::pools(Network& n, const json& list, const std::string& pp, const std::optional<Prefix>& subnet) {
+    if (!list.is_array()) {
+        c_.error(pp, "expected an array of ranges like \"10.0.0.100-10.0.0.199\"");
+        return;
+    }
+    for (std::size_t k = 0; k < list.size(); ++k) {
+        const auto& e = list[k];
+        const auto ep = join(pp, k);
+        bool reversed = false;
+        auto r = e.is_string() ? Range::parse(e.get<std::string>(), &reversed) : std::nullopt;
+        if (!r) {
+            c_.error(ep, reversed ? "range " + e.get<std::string>() + " is reversed"
+                                  : e.dump() + " is not a range like \"10.0.0.100-10.0.0.199\"");
+            continue;
+        }
+        if (subnet && (!subnet->is_host(r->first()) || !subnet->is_host(r->last()))) {
+            c_.error(ep, "range " + r->to_string() + " is not inside subnet " + subnet->to_string() +
+                             " (network and broadcast addresses excluded)");
+            continue;
+        }
+        if (n.gateway && r->contains(*n.gateway)) {
+            c_.error(ep, "range " + r->to_string() + " contains the gateway " + n.gateway->to_string());
+            continue;
+        }
+        for (const auto& q : n.pools)
+            if (q.overlaps(*r)) c_.error(ep, "range " + r->to_string() + " overlaps " + q.to_string());
+        n.pools.push_back(*r);
+    }
+}
+
+void SiteParser::monitoring_option(Network& n, const json& m, const std::string& mp) {
+    if (!c_.object(m, mp, {"code", "enterprise", "suboption"})) return;
+    const MonitoringOption defaults;
+    n.monitoring_option.code = static_cast<std::uint8_t>(c_.integer(m, mp, "code", 1, 254).value_or(defaults.code));
+    n.monitoring_option.enterprise =
+        static_cast<std::uint32_t>(c_.integer(m, mp, "enterprise", 0, 0xFFFFFFFF).value_or(defaults.enterprise));
+    n.monitoring_option.suboption = static_cast<std::uint8_t>(c_.integer(m, mp, "suboption", 0, 255).value_or(defaults.suboption));
+}
+
+// ---- unikernels ----
+
+void SiteParser::unikernels(const json& doc) {
+    auto it = doc.find("unikernels");
+    if (it == doc.end()) return;
+    if (!it->is_array()) c_.error("/unikernels", "expected an array, found " + type_name(*it));
+    else if (it->size() > kMaxUnikernels) c_.error("/unikernels", "at most " + std::to_string(kMaxUnikernels) + " unikernels allowed");
+    else
+        for (std::size_t i = 0; i < it->size(); ++i) unikernel((*it)[i], join("/unikernels", i));
+}
+
+void SiteParser::unikernel(const json& j, const std::string& p) {
+    if (!c_.object(j, p,
+                   {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args", "client_id", "config_uri",
+                    "public_hosts", "backend_port"},
+                   {"name", "network"}))
+        return;
+    Unikernel u;
+    if (auto name = c_.string(j, p, "name")) {
+        if (!is_dns_label(*name))
+            c_.error(join(p, "name"),
+                     "\"" + *name + "\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')");
+        else if (!unikernel_names_.insert(*name).second) c_.error(join(p, "name"), "unikernel \"" + *name + "\" is defined twice");
+        u.name = *name;
+    }
+    const Network* net = nullptr;
+    if (auto nn = c_.string(j, p, "network")) {
+        net = site_.network(*nn);
+        if (!net) {
+            std::string names;
+            for (const auto& x : site_.networks) names += (names.empty() ? "" : ", ") + x.name;
+            c_.error(join(p, "network"), "no network named \"" + *nn + "\" (defined: " + (names.empty() ? "none" : names) + ")");
+        }
+        u.network = *nn;
+    }
+    if (auto m = c_.parsed(
+            j, p, "mac", [](std::string_view s) { return Mac::parse(s); }, "a MAC address like 00:80:41:12:34:56")) {
+        if (m->is_multicast() || m->is_zero()) c_.error(join(p, "mac"), m->to_string() + " is not a unicast MAC address");
+        u.mac = *m;
+    } else if (!j.contains("mac") && net && !u.name.empty()) {
+        u.mac = albatross_mac(net->name, u.name);
+        u.mac_derived = true;
+    }
+    if (!u.name.empty() && !u.mac.is_zero()) {
+        auto [m, fresh] = macs_.emplace(u.mac, u.name);
+        if (!fresh)
+            c_.error(join(p, u.mac_derived ? "name" : "mac"),
+                     "MAC " + u.mac.to_string() + (u.mac_derived ? " (derived)" : "") + " is also used by unikernel \"" + m->second + "\"");
+    }
+    u.dhcp = c_.boolean(j, p, "dhcp").value_or(true);
+    if (auto cid = c_.string(j, p, "client_id")) {
+        auto b = from_hex(*cid);
+        if (!b || b->size() < 2 || b->size() > 255) c_.error(join(p, "client_id"), "\"" + *cid + "\" is not 2-255 bytes of hex");
+        else u.client_id = *b;
+    }
+    if (auto ph = j.find("public_hosts"); ph != j.end()) unikernel_public_hosts(u, *ph, join(p, "public_hosts"));
+    if (auto bp = c_.integer(j, p, "backend_port", 1, 65535)) u.backend_port = static_cast<std::uint16_t>(*bp);
+    if (auto uri = c_.string(j, p, "config_uri")) {
+        if (uri->empty() || uri->size() > 255) c_.error(join(p, "config_uri"), "must be 1-255 characters");
+        else u.config_uri = *uri;
+    }
+    if ((u.address = c_.parsed(j, p, "address", parse_ipv4, "an IPv4 address"))) unikernel_address(u, net, join(p, "address"));
+    if (!u.dhcp && !u.address) c_.error(join(p, "dhcp"), "a unikernel without DHCP needs a fixed \"address\"");
+    if (j.contains("options")) u.options = parse_options(c_, j["options"], join(p, "options"));
+    if (j.contains("git")) unikernel_git(u, j["git"], join(p, "git"));
+    if (j.contains("block")) unikernel_block(u, j["block"], join(p, "block"));
+    if (auto args = j.find("boot_args"); args != j.end()) unikernel_boot_args(u, *args, join(p, "boot_args"));
+    site_.unikernels.push_back(std::move(u));
+}
+
+void SiteParser::unikernel_public_hosts(Unikernel& u, const json& list, const std::string& hp) {
+    if (!list.is_array() || list.size() > 64) {
+        c_.error(hp, "expected an array of at most 64 host names");
+        return;
+    }
+    for (std::size_t k = 0; k < list.size(); ++k) {
+        const auto& h = list[k];
+        std::string name = h.is_string() ? h.get<std::string>() : std::string{};
+        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const bool wildcard = name.rfind("*.", 0) == 0;
+        if (!is_dns_name(wildcard ? name.substr(2) : name)) c_.error(join(hp, k), h.dump() + " is not a host name");
+        else if (auto [at, fresh] = public_hosts_.emplace(name, u.name); !fresh)
+            c_.error(join(hp, k), "\"" + name + "\" is also a public host of unikernel \"" + at->second + "\"");
+        else u.public_hosts.push_back(name);
+    }
+}
+
+void SiteParser::unikernel_address(Unikernel& u, const Network* net, const std::string& ap) {
+    const Ipv4 a = *u.address;
+    if (net) {
+        if (!net->subnet.is_host(a))
+            c_.error(ap,
+                     a.to_string() + " is not a host address in subnet " + net->subnet.to_string() + " of network \"" + net->name + "\"");
+        for (const auto& r : net->pools)
+            if (r.contains(a))
+                c_.error(ap, a.to_string() + " is inside dynamic pool " + r.to_string() + "; fixed addresses must be outside the pools");
+        if (net->gateway && *net->gateway == a) c_.error(ap, a.to_string() + " is the network's gateway");
+    }
+    if (auto [at, fresh] = addresses_.emplace(a, u.name); !fresh)
+        c_.error(ap, a.to_string() + " is also assigned to unikernel \"" + at->second + "\"");
+}
+
+void SiteParser::unikernel_git(Unikernel& u, const json& g, const std::string& gp) {
+    if (!c_.object(g, gp,
+                   {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "allow_symlinks", "hook_url",
+                    "webhook_url", "validator"}))
+        return;
+    u.git.enabled = c_.boolean(g, gp, "enabled").value_or(true);
+    u.git.git_protocol = c_.boolean(g, gp, "git_protocol").value_or(false);
+    u.git.allow_non_fast_forward = c_.boolean(g, gp, "allow_non_fast_forward").value_or(false);
+    u.git.allow_delete = c_.boolean(g, gp, "allow_delete").value_or(false);
+    u.git.allow_symlinks = c_.boolean(g, gp, "allow_symlinks").value_or(false);
+    if (g.contains("validator")) {
+        const auto& v = g["validator"];
+        bool ok = v.is_array() && !v.empty() && v.size() <= 64;
+        if (ok)
+            for (const auto& x : v) ok = ok && x.is_string() && !x.get<std::string>().empty() && x.get<std::string>().size() <= 4096;
+        if (!ok) {
+            c_.error(join(gp, "validator"), "expected a command as an array of strings, e.g. [\"/usr/local/bin/check\", \"--strict\"]");
+        } else {
+            for (const auto& x : v) u.git.validator.push_back(x.get<std::string>());
+            if (u.git.validator[0].front() != '/') u.git.validator[0] = resolve(base_dir_, u.git.validator[0]).string();
+        }
+    }
+    for (const char* key : {"hook_url", "webhook_url"}) {
+        auto v = c_.string(g, gp, key);
+        if (!v) continue;
+        if (v->rfind("http://", 0) != 0 || v->size() > 2048 || v->size() < 8 || v->find_first_of(" \r\n") != std::string::npos)
+            c_.error(join(gp, key), "\"" + v->substr(0, 64) + "\" is not an http:// URL (https is not supported for notifications yet)");
+        (std::string_view(key) == "hook_url" ? u.git.hook_url : u.git.webhook_url) = *v;
+    }
+    if (auto a = c_.string(g, gp, "access")) {
+        if (*a == "read-write") u.git.writable = true;
+        else if (*a != "read-only") c_.error(join(gp, "access"), "\"" + *a + "\" is not read-only or read-write");
+    }
+    if (auto b = c_.string(g, gp, "branch")) {
+        const bool ok = !b->empty() && b->size() <= 200 && b->find("..") == std::string::npos && b->front() != '/' && b->back() != '/' &&
+                        b->find_first_of(" ~^:?*[\\") == std::string::npos;
+        if (!ok) c_.error(join(gp, "branch"), "\"" + *b + "\" is not a valid branch name");
+        u.git.branch = *b;
+    }
+}
+
+void SiteParser::unikernel_block(Unikernel& u, const json& b, const std::string& bp) {
+    if (!c_.object(b, bp, {"device", "sector_size", "size"})) return;
+    BlockSettings bs;
+    if (auto d = c_.string(b, bp, "device")) {
+        bs.device = resolve(base_dir_, *d);
+        bs.device_given = true;
+        check_file_exists(c_, join(bp, "device"), bs.device, false);
+    }  // else: under the data directory (Site::set_data_dir)
+    if (auto s = c_.integer(b, bp, "sector_size", 512, 4096)) {
+        if (*s != 512 && *s != 4096) c_.error(join(bp, "sector_size"), "must be 512 or 4096");
+        bs.sector_size = static_cast<std::uint32_t>(*s);
+    }
+    bs.size = c_.integer(b, bp, "size", 16 * 1024, 1ull << 32).value_or(bs.size);
+    if (bs.size % bs.sector_size != 0)
+        c_.error(join(bp, "size"), "must be a multiple of the sector size " + std::to_string(bs.sector_size));
+    u.block = bs;
+}
+
+void SiteParser::unikernel_boot_args(Unikernel& u, const json& args, const std::string& ap) {
+    if (!args.is_array()) {
+        c_.error(ap, "expected an array of strings");
+        return;
+    }
+    for (std::size_t k = 0; k < args.size(); ++k) {
+        const auto& a = args[k];
+        if (!a.is_string() || a.get<std::string>().rfind("--", 0) != 0)
+            c_.error(join(ap, k), a.dump() + " is not a boot argument of the form \"--key=value\"");
+        else u.boot_args.push_back(a.get<std::string>());
+    }
+}
+
+// ---- what spans sections ----
+
+void SiteParser::cross_checks() {
+    // Lease-driven routes: a local target is a unikernel with a block device; public hosts need routes.
+    if (const auto& r = site_.services.dhcp.routes; r && r->kind == LeaseRoutes::Kind::local && !r->device.empty()) {
+        const Unikernel* t = site_.unikernel(r->device);
+        if (!t || !t->block) c_.error("/services/dhcp/routes/target", "\"" + r->device + "\" is not a unikernel with a \"block\" device");
+    }
+    if (!site_.services.dhcp.routes)
+        for (std::size_t i = 0; i < site_.unikernels.size(); ++i)
+            if (!site_.unikernels[i].public_hosts.empty())
+                c_.error(join(join("/unikernels", i), "public_hosts"), "needs services.dhcp.routes (where the routes go)");
+
+    // Subnets of different networks must not overlap: an address would belong to two networks.
+    const auto& nets = site_.networks;
+    for (std::size_t i = 0; i < nets.size(); ++i)
+        for (std::size_t k = i + 1; k < nets.size(); ++k) {
+            const auto& a = nets[i].subnet;
+            const auto& b = nets[k].subnet;
+            if (a.length() > 0 && b.length() > 0 && (a.contains(b.network()) || b.contains(a.network())))
+                c_.error(join(join("/networks", k), "subnet"),
+                         b.to_string() + " overlaps " + a.to_string() + " of network \"" + nets[i].name + "\"");
+        }
+}
+
+}  // namespace
+
+void Site::set_data_dir(const std::filesystem::path& dir) {
+    services.data_dir = std::filesystem::absolute(dir).lexically_normal();
+    if (!services.block.key_file_given) services.block.key_file = services.data_dir / "block" / "keys";
+    for (auto& u : unikernels)
+        if (u.block && !u.block->device_given) u.block->device = services.data_dir / "block" / (u.name + ".img");
+}
+
 Site parse_site(std::string_view text, const std::filesystem::path& base_dir, std::string_view source_name) {
     Site site;
     site.source = std::string(source_name);
@@ -450,477 +963,25 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
         if (!is_dns_name(*n)) c.error("/site", "\"" + *n + "\" is not a valid DNS name");
         site.name = *n;
     }
-
-    // ---- services first: data_dir is the default home of several paths below ----
-    site.services.data_dir = "/var/lib/fleetconf";
-    json services = doc.value("services", json::object());
-    if (c.object(services, "/services", {"data_dir", "status", "dhcp", "git", "block"})) {
-        if (auto d = c.string(services, "/services", "data_dir")) {
-            if (d->empty()) c.error("/services/data_dir", "must not be empty");
-            else site.services.data_dir = resolve(base_dir, *d);
-        }
-        if (auto m = c.string(services, "/services", "status")) {
-            if (*m == "off") site.services.status.reset();
-            else if (auto e = Endpoint::parse_listen(*m)) site.services.status = *e;
-            else c.error("/services/status", "\"" + *m + "\" is not an address with :port, or \"off\"");
-        }
-        if (services.contains("dhcp") && services["dhcp"].is_object() && services["dhcp"].contains("metrics"))
-            c.error("/services/dhcp/metrics", "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
-        if (services.contains("dhcp")) {
-            const auto& j = services["dhcp"];
-            auto& s = site.services.dhcp;
-            if (c.object(j, "/services/dhcp",
-                         {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics", "control_http",
-                          "control_key_file", "routes"})) {
-                if (j.contains("routes")) {
-                    const std::string rp = "/services/dhcp/routes";
-                    const auto& r = j["routes"];
-                    if (c.object(r, rp, {"target", "key_file", "key_id", "port", "fqdn", "remove_on_release"}, {"target"})) {
-                        LeaseRoutes lr;
-                        if (auto t = c.string(r, rp, "target")) {
-                            auto after = [&](std::string_view scheme) { return t->substr(scheme.size()); };
-                            if (t->rfind("blockcfg://", 0) == 0 || t->rfind("tlstunnel://", 0) == 0) {
-                                const bool bc = t->rfind("blockcfg://", 0) == 0;
-                                lr.kind = bc ? LeaseRoutes::Kind::blockcfg : LeaseRoutes::Kind::tlstunnel;
-                                std::string rest = after(bc ? "blockcfg://" : "tlstunnel://");
-                                if (auto slash = rest.find('/'); slash != std::string::npos) {
-                                    lr.device = rest.substr(slash + 1);
-                                    rest = rest.substr(0, slash);
-                                    if (!bc || lr.device.empty())
-                                        c.error(join(rp, "target"), "a path is only for blockcfg://HOST:PORT/DEVICE");
-                                }
-                                lr.endpoint = Endpoint::parse(rest, bc ? 7300 : 1234);
-                                if (!lr.endpoint) c.error(join(rp, "target"), "\"" + rest + "\" is not HOST:PORT");
-                                if (auto k = c.string(r, rp, "key_file")) {
-                                    lr.key_file = resolve(base_dir, *k);
-                                    check_file_exists(c, join(rp, "key_file"), lr.key_file, false);
-                                } else {
-                                    c.error(join(rp, "key_file"), "a remote target needs the key to authenticate with");
-                                }
-                            } else if (t->find("://") != std::string::npos) {
-                                c.error(join(rp, "target"),
-                                        "\"" + *t + "\" is not a unikernel name, blockcfg://HOST:PORT[/DEVICE] or tlstunnel://HOST:PORT");
-                            } else {
-                                lr.device = *t;  // checked against the unikernels below
-                            }
-                        }
-                        lr.key_id = c.string(r, rp, "key_id").value_or("");
-                        lr.port = static_cast<std::uint16_t>(c.integer(r, rp, "port", 1, 65535).value_or(80));
-                        lr.fqdn = c.boolean(r, rp, "fqdn").value_or(false);
-                        lr.remove_on_release = c.boolean(r, rp, "remove_on_release").value_or(true);
-                        s.routes = lr;
-                    }
-                }
-                if (auto m = c.string(j, "/services/dhcp", "control_http"); m && *m != "off") {
-                    if (auto e = Endpoint::parse_listen(*m)) s.control_http = *e;
-                    else c.error("/services/dhcp/control_http", "\"" + *m + "\" is not an address with :port, or \"off\"");
-                }
-                if (auto k = c.string(j, "/services/dhcp", "control_key_file")) {
-                    s.control_key_file = resolve(base_dir, *k);
-                    check_file_exists(c, "/services/dhcp/control_key_file", s.control_key_file, false);
-                }
-                if (s.control_http && s.control_key_file.empty())
-                    c.error("/services/dhcp/control_http",
-                            "needs \"control_key_file\": the HTTP control channel is never open without a password");
-                s.config_uri_option =
-                    static_cast<std::uint8_t>(c.integer(j, "/services/dhcp", "config_uri_option", 224, 254).value_or(224));
-                s.enabled = c.boolean(j, "/services/dhcp", "enabled").value_or(true);
-                s.server_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "server_port", 1, 65535).value_or(67));
-                s.client_port = static_cast<std::uint16_t>(c.integer(j, "/services/dhcp", "client_port", 1, 65535).value_or(68));
-                s.authoritative = c.boolean(j, "/services/dhcp", "authoritative").value_or(true);
-                if (s.server_port == s.client_port) c.error("/services/dhcp/client_port", "must differ from server_port");
-            }
-        }
-        if (services.contains("git")) {
-            const auto& j = services["git"];
-            auto& s = site.services.git;
-            if (c.object(
-                    j, "/services/git",
-                    {"enabled", "http", "https", "git", "public_host", "tls_cert", "tls_key", "template", "pack_cache_mb", "read_timeout",
-                     "max_pack_mb", "max_object_mb", "max_repo_mb", "ssh", "operators", "webhook_key_file", "validator_timeout"})) {
-                s.validator_timeout_s =
-                    static_cast<std::uint32_t>(c.integer(j, "/services/git", "validator_timeout", 1, 3600).value_or(10));
-                if (auto k = c.string(j, "/services/git", "webhook_key_file")) {
-                    s.webhook_key_file = resolve(base_dir, *k);
-                    check_file_exists(c, "/services/git/webhook_key_file", s.webhook_key_file, false);
-                }
-                s.enabled = c.boolean(j, "/services/git", "enabled").value_or(true);
-                s.http = c.parsed(j, "/services/git", "http", parse_listen_endpoint, "an address with :port");
-                s.https = c.parsed(j, "/services/git", "https", parse_listen_endpoint, "an address with :port");
-                s.git = c.parsed(j, "/services/git", "git", parse_listen_endpoint, "an address with :port");
-                s.ssh = c.parsed(j, "/services/git", "ssh", parse_listen_endpoint, "an address with :port");
-                if (j.contains("operators")) {
-                    const auto& ops = j["operators"];
-                    if (!ops.is_array()) c.error("/services/git/operators", "expected an array of {name, key, access}");
-                    else
-                        for (std::size_t i = 0; i < ops.size(); ++i) {
-                            const std::string op = "/services/git/operators/" + std::to_string(i);
-                            if (!c.object(ops[i], op, {"name", "key", "access"})) continue;
-                            GitService::Operator o;
-                            o.name = c.string(ops[i], op, "name").value_or("");
-                            o.key = c.string(ops[i], op, "key").value_or("");
-                            const auto access = c.string(ops[i], op, "access").value_or("read-only");
-                            o.writable = access == "read-write";
-                            if (o.name.empty() || o.name.size() > 64) c.error(op + "/name", "an operator needs a name (1-64 characters)");
-                            if (o.key.rfind("ssh-ed25519 ", 0) != 0 && o.key.rfind("ssh-rsa ", 0) != 0 &&
-                                o.key.rfind("ecdsa-sha2-", 0) != 0)
-                                c.error(op + "/key", "expected an OpenSSH public key line (ssh-ed25519 AAAA...)");
-                            if (access != "read-only" && access != "read-write")
-                                c.error(op + "/access", "\"" + access + "\" is not read-only or read-write");
-                            s.operators.push_back(std::move(o));
-                        }
-                }
-                s.pack_cache_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "pack_cache_mb", 0, 65536).value_or(64));
-                s.read_timeout_s = static_cast<std::uint32_t>(c.integer(j, "/services/git", "read_timeout", 1, 3600).value_or(30));
-                s.max_pack_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_pack_mb", 1, 4096).value_or(16));
-                s.max_object_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_object_mb", 1, 4096).value_or(8));
-                s.max_repo_mb = static_cast<std::uint32_t>(c.integer(j, "/services/git", "max_repo_mb", 1, 65536).value_or(64));
-                const auto cert = c.string(j, "/services/git", "tls_cert");
-                const auto key = c.string(j, "/services/git", "tls_key");
-                if (cert.has_value() != key.has_value())
-                    c.error(cert ? "/services/git/tls_key" : "/services/git/tls_cert", "tls_cert and tls_key go together");
-                if (cert && key) {
-                    s.tls_cert = resolve(base_dir, *cert);
-                    s.tls_key = resolve(base_dir, *key);
-                    check_file_exists(c, "/services/git/tls_cert", s.tls_cert, false);
-                    check_file_exists(c, "/services/git/tls_key", s.tls_key, false);
-                }
-                if (auto t = c.string(j, "/services/git", "template")) {
-                    s.template_dir = resolve(base_dir, *t);
-                    std::error_code ec;
-                    if (!std::filesystem::is_directory(s.template_dir, ec))
-                        c.error("/services/git/template", s.template_dir.string() + " is not a directory");
-                }
-
-                if (auto h = c.string(j, "/services/git", "public_host")) {
-                    if (!is_dns_name(*h) && !parse_ip(*h))
-                        c.error("/services/git/public_host", "\"" + *h + "\" is not a host name or IP address");
-                    else s.public_host = *h;
-                }
-            }
-        }
-        if (services.contains("block")) {
-            const auto& j = services["block"];
-            auto& s = site.services.block;
-            if (c.object(j, "/services/block", {"enabled", "listen", "key_file", "commit_mode"})) {
-                if (auto m = c.string(j, "/services/block", "commit_mode")) {
-                    if (*m == "checksummed") s.checksummed_commits = true;
-                    else if (*m != "ordered") c.error("/services/block/commit_mode", "\"" + *m + "\" is not ordered or checksummed");
-                }
-                s.enabled = c.boolean(j, "/services/block", "enabled").value_or(true);
-                if (auto e = c.parsed(j, "/services/block", "listen", parse_listen_endpoint, "an address with :port")) s.listen = *e;
-                if (auto k = c.string(j, "/services/block", "key_file")) {
-                    s.key_file = resolve(base_dir, *k);
-                    s.key_file_given = true;
-                    check_file_exists(c, "/services/block/key_file", s.key_file, false);
-                }
-            }
-        }
-    }
-    if (auto& g = site.services.git; !g.http && !g.https && !g.git && !g.ssh) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
-    if (!site.services.block.key_file_given) site.services.block.key_file = site.services.data_dir / "block" / "keys";
-
-    // ---- networks ----
-    if (auto it = doc.find("networks"); it != doc.end()) {
-        if (!it->is_array()) c.error("/networks", "expected an array, found " + type_name(*it));
-        else if (it->empty()) c.error("/networks", "at least one network is required");
-        else if (it->size() > kMaxNetworks) c.error("/networks", "at most " + std::to_string(kMaxNetworks) + " networks allowed");
-        else
-            for (std::size_t i = 0; i < it->size(); ++i) {
-                const auto& j = (*it)[i];
-                const auto p = join("/networks", i);
-                if (!c.object(j, p,
-                              {"name", "interface", "subnet", "gateway", "dns", "domain", "pools", "lease_time", "options",
-                               "monitoring_option", "server_address", "ignore_client_id"},
-                              {"name", "subnet"}))
-                    continue;
-                Network n;
-                if (auto name = c.string(j, p, "name")) {
-                    if (!valid_interface_name(*name))
-                        c.error(join(p, "name"), "\"" + *name + "\" is not a valid bridge name (1-15 characters, no '/', ':' or spaces)");
-                    else if (site.network(*name)) c.error(join(p, "name"), "network \"" + *name + "\" is defined twice");
-                    n.name = *name;
-                }
-                n.interface = n.name;
-                if (auto ifn = c.string(j, p, "interface")) {
-                    if (!valid_interface_name(*ifn)) c.error(join(p, "interface"), "\"" + *ifn + "\" is not a valid interface name");
-                    n.interface = *ifn;
-                }
-                auto subnet = c.parsed(
-                    j, p, "subnet", [](std::string_view s) { return Prefix::parse(s); },
-                    "an IPv4 prefix with no host bits set (like 10.0.0.0/24)");
-                if (subnet) {
-                    if (subnet->length() > 30) {
-                        c.error(join(p, "subnet"), subnet->to_string() + " leaves no room for hosts (use /30 or larger)");
-                        subnet.reset();
-                    } else {
-                        n.subnet = *subnet;
-                    }
-                }
-                auto inside = [&](Ipv4 a, const std::string& ptr) {
-                    if (subnet && !subnet->is_host(a))
-                        c.error(ptr, a.to_string() + " is not a host address in subnet " + subnet->to_string());
-                };
-                if ((n.gateway = c.parsed(j, p, "gateway", parse_ipv4, "an IPv4 address"))) inside(*n.gateway, join(p, "gateway"));
-                if ((n.server_address = c.parsed(j, p, "server_address", parse_ipv4, "an IPv4 address")))
-                    inside(*n.server_address, join(p, "server_address"));
-                n.ignore_client_id = c.boolean(j, p, "ignore_client_id").value_or(false);
-                n.dns = c.parsed_list(j, p, "dns", parse_ipv4, "an IPv4 address", 16).value_or(std::vector<Ipv4>{});
-                if (auto d = c.string(j, p, "domain")) {
-                    if (!is_dns_name(*d)) c.error(join(p, "domain"), "\"" + *d + "\" is not a valid domain name");
-                    n.domain = *d;
-                }
-                if (auto pools = j.find("pools"); pools != j.end()) {
-                    const auto pp = join(p, "pools");
-                    if (!pools->is_array()) c.error(pp, "expected an array of ranges like \"10.0.0.100-10.0.0.199\"");
-                    else
-                        for (std::size_t k = 0; k < pools->size(); ++k) {
-                            const auto& e = (*pools)[k];
-                            const auto ep = join(pp, k);
-                            bool reversed = false;
-                            auto r = e.is_string() ? Range::parse(e.get<std::string>(), &reversed) : std::nullopt;
-                            if (!r) {
-                                c.error(ep, reversed ? "range " + e.get<std::string>() + " is reversed"
-                                                     : e.dump() + " is not a range like \"10.0.0.100-10.0.0.199\"");
-                                continue;
-                            }
-                            if (subnet && (!subnet->is_host(r->first()) || !subnet->is_host(r->last()))) {
-                                c.error(ep, "range " + r->to_string() + " is not inside subnet " + subnet->to_string() +
-                                                " (network and broadcast addresses excluded)");
-                                continue;
-                            }
-                            if (n.gateway && r->contains(*n.gateway)) {
-                                c.error(ep, "range " + r->to_string() + " contains the gateway " + n.gateway->to_string());
-                                continue;
-                            }
-                            for (std::size_t q = 0; q < n.pools.size(); ++q)
-                                if (n.pools[q].overlaps(*r)) c.error(ep, "range " + r->to_string() + " overlaps " + n.pools[q].to_string());
-                            n.pools.push_back(*r);
-                        }
-                }
-                n.lease_time = static_cast<std::uint32_t>(c.integer(j, p, "lease_time", 60, 0x7FFFFFFF).value_or(kDefaultLeaseTime));
-                if (j.contains("options")) n.options = parse_options(c, j["options"], join(p, "options"));
-                if (j.contains("monitoring_option")) {
-                    const auto mp = join(p, "monitoring_option");
-                    const auto& m = j["monitoring_option"];
-                    if (c.object(m, mp, {"code", "enterprise", "suboption"})) {
-                        n.monitoring_option.code = static_cast<std::uint8_t>(c.integer(m, mp, "code", 1, 254).value_or(125));
-                        n.monitoring_option.enterprise =
-                            static_cast<std::uint32_t>(c.integer(m, mp, "enterprise", 0, 0xFFFFFFFF).value_or(49836));
-                        n.monitoring_option.suboption = static_cast<std::uint8_t>(c.integer(m, mp, "suboption", 0, 255).value_or(0));
-                    }
-                }
-                site.networks.push_back(std::move(n));
-            }
-    }
-
-    // ---- unikernels ----
-    std::map<Mac, std::string> macs;
-    std::unordered_set<std::string> unikernel_names;  // a duplicate check per unikernel, not a scan (65,536 of them)
-    std::map<Ipv4, std::string> addresses;
-    std::map<std::string, std::string> public_hosts;  // host name -> unikernel
-    if (auto it = doc.find("unikernels"); it != doc.end()) {
-        if (!it->is_array()) c.error("/unikernels", "expected an array, found " + type_name(*it));
-        else if (it->size() > kMaxUnikernels) c.error("/unikernels", "at most " + std::to_string(kMaxUnikernels) + " unikernels allowed");
-        else
-            for (std::size_t i = 0; i < it->size(); ++i) {
-                const auto& j = (*it)[i];
-                const auto p = join("/unikernels", i);
-                if (!c.object(j, p,
-                              {"name", "network", "mac", "address", "dhcp", "options", "git", "block", "boot_args", "client_id",
-                               "config_uri", "public_hosts", "backend_port"},
-                              {"name", "network"}))
-                    continue;
-                Unikernel u;
-                if (auto name = c.string(j, p, "name")) {
-                    if (!is_dns_label(*name))
-                        c.error(
-                            join(p, "name"),
-                            "\"" + *name + "\" is not a valid DNS label (1-63 letters, digits and '-', not starting or ending with '-')");
-                    else if (!unikernel_names.insert(*name).second)
-                        c.error(join(p, "name"), "unikernel \"" + *name + "\" is defined twice");
-                    u.name = *name;
-                }
-                const Network* net = nullptr;
-                if (auto nn = c.string(j, p, "network")) {
-                    net = site.network(*nn);
-                    if (!net) {
-                        std::string names;
-                        for (const auto& x : site.networks) names += (names.empty() ? "" : ", ") + x.name;
-                        c.error(join(p, "network"), "no network named \"" + *nn + "\" (defined: " + (names.empty() ? "none" : names) + ")");
-                    }
-                    u.network = *nn;
-                }
-                if (auto m = c.parsed(
-                        j, p, "mac", [](std::string_view s) { return Mac::parse(s); }, "a MAC address like 00:80:41:12:34:56")) {
-                    if (m->is_multicast() || m->is_zero()) c.error(join(p, "mac"), m->to_string() + " is not a unicast MAC address");
-                    u.mac = *m;
-                } else if (!j.contains("mac") && net && !u.name.empty()) {
-                    u.mac = albatross_mac(net->name, u.name);
-                    u.mac_derived = true;
-                }
-                if (!u.name.empty() && !u.mac.is_zero()) {
-                    auto [m, fresh] = macs.emplace(u.mac, u.name);
-                    if (!fresh)
-                        c.error(join(p, u.mac_derived ? "name" : "mac"), "MAC " + u.mac.to_string() + (u.mac_derived ? " (derived)" : "") +
-                                                                             " is also used by unikernel \"" + m->second + "\"");
-                }
-                u.dhcp = c.boolean(j, p, "dhcp").value_or(true);
-                if (auto cid = c.string(j, p, "client_id")) {
-                    auto b = from_hex(*cid);
-                    if (!b || b->size() < 2 || b->size() > 255) c.error(join(p, "client_id"), "\"" + *cid + "\" is not 2-255 bytes of hex");
-                    else u.client_id = *b;
-                }
-                if (auto ph = j.find("public_hosts"); ph != j.end()) {
-                    const auto hp = join(p, "public_hosts");
-                    if (!ph->is_array() || ph->size() > 64) c.error(hp, "expected an array of at most 64 host names");
-                    else
-                        for (std::size_t k = 0; k < ph->size(); ++k) {
-                            const auto& h = (*ph)[k];
-                            std::string name = h.is_string() ? h.get<std::string>() : std::string{};
-                            for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-                            const bool wildcard = name.rfind("*.", 0) == 0;
-                            if (!is_dns_name(wildcard ? name.substr(2) : name)) c.error(join(hp, k), h.dump() + " is not a host name");
-                            else if (auto [at, fresh] = public_hosts.emplace(name, u.name); !fresh)
-                                c.error(join(hp, k), "\"" + name + "\" is also a public host of unikernel \"" + at->second + "\"");
-                            else u.public_hosts.push_back(name);
-                        }
-                }
-                if (auto bp = c.integer(j, p, "backend_port", 1, 65535)) u.backend_port = static_cast<std::uint16_t>(*bp);
-                if (auto uri = c.string(j, p, "config_uri")) {
-                    if (uri->empty() || uri->size() > 255) c.error(join(p, "config_uri"), "must be 1-255 characters");
-                    else u.config_uri = *uri;
-                }
-                if ((u.address = c.parsed(j, p, "address", parse_ipv4, "an IPv4 address"))) {
-                    const auto ap = join(p, "address");
-                    if (net) {
-                        if (!net->subnet.is_host(*u.address))
-                            c.error(ap, u.address->to_string() + " is not a host address in subnet " + net->subnet.to_string() +
-                                            " of network \"" + net->name + "\"");
-                        for (const auto& r : net->pools)
-                            if (r.contains(*u.address))
-                                c.error(ap, u.address->to_string() + " is inside dynamic pool " + r.to_string() +
-                                                "; fixed addresses must be outside the pools");
-                        if (net->gateway && *net->gateway == *u.address) c.error(ap, u.address->to_string() + " is the network's gateway");
-                    }
-                    auto [a, fresh] = addresses.emplace(*u.address, u.name);
-                    if (!fresh) c.error(ap, u.address->to_string() + " is also assigned to unikernel \"" + a->second + "\"");
-                }
-                if (!u.dhcp && !u.address) c.error(join(p, "dhcp"), "a unikernel without DHCP needs a fixed \"address\"");
-                if (j.contains("options")) u.options = parse_options(c, j["options"], join(p, "options"));
-                if (j.contains("git")) {
-                    const auto gp = join(p, "git");
-                    const auto& g = j["git"];
-                    if (c.object(g, gp,
-                                 {"enabled", "access", "branch", "git_protocol", "allow_non_fast_forward", "allow_delete", "allow_symlinks",
-                                  "hook_url", "webhook_url", "validator"})) {
-                        u.git.enabled = c.boolean(g, gp, "enabled").value_or(true);
-                        u.git.git_protocol = c.boolean(g, gp, "git_protocol").value_or(false);
-                        u.git.allow_non_fast_forward = c.boolean(g, gp, "allow_non_fast_forward").value_or(false);
-                        u.git.allow_delete = c.boolean(g, gp, "allow_delete").value_or(false);
-                        u.git.allow_symlinks = c.boolean(g, gp, "allow_symlinks").value_or(false);
-                        if (g.contains("validator")) {
-                            const auto& v = g["validator"];
-                            bool ok = v.is_array() && !v.empty() && v.size() <= 64;
-                            if (ok)
-                                for (const auto& x : v)
-                                    ok = ok && x.is_string() && !x.get<std::string>().empty() && x.get<std::string>().size() <= 4096;
-                            if (!ok)
-                                c.error(join(gp, "validator"),
-                                        "expected a command as an array of strings, e.g. [\"/usr/local/bin/check\", \"--strict\"]");
-                            else {
-                                for (const auto& x : v) u.git.validator.push_back(x.get<std::string>());
-                                if (u.git.validator[0].front() != '/') u.git.validator[0] = resolve(base_dir, u.git.validator[0]).string();
-                            }
-                        }
-                        for (const char* key : {"hook_url", "webhook_url"}) {
-                            auto v = c.string(g, gp, key);
-                            if (!v) continue;
-                            if (v->rfind("http://", 0) != 0 || v->size() > 2048 || v->size() < 8 ||
-                                v->find_first_of(" \r\n") != std::string::npos)
-                                c.error(join(gp, key), "\"" + v->substr(0, 64) +
-                                                           "\" is not an http:// URL (https is not supported for notifications yet)");
-                            (std::string_view(key) == "hook_url" ? u.git.hook_url : u.git.webhook_url) = *v;
-                        }
-                        if (auto a = c.string(g, gp, "access")) {
-                            if (*a == "read-write") u.git.writable = true;
-                            else if (*a != "read-only") c.error(join(gp, "access"), "\"" + *a + "\" is not read-only or read-write");
-                        }
-                        if (auto b = c.string(g, gp, "branch")) {
-                            const bool ok = !b->empty() && b->size() <= 200 && b->find("..") == std::string::npos && b->front() != '/' &&
-                                            b->back() != '/' && b->find_first_of(" ~^:?*[\\") == std::string::npos;
-                            if (!ok) c.error(join(gp, "branch"), "\"" + *b + "\" is not a valid branch name");
-                            u.git.branch = *b;
-                        }
-                    }
-                }
-                if (j.contains("block")) {
-                    const auto bp = join(p, "block");
-                    const auto& b = j["block"];
-                    if (c.object(b, bp, {"device", "sector_size", "size"})) {
-                        BlockSettings bs;
-                        if (auto d = c.string(b, bp, "device")) {
-                            bs.device = resolve(base_dir, *d);
-                            bs.device_given = true;
-                            check_file_exists(c, join(bp, "device"), bs.device, false);
-                        } else {
-                            bs.device = site.services.data_dir / "block" / (u.name + ".img");
-                        }
-                        if (auto s = c.integer(b, bp, "sector_size", 512, 4096)) {
-                            if (*s != 512 && *s != 4096) c.error(join(bp, "sector_size"), "must be 512 or 4096");
-                            bs.sector_size = static_cast<std::uint32_t>(*s);
-                        }
-                        bs.size = c.integer(b, bp, "size", 16 * 1024, 1ull << 32).value_or(bs.size);
-                        if (bs.size % bs.sector_size != 0)
-                            c.error(join(bp, "size"), "must be a multiple of the sector size " + std::to_string(bs.sector_size));
-                        u.block = bs;
-                    }
-                }
-                if (auto args = j.find("boot_args"); args != j.end()) {
-                    const auto ap = join(p, "boot_args");
-                    if (!args->is_array()) c.error(ap, "expected an array of strings");
-                    else
-                        for (std::size_t k = 0; k < args->size(); ++k) {
-                            const auto& a = (*args)[k];
-                            if (!a.is_string() || a.get<std::string>().rfind("--", 0) != 0)
-                                c.error(join(ap, k), a.dump() + " is not a boot argument of the form \"--key=value\"");
-                            else u.boot_args.push_back(a.get<std::string>());
-                        }
-                }
-                site.unikernels.push_back(std::move(u));
-            }
-    }
-    // Lease-driven routes: a local target is a unikernel with a block device; public hosts need routes.
-    if (const auto& r = site.services.dhcp.routes; r && r->kind == LeaseRoutes::Kind::local && !r->device.empty()) {
-        const Unikernel* t = site.unikernel(r->device);
-        if (!t || !t->block) c.error("/services/dhcp/routes/target", "\"" + r->device + "\" is not a unikernel with a \"block\" device");
-    }
-    if (!site.services.dhcp.routes)
-        for (std::size_t i = 0; i < site.unikernels.size(); ++i)
-            if (!site.unikernels[i].public_hosts.empty())
-                c.error(join(join("/unikernels", i), "public_hosts"), "needs services.dhcp.routes (where the routes go)");
-
-    // Subnets of different networks must not overlap: an address would belong to two networks.
-    for (std::size_t i = 0; i < site.networks.size(); ++i)
-        for (std::size_t k = 0; k < site.networks.size(); ++k)
-            if (i < k && site.networks[i].subnet.length() > 0 && site.networks[k].subnet.length() > 0) {
-                const auto& a = site.networks[i].subnet;
-                const auto& b = site.networks[k].subnet;
-                if (a.contains(b.network()) || b.contains(a.network()))
-                    c.error(join(join("/networks", k), "subnet"),
-                            b.to_string() + " overlaps " + a.to_string() + " of network \"" + site.networks[i].name + "\"");
-            }
-
+    site.services.data_dir = kDefaultDataDir;
+    SiteParser parser(c, base_dir, site);
+    parser.services(doc);
+    parser.networks(doc);
+    parser.unikernels(doc);
+    parser.cross_checks();
     if (!c.errors.empty()) throw SiteLoadError(site.source, std::move(c.errors));
+    site.set_data_dir(site.services.data_dir);
     return site;
 }
 
-Site load_site(const std::filesystem::path& file) {
+Site load_site(const std::filesystem::path& file, const std::filesystem::path& data_dir) {
     std::string text;
     if (auto err = read_file_limited(file, kMaxSiteFileBytes, text)) throw SiteLoadError(file.string(), {{"", *err}});
     auto base = file.parent_path();
     if (base.empty()) base = ".";
-    return parse_site(text, std::filesystem::absolute(base), file.string());
+    auto site = parse_site(text, std::filesystem::absolute(base), file.string());
+    if (!data_dir.empty()) site.set_data_dir(data_dir);
+    return site;
 }
 
 }  // namespace fleetconf::common

@@ -32,11 +32,14 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
 }  // namespace
 
+std::filesystem::path lease_file(const common::Site& site) { return site.services.data_dir / "dhcp" / "leases.journal"; }
+std::filesystem::path control_socket(const common::Site& site) { return site.services.data_dir / "dhcp" / "control.sock"; }
+
 Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<Impl>(io, std::move(opts), std::move(log))) {
     impl_->owner = this;
-    if (impl_->opts.lease_file.empty()) impl_->opts.lease_file = site.services.data_dir / "dhcp" / "leases.journal";
-    if (impl_->opts.control_socket.empty()) impl_->opts.control_socket = site.services.data_dir / "dhcp" / "control.sock";
+    if (impl_->opts.lease_file.empty()) impl_->opts.lease_file = lease_file(site);
+    if (impl_->opts.control_socket.empty()) impl_->opts.control_socket = control_socket(site);
     if (!impl_->opts.control_http && site.services.dhcp.control_http) {
         impl_->opts.control_http = site.services.dhcp.control_http;
         impl_->opts.control_key_file = site.services.dhcp.control_key_file;

@@ -12,7 +12,7 @@ using common::Ipv4;
 
 namespace {
 
-constexpr std::uint32_t kMirageEnterprise = 49836;  // the MirageOS private enterprise number (DNSvizor's option 125)
+using common::dhcp_options::kMirageEnterprise;
 
 void add_site_options(std::vector<Option>& out, std::set<std::uint8_t>& always, const common::SiteOptions& o,
                       const common::MonitoringOption& mon) {

@@ -110,5 +110,35 @@ check "the route is on the device" bash -c "'$FC' block dump '$tmp/data2/block/p
 check "reload with no server running exits 1" test $rc -eq 1
 check "and says so" grep -q "no fleetconf server runs" "$tmp/err"
 
+# --data-dir is one operation for every command (common::Site::set_data_dir): each path under the data
+# directory moves with it, and nothing is made under the site file's own data_dir.
+dd="$tmp/dd"; mkdir -p "$dd"
+cat >"$dd/site.json" <<JSON
+{ "networks": [ { "name": "br0", "subnet": "10.9.0.0/24" } ],
+  "unikernels": [ { "name": "proxy", "network": "br0", "block": { "size": 262144 }, "git": {} } ],
+  "services": { "data_dir": "old", "status": "off", "git": { "http": "127.0.0.1:0" },
+                "block": { "listen": "127.0.0.1:0" } } }
+JSON
+new="$dd/new"
+"$FC" git create proxy --site "$dd/site.json" --data-dir "$new" >/dev/null 2>&1
+check "--data-dir: git create makes the repository under it" test -d "$new/git/repos/proxy.git"
+out=$("$FC" git list --site "$dd/site.json" --data-dir "$new" --json)
+check "--data-dir: git list reads it there" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d[0]["head"], d' "$out"
+"$FC" git token proxy --site "$dd/site.json" --data-dir "$new" >/dev/null 2>&1
+check "--data-dir: git token writes the token file under it" test -f "$new/git/tokens.json"
+err=$("$FC" dhcp leases "$dd/site.json" --data-dir "$new" 2>&1 >/dev/null)
+check "--data-dir: dhcp leases looks for the journal under it" grep -qF "$new/dhcp/leases.journal: no lease journal" <<<"$err"
+err=$("$FC" dhcp ctl list-commands --site "$dd/site.json" --data-dir "$new" 2>&1 >/dev/null)
+check "--data-dir: dhcp ctl uses the control socket under it" grep -qF "$new/dhcp/control.sock" <<<"$err"
+"$FC" serve "$dd/site.json" --data-dir "$new" --no-dhcp --no-git 2>"$dd/log" &
+pid=$!
+for _ in $(seq 100); do grep -q "control socket listening" "$dd/log" && break; sleep 0.1; done
+check "--data-dir: serve makes the block device under it" test -f "$new/block/proxy.img"
+check "--data-dir: ... and the block key file" test -f "$new/block/keys"
+out=$("$FC" reload "$dd/site.json" --data-dir "$new" 2>&1)
+check "--data-dir: reload finds the server of that data directory" grep -q "reload sent to pid $pid" <<<"$out"
+kill -TERM $pid; wait $pid
+check "--data-dir: nothing was made under the site file's data_dir" test ! -e "$dd/old"
+
 echo "$passed passed, $failed failed"
 exit $fail

@@ -202,6 +202,63 @@ TEST_CASE("data_dir defaults derive paths, relative paths resolve against the si
     CHECK_FALSE(site.unikernel("p")->block->device_given);
 }
 
+TEST_CASE("--data-dir: set_data_dir moves every default path under the data directory, and no given path", "[site]") {
+    const auto tmp = std::filesystem::temp_directory_path() / ("fleetconf-datadir-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(tmp);
+    std::ofstream(tmp / "given.img").put('x');
+    std::ofstream(tmp / "keys").put('x');
+    const std::string text = R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24"}],
+        "unikernels":[{"name":"p","network":"br0","block":{}}, {"name":"q","network":"br0","block":{"device":"given.img"}},
+                      {"name":"r","network":"br0"}],
+        "services":{"data_dir":"old"}})";
+    std::ofstream(tmp / "site.json") << text;
+
+    auto site = parse_site(text, tmp, "site.json");
+    site.set_data_dir("new/../moved");  // relative: made absolute against the working directory, normalised
+    const auto dir = (std::filesystem::current_path() / "moved").lexically_normal();
+    CHECK(site.services.data_dir == dir);
+    CHECK(site.services.block.key_file == dir / "block" / "keys");
+    CHECK(site.unikernel("p")->block->device == dir / "block" / "p.img");
+    CHECK(site.unikernel("q")->block->device == tmp / "given.img");  // given in the file: stays
+    CHECK_FALSE(site.unikernel("r")->block);
+
+    // load_site's second argument is the commands' --data-dir: the same result as set_data_dir.
+    auto loaded = load_site(tmp / "site.json", tmp / "elsewhere");
+    CHECK(loaded.services.data_dir == tmp / "elsewhere");
+    CHECK(loaded.services.block.key_file == tmp / "elsewhere" / "block" / "keys");
+    CHECK(loaded.unikernel("p")->block->device == tmp / "elsewhere" / "block" / "p.img");
+    CHECK(load_site(tmp / "site.json").services.data_dir == tmp / "old");
+
+    // A key file given in the site file stays where it is.
+    std::ofstream(tmp / "site2.json") << R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24"}],
+        "services":{"block":{"key_file":"keys"}}})";
+    CHECK(load_site(tmp / "site2.json", tmp / "elsewhere").services.block.key_file == tmp / "keys");
+    std::filesystem::remove_all(tmp);
+}
+
+TEST_CASE("options a site cannot set are the option table's managed ones", "[site][options]") {
+    for (const auto& d : dhcp_options::option_table()) {
+        const std::string site = R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24","options":{"custom":[{"code":)" +
+                                 std::to_string(d.code) + R"(,"type":"hex","value":"01"}]}}]})";
+        const auto errs = errors_of(site);
+        INFO("option " << int(d.code) << " " << d.name);
+        if (d.managed) {
+            REQUIRE(errs.size() == 1);
+            CHECK(errs[0].message == "option " + std::to_string(d.code) + " is managed by the server and cannot be set");
+        } else {
+            CHECK(errs.empty());
+        }
+    }
+    // The codes RFC 2132 section 9 and RFC 3046 reserve to the server, and nothing else.
+    std::vector<int> managed;
+    for (const auto& d : dhcp_options::option_table())
+        if (d.managed) managed.push_back(d.code);
+    CHECK(managed == std::vector<int>{50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82});
+    CHECK(MonitoringOption{}.enterprise == 49836);
+    CHECK(MonitoringOption{}.code == 125);
+    CHECK(DhcpService{}.config_uri_option == 224);
+}
+
 TEST_CASE("overlapping subnets, sector sizes and unknown top-level keys", "[site]") {
     auto e1 = errors_of(R"({"networks":[{"name":"a","subnet":"10.0.0.0/16"},{"name":"b","subnet":"10.0.5.0/24"}]})");
     REQUIRE(e1.size() == 1);

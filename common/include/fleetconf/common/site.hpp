@@ -3,6 +3,7 @@
 // docs/site-file.md documents each key.
 #pragma once
 
+#include "fleetconf/common/dhcp_options.hpp"
 #include "fleetconf/common/net.hpp"
 
 #include <cstdint>
@@ -47,9 +48,9 @@ struct CustomOption {
 // convention used by DNSvizor), sub-option 0. code 125 means a vendor-identifying block; any other code
 // is sent as a plain string option.
 struct MonitoringOption {
-    std::uint8_t code = 125;
-    std::uint32_t enterprise = 49836;
-    std::uint8_t suboption = 0;
+    std::uint8_t code = dhcp_options::code::vivso;
+    std::uint32_t enterprise = dhcp_options::kMirageEnterprise;
+    std::uint8_t suboption = dhcp_options::kMonitoringSuboption;
     bool operator==(const MonitoringOption&) const = default;
 };
 
@@ -142,7 +143,7 @@ struct DhcpService {
     std::uint16_t server_port = 67;
     std::uint16_t client_port = 68;
     bool authoritative = true;
-    std::uint8_t config_uri_option = 224;  // private-use code carrying a unikernel's configuration URI
+    std::uint8_t config_uri_option = dhcp_options::kDefaultConfigUriCode;  // private-use code carrying a unikernel's configuration URI
     // The control commands over HTTP as kea-ctrl-agent serves them (POST /, Basic authentication with the
     // password in control_key_file). Off unless configured; the unix socket is always there.
     std::optional<Endpoint> control_http;
@@ -202,6 +203,11 @@ struct Site {
     [[nodiscard]] const Unikernel* unikernel(std::string_view name) const;
     // The network's options with the unikernel's fields laid over them.
     [[nodiscard]] SiteOptions effective_options(const Unikernel& u) const;
+    // Moves the data directory (made absolute) and every default path under it that the site file did not
+    // set: the block key file and the unikernels' block devices. The services derive the rest from
+    // services.data_dir when they start (dhcp::lease_file, gitconf::git_root, ...). Every command's
+    // --data-dir goes through here (load_site's second argument).
+    void set_data_dir(const std::filesystem::path& dir);
 };
 
 // The MAC Albatross gives a unikernel: 00:80:41 then the first three bytes of MD5(bridge ++ name).
@@ -209,8 +215,12 @@ Mac albatross_mac(std::string_view bridge, std::string_view unikernel);
 
 // Parses and validates. Relative paths resolve against base_dir. Throws SiteLoadError with all errors.
 Site parse_site(std::string_view text, const std::filesystem::path& base_dir, std::string_view source_name);
-// Reads the file (at most 16 MiB) and calls parse_site with its directory as base.
-Site load_site(const std::filesystem::path& file);
+// Reads the file (at most 16 MiB) and calls parse_site with its directory as base; a non-empty data_dir
+// replaces services.data_dir (set_data_dir), as the commands' --data-dir does.
+Site load_site(const std::filesystem::path& file, const std::filesystem::path& data_dir = {});
+
+// services.data_dir when the site file does not set it.
+inline constexpr const char* kDefaultDataDir = "/var/lib/fleetconf";
 
 // Limits on the site file, so that a hostile or broken file cannot exhaust memory.
 inline constexpr std::size_t kMaxSiteFileBytes = 16u << 20;

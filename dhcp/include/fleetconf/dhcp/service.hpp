@@ -20,6 +20,10 @@ namespace fleetconf::dhcp {
 
 common::ServiceInfo service_info();
 
+// Where the service keeps its files under the site's data directory (docs/dhcp-leases.md, docs/dhcp-control.md).
+std::filesystem::path lease_file(const common::Site& site);      // <data_dir>/dhcp/leases.journal
+std::filesystem::path control_socket(const common::Site& site);  // <data_dir>/dhcp/control.sock
+
 struct ServiceOptions {
     std::uint16_t server_port = 67;
     std::uint16_t client_port = 68;

@@ -3,6 +3,7 @@
 // are joined (RFC 3396), and the sname/file fields are read as options when option 52 says so.
 #pragma once
 
+#include "fleetconf/common/dhcp_options.hpp"
 #include "fleetconf/common/net.hpp"
 
 #include <array>
@@ -30,14 +31,8 @@ enum class MessageType : std::uint8_t {
 };
 std::string_view to_string(MessageType t);
 
-// Option codes used by the server logic (RFC 2132 unless noted).
-namespace opt {
-inline constexpr std::uint8_t pad = 0, subnet_mask = 1, router = 3, dns = 6, log_server = 7, hostname = 12, domain = 15, broadcast = 28,
-                              ntp = 42, vendor_specific = 43, requested_address = 50, lease_time = 51, overload = 52, message_type = 53,
-                              server_id = 54, parameter_list = 55, message = 56, max_size = 57, renewal_t1 = 58, rebinding_t2 = 59,
-                              vendor_class = 60, client_id = 61, client_fqdn = 81 /* RFC 4702 */, relay_agent = 82 /* RFC 3046 */,
-                              classless_routes = 121 /* RFC 3442 */, vivso = 125 /* RFC 3925 */, end = 255;
-}
+// Option codes, and the option table, are common to the server and the site file.
+namespace opt = common::dhcp_options::code;
 
 struct Option {
     std::uint8_t code;
@@ -126,30 +121,11 @@ struct ClasslessRoute {
 Bytes classless_routes_bytes(const std::vector<ClasslessRoute>& routes);
 std::optional<std::vector<ClasslessRoute>> parse_classless_routes(std::span<const std::uint8_t>);
 
-// ---- the option table (docs/dhcp-options.md is generated from the same facts) ----
-enum class OptionType {
-    address,
-    addresses,
-    u8,
-    u16,
-    u32,
-    i32,
-    string,
-    flag,
-    bytes,
-    client_id,
-    parameter_list,
-    classless_routes,
-    vivso,
-    relay_agent
-};
-struct OptionDef {
-    std::uint8_t code;
-    std::string_view name;
-    OptionType type;
-};
-const OptionDef* option_def(std::uint8_t code);
-std::span<const OptionDef> option_table();
+// ---- the option table (common/dhcp_options.hpp; docs/dhcp-options.md describes the same facts) ----
+using common::dhcp_options::option_def;
+using common::dhcp_options::option_table;
+using common::dhcp_options::OptionDef;
+using common::dhcp_options::OptionType;
 // Human form for logs and `fleetconf dhcp leases` ("10.0.0.1", "[1,3,6]", "\"text\"", hex otherwise).
 std::string format_option(std::uint8_t code, std::span<const std::uint8_t> data);
 
