@@ -8,6 +8,7 @@
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/log.hpp"
 
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <fcntl.h>
 #include <sys/vfs.h>

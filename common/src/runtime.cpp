@@ -2,7 +2,9 @@
 
 #include "fleetconf/common/log.hpp"
 
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/signal_set.hpp>
 
 #include <condition_variable>
 #include <csignal>
@@ -11,13 +13,22 @@
 
 namespace fleetconf::common {
 
-Runtime::Runtime() : signals_(io_, SIGINT, SIGTERM) {
-    signals_.add(SIGHUP);
+struct Runtime::Io {
+    asio::io_context context;
+    asio::signal_set signals{context, SIGINT, SIGTERM};
+};
+
+Runtime::Runtime() : io_(std::make_unique<Io>()) {
+    io_->signals.add(SIGHUP);
     wait_signal();
 }
 
+Runtime::~Runtime() = default;
+
+asio::io_context& Runtime::io() { return io_->context; }
+
 void Runtime::wait_signal() {
-    signals_.async_wait([this](const std::error_code& ec, int sig) {
+    io_->signals.async_wait([this](const std::error_code& ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
             log::get("serve")->info("SIGHUP: reloading");
@@ -28,7 +39,7 @@ void Runtime::wait_signal() {
         } else {
             log::get("serve")->warn("second stop signal: stopping now");
             forced_ = true;
-            io_.stop();
+            io_->context.stop();
             return;
         }
         wait_signal();
@@ -36,7 +47,7 @@ void Runtime::wait_signal() {
 }
 
 void Runtime::request_stop() {
-    asio::post(io_, [this] {
+    asio::post(io_->context, [this] {
         if (stopping_) return;
         stopping_ = true;
         for (auto& f : stop_handlers_) f();
@@ -44,13 +55,13 @@ void Runtime::request_stop() {
 }
 
 void Runtime::request_reload() {
-    asio::post(io_, [this] {
+    asio::post(io_->context, [this] {
         for (auto& f : reload_handlers_) f();
     });
 }
 
 bool Runtime::run(std::chrono::milliseconds grace) {
-    // The pending signal wait would keep io_.run() alive forever; a watchdog thread instead waits for
+    // The pending signal wait would keep the loop alive forever; a watchdog thread instead waits for
     // the stop, lets the services finish for up to `grace`, then cancels the signal wait (so the loop can
     // end naturally) and finally stops the loop if work remains.
     std::mutex m;
@@ -63,15 +74,15 @@ bool Runtime::run(std::chrono::milliseconds grace) {
             if (done) break;
             if (!stopping_) continue;
             // Release the signal wait so that the loop ends as soon as the services' work is done.
-            asio::post(io_, [this] { signals_.cancel(); });
+            asio::post(io_->context, [this] { io_->signals.cancel(); });
             if (cv.wait_for(lock, grace, [&] { return done; })) break;
             log::get("serve")->warn("stop deadline of {} ms passed with work still running; abandoning it", grace.count());
             forced_ = true;
-            io_.stop();
+            io_->context.stop();
             break;
         }
     });
-    io_.run();
+    io_->context.run();
     {
         std::lock_guard lock(m);
         done = true;

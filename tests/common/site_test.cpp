@@ -202,7 +202,7 @@ TEST_CASE("data_dir defaults derive paths, relative paths resolve against the si
     CHECK_FALSE(site.unikernel("p")->block->device_given);
 }
 
-TEST_CASE("--data-dir: set_data_dir moves every default path under the data directory, and no given path", "[site]") {
+TEST_CASE("data_dir override: set_data_dir moves every default path under the data directory, and no given path", "[site]") {
     const auto tmp = std::filesystem::temp_directory_path() / ("fleetconf-datadir-" + std::to_string(::getpid()));
     std::filesystem::create_directories(tmp);
     std::ofstream(tmp / "given.img").put('x');

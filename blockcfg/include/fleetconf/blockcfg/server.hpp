@@ -2,12 +2,12 @@
 // write queue); `Server` is the TCP control socket in front of one or more of them.
 #pragma once
 
+#include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/blockcfg/model.hpp"
 #include "fleetconf/blockcfg/protocol.hpp"
 #include "fleetconf/blockcfg/store.hpp"
 #include "fleetconf/common/net.hpp"
 
-#include <asio/io_context.hpp>
 #include <spdlog/logger.h>
 
 #include <chrono>

@@ -2,6 +2,7 @@
 // authenticated control socket.
 #pragma once
 
+#include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/common/service.hpp"
 
 namespace fleetconf::blockcfg {
@@ -13,8 +14,6 @@ common::ServiceInfo service_info();
 #include "fleetconf/blockcfg/server.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
-
-#include <asio/io_context.hpp>
 
 namespace fleetconf::blockcfg {
 

@@ -2,8 +2,8 @@
 // deadline, and a reload hook on SIGHUP.
 #pragma once
 
-#include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
+#include "fleetconf/common/asio_fwd.hpp"
+
 #include <spdlog/logger.h>
 
 #include <exception>
@@ -32,10 +32,11 @@ inline auto log_exception(std::shared_ptr<spdlog::logger> log, std::string what,
 class Runtime {
 public:
     Runtime();
+    ~Runtime();
     Runtime(const Runtime&) = delete;
     Runtime& operator=(const Runtime&) = delete;
 
-    asio::io_context& io() { return io_; }
+    asio::io_context& io();
 
     // Called once, on the first SIGINT/SIGTERM or request_stop(): cancel acceptors and sessions here.
     void on_stop(std::function<void()> f) { stop_handlers_.push_back(std::move(f)); }
@@ -54,8 +55,8 @@ public:
 private:
     void wait_signal();
 
-    asio::io_context io_;
-    asio::signal_set signals_;
+    struct Io;  // the io_context and the signal set
+    std::unique_ptr<Io> io_;
     std::vector<std::function<void()>> stop_handlers_;
     std::vector<std::function<void()>> reload_handlers_;
     std::atomic<bool> stopping_{false};

@@ -3,11 +3,10 @@
 // docs/status.md describes both. The decision (status_reply) is pure; StatusServer is its socket.
 #pragma once
 
+#include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/common/http.hpp"
 #include "fleetconf/common/net.hpp"
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
 #include <spdlog/logger.h>
 
 #include <chrono>

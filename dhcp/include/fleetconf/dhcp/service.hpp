@@ -1,13 +1,13 @@
 // fleetconf::dhcp: the DHCPv4 service: sockets around the pure decision function.
 #pragma once
 
+#include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/common/service.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
 #include "fleetconf/dhcp/leases.hpp"
 #include "fleetconf/dhcp/server.hpp"
 
-#include <asio/io_context.hpp>
 #include <spdlog/logger.h>
 
 #include <chrono>

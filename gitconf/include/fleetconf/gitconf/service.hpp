@@ -2,12 +2,12 @@
 // over smart HTTP(S) with per-unikernel credentials, and over git:// for repositories that allow it.
 #pragma once
 
+#include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/common/net.hpp"
 #include "fleetconf/common/service.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
 
-#include <asio/io_context.hpp>
 #include <spdlog/logger.h>
 
 #include <chrono>
