@@ -2,6 +2,7 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/listener.hpp"
 #include "fleetconf/common/runtime.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
@@ -236,9 +237,7 @@ struct Server::Impl {
     protocol::KeyRing keys;
     ServerOptions opts;
     std::shared_ptr<spdlog::logger> log;
-    tcp::acceptor acceptor;
-    std::list<std::weak_ptr<tcp::socket>> sockets;
-    std::size_t connections = 0;
+    common::TcpListener listener;
     std::uint64_t requests = 0, auth_failures = 0;
     struct Failures {
         int count = 0;
@@ -249,7 +248,7 @@ struct Server::Impl {
 
     Impl(asio::io_context& i, std::map<std::string, ConfigService*> d, protocol::KeyRing k, ServerOptions o,
          std::shared_ptr<spdlog::logger> l)
-        : io(i), devices(std::move(d)), keys(std::move(k)), opts(o), log(std::move(l)), acceptor(i) {}
+        : io(i), devices(std::move(d)), keys(std::move(k)), opts(o), log(l), listener(i.get_executor(), "block", o.limits, l) {}
 
     bool blocked(const std::string& peer) {
         auto it = failures.find(peer);
@@ -273,8 +272,8 @@ struct Server::Impl {
         if (failures.size() > 10000) failures.clear();  // bounded memory under a spray of addresses
     }
 
-    asio::awaitable<void> accept_loop();
-    asio::awaitable<void> session(std::shared_ptr<tcp::socket> sock, std::string peer);
+    void accept(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, const std::string& peer);
+    asio::awaitable<void> session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer);
     void handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply);
 };
 
@@ -286,90 +285,54 @@ Server::~Server() = default;
 
 void Server::set_keys(protocol::KeyRing keys) { impl_->keys = std::move(keys); }
 
-std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t Server::port() const { return impl_->listener.port(); }
 
 Server::Stats Server::stats() const {
     const auto& i = *impl_;
-    return {i.requests, i.auth_failures, i.connections, !i.stopped && i.acceptor.is_open()};
+    return {i.requests, i.auth_failures, i.listener.admission().stats().open, !i.stopped && i.listener.listening()};
 }
 
+void Server::metrics(std::string& out) const { impl_->listener.metrics(out); }
+
 void Server::start() {
-    auto& a = impl_->acceptor;
-    const auto& e = impl_->opts.listen;
-    const auto addr = asio::ip::make_address(e.host_string());
-    tcp::endpoint ep(addr, e.port);
-    a.open(ep.protocol());
-    a.set_option(tcp::acceptor::reuse_address(true));
-    if (ep.address().is_v6()) a.set_option(asio::ip::v6_only(true));
-    a.bind(ep);
-    a.listen();
-    impl_->log->info("control socket listening on {} ({} device(s), {} key(s)){}", common::Endpoint{e.host, port()}.to_string(),
-                     impl_->devices.size(), impl_->keys.keys.size(),
-                     common::is_loopback(e.host) ? "" : "; NOT loopback: reachable from the network");
-    asio::co_spawn(impl_->io, impl_->accept_loop(), common::log_exception(impl_->log, "control accept loop ended"));
+    auto& i = *impl_;
+    i.listener.open(i.opts.listen, "control socket");
+    i.log->info("control socket serves {} device(s) with {} key(s)", i.devices.size(), i.keys.keys.size());
+    i.listener.start([&i](auto sock, auto ticket, const std::string& peer) { i.accept(std::move(sock), std::move(ticket), peer); },
+                     [](tcp::socket& s, common::Refusal why) {
+                         // A refused client is told why (BUSY instead of HELLO), so that it does not blame its key.
+                         const std::string text = why == common::Refusal::address_full ? "busy: too many connections from this address"
+                                                  : why == common::Refusal::unauthenticated_full
+                                                      ? "busy: too many connections are logging in; try again in a few seconds"
+                                                      : "busy: too many connections open; try again later";
+                         const auto out = protocol::frame(protocol::encode_busy({protocol::BusyReason::too_many_connections, text}));
+                         common::refuse_with(s, std::string_view(reinterpret_cast<const char*>(out.data()), out.size()));
+                     });
 }
 
 void Server::stop() {
     impl_->stopped = true;
-    std::error_code ec;
-    impl_->acceptor.close(ec);
-    for (auto& w : impl_->sockets)
-        if (auto s = w.lock()) s->close(ec);
-    impl_->sockets.clear();
+    impl_->listener.stop();
 }
 
 void Server::handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply) {
     impl_->handle(body, who, std::move(reply));
 }
 
-asio::awaitable<void> Server::Impl::accept_loop() {
-    while (!stopped) {
-        auto [ec, s] = co_await acceptor.async_accept(use_tuple);
-        if (ec) {
-            if (ec == asio::error::operation_aborted || stopped) co_return;
-            log->warn("control accept: {}", ec.message());
-            continue;
-        }
-        std::error_code pec;
-        auto rep = s.remote_endpoint(pec);
-        const std::string peer = pec ? "?"
-                                     : (rep.address().is_v6() ? "[" + rep.address().to_string() + "]" : rep.address().to_string()) + ":" +
-                                           std::to_string(rep.port());
-        const std::string peer_addr = pec ? "?" : rep.address().to_string();
-        // A refused client is told why (BUSY instead of HELLO), so that it does not blame its key.
-        auto turn_away = [&](protocol::BusyReason why, const std::string& text) {
-            const auto out = protocol::frame(protocol::encode_busy({why, text}));
-            s.non_blocking(true, pec);
-            asio::write(s, asio::buffer(out), pec);  // a fresh socket's send buffer takes it at once, or it is dropped
-            s.shutdown(tcp::socket::shutdown_send, pec);
-            s.close(pec);
-        };
-        if (blocked(peer_addr)) {
-            log->debug("control {}: refused (too many failed authentications)", peer);
-            turn_away(protocol::BusyReason::address_blocked, "this address is refused for 60 s after repeated failed authentications");
-            continue;
-        }
-        if (connections >= opts.max_connections) {
-            log->warn("control {}: refused, {} connections open", peer, connections);
-            turn_away(protocol::BusyReason::too_many_connections,
-                      "busy: " + std::to_string(connections) + " connections open (the limit); try again later");
-            continue;
-        }
-        s.set_option(tcp::no_delay(true), pec);  // request/response: never wait to coalesce a reply
-        auto sock = std::make_shared<tcp::socket>(std::move(s));
-        sockets.remove_if([](const auto& w) { return w.expired(); });
-        sockets.push_back(sock);
-        ++connections;
-        asio::co_spawn(io, session(sock, peer),
-                       [this, report = common::log_exception(log, std::string("control ").append(peer).append(": session failed"))](
-                           std::exception_ptr e) {
-                           --connections;
-                           report(e);
-                       });
+void Server::Impl::accept(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, const std::string& peer) {
+    const std::string peer_addr = peer.substr(0, peer.rfind(':'));
+    if (blocked(peer_addr)) {
+        log->debug("control {}: refused (too many failed authentications)", peer);
+        const auto out = protocol::frame(protocol::encode_busy(
+            {protocol::BusyReason::address_blocked, "this address is refused for 60 s after repeated failed authentications"}));
+        common::refuse_with(*sock, std::string_view(reinterpret_cast<const char*>(out.data()), out.size()));
+        return;
     }
+    asio::co_spawn(io, session(std::move(sock), std::move(ticket), peer),
+                   common::log_exception(log, std::string("control ").append(peer).append(": session failed")));
 }
 
-asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, std::string peer) {
+asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
     using namespace asio::experimental::awaitable_operators;
     const std::string peer_addr = peer.substr(0, peer.rfind(':'));
     auto close = [&] {
@@ -382,19 +345,30 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, s
     protocol::ServerSession ss(keys, nonce);
     protocol::FrameReader reader(opts.max_frame);
     asio::steady_timer timer(io);
+    // Phase deadlines (docs/limits.md): the whole login (HELLO to the first verified request) within the
+    // login grace; then a started frame completes within read_timeout and a reply is written within it,
+    // and the time between requests is idle_timeout. Bytes arriving do not move a deadline.
+    using Clock = std::chrono::steady_clock;
+    auto phase_end = Clock::now() + opts.limits.login_grace;
+    const char* phase = "login grace";
+    auto write_all = [&](const std::vector<std::uint8_t>& out) -> asio::awaitable<bool> {
+        timer.expires_at(phase_end);
+        auto r = co_await (asio::async_write(*sock, asio::buffer(out), use_tuple) || timer.async_wait(use_tuple));
+        if (r.index() == 0 && !std::get<0>(std::get<0>(r))) co_return true;
+        if (r.index() == 1) log->info("control {}: closed: the client did not read its reply", peer);
+        close();
+        co_return false;
+    };
 
-    const auto hello = protocol::frame(protocol::encode_hello(nonce));
-    auto [wec, wn] = co_await asio::async_write(*sock, asio::buffer(hello), use_tuple);
-    if (wec) co_return;
+    if (!co_await write_all(protocol::frame(protocol::encode_hello(nonce)))) co_return;
 
     std::vector<std::uint8_t> buf(16384);
     std::string key_id = "-";
     while (true) {
-        timer.expires_after(reader.partial() ? opts.read_timeout : opts.idle_timeout);
+        timer.expires_at(phase_end);
         auto result = co_await (sock->async_read_some(asio::buffer(buf), use_tuple) || timer.async_wait(use_tuple));
         if (result.index() == 1) {
-            log->info("control {}: closed after {} ({})", peer, reader.partial() ? "a frame stalled" : "idle time",
-                      reader.partial() ? "read timeout" : "idle timeout");
+            log->info("control {}: closed: {} over", peer, phase);
             close();
             co_return;
         }
@@ -404,11 +378,20 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, s
             close();
             co_return;
         }
+        const bool was_partial = reader.partial();
         if (reader.feed(std::span<const std::uint8_t>(buf.data(), n))) {
             log->warn("control {}: frame larger than {} bytes; closing", peer, opts.max_frame);
             record_failure(peer_addr, "oversized frame");
             close();
             co_return;
+        }
+        if (!was_partial && reader.partial()) {
+            // A frame started: it has read_timeout to arrive whole (and, before login, no more than the grace).
+            const auto end = Clock::now() + opts.read_timeout;
+            if (ticket.is_authenticated() || end < phase_end) {
+                phase_end = end;
+                phase = "read timeout (a frame stalled)";
+            }
         }
         while (auto body = reader.next()) {
             protocol::Verified v;
@@ -419,6 +402,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, s
                 co_return;
             }
             key_id = v.key->id;
+            ticket.authenticated();
             ++requests;
             // Wait for the answer (changes are answered by the writer thread once durable).
             struct Wait {
@@ -438,12 +422,11 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, s
                 close();
                 co_return;
             }
-            const auto out = protocol::frame(ss.reply(*w->reply));
-            auto [ec2, n2] = co_await asio::async_write(*sock, asio::buffer(out), use_tuple);
-            if (ec2) {
-                close();
-                co_return;
-            }
+            phase_end = Clock::now() + opts.read_timeout;
+            if (!co_await write_all(protocol::frame(ss.reply(*w->reply)))) co_return;
+            // The next phase: idle until a frame starts, or (pipelined) the rest of a started one.
+            phase_end = Clock::now() + (reader.partial() ? opts.read_timeout : opts.idle_timeout);
+            phase = reader.partial() ? "read timeout (a frame stalled)" : "idle timeout";
         }
     }
 }

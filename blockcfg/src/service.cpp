@@ -100,6 +100,7 @@ std::string SiteService::prometheus() const {
         "# HELP fleetconf_block_connections Open control connections\n# TYPE fleetconf_block_connections gauge\n"
         "fleetconf_block_connections " +
         std::to_string(s.connections) + "\n";
+    server_->metrics(out);
     return out;
 }
 

@@ -239,7 +239,7 @@ TEST_CASE("control socket: repeated failures from one address are rate-limited",
 
 TEST_CASE("control socket: a full server says busy; only a failed authentication suggests the key (issue 16.12)", "[server]") {
     ServerOptions opts;
-    opts.max_connections = 1;
+    opts.limits.max_connections = 1;
     Fixture f(opts);
     auto first = f.client();  // holds the only slot
     REQUIRE(first.call({{"op", "list"}})["ok"] == true);
@@ -249,7 +249,7 @@ TEST_CASE("control socket: a full server says busy; only a failed authentication
     } catch (const ClientError& e) {
         busy = e.what();
     }
-    CHECK(busy == f.ep.to_string() + ": refused: busy: 1 connections open (the limit); try again later");
+    CHECK(busy == f.ep.to_string() + ": refused: busy: too many connections open; try again later");
     CHECK(busy.find("key") == std::string::npos);
     // The raw frame: "FCBB", version 1, reason 1, then the text.
     Raw r(f.ep, false);
@@ -322,7 +322,10 @@ TEST_CASE("docs/blockcfg-protocol.md: the documented defaults are the code's", "
     CHECK(protocol::kDefaultMaxFrame == 1u << 20);
     CHECK(o.read_timeout == 10s);
     CHECK(o.idle_timeout == 60s);
-    CHECK(o.max_connections == 256);
+    CHECK(o.limits.max_connections == 256);
+    CHECK(o.limits.max_per_address == 32);
+    CHECK(o.limits.max_unauthenticated == 64);
+    CHECK(o.limits.login_grace == 10s);
     CHECK(o.max_auth_failures == 5);
     CHECK(o.failure_window == 60s);
     CHECK(o.block_time == 60s);
@@ -377,6 +380,7 @@ TEST_CASE("docs/blockcfg-protocol.md: a stalled frame and an idle connection are
     ServerOptions opts;  // the mechanism, on a shorter clock than the defaults checked above
     opts.read_timeout = 400ms;
     opts.idle_timeout = 800ms;
+    opts.limits.login_grace = 800ms;  // before the first request, idle time is the login grace
     Fixture f(opts);
     auto closed_after = [](Raw& r) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -400,4 +404,110 @@ TEST_CASE("docs/blockcfg-protocol.md: a stalled frame and an idle connection are
         (void)r.read_frame();
         CHECK(closed_after(r) >= 800ms - 50ms);
     }
+}
+
+// ---- issue 17: budgets per address, before login, and whole-phase deadlines ----
+
+namespace {
+// A raw connection from a chosen loopback address; says whether the server greeted it (HELLO) or refused
+// it (BUSY, with its text).
+struct From {
+    asio::io_context io;
+    asio::ip::tcp::socket s{io};
+    std::string busy;  // the BUSY text, empty when greeted
+    From(const cm::Endpoint& ep, const char* source) {
+        s.open(asio::ip::tcp::v4());
+        s.bind({asio::ip::make_address(source), 0});
+        s.connect({asio::ip::make_address("127.0.0.1"), ep.port});
+        const auto until = fleetconf::test::in_seconds(10);
+        std::uint8_t h[4];
+        fleetconf::test::read_exact(s, h, sizeof h, until);
+        std::vector<std::uint8_t> b(std::uint32_t{h[2]} << 8 | h[3]);
+        fleetconf::test::read_exact(s, b.data(), b.size(), until);
+        if (auto d = protocol::decode_busy(b)) busy = d->message;
+    }
+    bool greeted() const { return busy.empty(); }
+};
+}  // namespace
+
+TEST_CASE("control socket: silent connections from one address leave the other slots to other addresses", "[server][limits][issue17]") {
+    ServerOptions opts;
+    opts.limits.max_connections = 8;
+    opts.limits.max_per_address = 3;
+    opts.limits.max_unauthenticated = 8;
+    Fixture f(opts);
+    std::vector<std::unique_ptr<From>> flood;
+    for (int i = 0; i < 3; ++i) {
+        flood.push_back(std::make_unique<From>(f.ep, "127.0.0.1"));
+        CHECK(flood.back()->greeted());
+    }
+    From fourth(f.ep, "127.0.0.1");
+    CHECK(fourth.busy == "busy: too many connections from this address");
+    // Another address is served at once, and a real client from it logs in and works.
+    From other(f.ep, "127.0.0.2");
+    CHECK(other.greeted());
+    // A real client from 127.0.0.1 is refused while the flood holds that address's share.
+    CHECK_THROWS_WITH(f.client().call({{"op", "list"}}), Catch::Contains("too many connections from this address"));
+    flood.clear();  // the flood ends: its address is served again
+    for (int i = 0; i < 50 && f.server_stats().connections > 1; ++i) std::this_thread::sleep_for(20ms);
+    CHECK(f.client().call({{"op", "list"}})["ok"] == true);
+}
+
+TEST_CASE("control socket: connections that never log in cannot hold more than the login budget", "[server][limits][issue17]") {
+    ServerOptions opts;
+    opts.limits.max_connections = 16;
+    opts.limits.max_per_address = 0;
+    opts.limits.max_unauthenticated = 2;
+    Fixture f(opts);
+    auto logged_in = f.client();
+    REQUIRE(logged_in.call({{"op", "list"}})["ok"] == true);  // authenticated: not in the login budget
+    From a(f.ep, "127.0.0.2"), b(f.ep, "127.0.0.3");
+    CHECK(a.greeted());
+    CHECK(b.greeted());
+    From c(f.ep, "127.0.0.4");
+    CHECK(c.busy == "busy: too many connections are logging in; try again in a few seconds");
+    CHECK(logged_in.call({{"op", "list"}})["ok"] == true);  // the logged-in admin keeps working
+}
+
+TEST_CASE("control socket: a client trickling a frame is cut when the login grace is over, not kept by each byte",
+          "[server][limits][issue17]") {
+    ServerOptions opts;
+    opts.read_timeout = 10s;
+    opts.limits.login_grace = 300ms;
+    Fixture f(opts);
+    Raw r(f.ep);
+    // One byte of a 100-byte frame every 50 ms: a per-read timeout would never fire; 60 bytes take 3 s.
+    const std::vector<std::uint8_t> frame = {0, 0, 0, 100};
+    bool cut = false;
+    for (int i = 0; i < 60 && !cut; ++i) {
+        std::error_code ec;
+        const std::uint8_t byte = i < 4 ? frame[static_cast<std::size_t>(i)] : 0x55;
+        asio::write(r.s, asio::buffer(&byte, 1), ec);
+        if (ec) cut = true;
+        r.s.non_blocking(true);
+        std::uint8_t b;
+        r.s.read_some(asio::buffer(&b, 1), ec);
+        r.s.non_blocking(false);
+        if (ec == asio::error::eof || ec == asio::error::connection_reset) cut = true;
+        std::this_thread::sleep_for(50ms);
+    }
+    CHECK(cut);
+}
+
+TEST_CASE("control socket: refusals are counted by reason in /metrics", "[server][limits][issue17]") {
+    ServerOptions opts;
+    opts.limits.max_per_address = 1;
+    Fixture f(opts);
+    From a(f.ep, "127.0.0.1");
+    From b(f.ep, "127.0.0.1");
+    CHECK(!b.greeted());
+    std::promise<std::string> p;
+    asio::post(f.io, [&] {
+        std::string out;
+        f.server->metrics(out);
+        p.set_value(out);
+    });
+    const auto m = p.get_future().get();
+    CHECK(m.find("fleetconf_listener_refused_total{listener=\"block\",reason=\"address_full\"} 1\n") != std::string::npos);
+    CHECK(m.find("fleetconf_listener_connections{listener=\"block\"} 1\n") != std::string::npos);
 }

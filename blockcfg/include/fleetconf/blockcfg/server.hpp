@@ -6,6 +6,7 @@
 #include "fleetconf/blockcfg/model.hpp"
 #include "fleetconf/blockcfg/protocol.hpp"
 #include "fleetconf/blockcfg/store.hpp"
+#include "fleetconf/common/admission.hpp"
 #include "fleetconf/common/net.hpp"
 
 #include <spdlog/logger.h>
@@ -88,9 +89,11 @@ private:
 struct ServerOptions {
     common::Endpoint listen{common::Ipv4{127, 0, 0, 1}, 7300};
     std::size_t max_frame = protocol::kDefaultMaxFrame;
-    std::chrono::milliseconds read_timeout{10000};  // a started frame must complete within this
+    std::chrono::milliseconds read_timeout{10000};  // a started frame must complete within this (whole frame, not per read)
     std::chrono::milliseconds idle_timeout{60000};  // between requests
-    std::size_t max_connections = 256;
+    // Connections: 256 in all, 32 per address, 64 not yet authenticated, each of which must send its first
+    // verified request within 10 s (docs/limits.md).
+    common::ListenerLimits limits{.max_connections = 256, .max_per_address = 32, .max_unauthenticated = 64};
     int max_auth_failures = 5;  // per peer address within failure_window
     std::chrono::seconds failure_window{60};
     std::chrono::seconds block_time{60};  // then connections from it are refused this long
@@ -117,6 +120,8 @@ public:
         bool listening = false;
     };
     [[nodiscard]] Stats stats() const;
+    // The listener's Prometheus lines (connections, refusals by reason).
+    void metrics(std::string& out) const;
 
     // Answers one verified request body (a JSON document) without any socket; used by sessions and tests.
     // Calls `reply` with the reply body, possibly later (changes wait for their commit).
