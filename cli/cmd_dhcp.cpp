@@ -65,7 +65,7 @@ int serve(const DhcpArgs& a) {
     status.add(svc.status_source());
     std::optional<common::StatusServer> status_server;
     if (site.services.status) {
-        status_server.emplace(rt.io(), *site.services.status, status, common::log::get("status"));
+        status_server.emplace(rt.io(), *site.services.status, status, common::log::get("status"), site.services.limits_for("status"));
         status_server->start();
     }
     if (a.no_sync) log->warn("--no-sync: leases are NOT synced before replies; a crash can lose acknowledged leases");

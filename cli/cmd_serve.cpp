@@ -179,7 +179,8 @@ int run(const ServeArgs& a) {
     std::unique_ptr<common::StatusServer> status_server;
     if (site.services.status && !status.empty()) {
         try {
-            status_server = std::make_unique<common::StatusServer>(rt.io(), *site.services.status, status, common::log::get("status"));
+            status_server = std::make_unique<common::StatusServer>(rt.io(), *site.services.status, status, common::log::get("status"),
+                                                                   site.services.limits_for("status"));
             status_server->start();
         } catch (const std::exception& e) {
             print_error(std::string(e.what()));

@@ -53,6 +53,7 @@ SiteService::SiteService(asio::io_context& io, const common::Site& site, std::sh
     }
     ServerOptions opts;
     opts.listen = site.services.block.listen;
+    opts.limits = site.services.limits_for("block");
     server_ = std::make_unique<Server>(io, std::move(by_name), load_key_file(kf), opts, log);
 }
 

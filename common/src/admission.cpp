@@ -6,16 +6,23 @@ namespace fleetconf::common {
 
 std::string_view to_string(Refusal r) {
     switch (r) {
-        case Refusal::listener_full:
-            return "listener_full";
-        case Refusal::address_full:
-            return "address_full";
-        case Refusal::unauthenticated_full:
-            return "unauthenticated_full";
-        case Refusal::stopping:
-            return "stopping";
+        case Refusal::listener_full: return "listener_full";
+        case Refusal::address_full: return "address_full";
+        case Refusal::unauthenticated_full: return "unauthenticated_full";
+        case Refusal::stopping: return "stopping";
     }
     return "?";
+}
+
+ListenerLimits default_limits(std::string_view listener) {
+    using namespace std::chrono_literals;
+    // git transports: fetches are short and anonymous until their request is read; the whole-phase
+    // deadlines, not a login budget, bound a silent connection.
+    if (listener == "git" || listener == "http" || listener == "https")
+        return {.max_connections = 1024, .max_per_address = 64, .max_unauthenticated = 0};
+    if (listener == "ssh") return {.max_connections = 64, .max_per_address = 8, .max_unauthenticated = 16, .login_grace = 10s};
+    if (listener == "block") return {.max_connections = 256, .max_per_address = 32, .max_unauthenticated = 64, .login_grace = 10s};
+    return {.max_connections = 64, .max_per_address = 16, .max_unauthenticated = 0};  // dhcp-control, status
 }
 
 std::string peer_key(const std::string& address, int ipv4_prefix, int ipv6_prefix) {

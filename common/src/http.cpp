@@ -93,6 +93,8 @@ struct HttpRequestReader::Parser {
                     limit(rd, "body");
                     return -1;
                 }
+                rd.headers_done_ = true;
+                rd.expected_body_ = p->content_length != ULLONG_MAX ? static_cast<std::size_t>(p->content_length) : rd.max_body_;
                 return 0;
             };
             st.on_body = [](http_parser* p, const char* at, std::size_t len) {
@@ -158,7 +160,8 @@ void HttpRequestReader::next() {
     }
     req_ = HttpRequest{};
     state_ = State::reading;
-    started_ = in_value_ = false;
+    started_ = in_value_ = headers_done_ = false;
+    expected_body_ = 0;
     field_.clear();
     value_.clear();
     too_large_what_.clear();

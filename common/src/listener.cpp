@@ -92,9 +92,10 @@ struct TcpListener::Impl : std::enable_shared_from_this<Impl> {
             if (d.refused) {
                 if (d.log) {
                     const auto st = admission->stats();
-                    log->warn("{} {}: refused ({}: {} open, {} not yet authenticated); further refusals of {} are counted, not logged, for {} s",
-                              name, peer, to_string(*d.refused), st.open, st.unauthenticated, d.key,
-                              admission->limits().log_interval.count() / 1000);
+                    log->warn(
+                        "{} {}: refused ({}: {} open, {} not yet authenticated); further refusals of {} are counted, not logged, for {} s",
+                        name, peer, to_string(*d.refused), st.open, st.unauthenticated, d.key,
+                        admission->limits().log_interval.count() / 1000);
                 }
                 if (refuse) refuse(s, *d.refused);
                 s.close(pec);

@@ -454,6 +454,7 @@ private:
     void git_service(const json& j);
     void git_operators(const json& ops);
     void block_service(const json& j);
+    void limits(const json& j);
     void network(const json& j, const std::string& p);
     void pools(Network& n, const json& list, const std::string& pp, const std::optional<Prefix>& subnet);
     void monitoring_option(Network& n, const json& m, const std::string& mp);
@@ -478,7 +479,7 @@ private:
 
 void SiteParser::services(const json& doc) {
     json services = doc.value("services", json::object());
-    if (c_.object(services, "/services", {"data_dir", "status", "dhcp", "git", "block"})) {
+    if (c_.object(services, "/services", {"data_dir", "status", "dhcp", "git", "block", "limits"})) {
         if (auto d = c_.string(services, "/services", "data_dir")) {
             if (d->empty()) c_.error("/services/data_dir", "must not be empty");
             else site_.services.data_dir = resolve(base_dir_, *d);
@@ -491,6 +492,7 @@ void SiteParser::services(const json& doc) {
         if (services.contains("dhcp")) dhcp_service(services["dhcp"]);
         if (services.contains("git")) git_service(services["git"]);
         if (services.contains("block")) block_service(services["block"]);
+        if (services.contains("limits")) limits(services["limits"]);
     }
     if (auto& g = site_.services.git; !g.http && !g.https && !g.git && !g.ssh) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
 }
@@ -639,6 +641,34 @@ void SiteParser::block_service(const json& j) {
         s.key_file = resolve(base_dir_, *k);
         s.key_file_given = true;
         check_file_exists(c_, join(p, "key_file"), s.key_file, false);
+    }
+}
+
+void SiteParser::limits(const json& j) {
+    const std::string p = "/services/limits";
+    if (!c_.object(j, p, {"git", "http", "https", "ssh", "block", "dhcp-control", "status"})) return;  // kListenerNames
+    for (const auto name : kListenerNames) {
+        auto it = j.find(name);
+        if (it == j.end()) continue;
+        const auto lp = join(p, name);
+        if (!c_.object(
+                *it, lp,
+                {"max_connections", "max_per_address", "max_unauthenticated", "login_grace", "ipv4_prefix", "ipv6_prefix", "min_rate"}))
+            continue;
+        auto l = default_limits(name);
+        l.max_connections = c_.integer(*it, lp, "max_connections", 1, 65536).value_or(l.max_connections);
+        l.max_per_address = c_.integer(*it, lp, "max_per_address", 0, 65536).value_or(l.max_per_address);
+        l.max_unauthenticated = c_.integer(*it, lp, "max_unauthenticated", 0, 65536).value_or(l.max_unauthenticated);
+        if (auto g = c_.integer(*it, lp, "login_grace", 1, 600)) l.login_grace = std::chrono::seconds(*g);
+        l.ipv4_prefix = static_cast<int>(c_.integer(*it, lp, "ipv4_prefix", 8, 32).value_or(static_cast<std::uint64_t>(l.ipv4_prefix)));
+        l.ipv6_prefix = static_cast<int>(c_.integer(*it, lp, "ipv6_prefix", 16, 128).value_or(static_cast<std::uint64_t>(l.ipv6_prefix)));
+        l.min_rate = c_.integer(*it, lp, "min_rate", 0, 1ull << 30).value_or(l.min_rate);
+        if (l.max_per_address > l.max_connections)
+            c_.error(join(lp, "max_per_address"), "is more than max_connections: one address could take every slot");
+        else if (l.max_per_address == l.max_connections && l.max_connections > 1)
+            c_.error(join(lp, "max_per_address"), "equals max_connections: one address could take every slot");
+        if (l.max_unauthenticated > l.max_connections) c_.error(join(lp, "max_unauthenticated"), "is more than max_connections");
+        site_.services.limits[std::string(name)] = l;
     }
 }
 
@@ -940,6 +970,11 @@ void SiteParser::cross_checks() {
 }
 
 }  // namespace
+
+ListenerLimits Services::limits_for(std::string_view listener) const {
+    if (auto it = limits.find(listener); it != limits.end()) return it->second;
+    return default_limits(listener);
+}
 
 void Site::set_data_dir(const std::filesystem::path& dir) {
     services.data_dir = std::filesystem::absolute(dir).lexically_normal();

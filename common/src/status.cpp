@@ -1,5 +1,6 @@
 #include "fleetconf/common/status.hpp"
 
+#include "fleetconf/common/listener.hpp"
 #include "fleetconf/common/runtime.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -137,31 +138,16 @@ struct StatusServer::Impl : std::enable_shared_from_this<Impl> {
     Endpoint listen;
     const StatusRegistry& reg;
     std::shared_ptr<spdlog::logger> log;
-    asio::ip::tcp::acceptor acceptor;
-    std::list<std::weak_ptr<asio::ip::tcp::socket>> sockets;
+    TcpListener listener;
     bool stopped = false;
 
-    Impl(asio::io_context& i, Endpoint l, const StatusRegistry& r, std::shared_ptr<spdlog::logger> lg)
-        : io(i), listen(l), reg(r), log(std::move(lg)), acceptor(i) {}
+    Impl(asio::io_context& i, Endpoint l, const StatusRegistry& r, std::shared_ptr<spdlog::logger> lg, const ListenerLimits& limits)
+        : io(i), listen(l), reg(r), log(lg), listener(i.get_executor(), "status", limits, lg) {}
 
-    asio::awaitable<void> accept_loop() {
-        auto self = shared_from_this();
-        while (!stopped) {
-            auto [ec, s] = co_await acceptor.async_accept(use_tuple);
-            if (ec) co_return;
-            std::erase_if(sockets, [](const auto& w) { return w.expired(); });
-            if (sockets.size() >= kMaxConnections) {
-                log->warn("status: {} connections open; refusing one", sockets.size());
-                continue;  // `s` closes here
-            }
-            auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(s));
-            sockets.push_back(sock);
-            asio::co_spawn(io, session(sock), log_exception(log, "status session", spdlog::level::warn));
-        }
-    }
-
-    asio::awaitable<void> session(std::shared_ptr<asio::ip::tcp::socket> s) {
+    // One request per connection, read and answered within kTimeout as a whole (a trickling client is cut).
+    asio::awaitable<void> session(std::shared_ptr<asio::ip::tcp::socket> s, AdmissionTicket ticket) {
         using namespace asio::experimental::awaitable_operators;
+        (void)ticket;  // holds the connection's slot until the session ends
         auto self = shared_from_this();
         HttpRequestReader reader(HttpLimits{.max_url = 1024, .max_header_bytes = 8192, .max_body = 0, .body_limit = {}});
         asio::steady_timer deadline(io, kTimeout);
@@ -175,53 +161,57 @@ struct StatusServer::Impl : std::enable_shared_from_this<Impl> {
             reader.feed(std::string_view(buf.data(), n));
         }
         if (reader.state() == HttpRequestReader::State::complete) {
-            const auto reply = status_reply(reg, reader.request());
+            auto reply = status_reply(reg, reader.request());
+            if (reply.status == 200 && reply.content_type.rfind("text/plain", 0) == 0) listener.metrics(reply.body);  // /metrics
             out = http_response(reply.status, reply.content_type, reply.body);
             if (reader.request().method == "HEAD") out.resize(out.size() - reply.body.size());
         } else {
             const int status = reader.state() == HttpRequestReader::State::too_large ? 413 : 400;
             out = http_response(status, "text/plain; charset=utf-8", reader.error() + "\n");
         }
-        co_await asio::async_write(*s, asio::buffer(out), use_tuple);
+        deadline.expires_after(kTimeout);  // a client that does not read its reply is cut
+        co_await (asio::async_write(*s, asio::buffer(out), use_tuple) || deadline.async_wait(use_tuple));
         std::error_code ec;
         s->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+        s->close(ec);
     }
 };
 
-StatusServer::StatusServer(asio::io_context& io, Endpoint listen, const StatusRegistry& reg, std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_shared<Impl>(io, listen, reg, std::move(log))) {}
+StatusServer::StatusServer(asio::io_context& io, Endpoint listen, const StatusRegistry& reg, std::shared_ptr<spdlog::logger> log,
+                           const ListenerLimits& limits)
+    : impl_(std::make_shared<Impl>(io, listen, reg, std::move(log), limits)) {}
 
 StatusServer::~StatusServer() { stop(); }
 
 void StatusServer::start() {
     auto& i = *impl_;
-    const asio::ip::tcp::endpoint ep(asio::ip::make_address(i.listen.host_string()), i.listen.port);
     try {
-        i.acceptor.open(ep.protocol());
-        i.acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true));
-        i.acceptor.bind(ep);
-        i.acceptor.listen();
-    } catch (const std::system_error& e) {
-        throw std::system_error(e.code(), "status endpoint " + i.listen.to_string());
+        i.listener.open(i.listen, "status");
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string("status endpoint: ") + e.what());
     }
     i.log->info("status on http://{} (/health, /metrics)", host_port(i.listen.host, port()));
-    asio::co_spawn(i.io, i.accept_loop(), log_exception(i.log, "status endpoint"));
+    auto self = impl_;
+    i.listener.start(
+        [self](auto sock, AdmissionTicket ticket, const std::string&) {
+            asio::co_spawn(self->io, self->session(std::move(sock), std::move(ticket)),
+                           log_exception(self->log, "status session", spdlog::level::warn));
+        },
+        [](asio::ip::tcp::socket& s, Refusal) {
+            refuse_with(
+                s, http_response(503, "text/plain; charset=utf-8", "busy: too many connections; try again later\n", "Retry-After: 5\r\n"));
+        });
 }
 
 void StatusServer::stop() {
     auto& i = *impl_;
     if (i.stopped) return;
     i.stopped = true;
-    std::error_code ec;
-    i.acceptor.close(ec);
-    for (auto& w : i.sockets)
-        if (auto s = w.lock()) s->close(ec);
+    i.listener.stop();
 }
 
-std::uint16_t StatusServer::port() const {
-    std::error_code ec;
-    const auto ep = impl_->acceptor.local_endpoint(ec);
-    return ec ? 0 : ep.port();
-}
+std::uint16_t StatusServer::port() const { return impl_->listener.port(); }
+
+void StatusServer::metrics(std::string& out) const { impl_->listener.metrics(out); }
 
 }  // namespace fleetconf::common

@@ -281,6 +281,7 @@ std::string Service::prometheus() const {
         out += "fleetconf_dhcp_pool_addresses{network=\"" + n.name + "\"} " + std::to_string(total) + "\n";
         assigned += "fleetconf_dhcp_leases_active{network=\"" + n.name + "\"} " + std::to_string(active) + "\n";
     }
+    if (im.control_http) im.control_http->metrics(assigned);
     return out + assigned;
 }
 
@@ -367,20 +368,6 @@ asio::awaitable<void> Service::Impl::control_session(asio::local::stream_protoco
     co_await asio::async_write(s, asio::buffer(out), use_tuple);
 }
 
-namespace {
-
-asio::ip::tcp::acceptor listen_tcp(asio::io_context& io, const common::Endpoint& e) {
-    asio::ip::tcp::acceptor acc(io);
-    asio::ip::tcp::endpoint ep(asio::ip::make_address(e.host_string()), e.port);
-    acc.open(ep.protocol());
-    acc.set_option(asio::ip::tcp::acceptor::reuse_address(true));
-    acc.bind(ep);
-    acc.listen();
-    return acc;
-}
-
-}  // namespace
-
 void Service::Impl::start_control_http() {
     if (!opts.control_http) return;
     std::string text;
@@ -390,19 +377,19 @@ void Service::Impl::start_control_http() {
                                  ": the control password must have at least 16 characters "
                                  "(make one: head -c 24 /dev/urandom | base64)");
     control_password = std::move(text);
-    control_http = std::make_unique<asio::ip::tcp::acceptor>(listen_tcp(io, *opts.control_http));
-    log->info("control channel on http://{}/ (Basic authentication)", opts.control_http->to_string());
-    if (!control_http->local_endpoint().address().is_loopback())
+    control_http = std::make_unique<common::TcpListener>(io.get_executor(), "dhcp-control", control_limits, log);
+    control_http->open(*opts.control_http, "control channel (HTTP, Basic authentication)");
+    if (!common::is_loopback(opts.control_http->host))
         log->warn("control channel on a non-loopback address: plain HTTP, the password crosses the network in clear");
-    asio::co_spawn(io, http_loop(*control_http), common::log_exception(log, "control channel (HTTP)"));
-}
-
-asio::awaitable<void> Service::Impl::http_loop(asio::ip::tcp::acceptor& acc) {
-    while (!stopped) {
-        auto [ec, s] = co_await acc.async_accept(use_tuple);
-        if (ec) co_return;
-        asio::co_spawn(io, http_session(std::move(s)), common::log_exception(log, "HTTP session", spdlog::level::warn));
-    }
+    control_http->start(
+        [this](auto sock, common::AdmissionTicket ticket, const std::string&) {
+            asio::co_spawn(io, http_session(std::move(sock), std::move(ticket)),
+                           common::log_exception(log, "HTTP session", spdlog::level::warn));
+        },
+        [](asio::ip::tcp::socket& s, common::Refusal) {
+            common::refuse_with(s, common::http_response(503, "application/json", R"({"result": 1, "text": "busy: too many connections"})",
+                                                         "Retry-After: 5\r\n"));
+        });
 }
 
 namespace {
@@ -415,8 +402,10 @@ std::string json_response(int status, std::string_view body, bool challenge = fa
 
 // Control (kea-ctrl-agent's shape): POST / with a JSON command, Basic authentication; the reply is a JSON
 // array holding the service's answer.
-asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
+asio::awaitable<void> Service::Impl::http_session(std::shared_ptr<asio::ip::tcp::socket> sp, common::AdmissionTicket ticket) {
     using namespace asio::experimental::awaitable_operators;
+    (void)ticket;  // holds the connection's slot until the session ends
+    auto& s = *sp;
     common::HttpRequestReader reader(
         common::HttpLimits{.max_url = 2048, .max_header_bytes = 16384, .max_body = kMaxCommandBytes, .body_limit = {}});
     char buf[4096];
@@ -466,7 +455,8 @@ asio::awaitable<void> Service::Impl::http_session(asio::ip::tcp::socket s) {
             out = json_response(200, json::array({answer}).dump(-1, ' ', false, json::error_handler_t::replace));
         }
     }
-    co_await asio::async_write(s, asio::buffer(out), use_tuple);
+    deadline.expires_after(kCommandTimeout);  // a client that does not read its reply is cut
+    co_await (asio::async_write(s, asio::buffer(out), use_tuple) || deadline.async_wait(use_tuple));
 }
 
 }  // namespace fleetconf::dhcp

@@ -44,6 +44,7 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
         impl_->opts.control_http = site.services.dhcp.control_http;
         impl_->opts.control_key_file = site.services.dhcp.control_key_file;
     }
+    impl_->control_limits = site.services.limits_for("dhcp-control");
     impl_->cfg = make_config(site, interface_ipv4);
     if (impl_->opts.lease_store) {
         impl_->store = impl_->opts.lease_store();
@@ -118,7 +119,7 @@ void Service::stop() {
         impl_->control->close(ec);
         std::filesystem::remove(impl_->opts.control_socket, ec);
     }
-    if (impl_->control_http) impl_->control_http->close(ec);
+    if (impl_->control_http) impl_->control_http->stop();
     impl_->commit_timer.cancel();
     impl_->store->sync();
 }

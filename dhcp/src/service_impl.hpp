@@ -2,6 +2,7 @@
 // endpoints (control.cpp). Everything here runs on the one io_context thread.
 #pragma once
 
+#include "fleetconf/common/listener.hpp"
 #include "fleetconf/dhcp/service.hpp"
 
 #include <asio/awaitable.hpp>
@@ -58,13 +59,13 @@ struct Service::Impl {
     }
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     std::unique_ptr<asio::local::stream_protocol::acceptor> control;
-    std::unique_ptr<asio::ip::tcp::acceptor> control_http;
-    std::string control_password;  // from control_key_file
+    std::unique_ptr<common::TcpListener> control_http;
+    common::ListenerLimits control_limits = common::default_limits("dhcp-control");  // services.limits.dhcp-control
+    std::string control_password;                                                    // from control_key_file
 
     asio::awaitable<void> control_loop();
     asio::awaitable<void> control_session(asio::local::stream_protocol::socket s);
-    asio::awaitable<void> http_loop(asio::ip::tcp::acceptor& acc);
-    asio::awaitable<void> http_session(asio::ip::tcp::socket s);
+    asio::awaitable<void> http_session(std::shared_ptr<asio::ip::tcp::socket> s, common::AdmissionTicket ticket);
     void start_control();
     void start_control_http();
 

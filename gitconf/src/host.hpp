@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/listener.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/gitconf/auth.hpp"
 #include "fleetconf/gitconf/receive_pack.hpp"
@@ -56,35 +57,8 @@ private:
     std::atomic<std::uint64_t> hits_{0}, misses_{0};
 };
 
-// Closes a socket when a deadline passes; arm() moves the deadline. One per connection. The watcher
-// coroutine shares the state, so it may outlive the session that owns the Deadline.
-class Deadline {
-public:
-    template <typename Close>
-    Deadline(asio::any_io_executor ex, Close close) : st_(std::make_shared<State>(ex, std::move(close))) {}
-    ~Deadline() { cancel(); }
-    Deadline(const Deadline&) = delete;
-    Deadline& operator=(const Deadline&) = delete;
-    void arm(std::chrono::milliseconds d) { st_->timer.expires_after(d); }
-    void disarm() { st_->timer.expires_at(asio::steady_timer::time_point::max()); }
-    void start();  // spawns the watcher
-    void cancel() {
-        st_->done = true;
-        st_->timer.cancel();
-    }
-    [[nodiscard]] bool expired() const { return st_->expired; }
-
-private:
-    struct State {
-        State(asio::any_io_executor ex, std::function<void()> c) : timer(ex), close(std::move(c)) {}
-        asio::steady_timer timer;
-        std::function<void()> close;
-        bool done = false;
-        bool expired = false;
-    };
-    static asio::awaitable<void> watch(std::shared_ptr<State> st);
-    std::shared_ptr<State> st_;
-};
+// Whole-phase deadlines (common/listener.hpp): moved when the conversation moves on, never by a byte.
+using Deadline = common::SocketDeadline;
 
 struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     Impl(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log);
@@ -101,7 +75,12 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     std::optional<common::FileStamp> tokens_stamp;  // of the token file as last loaded
     void refresh_tokens();
 
-    std::optional<tcp::acceptor> http_acceptor, https_acceptor, git_acceptor, ssh_acceptor;
+    // One listener per transport, each with its own budgets (services.limits.NAME; docs/limits.md).
+    std::optional<common::TcpListener> http_listener, https_listener, git_listener, ssh_listener;
+    void open_listener(std::optional<common::TcpListener>& l, const char* name, const std::optional<common::Endpoint>& at,
+                       const char* what);
+    void start_listener(common::TcpListener& l, int kind);  // 0 git, 1 http, 2 https, 3 ssh
+    [[nodiscard]] std::size_t open_connections() const;
     // SSH: each session runs on its own thread with blocking libssh calls; they read this snapshot of
     // the site (replaced on reload) and never touch `site` directly.
     std::shared_ptr<const common::Site> site_snapshot;
@@ -112,11 +91,9 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     std::mutex ssh_fds_mutex;
     std::set<int> ssh_fds;
     void start_ssh();
-    void run_ssh_session(int fd, std::string peer);
+    void run_ssh_session(int fd, common::AdmissionTicket& ticket, std::string peer);
     std::optional<asio::ssl::context> tls;
     bool stopped = false;
-    std::size_t connections = 0;
-    std::list<std::weak_ptr<tcp::socket>> sockets;
 
     // statistics
     // statistics (atomic: the SSH sessions run on their own threads)
@@ -152,10 +129,8 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     // Builds (or takes from the cache) the pack of `job` on the pool; resumes on the I/O thread.
     asio::awaitable<std::shared_ptr<const PackResult>> pack(const Repository& repo, const PackJob& job, bool& hit);
 
-    void listen(std::optional<tcp::acceptor>& a, const common::Endpoint& e, const char* what);
-    asio::awaitable<void> accept_loop(tcp::acceptor& a, int kind);  // 0 git, 1 http, 2 https, 3 ssh
-    asio::awaitable<void> git_session(std::shared_ptr<tcp::socket> sock, std::string peer);
-    asio::awaitable<void> http_session(std::shared_ptr<tcp::socket> sock, std::string peer, bool tls);
+    asio::awaitable<void> git_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer);
+    asio::awaitable<void> http_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer, bool tls);
 };
 
 }  // namespace fleetconf::gitconf

@@ -301,13 +301,29 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
         }});
     std::string in;  // bytes read but not parsed yet (a pipelined request waits here)
     std::array<char, 16384> buf;
+    const auto min_rate = h.site.services.limits_for(tls ? "https" : "http").min_rate;
     while (true) {
+        // Phases (docs/limits.md): idle_timeout until a request's first byte; read_timeout for its request
+        // line and headers; then the body at min_rate at least. Each deadline is set once, when its phase
+        // begins: a client sending one byte at a time is cut all the same.
+        enum class Phase { idle, headers, body } phase = Phase::idle;
+        deadline.arm(h.opts.idle_timeout);
+        auto next_phase = [&] {
+            if (phase == Phase::idle && reader.started()) {
+                phase = Phase::headers;
+                deadline.arm(h.opts.read_timeout);
+            }
+            if (phase == Phase::headers && reader.headers_complete()) {
+                phase = Phase::body;
+                deadline.arm(common::phase_deadline(h.opts.read_timeout, reader.expected_body(), min_rate));
+            }
+        };
         while (reader.state() == State::reading) {
             if (!in.empty()) {
                 in.erase(0, reader.feed(in));
                 if (reader.state() != State::reading) break;
             }
-            deadline.arm(reader.started() ? h.opts.read_timeout : h.opts.idle_timeout);
+            next_phase();
             auto [ec, n] = co_await stream.async_read_some(asio::buffer(buf), use_tuple);
             if (ec) {
                 if (deadline.expired() && reader.started()) {
@@ -332,7 +348,7 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
         Response r = co_await handle(h, reader.request(), peer, tls);
         if (!reader.request().keep_alive || h.stopped) r.close = true;
         const auto out = serialize(r);
-        deadline.arm(h.opts.read_timeout);
+        deadline.arm(common::phase_deadline(h.opts.read_timeout, out.size(), min_rate));  // a client that does not read is cut
         auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
         h.bytes_sent += wn;
         if (wec || r.close) co_return;
@@ -342,7 +358,9 @@ asio::awaitable<void> serve(Service::Impl& h, Stream& stream, Deadline& deadline
 
 }  // namespace
 
-asio::awaitable<void> Service::Impl::http_session(std::shared_ptr<tcp::socket> sock, std::string peer, bool use_tls) {
+asio::awaitable<void> Service::Impl::http_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer,
+                                                  bool use_tls) {
+    (void)ticket;  // holds the connection's slot until the session ends
     auto self = shared_from_this();
     auto close = [sock] {
         std::error_code ec;

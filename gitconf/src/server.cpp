@@ -43,14 +43,6 @@ namespace fleetconf::gitconf {
 namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-std::string peer_of(const tcp::socket& s) {
-    std::error_code ec;
-    auto ep = s.remote_endpoint(ec);
-    if (ec) return "?";
-    const auto a = ep.address();
-    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
-}
-
 std::string join_wants(const std::vector<Oid>& w) {
     std::string s;
     for (std::size_t i = 0; i < w.size() && i < 8; ++i) s += (i ? "," : "") + w[i].hex().substr(0, 12);
@@ -279,22 +271,6 @@ std::size_t PackCache::bytes() const {
     return bytes_;
 }
 
-// ---- deadlines -----------------------------------------------------------------------------------
-
-asio::awaitable<void> Deadline::watch(std::shared_ptr<State> st) {
-    while (!st->done) {
-        co_await st->timer.async_wait(use_tuple);  // also wakes when arm()/disarm() move the expiry
-        if (st->done) co_return;
-        if (st->timer.expiry() <= asio::steady_timer::clock_type::now()) {
-            st->expired = true;
-            st->close();
-            co_return;
-        }
-    }
-}
-
-void Deadline::start() { asio::co_spawn(st_->timer.get_executor(), watch(st_), asio::detached); }
-
 // ---- the service ---------------------------------------------------------------------------------
 
 Service::Impl::Impl(asio::io_context& i, const common::Site& s, ServiceOptions o, std::shared_ptr<spdlog::logger> l)
@@ -465,83 +441,68 @@ asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const Rep
     co_return result;
 }
 
-void Service::Impl::listen(std::optional<tcp::acceptor>& a, const common::Endpoint& e, const char* what) {
-    tcp::endpoint ep(asio::ip::make_address(e.host_string()), e.port);
-    a.emplace(io);
-    a->open(ep.protocol());
-    a->set_option(tcp::acceptor::reuse_address(true));
-    if (ep.address().is_v6()) a->set_option(asio::ip::v6_only(true));
-    try {
-        a->bind(ep);
-    } catch (const std::system_error& x) {
-        throw std::runtime_error(std::string(what) + " listener " + e.to_string() + ": " + x.code().message());
-    }
-    a->listen();
-    const auto bound = a->local_endpoint();
-    log->info("{} listening on {}{}", what, common::host_port(e.host, bound.port()),
-              common::is_loopback(e.host) ? "" : " (NOT loopback: reachable from the network)");
+void Service::Impl::open_listener(std::optional<common::TcpListener>& l, const char* name, const std::optional<common::Endpoint>& at,
+                                  const char* what) {
+    if (!at) return;
+    l.emplace(io.get_executor(), name, site.services.limits_for(name), log);
+    l->open(*at, what);
 }
 
-asio::awaitable<void> Service::Impl::accept_loop(tcp::acceptor& a, int kind) {
+std::size_t Service::Impl::open_connections() const {
+    std::size_t n = 0;
+    for (const auto* l : {&git_listener, &http_listener, &https_listener, &ssh_listener})
+        if (*l) n += (*l)->admission().stats().open;
+    return n;
+}
+
+void Service::Impl::start_listener(common::TcpListener& l, int kind) {
     auto self = shared_from_this();
-    while (!stopped) {
-        auto [ec, s] = co_await a.async_accept(use_tuple);
-        if (ec) {
-            if (ec == asio::error::operation_aborted || stopped) co_return;
-            log->warn("accept: {}", ec.message());
-            continue;
-        }
-        const std::string peer = peer_of(s);
-        std::error_code pec;
-        if (connections >= opts.max_connections) {
-            log->warn("{}: refused, {} connections open", peer, connections);
-            s.close(pec);
-            continue;
-        }
-        s.set_option(tcp::no_delay(true), pec);
+    auto serve = [self, kind](std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
+        auto& i = *self;
         if (kind == 3) {
-            // SSH: libssh drives the connection with blocking calls on a thread of its own.
-            if (ssh_sessions >= 64) {
-                log->warn("ssh {}: refused, {} SSH sessions open", peer, ssh_sessions.load());
-                s.close(pec);
-                continue;
-            }
-            const int fd = s.release(pec);
-            if (pec) continue;
+            // SSH: libssh drives the connection with blocking calls on a thread of its own; the ticket goes
+            // with it (the login budget is left when the key is accepted).
+            std::error_code ec;
+            const int fd = sock->release(ec);
+            if (ec) return;
             {
-                std::lock_guard g(ssh_fds_mutex);
-                ssh_fds.insert(fd);
+                std::lock_guard g(i.ssh_fds_mutex);
+                i.ssh_fds.insert(fd);
             }
-            ++ssh_sessions;
-            std::thread([self, fd, peer] {
+            std::thread([self, fd, peer, t = std::move(ticket)]() mutable {
                 try {
-                    self->run_ssh_session(fd, peer);
+                    self->run_ssh_session(fd, t, peer);
                 } catch (const std::exception& e) {
                     self->log->error("ssh {}: session failed: {}", peer, e.what());
                 }
-                {
-                    std::lock_guard g(self->ssh_fds_mutex);
-                    self->ssh_fds.erase(fd);
-                }
-                --self->ssh_sessions;
+                std::lock_guard g(self->ssh_fds_mutex);
+                self->ssh_fds.erase(fd);
             }).detach();
-            continue;
+            return;
         }
-        auto sock = std::make_shared<tcp::socket>(std::move(s));
-        sockets.remove_if([](const auto& w) { return w.expired(); });
-        sockets.push_back(sock);
-        ++connections;
-        auto done = [self, report = common::log_exception(log, peer + ": session failed")](std::exception_ptr e) {
-            --self->connections;
-            report(e);
-        };
-        if (kind == 0) asio::co_spawn(io, git_session(sock, peer), done);
-        else asio::co_spawn(io, http_session(sock, peer, kind == 2), done);
-    }
+        auto report = common::log_exception(i.log, peer + ": session failed");
+        if (kind == 0) asio::co_spawn(i.io, i.git_session(std::move(sock), std::move(ticket), peer), report);
+        else asio::co_spawn(i.io, i.http_session(std::move(sock), std::move(ticket), peer, kind == 2), report);
+    };
+    // Refusals in each protocol's words: HTTP 503 with Retry-After, a git ERR line; SSH has no way to say
+    // it before the key exchange, so the connection is closed.
+    auto refuse = [kind](tcp::socket& s, common::Refusal why) {
+        const std::string text = why == common::Refusal::address_full ? "too many connections from this address" : "too many connections";
+        if (kind == 1) {
+            common::refuse_with(
+                s, common::http_response(503, "text/plain; charset=utf-8", "busy: " + text + "; try again later\n", "Retry-After: 5\r\n"));
+        } else if (kind == 0) {
+            std::string out;
+            pkt::write_line(out, "ERR busy: " + text + "; try again later");
+            common::refuse_with(s, out);
+        }
+    };
+    l.start(std::move(serve), std::move(refuse));
 }
 
 // git:// (gitprotocol-pack "Git Transport"): one request line, then the upload-pack conversation.
-asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> sock, std::string peer) {
+asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
+    (void)ticket;  // holds the connection's slot until the session ends
     auto self = shared_from_this();
     auto close = [sock] {
         std::error_code ec;
@@ -554,11 +515,16 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
 
     std::string in, out;
     std::array<char, 16384> buf;
+    bool* command_phase = nullptr;  // v2: set while between commands; the first byte of one starts its phase
     auto read_more = [&]() -> asio::awaitable<bool> {
         auto [ec, n] = co_await sock->async_read_some(asio::buffer(buf), use_tuple);
         if (ec) co_return false;
         in.append(buf.data(), n);
         quick_ack(*sock);
+        if (command_phase && !*command_phase) {
+            *command_phase = true;
+            deadline.arm(opts.read_timeout);
+        }
         co_return true;
     };
     auto flush_out = [&]() -> asio::awaitable<bool> {
@@ -658,10 +624,18 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
     auto refs = repo->refs();
     ++advertisements;
     const auto t0 = std::chrono::steady_clock::now();
+    const auto min_rate = site.services.limits_for("git").min_rate;
+    // The reply of a phase (a pack above all) must be taken at min_rate at least: a client that stops
+    // reading is cut, however slowly it drains the socket.
+    auto reply_deadline = [&] { deadline.arm(common::phase_deadline(opts.read_timeout, out.size(), min_rate)); };
     if (v2) {
         UploadPackV2 up(*repo, refs);
         out = UploadPackV2::capabilities();
         if (!co_await flush_out()) co_return;
+        // Each command is a phase: idle_timeout until its first byte, then read_timeout for all of it.
+        deadline.arm(in.empty() ? opts.idle_timeout : opts.read_timeout);
+        bool in_command = !in.empty();
+        command_phase = &in_command;
         while (true) {
             const auto n = up.feed(in, out);
             in.erase(0, n);
@@ -676,6 +650,8 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
             } else if (up.last_command() == "ls-refs") {
                 ++ls_refs;
             }
+            const bool answered = !out.empty();
+            if (answered) reply_deadline();
             if (!co_await flush_out()) co_return;
             if (up.state() == UploadPackV2::State::failed) {
                 ++protocol_errors;
@@ -684,7 +660,10 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
                 co_return;
             }
             if (up.state() == UploadPackV2::State::finished) break;
-            deadline.arm(in.empty() ? opts.idle_timeout : opts.read_timeout);
+            if (answered) {  // the next phase: idle, or a pipelined command already started
+                in_command = !in.empty();
+                deadline.arm(in_command ? opts.read_timeout : opts.idle_timeout);
+            }
             if (!co_await read_more()) {
                 if (deadline.expired()) ++timeouts;
                 break;
@@ -695,13 +674,15 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
     }
     UploadPack up(*repo, refs, {});
     out = advertise_refs(refs, false, false);
+    reply_deadline();
     if (!co_await flush_out()) co_return;
+    // The whole negotiation (wants, haves, done) is one phase of read_timeout.
+    deadline.arm(opts.read_timeout);
     while (up.state() == UploadPack::State::wants || up.state() == UploadPack::State::negotiate) {
         const auto n = up.feed(in, out);
         in.erase(0, n);
         if (!co_await flush_out()) co_return;
         if (up.state() != UploadPack::State::wants && up.state() != UploadPack::State::negotiate) break;
-        deadline.arm(opts.read_timeout);
         if (!co_await read_more()) {
             if (deadline.expired()) {
                 ++timeouts;
@@ -718,7 +699,7 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
         auto p = co_await pack_with_keepalive(*repo, up.job(), hit);
         up.write_pack(*p, out);
         const auto size = out.size();
-        deadline.arm(opts.read_timeout);
+        reply_deadline();
         co_await flush_out();
         ++fetches_git;
         log->info("fetch git {} repo {} wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants),
@@ -763,35 +744,30 @@ void Service::start() {
     }
     std::atomic_store(&i.site_snapshot, std::make_shared<const common::Site>(i.site));
     if (g.ssh) i.start_ssh();
-    if (g.git) i.listen(i.git_acceptor, *g.git, "git://");
-    if (g.ssh) i.listen(i.ssh_acceptor, *g.ssh, "SSH");
-    if (g.http) i.listen(i.http_acceptor, *g.http, "HTTP");
-    if (g.https) i.listen(i.https_acceptor, *g.https, "HTTPS");
+    i.open_listener(i.git_listener, "git", g.git, "git://");
+    i.open_listener(i.ssh_listener, "ssh", g.ssh, "SSH");
+    i.open_listener(i.http_listener, "http", g.http, "HTTP");
+    i.open_listener(i.https_listener, "https", g.https, "HTTPS");
     const auto n = repo_unikernels(i.site).size();
     i.log->info("serving {} repositor{} ({} credential(s))", n, n == 1 ? "y" : "ies", i.tokens.records().size());
-    if (i.git_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.git_acceptor, 0), common::log_exception(i.log, "git:// accept loop ended"));
-    if (i.http_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.http_acceptor, 1), common::log_exception(i.log, "HTTP accept loop ended"));
-    if (i.https_acceptor)
-        asio::co_spawn(i.io, i.accept_loop(*i.https_acceptor, 2), common::log_exception(i.log, "HTTPS accept loop ended"));
-    if (i.ssh_acceptor) asio::co_spawn(i.io, i.accept_loop(*i.ssh_acceptor, 3), common::log_exception(i.log, "SSH accept loop ended"));
+    if (i.git_listener) i.start_listener(*i.git_listener, 0);
+    if (i.http_listener) i.start_listener(*i.http_listener, 1);
+    if (i.https_listener) i.start_listener(*i.https_listener, 2);
+    if (i.ssh_listener) i.start_listener(*i.ssh_listener, 3);
 }
 
 void Service::stop() {
     auto& i = *impl_;
     if (i.stopped) return;
     i.stopped = true;
-    std::error_code ec;
-    for (auto* a : {&i.git_acceptor, &i.http_acceptor, &i.https_acceptor, &i.ssh_acceptor})
-        if (*a) (*a)->close(ec);
+    for (auto* l : {&i.git_listener, &i.http_listener, &i.https_listener, &i.ssh_listener})
+        if (*l) (*l)->stop();
     for (auto& w : i.notify_timers)  // pending notifications give up (their state file says where they were)
         if (auto t = w.lock()) t->cancel();
     {
         std::lock_guard g(i.ssh_fds_mutex);  // wake SSH sessions blocked in libssh
         for (int fd : i.ssh_fds) ::shutdown(fd, SHUT_RDWR);
     }
-    for (auto& w : i.sockets)
-        if (auto s = w.lock()) s->close(ec);
-    i.sockets.clear();
 }
 
 void Service::reload(const common::Site& site) {
@@ -810,19 +786,16 @@ void Service::reload(const common::Site& site) {
 }
 
 namespace {
-std::optional<common::Endpoint> bound(const std::optional<tcp::acceptor>& a, const std::optional<common::Endpoint>& configured) {
-    if (!a || !configured) return std::nullopt;
-    std::error_code ec;
-    auto ep = a->local_endpoint(ec);
-    if (ec) return std::nullopt;
-    return common::Endpoint{configured->host, ep.port()};
+std::optional<common::Endpoint> bound(const std::optional<common::TcpListener>& l, const std::optional<common::Endpoint>& configured) {
+    if (!l || !configured || !l->port()) return std::nullopt;
+    return common::Endpoint{configured->host, l->port()};
 }
 }  // namespace
 
-std::optional<common::Endpoint> Service::http_endpoint() const { return bound(impl_->http_acceptor, impl_->site.services.git.http); }
-std::optional<common::Endpoint> Service::https_endpoint() const { return bound(impl_->https_acceptor, impl_->site.services.git.https); }
-std::optional<common::Endpoint> Service::git_endpoint() const { return bound(impl_->git_acceptor, impl_->site.services.git.git); }
-std::optional<common::Endpoint> Service::ssh_endpoint() const { return bound(impl_->ssh_acceptor, impl_->site.services.git.ssh); }
+std::optional<common::Endpoint> Service::http_endpoint() const { return bound(impl_->http_listener, impl_->site.services.git.http); }
+std::optional<common::Endpoint> Service::https_endpoint() const { return bound(impl_->https_listener, impl_->site.services.git.https); }
+std::optional<common::Endpoint> Service::git_endpoint() const { return bound(impl_->git_listener, impl_->site.services.git.git); }
+std::optional<common::Endpoint> Service::ssh_endpoint() const { return bound(impl_->ssh_listener, impl_->site.services.git.ssh); }
 
 std::string Service::prometheus() const {
     const auto& i = *impl_;
@@ -851,7 +824,11 @@ std::string Service::prometheus() const {
     o << "# HELP fleetconf_git_pack_cache_bytes Bytes held by the pack cache\n# TYPE fleetconf_git_pack_cache_bytes gauge\n"
       << "fleetconf_git_pack_cache_bytes " << i.cache.bytes() << "\n";
     o << "# HELP fleetconf_git_connections Open connections\n# TYPE fleetconf_git_connections gauge\nfleetconf_git_connections "
-      << i.connections << "\n";
+      << i.open_connections() << "\n";
+    std::string listeners;
+    for (const auto* l : {&i.git_listener, &i.http_listener, &i.https_listener, &i.ssh_listener})
+        if (*l) (*l)->metrics(listeners);
+    o << listeners;
     return o.str();
 }
 
@@ -859,17 +836,17 @@ common::Health Service::health() const {
     const auto& i = *impl_;
     if (i.stopped) return {false, "stopped"};
     std::string open, closed;
-    auto check = [&](const char* what, const std::optional<tcp::acceptor>& a, const std::optional<common::Endpoint>& configured) {
+    auto check = [&](const char* what, const std::optional<common::TcpListener>& l, const std::optional<common::Endpoint>& configured) {
         if (!configured) return;
-        auto& list = a && a->is_open() ? open : closed;
+        auto& list = l && l->listening() ? open : closed;
         list += (list.empty() ? "" : ", ") + std::string(what) + " " + configured->to_string();
     };
-    check("http", i.http_acceptor, i.site.services.git.http);
-    check("https", i.https_acceptor, i.site.services.git.https);
-    check("git", i.git_acceptor, i.site.services.git.git);
-    check("ssh", i.ssh_acceptor, i.site.services.git.ssh);
+    check("http", i.http_listener, i.site.services.git.http);
+    check("https", i.https_listener, i.site.services.git.https);
+    check("git", i.git_listener, i.site.services.git.git);
+    check("ssh", i.ssh_listener, i.site.services.git.ssh);
     if (!closed.empty()) return {false, "not listening: " + closed};
-    return {true, "listening on " + open + "; " + std::to_string(i.connections) + " connections"};
+    return {true, "listening on " + open + "; " + std::to_string(i.open_connections()) + " connections"};
 }
 
 common::StatusSource Service::status_source() const {

@@ -7,11 +7,17 @@
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/gitconf/pktline.hpp"
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
 #include <openssl/evp.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,13 +170,68 @@ std::pair<std::string, std::string> parse_exec(std::string cmd) {
 
 }  // namespace
 
-void Service::Impl::run_ssh_session(int fd, std::string peer) {
+namespace {
+// The phase deadline of one SSH session, whose libssh calls block on their own thread: a timer on the
+// service's I/O thread shuts the socket down when the phase's time is up (docs/limits.md), which makes
+// the blocked call return. The session moves the deadline from phase to phase; `done` (set under the
+// lock before libssh closes the socket) keeps the timer from touching a descriptor that was reused.
+struct SshWatch {
+    SshWatch(asio::io_context& io, int f) : timer(io), fd(f) {}
+    asio::steady_timer timer;  // I/O thread only
+    std::mutex m;
+    std::chrono::steady_clock::time_point until;
+    std::string phase;
+    bool done = false, fired = false;
+    int fd;
+
+    void set(std::chrono::milliseconds d, std::string what) {
+        std::lock_guard g(m);
+        until = std::chrono::steady_clock::now() + d;
+        phase = std::move(what);
+    }
+    static asio::awaitable<void> run(std::shared_ptr<SshWatch> w, std::shared_ptr<spdlog::logger> log, std::string peer) {
+        while (true) {
+            std::chrono::steady_clock::time_point at;
+            {
+                std::lock_guard g(w->m);
+                if (w->done) co_return;
+                at = w->until;
+            }
+            w->timer.expires_at(at);
+            co_await w->timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+            std::lock_guard g(w->m);
+            if (w->done) co_return;
+            if (std::chrono::steady_clock::now() >= w->until) {
+                w->fired = true;
+                ::shutdown(w->fd, SHUT_RDWR);
+                log->info("ssh {}: closed: {} over", peer, w->phase);
+                co_return;
+            }
+        }
+    }
+    // From the session's thread, before the socket is closed.
+    void finish(asio::io_context& io, const std::shared_ptr<SshWatch>& self) {
+        {
+            std::lock_guard g(m);
+            done = true;
+        }
+        asio::post(io, [self] { self->timer.cancel(); });
+    }
+};
+}  // namespace
+
+void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std::string peer) {
     auto site_now = snapshot();
+    const auto limits = site_now->services.limits_for("ssh");
+    auto watch = std::make_shared<SshWatch>(io, fd);
+    watch->set(limits.login_grace, "login grace");  // key exchange and authentication, together
+    asio::co_spawn(io, SshWatch::run(watch, log, peer), asio::detached);
     ssh_session session = ssh_new();
     const long timeout_s = static_cast<long>(std::max<std::int64_t>(1, opts.read_timeout.count() / 1000));
     ssh_options_set(session, SSH_OPTIONS_TIMEOUT, &timeout_s);
     struct Cleanup {
         ssh_session s;
+        std::function<void()> before_close;
         ssh_channel ch = nullptr;
         ~Cleanup() {
             if (ch) {
@@ -183,11 +244,14 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
                     if (ssh_channel_read_timeout(ch, sink, sizeof sink, 0, 200) == SSH_ERROR) break;
                 ssh_channel_free(ch);
             }
+            before_close();
             ssh_disconnect(s);
             ssh_free(s);
         }
-    } cleanup{session};
+    } cleanup{session, [&] { watch->finish(io, watch); }};
     if (ssh_bind_accept_fd(ssh->bind, session, fd) != SSH_OK) {
+        watch->finish(io, watch);
+        cleanup.before_close = [] {};
         ::close(fd);
         log->info("ssh {}: {}", peer, ssh_get_error(ssh->bind));
         return;
@@ -243,6 +307,8 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
                     ssh_message_auth_reply_success(msg, 0);
                     who = id;
                     handled = true;
+                    ticket.authenticated();
+                    watch->set(opts.read_timeout, "read timeout (no command after login)");
                     log->debug("ssh {}: authenticated as {} {}", peer, id->operator_key ? "operator" : "unikernel", id->name);
                 } else if (!id && state == SSH_PUBLICKEY_STATE_VALID) {
                     ++unauthorized;
@@ -283,7 +349,12 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
         ssh_message_free(msg);
     }
 
+    // The conversation's phases: the advertisement and negotiation within read_timeout; a push's pack, and
+    // a fetch's pack, at min_rate at least.
+    watch->set(opts.read_timeout, "read timeout (negotiation)");
     auto write_all = [&](std::string_view data) {
+        if (data.size() > 65536)
+            watch->set(common::phase_deadline(opts.read_timeout, data.size(), limits.min_rate), "reply too slowly read");
         while (!data.empty()) {
             const auto n = ssh_channel_write(channel, data.data(), static_cast<std::uint32_t>(std::min<std::size_t>(data.size(), 32768)));
             if (n <= 0) return false;
@@ -293,6 +364,7 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
         return true;
     };
     auto finish = [&](int status, const std::string& err = {}) {
+        watch->set(std::chrono::seconds(6), "closing");  // the drain below bounds itself (5 s)
         if (!err.empty()) {
             const std::string line = "fleetconf: " + err + "\n";
             ssh_channel_write_stderr(channel, line.data(), static_cast<std::uint32_t>(line.size()));
@@ -348,9 +420,10 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
     };
 
     if (push) {
-        const PushLimits limits = push_limits_for(*site_now);
+        const PushLimits push_limits = push_limits_for(*site_now);
         if (!write_all(advertise_receive(repo->refs()))) return;
-        ReceivePack rp(limits);
+        watch->set(common::phase_deadline(opts.read_timeout, push_limits.max_pack, limits.min_rate), "push too slow");
+        ReceivePack rp(push_limits);
         while (rp.state() == ReceivePack::State::commands || rp.state() == ReceivePack::State::pack) {
             const auto used = rp.feed(in);
             in.erase(0, used);
@@ -374,7 +447,7 @@ void Service::Impl::run_ssh_session(int fd, std::string peer) {
             for (auto& c : result.commands) c.error = "refused";
         } else if (!rp.commands().empty()) {
             std::lock_guard lock(push_lock(repo_name));
-            result = apply_push(*repo, rp.commands(), rp.pack(), rp.atomic(), policy, limits);
+            result = apply_push(*repo, rp.commands(), rp.pack(), rp.atomic(), policy, push_limits);
         }
         if (!rp.commands().empty() || rp.state() == ReceivePack::State::failed) {
             // audit_push uses the live site for its folder: read it through the snapshot instead.

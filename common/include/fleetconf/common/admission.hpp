@@ -33,14 +33,21 @@ struct ListenerLimits {
     std::chrono::milliseconds login_grace{10000};
     int ipv4_prefix = 32;  // peers in one prefix share the per-address budget
     int ipv6_prefix = 64;
+    std::size_t min_rate = 16384;  // bytes/s: a reply or body slower than this is cut (phase_deadline)
     std::chrono::milliseconds log_interval{60000};
+    bool operator==(const ListenerLimits&) const = default;
 };
 
+// Every TCP listener by name (the site file's services.limits keys and the metrics label), and its
+// defaults (docs/limits.md).
+inline constexpr std::string_view kListenerNames[] = {"git", "http", "https", "ssh", "block", "dhcp-control", "status"};
+ListenerLimits default_limits(std::string_view listener);
+
 enum class Refusal {
-    listener_full,        // max_connections open
-    address_full,         // max_per_address open from this address (or prefix)
-    unauthenticated_full, // max_unauthenticated connections have not authenticated yet
-    stopping,             // the service is stopping
+    listener_full,         // max_connections open
+    address_full,          // max_per_address open from this address (or prefix)
+    unauthenticated_full,  // max_unauthenticated connections have not authenticated yet
+    stopping,              // the service is stopping
 };
 std::string_view to_string(Refusal r);  // "listener_full", ... (the metrics label)
 

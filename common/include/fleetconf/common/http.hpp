@@ -55,6 +55,9 @@ public:
     std::size_t feed(std::string_view data);
     [[nodiscard]] State state() const { return state_; }
     [[nodiscard]] bool started() const { return started_; }  // some byte of this request has arrived
+    [[nodiscard]] bool headers_complete() const { return headers_done_; }
+    // After the headers: the body's Content-Length, or its limit when the body is chunked.
+    [[nodiscard]] std::size_t expected_body() const { return expected_body_; }
     [[nodiscard]] const HttpRequest& request() const { return req_; }
     // Why the request is malformed (http-parser's description) or too large.
     [[nodiscard]] std::string error() const;
@@ -68,7 +71,8 @@ private:
     HttpLimits limits_;
     HttpRequest req_;
     State state_ = State::reading;
-    bool started_ = false, in_value_ = false;
+    bool started_ = false, in_value_ = false, headers_done_ = false;
+    std::size_t expected_body_ = 0;
     std::string field_, value_, too_large_what_;
     std::size_t header_bytes_ = 0, max_body_ = 0;
     void end_header();

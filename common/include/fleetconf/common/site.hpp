@@ -3,11 +3,13 @@
 // docs/site-file.md documents each key.
 #pragma once
 
+#include "fleetconf/common/admission.hpp"
 #include "fleetconf/common/dhcp_options.hpp"
 #include "fleetconf/common/net.hpp"
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -190,6 +192,9 @@ struct Services {
     DhcpService dhcp;
     GitService git;
     BlockService block;
+    // Connection budgets and deadlines of each TCP listener (services.limits.NAME; docs/limits.md).
+    std::map<std::string, ListenerLimits, std::less<>> limits;
+    [[nodiscard]] ListenerLimits limits_for(std::string_view listener) const;
 };
 
 struct Site {

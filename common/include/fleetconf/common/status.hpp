@@ -3,6 +3,7 @@
 // docs/status.md describes both. The decision (status_reply) is pure; StatusServer is its socket.
 #pragma once
 
+#include "fleetconf/common/admission.hpp"
 #include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/common/http.hpp"
 #include "fleetconf/common/net.hpp"
@@ -55,14 +56,16 @@ StatusReply status_reply(const StatusRegistry& reg, const HttpRequest& req);
 
 class StatusServer {
 public:
-    StatusServer(asio::io_context& io, Endpoint listen, const StatusRegistry& reg, std::shared_ptr<spdlog::logger> log);
+    StatusServer(asio::io_context& io, Endpoint listen, const StatusRegistry& reg, std::shared_ptr<spdlog::logger> log,
+                 const ListenerLimits& limits = default_limits("status"));
     ~StatusServer();
     // Binds (throws std::system_error naming the address) and starts accepting.
     void start();
     void stop();
     [[nodiscard]] std::uint16_t port() const;
+    // The listener's Prometheus lines (connections, refusals by reason).
+    void metrics(std::string& out) const;
 
-    static constexpr std::size_t kMaxConnections = 64;
     static constexpr std::chrono::seconds kTimeout{10};  // a request must arrive, whole, within this
 
 private:

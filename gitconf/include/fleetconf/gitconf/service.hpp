@@ -72,7 +72,7 @@ struct ServiceOptions {
     // idle_timeout. 0: from the site file (services.git.read_timeout, idle twice that).
     std::chrono::milliseconds read_timeout{0};
     std::chrono::milliseconds idle_timeout{0};
-    std::size_t max_connections = 2048;
+    // Connection budgets: services.limits.{git,http,https,ssh} of the site file (docs/limits.md).
     std::size_t max_body = 8 << 20;            // request body on the wire
     std::size_t max_inflated_body = 32 << 20;  // after gzip decoding
 };
