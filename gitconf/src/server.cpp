@@ -1,6 +1,8 @@
 // The gitconf service: repositories on disk, the pack cache, listeners and the git:// front end.
 #include "host.hpp"
 
+#include "fleetconf/gitconf/daemon_request.hpp"
+
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/gitconf/pktline.hpp"
@@ -571,26 +573,16 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
             co_return;
         }
     }
-    const std::string request(first.payload);
+    const auto req = parse_daemon_request(first.payload);  // before the erase: the payload points into `in`
     in.erase(0, used);
-    const auto nul = request.find('\0');
-    const std::string command_path = request.substr(0, nul);
-    bool v2 = false;
-    std::string host = "-";
-    if (nul != std::string::npos) {
-        std::size_t pos = nul + 1;
-        while (pos < request.size()) {
-            auto end = request.find('\0', pos);
-            if (end == std::string::npos) end = request.size();
-            const std::string_view param(request.data() + pos, end - pos);
-            if (param.substr(0, 5) == "host=") host = std::string(param.substr(5, 255));
-            if (param == "version=2") v2 = true;
-            pos = end + 1;
-        }
+    if (!req) {
+        log->info("git {}: empty request line", peer);
+        ++protocol_errors;
+        co_return;
     }
-    const auto sp = command_path.find(' ');
-    const std::string command = command_path.substr(0, sp);
-    const std::string path = sp == std::string::npos ? "" : command_path.substr(sp + 1);
+    const bool v2 = req->v2;
+    const std::string& command = req->command;
+    const std::string& path = req->path;
     auto deny = [&](const std::string& why) -> asio::awaitable<void> {
         pkt::write_line(out, "ERR " + why);
         co_await flush_out();

@@ -503,3 +503,36 @@ TEST_CASE("docs/site-file.md: every count and size limit, at the limit and one p
     REQUIRE_FALSE(e.empty());
     CHECK(e[0] == SiteError{"/unikernels", "at most 65536 unikernels allowed"});
 }
+
+TEST_CASE("services.limits: per listener, defaults from the kit, one address never takes every slot", "[site][limits]") {
+    const auto base = R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24"}],"services":{"limits":)";
+    auto site = parse(std::string(base) + R"({"ssh":{"max_connections":20,"max_per_address":2,"login_grace":3,"min_rate":100}}}})");
+    const auto ssh = site.services.limits_for("ssh");
+    CHECK(ssh.max_connections == 20);
+    CHECK(ssh.max_per_address == 2);
+    CHECK(ssh.max_unauthenticated == 16);  // the default, kept
+    CHECK(ssh.login_grace == std::chrono::seconds(3));
+    CHECK(ssh.min_rate == 100);
+    CHECK(site.services.limits_for("http") == default_limits("http"));  // not given: the default
+    CHECK(default_limits("block").max_connections == 256);
+    CHECK(default_limits("block").max_per_address == 32);
+    CHECK(default_limits("block").max_unauthenticated == 64);
+    CHECK(default_limits("ssh").max_connections == 64);
+    CHECK(default_limits("git").max_per_address == 64);
+    for (auto name : kListenerNames) CHECK(default_limits(name).max_per_address < default_limits(name).max_connections);
+
+    auto err = [&](const std::string& limits) {
+        const auto e = errors_of(std::string(base) + limits + "}}");
+        return e.empty() ? SiteError{} : e[0];
+    };
+    CHECK(err(R"({"smtp":{}})").message == "unknown key \"smtp\" (expected one of: git, http, https, ssh, block, dhcp-control, status)");
+    CHECK(err(R"({"git":{"max_connections":4,"max_per_address":4}})") ==
+          SiteError{"/services/limits/git/max_per_address", "equals max_connections: one address could take every slot"});
+    CHECK(err(R"({"git":{"max_connections":4,"max_per_address":5}})") ==
+          SiteError{"/services/limits/git/max_per_address", "is more than max_connections: one address could take every slot"});
+    CHECK(err(R"({"block":{"max_connections":0}})") ==
+          SiteError{"/services/limits/block/max_connections", "must be between 1 and 65536, found 0"});
+    CHECK(err(R"({"ssh":{"login_grace":601}})") == SiteError{"/services/limits/ssh/login_grace", "must be between 1 and 600, found 601"});
+    CHECK(err(R"({"ssh":{"max_connections":8,"max_per_address":2,"max_unauthenticated":9}})") ==
+          SiteError{"/services/limits/ssh/max_unauthenticated", "is more than max_connections"});
+}

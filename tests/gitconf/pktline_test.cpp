@@ -122,3 +122,33 @@ TEST_CASE("pkt-line: writers", "[gitconf][pktline]") {
     pkt::write_sideband(small, 2, "hello", 1000);
     CHECK(small == std::string("000a\2hello"));
 }
+
+// ---- the git:// request line (daemon_request.hpp) ----
+#include "fleetconf/gitconf/daemon_request.hpp"
+
+TEST_CASE("git:// request line: command, path, host and version=2", "[gitconf][daemon]") {
+    using fleetconf::gitconf::parse_daemon_request;
+    using namespace std::string_literals;
+    auto r = parse_daemon_request("git-upload-pack /web.git\0host=10.0.0.1:9418\0\0version=2\0"s);
+    REQUIRE(r);
+    CHECK(r->command == "git-upload-pack");
+    CHECK(r->path == "/web.git");
+    CHECK(r->host == "10.0.0.1:9418");
+    CHECK(r->v2);
+    r = parse_daemon_request("git-upload-pack /web.git\0host=x\0"s);  // v0: no extra parameters
+    REQUIRE(r);
+    CHECK_FALSE(r->v2);
+    r = parse_daemon_request("git-receive-pack /cal.git"s);  // no parameters at all
+    REQUIRE(r);
+    CHECK(r->command == "git-receive-pack");
+    CHECK(r->host == "-");
+    r = parse_daemon_request("frobnicate"s);
+    REQUIRE(r);
+    CHECK(r->command == "frobnicate");
+    CHECK(r->path.empty());
+    r = parse_daemon_request("git-upload-pack /a\0host="s + std::string(300, 'h') + "\0"s);
+    REQUIRE(r);
+    CHECK(r->host.size() == 255);  // bounded
+    CHECK_FALSE(parse_daemon_request(""));
+    CHECK_FALSE(parse_daemon_request(std::string(fleetconf::gitconf::kMaxDaemonRequest + 1, 'a')));
+}
