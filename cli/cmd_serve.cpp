@@ -72,6 +72,17 @@ struct ServeArgs {
 
 common::Site load(const ServeArgs& a) { return common::load_site(a.site, a.data_dir); }
 
+// A service's status source, asked on the service's own thread (its state is that thread's alone).
+constexpr std::chrono::seconds kAnswer{2};
+
+common::StatusSource on_thread(common::StatusSource s, common::ServiceThread& t) {
+    const std::string name = s.name;
+    return {s.name, [m = std::move(s.metrics), &t] { return m ? t.try_call(m, kAnswer).value_or("") : std::string(); },
+            [h = std::move(s.health), &t, name] {
+                return t.try_call(h, kAnswer).value_or(common::Health{false, "no answer from the " + name + " thread within 2 s"});
+            }};
+}
+
 int run(const ServeArgs& a) {
     auto log = common::log::get("serve");
     common::Site site;
@@ -87,6 +98,10 @@ int run(const ServeArgs& a) {
     if (!lock.ok()) return kExitFailure;
 
     common::Runtime rt;
+    // Each service on its own thread (docs/architecture.md): a git walk or a journal sync never delays
+    // another service. The status endpoint, reloads and the stop run on the main thread and reach a
+    // service through its thread (ServiceThread::call).
+    common::ServiceThread dhcp_thread("dhcp"), git_thread("git"), block_thread("block");
     struct Entry {
         common::ServiceInfo info;
         bool enabled;
@@ -111,7 +126,7 @@ int run(const ServeArgs& a) {
             o.server_port = site.services.dhcp.server_port;
             o.client_port = site.services.dhcp.client_port;
             o.site_file = std::filesystem::absolute(a.site);
-            dhcp_service = std::make_unique<dhcp::Service>(rt.io(), site, o, common::log::get("dhcp"));
+            dhcp_service = std::make_unique<dhcp::Service>(dhcp_thread.io(), site, o, common::log::get("dhcp"));
             dhcp_service->set_reload_hook([&] { rt.request_reload(); });
             dhcp_service->start();
         } catch (const std::exception& e) {
@@ -121,7 +136,7 @@ int run(const ServeArgs& a) {
     }
     if (services[1].enabled) {
         try {
-            git_service = std::make_unique<gitconf::Service>(rt.io(), site, gitconf::ServiceOptions{}, common::log::get("git"));
+            git_service = std::make_unique<gitconf::Service>(git_thread.io(), site, gitconf::ServiceOptions{}, common::log::get("git"));
             git_service->start();
         } catch (const std::exception& e) {
             print_error("git: " + std::string(e.what()));
@@ -132,7 +147,7 @@ int run(const ServeArgs& a) {
     if (services[2].enabled && !any_device) log->info("block: no unikernel in the site file has a block device; not started");
     if (services[2].enabled && any_device) {
         try {
-            block = std::make_unique<blockcfg::SiteService>(rt.io(), site, common::log::get("block"));
+            block = std::make_unique<blockcfg::SiteService>(block_thread.io(), site, common::log::get("block"));
             block->start();
         } catch (const std::exception& e) {
             print_error("block: " + std::string(e.what()));
@@ -142,7 +157,7 @@ int run(const ServeArgs& a) {
     // Lease-driven routes: DHCP bindings become proxy routes (services.dhcp.routes).
     std::unique_ptr<blockcfg::RouteSync> route_sync;
     std::unique_ptr<blockcfg::LeaseRouter> router;
-    asio::steady_timer sweep_timer(rt.io());
+    asio::steady_timer sweep_timer(dhcp_thread.io());  // the router lives on the DHCP thread, with the leases
     std::function<void()> sweep;
     if (dhcp_service && site.services.dhcp.routes) {
         try {
@@ -170,12 +185,13 @@ int run(const ServeArgs& a) {
         };
         sweep();
     }
-    // One operator endpoint for all of them: GET /health and GET /metrics (services.status).
+    // One operator endpoint for all of them: GET /health and GET /metrics (services.status), each service
+    // asked on its own thread, with an answer within 2 s or a failing health line that says so.
     common::StatusRegistry status;
-    if (dhcp_service) status.add(dhcp_service->status_source());
-    if (git_service) status.add(git_service->status_source());
-    if (block) status.add(block->status_source());
-    if (route_sync) status.add(route_sync->status_source());
+    if (dhcp_service) status.add(on_thread(dhcp_service->status_source(), dhcp_thread));
+    if (git_service) status.add(on_thread(git_service->status_source(), git_thread));
+    if (block) status.add(on_thread(block->status_source(), block_thread));
+    if (route_sync) status.add(on_thread(route_sync->status_source(), dhcp_thread));
     std::unique_ptr<common::StatusServer> status_server;
     if (site.services.status && !status.empty()) {
         try {
@@ -187,7 +203,10 @@ int run(const ServeArgs& a) {
             return kExitFailure;
         }
     }
-    log->info("{} service(s) running; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
+    dhcp_thread.start();
+    git_thread.start();
+    block_thread.start();
+    log->info("{} service(s) running, each on its own thread; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
     rt.on_reload([&] {
         try {
@@ -196,11 +215,14 @@ int run(const ServeArgs& a) {
                 log->warn("services.status changed: the status endpoint moves at the next restart");
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
-            if (dhcp_service) dhcp_service->reload(site);
-            if (router) router->set_site(site);
-            if (git_service) git_service->reload(site);
+            if (dhcp_service)
+                dhcp_thread.call([&] {
+                    dhcp_service->reload(site);
+                    if (router) router->set_site(site);
+                });
+            if (git_service) git_thread.call([&] { git_service->reload(site); });
             if (block) {
-                block->reload_keys();
+                block_thread.call([&] { block->reload_keys(); });
                 log->info("block: control keys reloaded");
             }
         } catch (const common::SiteLoadError& e) {
@@ -212,14 +234,18 @@ int run(const ServeArgs& a) {
     rt.on_stop([&] {
         log->info("stopping");
         if (status_server) status_server->stop();
-        sweep_timer.cancel();
-        if (dhcp_service) dhcp_service->set_lease_hook({});
+        dhcp_thread.call([&] {
+            sweep_timer.cancel();
+            if (dhcp_service) dhcp_service->set_lease_hook({});
+        });
         if (route_sync) route_sync->wait_idle(std::chrono::seconds(3));
-        if (block) block->stop();
-        if (dhcp_service) dhcp_service->stop();
-        if (git_service) git_service->stop();
+        if (block) block_thread.call([&] { block->stop(); });
+        if (dhcp_service) dhcp_thread.call([&] { dhcp_service->stop(); });
+        if (git_service) git_thread.call([&] { git_service->stop(); });
     });
-    const bool clean = rt.run();
+    bool clean = rt.run();
+    // The services were told to stop; each thread gets the same grace to finish what it was doing.
+    for (auto* t : {&dhcp_thread, &git_thread, &block_thread}) clean = t->finish(std::chrono::seconds(5)) && clean;
     log->info("stopped{}", clean ? "" : " (forced)");
     return clean ? kExitOk : kExitFailure;
 }

@@ -4,6 +4,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/signal_set.hpp>
 
 #include <condition_variable>
@@ -90,6 +91,64 @@ bool Runtime::run(std::chrono::milliseconds grace) {
     cv.notify_all();
     watchdog.join();
     return !forced_;
+}
+
+struct ServiceThread::Impl {
+    explicit Impl(std::string n) : name(std::move(n)), guard(asio::make_work_guard(io)) {}
+    std::string name;
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> guard;
+    std::thread thread;
+    std::atomic<bool> running{false};
+    std::mutex m;
+    std::condition_variable cv;
+    bool ended = false;
+};
+
+ServiceThread::ServiceThread(std::string name) : impl_(std::make_unique<Impl>(std::move(name))) {}
+
+ServiceThread::~ServiceThread() { finish(std::chrono::milliseconds(0)); }
+
+asio::io_context& ServiceThread::io() { return impl_->io; }
+const std::string& ServiceThread::name() const { return impl_->name; }
+bool ServiceThread::running() const { return impl_->running; }
+bool ServiceThread::on_thread() const { return impl_->thread.get_id() == std::this_thread::get_id(); }
+
+void ServiceThread::start() {
+    auto& i = *impl_;
+    if (i.running) return;
+    i.running = true;
+    i.thread = std::thread([&i] {
+        try {
+            i.io.run();
+        } catch (const std::exception& e) {
+            log::get("serve")->critical("{} thread: {}", i.name, e.what());
+        }
+        std::lock_guard g(i.m);
+        i.ended = true;
+        i.cv.notify_all();
+    });
+}
+
+void ServiceThread::post(std::function<void()> f) { asio::post(impl_->io, std::move(f)); }
+
+bool ServiceThread::finish(std::chrono::milliseconds grace) {
+    auto& i = *impl_;
+    i.guard.reset();
+    if (!i.thread.joinable()) return true;
+    bool clean = true;
+    {
+        std::unique_lock lock(i.m);
+        if (!i.cv.wait_for(lock, grace, [&] { return i.ended; })) {
+            if (grace.count() > 0)
+                log::get("serve")->warn("{}: work still running {} ms after the stop; abandoning it", i.name, grace.count());
+            clean = false;
+            i.io.stop();
+        }
+    }
+    i.thread.join();
+    i.running = false;
+    return clean;
 }
 
 }  // namespace fleetconf::common

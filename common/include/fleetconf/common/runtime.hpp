@@ -13,6 +13,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace fleetconf::common {
@@ -61,6 +64,70 @@ private:
     std::vector<std::function<void()>> reload_handlers_;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> forced_{false};
+};
+
+// One service's own thread: its io_context runs there, so that its work and its blocking calls (libgit2
+// walks, fdatasync, ...) never delay another service of the process (`fleetconf serve` gives each service
+// one; docs/architecture.md). Everything else talks to the service through call(), which runs a function
+// on the service's thread.
+class ServiceThread {
+public:
+    explicit ServiceThread(std::string name);
+    ~ServiceThread();
+    ServiceThread(const ServiceThread&) = delete;
+    ServiceThread& operator=(const ServiceThread&) = delete;
+
+    asio::io_context& io();
+    [[nodiscard]] const std::string& name() const;
+    void start();  // the thread runs the io_context until finish()
+    [[nodiscard]] bool on_thread() const;
+
+    // Runs f on the service's thread and returns its result (or rethrows its exception); runs it inline when
+    // called from that thread, or when the thread is not running.
+    template <typename F>
+    auto call(F f) -> std::invoke_result_t<F&> {
+        using R = std::invoke_result_t<F&>;
+        if (!running() || on_thread()) return f();
+        std::promise<R> p;
+        auto fut = p.get_future();
+        post([&] { fulfil(p, f); });
+        return fut.get();
+    }
+    // As call(), but gives up after `timeout` (nullopt): for the status endpoint, which must answer even when
+    // a service's thread is stuck. f is copied: it may run after the caller gave up.
+    template <typename F>
+    auto try_call(F f, std::chrono::milliseconds timeout) -> std::optional<std::invoke_result_t<F&>> {
+        using R = std::invoke_result_t<F&>;
+        if (!running() || on_thread()) return f();
+        auto p = std::make_shared<std::promise<R>>();
+        auto fut = p->get_future();
+        post([p, f]() mutable { fulfil(*p, f); });
+        if (fut.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+        return fut.get();
+    }
+
+    // After the service was told to stop: lets the work left on the thread finish for up to `grace`, then
+    // stops the loop, and joins. True when the work finished in time.
+    bool finish(std::chrono::milliseconds grace);
+
+private:
+    [[nodiscard]] bool running() const;
+    void post(std::function<void()> f);
+    template <typename R, typename F>
+    static void fulfil(std::promise<R>& p, F& f) {
+        try {
+            if constexpr (std::is_void_v<R>) {
+                f();
+                p.set_value();
+            } else {
+                p.set_value(f());
+            }
+        } catch (...) {
+            p.set_exception(std::current_exception());
+        }
+    }
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace fleetconf::common
