@@ -21,6 +21,9 @@ usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S] [--no-pin] [--only
 """
 import argparse, json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from netns import delete_namespaces, stop, veth_pair  # noqa: E402
+
 _ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog="\n\n".join(__doc__.strip().split("\n\n")[1:-1]))
 _ap.add_argument("fleetconf", help="the fleetconf binary")
@@ -57,19 +60,11 @@ def sh(*a, check=True, **kw):
 
 
 def setup():
-    sh("ip", "netns", "add", SRV)
-    sh("ip", "netns", "add", CLI)
-    sh("ip", "link", "add", IF_S, "netns", SRV, "type", "veth", "peer", "name", IF_C, "netns", CLI)
-    sh("ip", "-n", SRV, "addr", "add", "10.99.0.1/16", "dev", IF_S)
-    sh("ip", "-n", CLI, "addr", "add", "10.99.0.2/16", "dev", IF_C)
-    for n, i in ((SRV, IF_S), (CLI, IF_C)):
-        sh("ip", "-n", n, "link", "set", i, "up")
-        sh("ip", "-n", n, "link", "set", "lo", "up")
+    veth_pair(SRV, CLI, IF_S, IF_C, "10.99.0.1/16", "10.99.0.2/16")
 
 
 def teardown():
-    sh("ip", "netns", "del", SRV, check=False)
-    sh("ip", "netns", "del", CLI, check=False)
+    delete_namespaces(SRV, CLI)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -107,15 +102,6 @@ def start(name):
     if p.poll() is not None:
         raise RuntimeError(f"{name} did not start: " + open(f"{d}/out").read()[-800:])
     return p
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def rcvbuf_errors(netns):

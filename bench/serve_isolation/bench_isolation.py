@@ -12,7 +12,10 @@ DISCOVER-OFFER drops and delays in each set-up, and the ratio of one process to 
 
 usage: bench_isolation.py FLEETCONF GIT_LOAD [--seconds 10] [--rate 400] [--commits 60000] [--smoke]
 """
-import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from netns import delete_namespaces, sh, stop, veth_pair  # noqa: E402
 
 ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 ap.add_argument("fleetconf")
@@ -37,13 +40,6 @@ P = f"fi{os.getpid() % 100000}"
 SRV, CLI, IF_S, IF_C = f"{P}s", f"{P}c", f"{P}a", f"{P}b"
 tmp = tempfile.mkdtemp(prefix="fleetconf-bench-isolation-")
 procs = []
-
-
-def sh(*args, check=True, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args))}: {r.stderr.strip()[-500:]}")
-    return r
 
 
 def in_srv(*args):
@@ -74,15 +70,6 @@ def start(name, s, *flags):
         time.sleep(0.1)
     m = re.search(r"git:// listening on 127\.0\.0\.1:(\d+)", open(log).read())
     return p, int(m.group(1)) if m else 0
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def make_repo(data):
@@ -157,14 +144,7 @@ def measure(name, git_port, tip):
 
 
 try:
-    sh("ip", "netns", "add", SRV)
-    sh("ip", "netns", "add", CLI)
-    sh("ip", "link", "add", IF_S, "netns", SRV, "type", "veth", "peer", "name", IF_C, "netns", CLI)
-    sh("ip", "-n", SRV, "addr", "add", "10.98.0.1/16", "dev", IF_S)
-    sh("ip", "-n", CLI, "addr", "add", "10.98.0.2/16", "dev", IF_C)
-    for n, i in ((SRV, IF_S), (CLI, IF_C)):
-        sh("ip", "-n", n, "link", "set", i, "up")
-        sh("ip", "-n", n, "link", "set", "lo", "up")
+    veth_pair(SRV, CLI, IF_S, IF_C, "10.98.0.1/16", "10.98.0.2/16")
 
     rows = {}
     # One process: DHCP and git in one `fleetconf serve`.
@@ -205,6 +185,5 @@ finally:
     for p in procs:
         if p.poll() is None:
             p.kill()
-    sh("ip", "netns", "del", SRV, check=False)
-    sh("ip", "netns", "del", CLI, check=False)
+    delete_namespaces(SRV, CLI)
     shutil.rmtree(tmp, ignore_errors=True)
