@@ -517,16 +517,11 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
 
     std::string in, out;
     std::array<char, 16384> buf;
-    bool* command_phase = nullptr;  // v2: set while between commands; the first byte of one starts its phase
     auto read_more = [&]() -> asio::awaitable<bool> {
         auto [ec, n] = co_await sock->async_read_some(asio::buffer(buf), use_tuple);
         if (ec) co_return false;
         in.append(buf.data(), n);
         quick_ack(*sock);
-        if (command_phase && !*command_phase) {
-            *command_phase = true;
-            deadline.arm(opts.read_timeout);
-        }
         co_return true;
     };
     auto flush_out = [&]() -> asio::awaitable<bool> {
@@ -627,7 +622,6 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
         // Each command is a phase: idle_timeout until its first byte, then read_timeout for all of it.
         deadline.arm(in.empty() ? opts.idle_timeout : opts.read_timeout);
         bool in_command = !in.empty();
-        command_phase = &in_command;
         while (true) {
             const auto n = up.feed(in, out);
             in.erase(0, n);
@@ -659,6 +653,10 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
             if (!co_await read_more()) {
                 if (deadline.expired()) ++timeouts;
                 break;
+            }
+            if (!in_command) {  // the first byte of the next command starts its phase
+                in_command = true;
+                deadline.arm(opts.read_timeout);
             }
         }
         close();

@@ -184,6 +184,12 @@ struct SshWatch {
     bool done = false, fired = false;
     int fd;
 
+    // A phase that moves data may take one more second per min_rate bytes that arrived (a large request
+    // sent at a fair rate is not cut; a trickle gains almost nothing).
+    void extend(std::chrono::milliseconds d) {
+        std::lock_guard g(m);
+        until += d;
+    }
     void set(std::chrono::milliseconds d, std::string what) {
         std::lock_guard g(m);
         until = std::chrono::steady_clock::now() + d;
@@ -415,7 +421,10 @@ void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std
     const int timeout_ms = static_cast<int>(opts.read_timeout.count());
     auto read_some = [&]() {
         const int n = ssh_channel_read_timeout(channel, buf, sizeof buf, 0, timeout_ms);
-        if (n > 0) in.append(buf, static_cast<std::size_t>(n));
+        if (n > 0) {
+            in.append(buf, static_cast<std::size_t>(n));
+            if (limits.min_rate) watch->extend(std::chrono::milliseconds(std::uint64_t(n) * 1000 / limits.min_rate));
+        }
         return n;
     };
 
