@@ -73,13 +73,36 @@ bool TokenStore::verify(std::string_view name, std::string_view token) const {
     return eq && it != tokens_.end();
 }
 
-Verdict authorize_http(std::string_view repo, const RepoAccess& access, const std::optional<BasicCredentials>& cred,
-                       const TokenStore& tokens, bool push) {
-    if (!cred || !tokens.verify(cred->user, cred->password)) return Verdict::unauthorized;
-    // Valid credentials: the answer for "not yours" and "does not exist" is the same 404.
-    if (cred->user != repo || !access.exists) return Verdict::not_found;
-    if (push && !access.writable) return Verdict::forbidden;
-    return Verdict::allow;
+std::string Credential::label() const {
+    switch (kind) {
+        case Kind::rejected:
+        case Kind::anonymous: return "-";
+        case Kind::unikernel: return name;
+        case Kind::operator_: return "operator:" + name;
+    }
+    return "-";
+}
+
+Credential authenticate(const std::optional<BasicCredentials>& cred, const TokenStore& tokens) {
+    if (!cred || !tokens.verify(cred->user, cred->password)) return Credential::rejected();
+    return Credential::unikernel(cred->user);
+}
+
+Verdict authorize(const Credential& who, std::string_view repo, const RepoAccess& access, Operation op) {
+    switch (who.kind) {
+        case Credential::Kind::rejected: return Verdict::unauthorized;
+        case Credential::Kind::anonymous:
+            if (op == Operation::push) return Verdict::forbidden;
+            return access.exists && access.git_protocol ? Verdict::allow : Verdict::not_found;
+        case Credential::Kind::unikernel:
+            // The answer for "not yours" and "does not exist" is the same.
+            if (who.name != repo || !access.exists) return Verdict::not_found;
+            return op == Operation::push && !access.writable ? Verdict::forbidden : Verdict::allow;
+        case Credential::Kind::operator_:
+            if (!access.exists) return Verdict::not_found;
+            return op == Operation::push && !who.writable ? Verdict::forbidden : Verdict::allow;
+    }
+    return Verdict::unauthorized;
 }
 
 }  // namespace fleetconf::gitconf

@@ -11,12 +11,15 @@
 #include "fleetconf/gitconf/upload_pack.hpp"
 
 #include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 
 #include <atomic>
+#include <type_traits>
 #include <future>
 #include <list>
 #include <set>
@@ -108,13 +111,14 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     std::map<std::string, std::unique_ptr<std::mutex>> push_locks;
     std::mutex& push_lock(const std::string& repo);
     Counter pushes_accepted{0}, pushes_rejected{0};
-    PushLimits push_limits() const;
-    PushPolicy push_policy(const std::string& repo) const;
-    // Runs a push on the pool (under the repository's writer lock); resumes on the I/O thread.
-    asio::awaitable<PushResult> push(const std::string& repo, const ReceivePack& rp);
-    // Appends one JSON line to <data_dir>/git/audit/NAME.jsonl (synced) and logs the outcome.
-    void audit_push(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
-                    const PushResult& r);
+    // Runs a push on the pool (under the repository's writer lock); resumes on the caller's executor.
+    asio::awaitable<PushResult> push(const common::Site& site, const std::string& repo, const ReceivePack& rp);
+    // Appends one JSON line to <data_dir>/git/audit/NAME.jsonl (synced, on the pool), then counts, logs and
+    // notifies on the I/O thread (posted there when the caller is an SSH session's thread).
+    asio::awaitable<void> audit_push(const common::Site& site, const std::string& repo, const std::string& transport,
+                                     const std::string& peer, const std::string& who, const PushResult& r);
+    void announce_push(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
+                       const PushResult& r);
     // After an accepted change of the configuration branch: the hook and the webhook (notify.cpp).
     void notify(const std::string& repo, const RefCommand& change, const std::string& who);
     std::vector<std::uint8_t> webhook_key();
@@ -126,8 +130,22 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     // A repository name from a URL path segment: "NAME.git" or "NAME", NAME a DNS label.
     static std::optional<std::string> repo_name(std::string_view segment);
 
-    // Builds (or takes from the cache) the pack of `job` on the pool; resumes on the I/O thread.
-    asio::awaitable<std::shared_ptr<const PackResult>> pack(const Repository& repo, const PackJob& job, bool& hit);
+    // Builds (or takes from the cache) the pack of `job` on the pool; resumes on the caller's executor.
+    asio::awaitable<std::shared_ptr<const PackResult>> pack(const std::string& repo_name, const Repository& repo, const PackJob& job,
+                                                            bool& hit);
+
+    // Runs `f` on the pool and resumes the caller on its own executor when it returns (or throws):
+    // libgit2 opens, negotiation walks, pack builds and synced writes never hold the I/O thread that the
+    // other clients (and, in one process, the other services) wait on. `f` lives in the caller's frame.
+    template <typename F>
+    asio::awaitable<std::invoke_result_t<F&>> offload(F&& f) {
+        using R = std::invoke_result_t<F&>;
+        auto* fp = &f;
+        // Captures a pointer only (GCC 12 destroys non-trivial captures of a coroutine lambda twice).
+        co_return co_await asio::co_spawn(
+            pool, [fp]() -> asio::awaitable<R> { co_return (*fp)(); }, asio::use_awaitable);
+    }
+    void count_fetch(std::string_view transport);
 
     asio::awaitable<void> git_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer);
     asio::awaitable<void> http_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer, bool tls);

@@ -1,5 +1,6 @@
 // Smart HTTP (gitprotocol-http) over plain TCP or TLS: requests read by common::HttpRequestReader (nodejs
 // http-parser), gzip request bodies by zlib, then the same upload-pack core as git://. Stateless: one request, one round.
+#include "conversation.hpp"
 #include "host.hpp"
 
 #include "fleetconf/common/http.hpp"
@@ -93,58 +94,34 @@ std::vector<std::string_view> split_path(std::string_view p) {
     return parts;
 }
 
-std::string wants_text(const std::vector<Oid>& w) {
-    std::string s;
-    for (std::size_t i = 0; i < w.size() && i < 8; ++i) s += (i ? "," : "") + w[i].hex().substr(0, 12);
-    if (w.size() > 8) s += ",+" + std::to_string(w.size() - 8);
-    return s.empty() ? "-" : s;
-}
-
 }  // namespace
 
 namespace {
 
-// git-receive-pack over smart HTTP: the advertisement, or one stateless push.
-asio::awaitable<Response> handle_push(Service::Impl& h, const Request& req, bool advertisement, const std::string& name,
-                                      const std::string& peer, const std::string& who, bool tls) {
-    if (advertisement ? req.method != "GET" : req.method != "POST") co_return text(405, advertisement ? "use GET" : "use POST");
-    std::optional<Repository> repo;
-    try {
-        repo.emplace(Repository::open(repo_dir(h.site, name)));
-    } catch (const std::exception& e) {
-        h.log->error("http {}: {}", peer, e.what());
+// The conversation's channel for one smart HTTP request: its body in, the reply's body out. Deadlines
+// are the HTTP layer's (serve() below), so phase() has nothing to do.
+class RequestChannel final : public Channel {
+public:
+    RequestChannel(const std::string& body, std::string& reply) : body_(body), reply_(reply) {}
+    asio::awaitable<bool> read(std::string& in) override {
+        if (done_) co_return false;
+        done_ = true;
+        in += body_;
+        co_return true;
     }
-    if (!repo) co_return text(503, "repository unavailable");
-    Response r;
-    if (advertisement) {
-        r.content_type = "application/x-git-receive-pack-advertisement";
-        pkt::write_line(r.body, "# service=git-receive-pack");
-        pkt::write_flush(r.body);
-        r.body += advertise_receive(repo->refs());
-        co_return r;
+    asio::awaitable<bool> write(std::string_view out) override {
+        reply_ += out;
+        co_return true;
     }
-    repo.reset();
-    if (!req.header("content-encoding").empty()) co_return text(415, "compressed push bodies are not supported");
-    ReceivePack rp(h.push_limits());
-    rp.feed(req.body);
-    rp.end_of_input();
-    r.content_type = "application/x-git-receive-pack-result";
-    const std::string transport = tls ? "https" : "http";
-    if (rp.state() == ReceivePack::State::failed) {
-        PushResult pr;
-        pr.unpack_error = rp.error();
-        pr.commands = rp.commands();
-        for (auto& c : pr.commands) c.error = "refused";
-        h.audit_push(name, transport, peer, who, pr);
-        r.body = report(pr, rp.side_band());
-        co_return r;
-    }
-    if (rp.commands().empty()) co_return r;
-    const auto result = co_await h.push(name, rp);
-    h.audit_push(name, transport, peer, who, result);
-    if (rp.report_status()) r.body = report(result, rp.side_band());
-    co_return r;
-}
+    void phase(std::chrono::milliseconds, const char*) override {}
+    [[nodiscard]] bool timed_out() const override { return false; }
+    [[nodiscard]] bool streaming() const override { return false; }
+
+private:
+    const std::string& body_;
+    std::string& reply_;
+    bool done_ = false;
+};
 
 // The per-request decision and work; shared by HTTP and HTTPS.
 asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std::string& peer, bool tls) {
@@ -179,14 +156,15 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
     // Credentials before anything about the path or the repository is revealed.
     h.refresh_tokens();
     const auto name = route == Route::none ? std::nullopt : Service::Impl::repo_name(parts[0]);
-    const auto acc = name ? h.access(*name) : RepoAccess{};
-    const auto cred = parse_basic_auth(req.header("authorization"));
-    const auto verdict = authorize_http(name ? *name : std::string_view(), acc, cred, h.tokens, push);
-    const std::string who = cred ? cred->user.substr(0, 64) : "-";
+    const auto basic = parse_basic_auth(req.header("authorization"));
+    const auto who = authenticate(basic, h.tokens);
+    const auto verdict =
+        authorize(who, name ? *name : std::string_view(), name ? h.access(*name) : RepoAccess{}, push ? Operation::push : Operation::fetch);
+    const std::string label = basic ? basic->user.substr(0, 64) : "-";
     if (verdict == Verdict::unauthorized) {
         ++h.unauthorized;
         h.log->info("http {} {} {}: 401 ({})", peer, req.method, std::string(path.substr(0, 128)),
-                    cred ? "wrong credentials for \"" + who + "\"" : "no credentials");
+                    basic ? "wrong credentials for \"" + label + "\"" : "no credentials");
         auto r = text(401, "authentication required: user = unikernel name, password = its token (fleetconf git token NAME)");
         r.challenge = true;
         co_return r;
@@ -194,99 +172,63 @@ asio::awaitable<Response> handle(Service::Impl& h, const Request& req, const std
     if (route == Route::none) co_return text(404, "not found");
     if (verdict == Verdict::not_found) {
         ++h.not_found;
-        h.log->info("http {} {} {}: 404 for credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
+        h.log->info("http {} {} {}: 404 for credential {}", peer, req.method, std::string(path.substr(0, 128)), label);
         co_return text(404, "repository not found");
     }
     if (verdict == Verdict::forbidden) {
         ++h.forbidden;
-        h.log->info("http {} {} {}: 403 push refused for read-only credential {}", peer, req.method, std::string(path.substr(0, 128)), who);
+        h.log->info("http {} {} {}: 403 push refused for read-only credential {}", peer, req.method, std::string(path.substr(0, 128)),
+                    label);
         co_return text(403, "this credential is read-only");
     }
-    if (push) co_return co_await handle_push(h, req, route == Route::info_refs, *name, peer, who, tls);
-    if (route == Route::info_refs && service != "git-upload-pack")
+    const bool advertise = route == Route::info_refs;
+    if (advertise && !push && service != "git-upload-pack")
         co_return text(403, "the dumb HTTP protocol is not supported; use a smart git client");
-    if (route == Route::info_refs && req.method != "GET") co_return text(405, "use GET");
-    if (route == Route::upload_pack && req.method != "POST") co_return text(405, "use POST");
+    if (advertise ? req.method != "GET" : req.method != "POST") co_return text(405, advertise ? "use GET" : "use POST");
 
     const std::string proto = req.header("git-protocol");
-    const bool v2 = proto.find("version=2") != std::string::npos;
-    const bool v1 = !v2 && proto.find("version=1") != std::string::npos;
-
-    std::optional<Repository> repo;
-    try {
-        repo.emplace(Repository::open(repo_dir(h.site, *name)));
-    } catch (const std::exception& e) {
-        h.log->error("http {}: {}", peer, e.what());
-    }
-    if (!repo) co_return text(503, "repository unavailable");
-    const auto refs = repo->refs();
+    Conversation c{.mode = advertise ? Conversation::Mode::advertise : Conversation::Mode::request,
+                   .transport = tls ? "https" : "http",
+                   .peer = peer,
+                   .who = who,
+                   .repo = *name,
+                   .version = proto.find("version=2") != std::string::npos   ? 2
+                              : proto.find("version=1") != std::string::npos ? 1
+                                                                             : 0,
+                   .min_rate = 0,
+                   .site = &h.site,
+                   .early_input = {}};
+    const std::string kind = push ? "receive" : "upload";
     Response r;
-    if (route == Route::info_refs) {
-        ++h.advertisements;
-        r.content_type = "application/x-git-upload-pack-advertisement";
-        if (v2) {
-            r.body = UploadPackV2::capabilities();
-        } else {
-            pkt::write_line(r.body, "# service=git-upload-pack");
-            pkt::write_flush(r.body);
-            r.body += advertise_refs(refs, v1, true);
-        }
-        h.log->debug("http {} {}: advertisement for {} (v{})", peer, *name, who, v2 ? 2 : v1 ? 1 : 0);
-        co_return r;
-    }
+    r.content_type = "application/x-git-" + kind + "-pack-" + (advertise ? "advertisement" : "result");
 
     // The Content-Type is not checked (git http-backend answers 415): clients that ignore status codes,
     // like git-kv, would read a 415 as an empty fetch. The body itself is parsed strictly.
-    if (const auto ctype = req.header("content-type"); !ctype.empty() && ctype != "application/x-git-upload-pack-request")
-        h.log->debug("http {} repo {}: unexpected content type \"{}\"", peer, *name, ctype.substr(0, 64));
-    std::string body_storage;
+    std::string inflated;
     const std::string* body = &req.body;
-    const auto enc = req.header("content-encoding");
-    h.log->debug("http {} repo {}: upload-pack request of {} bytes{}", peer, *name, req.body.size(), enc.empty() ? "" : " (" + enc + ")");
-    if (!enc.empty()) {
-        if (enc != "gzip" && enc != "x-gzip") co_return text(415, "unsupported content encoding \"" + enc.substr(0, 32) + "\"");
-        std::string why;
-        auto inflated = inflate_body(req.body, h.opts.max_inflated_body, why);
-        if (!inflated) co_return text(400, why);
-        body_storage = std::move(*inflated);
-        body = &body_storage;
-    }
-    r.content_type = "application/x-git-upload-pack-result";
-    const auto t0 = std::chrono::steady_clock::now();
-    auto log_fetch = [&](const PackJob& job, const PackResult& p, bool hit, int version) {
-        (tls ? h.fetches_https : h.fetches_http)++;
-        h.log->info("fetch {} {} credential {} repo {} v{} wants {} pack {} objects {} bytes ({}) in {} ms", tls ? "https" : "http", peer,
-                    who, *name, version, wants_text(job.wants), p.objects, p.data.size(), hit ? "cached" : "built",
-                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
-    };
-    if (v2) {
-        UploadPackV2 up(*repo, refs);
-        up.feed(*body, r.body);
-        if (up.state() == UploadPackV2::State::send_pack) {
-            bool hit = false;
-            auto p = co_await h.pack(*repo, up.job(), hit);
-            up.write_pack(*p, r.body);
-            log_fetch(up.job(), *p, hit, 2);
-        } else if (up.state() == UploadPackV2::State::failed) {
-            ++h.protocol_errors;
-            h.log->info("http {} repo {}: {}", peer, *name, up.error());
-        } else if (up.last_command() == "ls-refs" || r.body.find("acknowledgments") == std::string::npos) {
-            ++h.ls_refs;
+    if (!advertise) {
+        if (const auto ctype = req.header("content-type"); !ctype.empty() && ctype != "application/x-git-" + kind + "-pack-request")
+            h.log->debug("http {} repo {}: unexpected content type \"{}\"", peer, *name, ctype.substr(0, 64));
+        const auto enc = req.header("content-encoding");
+        h.log->debug("http {} repo {}: {}-pack request of {} bytes{}", peer, *name, kind, req.body.size(),
+                     enc.empty() ? "" : " (" + enc + ")");
+        if (!enc.empty()) {
+            if (push) co_return text(415, "compressed push bodies are not supported");
+            if (enc != "gzip" && enc != "x-gzip") co_return text(415, "unsupported content encoding \"" + enc.substr(0, 32) + "\"");
+            std::string why;
+            auto out = inflate_body(req.body, h.opts.max_inflated_body, why);
+            if (!out) co_return text(400, why);
+            inflated = std::move(*out);
+            body = &inflated;
         }
-        co_return r;
     }
-    UploadPack up(*repo, refs, {.stateless = true, .limits = {}});
-    const auto used = up.feed(*body, r.body);
-    if (used == body->size()) up.end_of_input(r.body);
-    if (up.state() == UploadPack::State::send_pack) {
-        bool hit = false;
-        auto p = co_await h.pack(*repo, up.job(), hit);
-        up.write_pack(*p, r.body);
-        log_fetch(up.job(), *p, hit, v1 ? 1 : 0);
-    } else if (up.state() == UploadPack::State::failed) {
-        ++h.protocol_errors;
-        h.log->info("http {} repo {}: {}", peer, *name, up.error());
-    }
+    RequestChannel ch(*body, r.body);
+    // (Not one co_await of a conditional expression: GCC 12 destroys the chosen awaitable twice.)
+    Ending ending = Ending::done;
+    if (push) ending = co_await receive_pack(h, ch, c);
+    else ending = co_await upload_pack(h, ch, c);
+    if (ending == Ending::unavailable) co_return text(503, "repository unavailable");
+    if (advertise) h.log->debug("http {} {}: {} advertisement for {} (v{})", peer, *name, kind, label, c.version);
     co_return r;
 }
 

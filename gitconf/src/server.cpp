@@ -1,4 +1,5 @@
 // The gitconf service: repositories on disk, the pack cache, listeners and the git:// front end.
+#include "conversation.hpp"
 #include "host.hpp"
 
 #include "fleetconf/gitconf/daemon_request.hpp"
@@ -44,13 +45,6 @@ namespace fleetconf::gitconf {
 
 namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
-
-std::string join_wants(const std::vector<Oid>& w) {
-    std::string s;
-    for (std::size_t i = 0; i < w.size() && i < 8; ++i) s += (i ? "," : "") + w[i].hex().substr(0, 12);
-    if (w.size() > 8) s += ",+" + std::to_string(w.size() - 8);
-    return s.empty() ? "-" : s;
-}
 
 // git's client writes its wants and its "done" as separate small segments without TCP_NODELAY, so
 // Nagle holds the second until the first is acknowledged; acknowledging at once instead of after
@@ -349,36 +343,28 @@ PushPolicy push_policy_for(const common::Site& site, const std::string& repo) {
     return p;
 }
 
-PushLimits Service::Impl::push_limits() const { return push_limits_for(site); }
-PushPolicy Service::Impl::push_policy(const std::string& repo) const { return push_policy_for(site, repo); }
-
-asio::awaitable<PushResult> Service::Impl::push(const std::string& repo, const ReceivePack& rp) {
+asio::awaitable<PushResult> Service::Impl::push(const common::Site& at, const std::string& repo, const ReceivePack& rp) {
     auto* self = this;
-    const auto dir = repo_dir(site, repo);
-    const auto policy = push_policy(repo);
-    const auto limits = push_limits();
-    // Captures by reference only: the values live in this coroutine's frame until the pool answers
-    // (GCC 12 destroys non-trivial captures of a coroutine lambda handed to co_spawn twice).
-    co_return co_await asio::co_spawn(
-        pool,
-        [self, &repo, &rp, &dir, &policy, &limits]() -> asio::awaitable<PushResult> {
-            std::lock_guard lock(self->push_lock(repo));
-            PushResult r;
-            try {
-                auto repository = Repository::open(dir);
-                r = apply_push(repository, rp.commands(), rp.pack(), rp.atomic(), policy, limits);
-            } catch (const std::exception& e) {
-                r.unpack_error = e.what();
-                r.commands = rp.commands();
-                for (auto& c : r.commands) c.error = "server error";
-            }
-            co_return r;
-        },
-        asio::use_awaitable);
+    const auto dir = repo_dir(at, repo);
+    const auto policy = push_policy_for(at, repo);
+    const auto limits = push_limits_for(at);
+    co_return co_await offload([&] {
+        std::lock_guard lock(self->push_lock(repo));
+        PushResult r;
+        try {
+            auto repository = Repository::open(dir);
+            r = apply_push(repository, rp.commands(), rp.pack(), rp.atomic(), policy, limits);
+        } catch (const std::exception& e) {
+            r.unpack_error = e.what();
+            r.commands = rp.commands();
+            for (auto& c : r.commands) c.error = "server error";
+        }
+        return r;
+    });
 }
 
-void Service::Impl::audit_push(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
-                               const PushResult& r) {
+asio::awaitable<void> Service::Impl::audit_push(const common::Site& at, const std::string& repo, const std::string& transport,
+                                                const std::string& peer, const std::string& who, const PushResult& r) {
     nlohmann::json refs = nlohmann::json::array();
     std::size_t ok = 0;
     for (const auto& c : r.commands) {
@@ -400,25 +386,41 @@ void Service::Impl::audit_push(const std::string& repo, const std::string& trans
                               {"unpack", r.unpack_error.empty() ? "ok" : r.unpack_error},
                               {"refs", refs},
                               {"paths", r.paths}};
-    (r.all_ok() ? pushes_accepted : pushes_rejected)++;
-    try {
-        const auto dir = git_root(site) / "audit";
-        common::ensure_directory(dir);
-        const std::string text = line.dump() + "\n";
-        const auto file = dir / (repo + ".jsonl");
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        if (fd < 0) throw std::runtime_error(file.string() + ": " + std::strerror(errno));
-        const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
-        ::close(fd);
-        if (!written) throw std::runtime_error(file.string() + ": write failed");
-    } catch (const std::exception& e) {
-        log->error("audit log for {}: {}", repo, e.what());
+    const auto dir = git_root(at) / "audit";
+    const std::string text = line.dump() + "\n";
+    std::string error;
+    co_await offload([&] {
+        try {
+            common::ensure_directory(dir);
+            const auto file = dir / (repo + ".jsonl");
+            const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+            if (fd < 0) throw std::runtime_error(file.string() + ": " + std::strerror(errno));
+            const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
+            ::close(fd);
+            if (!written) throw std::runtime_error(file.string() + ": write failed");
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+    });
+    if (!error.empty()) log->error("audit log for {}: {}", repo, error);
+    if (io.get_executor().running_in_this_thread()) {
+        announce_push(repo, transport, peer, who, r);
+    } else {
+        asio::post(io, [self = shared_from_this(), repo, transport, peer, who, r] { self->announce_push(repo, transport, peer, who, r); });
     }
+}
+
+void Service::Impl::announce_push(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
+                                  const PushResult& r) {
+    std::size_t ok = 0;
+    for (const auto& c : r.commands) ok += c.error.empty();
+    const char* result = r.all_ok() ? "accepted" : ok ? "partial" : "rejected";
+    (r.all_ok() ? pushes_accepted : pushes_rejected)++;
     std::string summary;
     for (const auto& c : r.commands)
         summary += " " + c.name + " " + c.old_id.hex().substr(0, 12) + ".." + c.new_id.hex().substr(0, 12) +
                    (c.error.empty() ? " ok" : " REFUSED (" + c.error + ")");
-    const auto policy = push_policy(repo);
+    const auto policy = push_policy_for(site, repo);
     for (const auto& c : r.commands)
         if (c.error.empty() && c.name == policy.config_branch && !c.is_delete()) notify(repo, c, who);
     if (r.all_ok())
@@ -428,19 +430,25 @@ void Service::Impl::audit_push(const std::string& repo, const std::string& trans
                   r.unpack_error.empty() ? "" : " unpack: " + r.unpack_error);
 }
 
-asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const Repository& repo, const PackJob& job, bool& hit) {
-    const std::string key = repo.path().filename().string() + ":" + job.key;
-    auto* self = this;
-    bool h = false;
-    auto result = co_await asio::co_spawn(
-        pool,
-        [self, &repo, &job, &key, &h]() -> asio::awaitable<std::shared_ptr<const PackResult>> {
-            co_return self->cache.get_or_build(
-                key, [&] { return repo.build_pack(job.plan); }, h);
-        },
-        asio::use_awaitable);
-    hit = h;
-    co_return result;
+asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const std::string& repo_name, const Repository& repo,
+                                                                       const PackJob& job, bool& hit) {
+    const std::string key = repo_name + ":" + job.key;
+    co_return co_await offload([&] {
+        return cache.get_or_build(
+            key,
+            [&] {
+                if (opts.before_pack_build) opts.before_pack_build(repo_name);
+                return repo.build_pack(job.plan);
+            },
+            hit);
+    });
+}
+
+void Service::Impl::count_fetch(std::string_view transport) {
+    if (transport == "git") ++fetches_git;
+    else if (transport == "http") ++fetches_http;
+    else if (transport == "https") ++fetches_https;
+    else ++fetches_ssh;
 }
 
 void Service::Impl::open_listener(std::optional<common::TcpListener>& l, const char* name, const std::optional<common::Endpoint>& at,
@@ -503,6 +511,38 @@ void Service::Impl::start_listener(common::TcpListener& l, int kind) {
 }
 
 // git:// (gitprotocol-pack "Git Transport"): one request line, then the upload-pack conversation.
+namespace {
+// The conversation's channel on a git:// connection: the socket and the session's phase deadline.
+class DaemonChannel final : public Channel {
+public:
+    DaemonChannel(tcp::socket& s, Deadline& d, Service::Impl::Counter& sent) : sock_(s), deadline_(d), sent_(sent) {}
+    asio::awaitable<bool> read(std::string& in) override {
+        auto [ec, n] = co_await sock_.async_read_some(asio::buffer(buf_), use_tuple);
+        if (ec) co_return false;
+        in.append(buf_.data(), n);
+        quick_ack(sock_);
+        co_return true;
+    }
+    asio::awaitable<bool> write(std::string_view out) override {
+        auto [ec, n] = co_await asio::async_write(sock_, asio::buffer(out), use_tuple);
+        sent_ += n;
+        co_return !ec;
+    }
+    void phase(std::chrono::milliseconds limit, const char*) override {
+        if (limit.count() == 0) deadline_.disarm();
+        else deadline_.arm(limit);
+    }
+    [[nodiscard]] bool timed_out() const override { return deadline_.expired(); }
+    [[nodiscard]] bool streaming() const override { return true; }
+
+private:
+    tcp::socket& sock_;
+    Deadline& deadline_;
+    Service::Impl::Counter& sent_;
+    std::array<char, 16384> buf_{};
+};
+}  // namespace
+
 asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
     (void)ticket;  // holds the connection's slot until the session ends
     auto self = shared_from_this();
@@ -514,45 +554,10 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
     Deadline deadline(io.get_executor(), close);
     deadline.arm(opts.read_timeout);
     deadline.start();
+    DaemonChannel ch(*sock, deadline, bytes_sent);
 
-    std::string in, out;
-    std::array<char, 16384> buf;
-    auto read_more = [&]() -> asio::awaitable<bool> {
-        auto [ec, n] = co_await sock->async_read_some(asio::buffer(buf), use_tuple);
-        if (ec) co_return false;
-        in.append(buf.data(), n);
-        quick_ack(*sock);
-        co_return true;
-    };
-    auto flush_out = [&]() -> asio::awaitable<bool> {
-        if (out.empty()) co_return true;
-        auto [ec, n] = co_await asio::async_write(*sock, asio::buffer(out), use_tuple);
-        bytes_sent += n;
-        out.clear();
-        co_return !ec;
-    };
-
-    // Builds the pack while sending side-band keep-alives (an empty band-1 packet, as git's upload-pack
-    // does every uploadpack.keepAlive = 5 s) so that a slow build does not look like a dead server.
-    auto pack_with_keepalive = [&](const Repository& r, const PackJob& job,
-                                   bool& hit) -> asio::awaitable<std::shared_ptr<const PackResult>> {
-        using namespace asio::experimental::awaitable_operators;
-        if (!co_await flush_out() || job.sideband == 0) co_return co_await pack(r, job, hit);
-        auto keepalive = [&]() -> asio::awaitable<void> {
-            asio::steady_timer t(io);
-            while (true) {
-                t.expires_after(std::chrono::seconds(5));
-                co_await t.async_wait(asio::use_awaitable);
-                deadline.arm(opts.read_timeout);
-                static constexpr char kKeepAlive[] = "0005\1";
-                co_await asio::async_write(*sock, asio::buffer(kKeepAlive, 5), use_tuple);
-            }
-        };
-        auto result = co_await (pack(r, job, hit) || keepalive());
-        co_return std::get<0>(std::move(result));
-    };
-
-    // The request line: "git-upload-pack /NAME.git\0host=HOST\0" [ "\0version=2\0" ]
+    // The request line: "git-upload-pack /NAME.git\0host=HOST\0" [ "\0version=2\0" ], within read_timeout.
+    std::string in;
     pkt::Packet first;
     std::size_t used = 0;
     while (true) {
@@ -563,143 +568,58 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
             ++protocol_errors;
             co_return;
         }
-        if (!co_await read_more()) {
-            if (deadline.expired()) ++timeouts;
+        if (!co_await ch.read(in)) {
+            if (ch.timed_out()) ++timeouts;
             co_return;
         }
     }
-    const auto req = parse_daemon_request(first.payload);  // before the erase: the payload points into `in`
-    in.erase(0, used);
+    const auto req = parse_daemon_request(first.payload);  // before anything else: the payload points into `in`
     if (!req) {
         log->info("git {}: empty request line", peer);
         ++protocol_errors;
         co_return;
     }
-    const bool v2 = req->v2;
-    const std::string& command = req->command;
-    const std::string& path = req->path;
     auto deny = [&](const std::string& why) -> asio::awaitable<void> {
+        std::string out;
         pkt::write_line(out, "ERR " + why);
-        co_await flush_out();
+        co_await ch.write(out);
         close();
     };
-    if (command != "git-upload-pack") {
-        log->info("git {}: refused \"{}\" (git:// is read-only)", peer, command.substr(0, 64));
+    const bool push = req->command == "git-receive-pack";
+    if (req->command != "git-upload-pack" && !push) {
+        log->info("git {}: refused \"{}\" (unknown service)", peer, req->command.substr(0, 64));
         ++forbidden;
-        co_await deny(command == "git-receive-pack" ? "pushing over git:// is not allowed; use HTTPS or SSH" : "unknown service");
+        co_await deny("unknown service");
         co_return;
     }
+    const auto& path = req->path;
     const auto name = path.size() > 1 && path[0] == '/' ? repo_name(std::string_view(path).substr(1)) : std::nullopt;
-    const auto acc = name ? access(*name) : RepoAccess{};
-    if (!name || !acc.exists || !acc.git_protocol) {
+    const auto verdict = authorize(Credential::anonymous(), name ? *name : std::string_view(), name ? access(*name) : RepoAccess{},
+                                   push ? Operation::push : Operation::fetch);
+    if (verdict == Verdict::forbidden) {
+        log->info("git {}: refused a push (git:// is read-only)", peer);
+        ++forbidden;
+        co_await deny("pushing over git:// is not allowed; use HTTPS or SSH");
+        co_return;
+    }
+    if (verdict != Verdict::allow) {
         // git daemon's words, for missing and unexported repositories alike.
         log->info("git {}: {} not exported", peer, path.substr(0, 128));
         ++not_found;
         co_await deny("access denied or repository not exported: " + path.substr(0, 128));
         co_return;
     }
-    std::optional<Repository> repo;
-    try {
-        repo.emplace(Repository::open(repo_dir(site, *name)));
-    } catch (const std::exception& e) {
-        log->error("git {}: {}", peer, e.what());
-    }
-    if (!repo) {
-        co_await deny("repository unavailable");
-        co_return;
-    }
-    auto refs = repo->refs();
-    ++advertisements;
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto min_rate = site.services.limits_for("git").min_rate;
-    // The reply of a phase (a pack above all) must be taken at min_rate at least: a client that stops
-    // reading is cut, however slowly it drains the socket.
-    auto reply_deadline = [&] { deadline.arm(common::phase_deadline(opts.read_timeout, out.size(), min_rate)); };
-    if (v2) {
-        UploadPackV2 up(*repo, refs);
-        out = UploadPackV2::capabilities();
-        if (!co_await flush_out()) co_return;
-        // Each command is a phase: idle_timeout until its first byte, then read_timeout for all of it.
-        deadline.arm(in.empty() ? opts.idle_timeout : opts.read_timeout);
-        bool in_command = !in.empty();
-        while (true) {
-            const auto n = up.feed(in, out);
-            in.erase(0, n);
-            if (up.state() == UploadPackV2::State::send_pack) {
-                bool hit = false;
-                auto p = co_await pack_with_keepalive(*repo, up.job(), hit);
-                up.write_pack(*p, out);
-                ++fetches_git;
-                log->info("fetch git {} repo {} v2 wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name,
-                          join_wants(up.job().wants), p->objects, p->data.size(), hit ? "cached" : "built",
-                          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
-            } else if (up.last_command() == "ls-refs") {
-                ++ls_refs;
-            }
-            const bool answered = !out.empty();
-            if (answered) reply_deadline();
-            if (!co_await flush_out()) co_return;
-            if (up.state() == UploadPackV2::State::failed) {
-                ++protocol_errors;
-                log->info("git {} repo {}: {}", peer, *name, up.error());
-                close();
-                co_return;
-            }
-            if (up.state() == UploadPackV2::State::finished) break;
-            if (answered) {  // the next phase: idle, or a pipelined command already started
-                in_command = !in.empty();
-                deadline.arm(in_command ? opts.read_timeout : opts.idle_timeout);
-            }
-            if (!co_await read_more()) {
-                if (deadline.expired()) ++timeouts;
-                break;
-            }
-            if (!in_command) {  // the first byte of the next command starts its phase
-                in_command = true;
-                deadline.arm(opts.read_timeout);
-            }
-        }
-        close();
-        co_return;
-    }
-    UploadPack up(*repo, refs, {});
-    out = advertise_refs(refs, false, false);
-    reply_deadline();
-    if (!co_await flush_out()) co_return;
-    // The whole negotiation (wants, haves, done) is one phase of read_timeout.
-    deadline.arm(opts.read_timeout);
-    while (up.state() == UploadPack::State::wants || up.state() == UploadPack::State::negotiate) {
-        const auto n = up.feed(in, out);
-        in.erase(0, n);
-        if (!co_await flush_out()) co_return;
-        if (up.state() != UploadPack::State::wants && up.state() != UploadPack::State::negotiate) break;
-        if (!co_await read_more()) {
-            if (deadline.expired()) {
-                ++timeouts;
-                log->info("git {} repo {}: request stalled; closed", peer, *name);
-            } else if (!up.wants().empty()) {
-                up.end_of_input(out);
-            }
-            break;
-        }
-    }
-    if (up.state() == UploadPack::State::send_pack) {
-        deadline.disarm();
-        bool hit = false;
-        auto p = co_await pack_with_keepalive(*repo, up.job(), hit);
-        up.write_pack(*p, out);
-        const auto size = out.size();
-        reply_deadline();
-        co_await flush_out();
-        ++fetches_git;
-        log->info("fetch git {} repo {} wants {} pack {} objects {} bytes ({}) in {} ms", peer, *name, join_wants(up.job().wants),
-                  p->objects, size, hit ? "cached" : "built",
-                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
-    } else if (up.state() == UploadPack::State::failed) {
-        ++protocol_errors;
-        log->info("git {} repo {}: {}", peer, *name, up.error());
-        co_await flush_out();
-    }
+    in.erase(0, used);
+    const Conversation c{.mode = Conversation::Mode::session,
+                         .transport = "git",
+                         .peer = peer,
+                         .who = Credential::anonymous(),
+                         .repo = *name,
+                         .version = req->v2 ? 2 : 0,
+                         .min_rate = site.services.limits_for("git").min_rate,
+                         .site = &site,
+                         .early_input = std::move(in)};
+    if (co_await upload_pack(*this, ch, c) == Ending::unavailable) co_await deny("repository unavailable");
     close();
 }
 

@@ -1,6 +1,7 @@
 // The SSH transport (libssh, server mode): public-key authentication only, one session per thread,
 // exec requests for git-upload-pack and git-receive-pack only. The git conversation is the same
 // sans-I/O core as git:// (stateful) with the bytes moved over the SSH channel.
+#include "conversation.hpp"
 #include "host.hpp"
 
 #include "fleetconf/common/crypto.hpp"
@@ -224,6 +225,48 @@ struct SshWatch {
         asio::post(io, [self] { self->timer.cancel(); });
     }
 };
+
+// The conversation's channel on an SSH session: blocking libssh reads and writes on the session's thread
+// (each awaitable completes at once), and the session's watch as the phase deadline.
+class SshChannel final : public Channel {
+public:
+    SshChannel(ssh_channel ch, SshWatch& watch, std::size_t min_rate, std::chrono::milliseconds read_timeout, Service::Impl::Counter& sent)
+        : ch_(ch), watch_(watch), min_rate_(min_rate), timeout_ms_(static_cast<int>(read_timeout.count())), sent_(sent) {}
+    asio::awaitable<bool> read(std::string& in) override {
+        const int n = ssh_channel_read_timeout(ch_, buf_.data(), static_cast<std::uint32_t>(buf_.size()), 0, timeout_ms_);
+        if (n > 0) {
+            in.append(buf_.data(), static_cast<std::size_t>(n));
+            // A phase that moves data may take one more second per min_rate bytes received.
+            if (min_rate_) watch_.extend(std::chrono::milliseconds(std::uint64_t(n) * 1000 / min_rate_));
+            co_return true;
+        }
+        broken_ = n < 0 || !ssh_channel_is_eof(ch_);
+        co_return false;
+    }
+    asio::awaitable<bool> write(std::string_view data) override {
+        while (!data.empty()) {
+            const auto n = ssh_channel_write(ch_, data.data(), static_cast<std::uint32_t>(std::min<std::size_t>(data.size(), 32768)));
+            if (n <= 0) co_return false;
+            data.remove_prefix(static_cast<std::size_t>(n));
+            sent_ += static_cast<std::uint64_t>(n);
+        }
+        co_return true;
+    }
+    void phase(std::chrono::milliseconds limit, const char* what) override {
+        watch_.set(limit.count() == 0 ? std::chrono::hours(24 * 365) : limit, what);
+    }
+    [[nodiscard]] bool timed_out() const override { return broken_; }
+    [[nodiscard]] bool streaming() const override { return true; }
+
+private:
+    ssh_channel ch_;
+    SshWatch& watch_;
+    std::size_t min_rate_;
+    int timeout_ms_;
+    Service::Impl::Counter& sent_;
+    std::array<char, 32768> buf_{};
+    bool broken_ = false;
+};
 }  // namespace
 
 void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std::string peer) {
@@ -355,20 +398,6 @@ void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std
         ssh_message_free(msg);
     }
 
-    // The conversation's phases: the advertisement and negotiation within read_timeout; a push's pack, and
-    // a fetch's pack, at min_rate at least.
-    watch->set(opts.read_timeout, "read timeout (negotiation)");
-    auto write_all = [&](std::string_view data) {
-        if (data.size() > 65536)
-            watch->set(common::phase_deadline(opts.read_timeout, data.size(), limits.min_rate), "reply too slowly read");
-        while (!data.empty()) {
-            const auto n = ssh_channel_write(channel, data.data(), static_cast<std::uint32_t>(std::min<std::size_t>(data.size(), 32768)));
-            if (n <= 0) return false;
-            data.remove_prefix(static_cast<std::size_t>(n));
-            bytes_sent += static_cast<std::uint64_t>(n);
-        }
-        return true;
-    };
     auto finish = [&](int status, const std::string& err = {}) {
         watch->set(std::chrono::seconds(6), "closing");  // the drain below bounds itself (5 s)
         if (!err.empty()) {
@@ -390,142 +419,52 @@ void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std
             drained += static_cast<std::size_t>(std::max(n, 0));
         }
     };
-    // Access: a unikernel key reaches its own repository only; "not found" for everything else.
-    const auto* u = common::is_dns_label(repo_name) ? site_now->unikernel(repo_name) : nullptr;
-    const bool exists = u && u->git.enabled;
     const bool push = service == "git-receive-pack";
-    if (!exists || (!who->operator_key && who->name != repo_name)) {
+    const auto credential = who->operator_key ? Credential::operator_key(who->name, who->writable) : Credential::unikernel(who->name);
+    const auto* u = common::is_dns_label(repo_name) ? site_now->unikernel(repo_name) : nullptr;
+    const RepoAccess acc{u && u->git.enabled, u && u->git.writable, u && u->git.git_protocol};
+    const auto verdict = authorize(credential, repo_name, acc, push ? Operation::push : Operation::fetch);
+    if (verdict == Verdict::not_found) {
         ++not_found;
         log->info("ssh {} {}: {} '{}' refused (not found)", peer, who->name, service, repo_name.substr(0, 128));
         finish(128, "repository '" + repo_name.substr(0, 128) + "' not found");
         return;
     }
-    if (push && !who->writable) {
+    if (verdict != Verdict::allow) {
         ++forbidden;
         log->info("ssh {} {}: push to {} refused (read-only key)", peer, who->name, repo_name);
         finish(128, "this key is read-only");
         return;
     }
-    std::optional<Repository> repo;
-    try {
-        repo.emplace(Repository::open(repo_dir(*site_now, repo_name)));
-    } catch (const std::exception& e) {
-        log->error("ssh {}: {}", peer, e.what());
-        finish(128, "repository unavailable");
-        return;
-    }
-    const std::string ident = (who->operator_key ? "operator:" : "") + who->name;
-    const auto t0 = std::chrono::steady_clock::now();
-    std::string in, out;
-    char buf[32768];
-    const int timeout_ms = static_cast<int>(opts.read_timeout.count());
-    auto read_some = [&]() {
-        const int n = ssh_channel_read_timeout(channel, buf, sizeof buf, 0, timeout_ms);
-        if (n > 0) {
-            in.append(buf, static_cast<std::size_t>(n));
-            if (limits.min_rate) watch->extend(std::chrono::milliseconds(std::uint64_t(n) * 1000 / limits.min_rate));
-        }
-        return n;
-    };
 
-    if (push) {
-        const PushLimits push_limits = push_limits_for(*site_now);
-        if (!write_all(advertise_receive(repo->refs()))) return;
-        watch->set(common::phase_deadline(opts.read_timeout, push_limits.max_pack, limits.min_rate), "push too slow");
-        ReceivePack rp(push_limits);
-        while (rp.state() == ReceivePack::State::commands || rp.state() == ReceivePack::State::pack) {
-            const auto used = rp.feed(in);
-            in.erase(0, used);
-            if (rp.state() != ReceivePack::State::commands && rp.state() != ReceivePack::State::pack) break;
-            const int n = read_some();
-            if (n == 0 && ssh_channel_is_eof(channel)) {
-                rp.end_of_input();
-                break;
-            }
-            if (n <= 0) {
-                ++timeouts;
-                log->info("ssh {} {}: push stalled or broke; closed", peer, who->name);
-                return;
-            }
-        }
-        const PushPolicy policy = push_policy_for(*site_now, repo_name);
-        PushResult result;
-        if (rp.state() == ReceivePack::State::failed) {
-            result.unpack_error = rp.error();
-            result.commands = rp.commands();
-            for (auto& c : result.commands) c.error = "refused";
-        } else if (!rp.commands().empty()) {
-            std::lock_guard lock(push_lock(repo_name));
-            result = apply_push(*repo, rp.commands(), rp.pack(), rp.atomic(), policy, push_limits);
-        }
-        if (!rp.commands().empty() || rp.state() == ReceivePack::State::failed) {
-            // audit_push uses the live site for its folder: read it through the snapshot instead.
-            auto self = shared_from_this();
-            asio::post(io, [self, repo_name, peer, ident, result] { self->audit_push(repo_name, "ssh", peer, ident, result); });
-            if (rp.report_status()) write_all(report(result, rp.side_band()));
-        }
-        finish(0);
-        return;
-    }
-
-    auto refs = repo->refs();
-    const bool v2 = git_protocol.find("version=2") != std::string::npos;
-    auto build = [&](const PackJob& job, bool& hit) {
-        return cache.get_or_build(
-            repo_name + ":" + job.key, [&] { return repo->build_pack(job.plan); }, hit);
-    };
-    auto log_fetch = [&](const PackJob& job, const PackResult& p, bool hit, int version) {
-        ++fetches_ssh;
-        log->info("fetch ssh {} key {} repo {} v{} wants {} pack {} objects {} bytes ({}) in {} ms", peer, ident, repo_name, version,
-                  job.wants.empty() ? "-" : job.wants.front().hex().substr(0, 12), p.objects, p.data.size(), hit ? "cached" : "built",
-                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
-    };
-    ++advertisements;
-    if (v2) {
-        UploadPackV2 up(*repo, refs);
-        if (!write_all(UploadPackV2::capabilities())) return;
-        while (true) {
-            in.erase(0, up.feed(in, out));
-            if (up.state() == UploadPackV2::State::send_pack) {
-                bool hit = false;
-                auto p = build(up.job(), hit);
-                up.write_pack(*p, out);
-                log_fetch(up.job(), *p, hit, 2);
-            }
-            if (!write_all(out)) return;
-            out.clear();
-            if (up.state() == UploadPackV2::State::failed || up.state() == UploadPackV2::State::finished) break;
-            const int n = read_some();
-            if (n <= 0) break;
-        }
-        finish(up.state() == UploadPackV2::State::failed ? 128 : 0);
-        return;
-    }
-    UploadPack up(*repo, refs, {});
-    if (!write_all(advertise_refs(refs, git_protocol.find("version=1") != std::string::npos, false))) return;
-    while (up.state() == UploadPack::State::wants || up.state() == UploadPack::State::negotiate) {
-        in.erase(0, up.feed(in, out));
-        if (!write_all(out)) return;
-        out.clear();
-        if (up.state() != UploadPack::State::wants && up.state() != UploadPack::State::negotiate) break;
-        const int n = read_some();
-        if (n <= 0) {
-            if (n < 0 || !ssh_channel_is_eof(channel)) ++timeouts;
-            break;
-        }
-    }
-    if (up.state() == UploadPack::State::send_pack) {
-        bool hit = false;
-        auto p = build(up.job(), hit);
-        up.write_pack(*p, out);
-        write_all(out);
-        log_fetch(up.job(), *p, hit, 0);
-    } else if (up.state() == UploadPack::State::failed) {
-        ++protocol_errors;
-        write_all(out);
-        log->info("ssh {} repo {}: {}", peer, repo_name, up.error());
-    }
-    finish(up.state() == UploadPack::State::failed ? 128 : 0);
+    // The conversation runs as a coroutine on this thread's own executor: the channel's reads and writes
+    // block in libssh here, and the driver's libgit2 work goes to the pool as for every transport.
+    SshChannel ch(channel, *watch, limits.min_rate, opts.read_timeout, bytes_sent);
+    const Conversation c{.mode = Conversation::Mode::session,
+                         .transport = "ssh",
+                         .peer = peer,
+                         .who = credential,
+                         .repo = repo_name,
+                         .version = git_protocol.find("version=2") != std::string::npos   ? 2
+                                    : git_protocol.find("version=1") != std::string::npos ? 1
+                                                                                          : 0,
+                         .min_rate = limits.min_rate,
+                         .site = site_now.get(),
+                         .early_input = {}};
+    asio::io_context here;
+    Ending ending = Ending::done;
+    std::exception_ptr error;
+    asio::co_spawn(
+        here,
+        [&]() -> asio::awaitable<void> {
+            if (push) ending = co_await receive_pack(*this, ch, c);
+            else ending = co_await upload_pack(*this, ch, c);
+        },
+        [&](std::exception_ptr e) { error = e; });
+    here.run();
+    if (error) std::rethrow_exception(error);
+    if (ending == Ending::unavailable) finish(128, "repository unavailable");
+    else finish(ending == Ending::done ? 0 : 128);
 }
 
 }  // namespace fleetconf::gitconf

@@ -75,21 +75,55 @@ TEST_CASE("Basic credentials (RFC 7617)", "[gitconf][auth]") {
     CHECK_FALSE(parse_basic_auth("Basic d2Vi"));  // "web": no colon
 }
 
-TEST_CASE("access decisions: 401 before anything is revealed, 404 for other repositories", "[gitconf][auth]") {
+TEST_CASE("access decisions: one rule for git://, HTTP and SSH", "[gitconf][auth]") {
     TempDir d;
     auto store = TokenStore::load(d.path / "t.json");
     const auto web = store.issue("web");
     const auto cal = store.issue("cal");
-    const RepoAccess ro{true, false, false}, rw{true, true, false}, missing{};
-    const BasicCredentials web_ok{"web", web}, web_bad{"web", cal}, cal_ok{"cal", cal};
-    CHECK(authorize_http("web", ro, std::nullopt, store, false) == Verdict::unauthorized);
-    CHECK(authorize_http("web", ro, web_bad, store, false) == Verdict::unauthorized);
-    CHECK(authorize_http("nosuch", missing, std::nullopt, store, false) == Verdict::unauthorized);
-    CHECK(authorize_http("web", ro, web_ok, store, false) == Verdict::allow);
-    CHECK(authorize_http("web", ro, cal_ok, store, false) == Verdict::not_found);
-    CHECK(authorize_http("nosuch", missing, web_ok, store, false) == Verdict::not_found);
-    CHECK(authorize_http("web", ro, web_ok, store, true) == Verdict::forbidden);
-    CHECK(authorize_http("cal", rw, cal_ok, store, true) == Verdict::allow);
+    const RepoAccess ro{true, false, false}, rw{true, true, false}, exported{true, false, true}, missing{};
+    const auto fetch = Operation::fetch, push = Operation::push;
+
+    SECTION("HTTP: 401 before anything is revealed, the same 404 for another's and a missing repository") {
+        const auto none = authenticate(std::nullopt, store);
+        const auto bad = authenticate(BasicCredentials{"web", cal}, store);
+        const auto web_ok = authenticate(BasicCredentials{"web", web}, store);
+        const auto cal_ok = authenticate(BasicCredentials{"cal", cal}, store);
+        CHECK(none.kind == Credential::Kind::rejected);
+        CHECK(bad.kind == Credential::Kind::rejected);
+        CHECK(web_ok.kind == Credential::Kind::unikernel);
+        CHECK(web_ok.label() == "web");
+        CHECK(authorize(none, "web", ro, fetch) == Verdict::unauthorized);
+        CHECK(authorize(bad, "web", ro, fetch) == Verdict::unauthorized);
+        CHECK(authorize(none, "nosuch", missing, fetch) == Verdict::unauthorized);
+        CHECK(authorize(none, "web", exported, fetch) == Verdict::unauthorized);  // git:// export is not HTTP access
+        CHECK(authorize(web_ok, "web", ro, fetch) == Verdict::allow);
+        CHECK(authorize(cal_ok, "web", ro, fetch) == Verdict::not_found);
+        CHECK(authorize(web_ok, "nosuch", missing, fetch) == Verdict::not_found);
+        CHECK(authorize(web_ok, "web", ro, push) == Verdict::forbidden);
+        CHECK(authorize(cal_ok, "cal", rw, push) == Verdict::allow);
+    }
+    SECTION("git://: anonymous, read-only, exported repositories only") {
+        const auto anon = Credential::anonymous();
+        CHECK(anon.label() == "-");
+        CHECK(authorize(anon, "web", exported, fetch) == Verdict::allow);
+        CHECK(authorize(anon, "web", ro, fetch) == Verdict::not_found);  // not exported: git daemon's one answer
+        CHECK(authorize(anon, "nosuch", missing, fetch) == Verdict::not_found);
+        CHECK(authorize(anon, "web", exported, push) == Verdict::forbidden);
+        CHECK(authorize(anon, "nosuch", missing, push) == Verdict::forbidden);  // the same for every name
+    }
+    SECTION("SSH: a unikernel key reaches its own repository, an operator key every one") {
+        const auto uk = Credential::unikernel("web");
+        CHECK(authorize(uk, "web", ro, fetch) == Verdict::allow);
+        CHECK(authorize(uk, "web", ro, push) == Verdict::forbidden);
+        CHECK(authorize(uk, "cal", rw, fetch) == Verdict::not_found);
+        CHECK(authorize(Credential::unikernel("cal"), "cal", rw, push) == Verdict::allow);
+        const auto op_ro = Credential::operator_key("alice", false), op_rw = Credential::operator_key("bob", true);
+        CHECK(op_ro.label() == "operator:alice");
+        CHECK(authorize(op_ro, "web", ro, fetch) == Verdict::allow);
+        CHECK(authorize(op_ro, "cal", rw, push) == Verdict::forbidden);
+        CHECK(authorize(op_rw, "web", ro, push) == Verdict::allow);  // the key's right, not the repository's
+        CHECK(authorize(op_rw, "nosuch", missing, fetch) == Verdict::not_found);
+    }
 }
 
 TEST_CASE("token file: the documented test vector (docs/gitconf.md)", "[gitconf][auth]") {

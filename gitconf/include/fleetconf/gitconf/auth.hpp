@@ -53,11 +53,38 @@ struct RepoAccess {
     bool git_protocol = false;  // reachable over git:// (read-only, no credentials)
 };
 
-// The access rule for smart HTTP: no or wrong credentials -> 401 (whatever the repository);
-// valid credentials for another repository, or a repository that does not exist -> 404, the same
-// answer for both; valid credentials for this repository -> allow, except a push with read-only
-// credentials -> 403 (the repository is theirs, so nothing leaks).
-Verdict authorize_http(std::string_view repo, const RepoAccess& access, const std::optional<BasicCredentials>& cred,
-                       const TokenStore& tokens, bool push);
+enum class Operation { fetch, push };
+
+// Who a request comes as, once its transport has checked the secret (an HTTP token against the token
+// store, an SSH key against the site's keys). git:// has no credential: every client there is anonymous.
+struct Credential {
+    enum class Kind {
+        rejected,   // a credential was needed and none, or a wrong one, was given (HTTP)
+        anonymous,  // git:// (read-only, for repositories exported with git_protocol)
+        unikernel,  // a unikernel's token or key: its own repository only
+        operator_,  // an operator's SSH key: every repository
+    } kind = Kind::rejected;
+    std::string name;       // the unikernel's or operator's name
+    bool writable = false;  // operator keys only: may push (a unikernel's right comes from its repository)
+
+    static Credential rejected() { return {}; }
+    static Credential anonymous() { return {Kind::anonymous, "-", false}; }
+    static Credential unikernel(std::string name) { return {Kind::unikernel, std::move(name), false}; }
+    static Credential operator_key(std::string name, bool writable) { return {Kind::operator_, std::move(name), writable}; }
+    // How logs and the audit log name it: "-", "NAME" or "operator:NAME".
+    [[nodiscard]] std::string label() const;
+};
+
+// The one access rule of every transport (docs/gitconf.md, "Access"):
+//  - rejected -> unauthorized, whatever the repository (nothing about it is revealed);
+//  - anonymous -> a fetch of a repository exported over git:// is allowed; any other repository is
+//    not_found (git daemon's one answer for missing and unexported); a push is forbidden;
+//  - a unikernel reaches its own repository only: another one, or one that does not exist, is the same
+//    not_found; a push needs a writable repository, else forbidden (the repository is theirs: no leak);
+//  - an operator key reaches every existing repository; a push needs a writable key.
+Verdict authorize(const Credential& who, std::string_view repo, const RepoAccess& access, Operation op);
+
+// An HTTP Basic credential checked against the token store (constant time): a unikernel, or rejected.
+Credential authenticate(const std::optional<BasicCredentials>& cred, const TokenStore& tokens);
 
 }  // namespace fleetconf::gitconf

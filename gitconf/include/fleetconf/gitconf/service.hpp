@@ -11,6 +11,7 @@
 #include <spdlog/logger.h>
 
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -75,6 +76,9 @@ struct ServiceOptions {
     // Connection budgets: services.limits.{git,http,https,ssh} of the site file (docs/limits.md).
     std::size_t max_body = 8 << 20;            // request body on the wire
     std::size_t max_inflated_body = 32 << 20;  // after gzip decoding
+    // Called on a pool thread before each pack is built (not for one taken from the cache), with the
+    // repository's name: a tracing point; tests hold a build on it to show what does not wait for it.
+    std::function<void(const std::string& repo)> before_pack_build;
 };
 
 class Service {
