@@ -487,9 +487,9 @@ int serve(const BlockArgs& a) {
     auto svc = bc::open_device(name, a.device, 0, std::nullopt, log,
                                a.commit_mode == "checksummed" ? bc::CommitMode::checksummed : bc::CommitMode::ordered);
     common::Runtime rt;
-    bc::ServerOptions opts;
+    bc::ControlServerOptions opts;
     opts.listen = *ep;
-    bc::Server server(rt.io(), {{name, svc.get()}}, bc::load_key_file(a.key_file), opts, log);
+    bc::ControlServer server(rt.io(), {{name, svc.get()}}, bc::load_key_file(a.key_file), opts, log);
     server.start();
     rt.on_stop([&] { server.stop(); });
     rt.on_reload([&] {

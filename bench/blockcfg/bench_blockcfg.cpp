@@ -4,7 +4,7 @@
 //
 //   bench_blockcfg [--seconds S] [--dir DIR]
 #include "fleetconf/blockcfg/client.hpp"
-#include "fleetconf/blockcfg/server.hpp"
+#include "fleetconf/blockcfg/control_server.hpp"
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/log.hpp"
 
@@ -173,9 +173,9 @@ int main(int argc, char** argv) {
         ConfigService svc("bench", std::move(dev), std::move(*store), common::log::get("block"));
         asio::io_context io;
         protocol::Key key{"bench", common::random_bytes(32)};
-        ServerOptions opts;
+        ControlServerOptions opts;
         opts.listen = common::Endpoint{common::Ipv4{127, 0, 0, 1}, 0};
-        Server server(io, {{"bench", &svc}}, protocol::KeyRing{{key}}, opts, common::log::get("block"));
+        ControlServer server(io, {{"bench", &svc}}, protocol::KeyRing{{key}}, opts, common::log::get("block"));
         server.start();
         std::thread io_thread([&] { io.run(); });
         const common::Endpoint ep{common::Ipv4{127, 0, 0, 1}, server.port()};

@@ -256,4 +256,38 @@ std::variant<Request, Failure> parse_request(const json& body) {
     return Request{c};
 }
 
+BatchResult apply_batch(Config current, std::uint64_t gen, const std::vector<const ChangeRequest*>& changes,
+                        const std::function<std::optional<std::string>(std::uint64_t)>& read_generation) {
+    BatchResult r{std::move(current), {}, false};
+    r.refused.reserve(changes.size());
+    for (const auto* req : changes) {
+        auto refuse = [&](Failure f) { r.refused.push_back(std::move(f)); };
+        if (req->expect_generation && (*req->expect_generation != gen || r.changed)) {
+            refuse({errc::conflict, "expected generation " + std::to_string(*req->expect_generation) + ", the configuration is at " +
+                                        std::to_string(r.changed ? gen + 1 : gen) + (r.changed ? " (being committed)" : "")});
+            continue;
+        }
+        if (req->rollback_to) {
+            const auto old = read_generation(*req->rollback_to);
+            if (!old) {
+                refuse({errc::not_found, "generation " + std::to_string(*req->rollback_to) + " is no longer on the device (see history)"});
+                continue;
+            }
+            auto c = from_payload(*old);
+            if (auto* f = std::get_if<Failure>(&c)) {
+                refuse(std::move(*f));
+                continue;
+            }
+            r.config = std::get<Config>(std::move(c));
+        } else if (auto f = req->ops.size() == 1 ? apply(r.config, req->ops[0])  // one op is atomic by itself
+                                                 : apply_all(r.config, req->ops)) {
+            refuse(std::move(*f));
+            continue;
+        }
+        r.changed = true;
+        r.refused.push_back(std::nullopt);
+    }
+    return r;
+}
+
 }  // namespace fleetconf::blockcfg

@@ -3,7 +3,7 @@
 #include "deadline_io.hpp"
 
 #include "fleetconf/blockcfg/client.hpp"
-#include "fleetconf/blockcfg/server.hpp"
+#include "fleetconf/blockcfg/control_server.hpp"
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
 

@@ -51,10 +51,10 @@ SiteService::SiteService(asio::io_context& io, const common::Site& site, std::sh
         auto k = create_key_file(kf);
         log->info("created control key file {} (key id \"{}\")", kf.string(), k.id);
     }
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.listen = site.services.block.listen;
     opts.limits = site.services.limits_for("block");
-    server_ = std::make_unique<Server>(io, std::move(by_name), load_key_file(kf), opts, log);
+    server_ = std::make_unique<ControlServer>(io, std::move(by_name), load_key_file(kf), opts, log);
 }
 
 std::string SiteService::prometheus() const {

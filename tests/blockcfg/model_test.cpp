@@ -149,3 +149,58 @@ TEST_CASE("docs/blockcfg-protocol.md: at most 1,000 operations in a transaction"
     CHECK(f.code == errc::too_large);
     CHECK(f.message == "at most 1000 operations in a transaction");
 }
+
+TEST_CASE("a batch of queued changes: in order, no lost update, rollbacks read their generation", "[model][batch]") {
+    Config start;
+    REQUIRE_FALSE(apply(start, change({{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.1"}, {"port", 1}}).ops[0]));
+    auto add_b = change({{"op", "add"}, {"host", "b.x"}, {"address", "10.0.0.2"}, {"port", 2}});
+    auto add_a = change({{"op", "add"}, {"host", "a.x"}, {"address", "10.0.0.9"}, {"port", 9}});  // exists: refused
+    auto cas_ok = change({{"op", "upsert"}, {"host", "c.x"}, {"address", "10.0.0.3"}, {"port", 3}, {"expect_generation", 7}});
+    std::vector<std::string> reads;
+    auto no_history = [&](std::uint64_t g) -> std::optional<std::string> {
+        reads.push_back(std::to_string(g));
+        return std::nullopt;
+    };
+
+    SECTION("a compare-and-swap first is accepted; after an accepted change it is a conflict") {
+        auto r = apply_batch(start, 7, {&cas_ok, &add_a, &add_b}, no_history);
+        REQUIRE(r.refused.size() == 3);
+        CHECK_FALSE(r.refused[0]);
+        REQUIRE(r.refused[1]);
+        CHECK(r.refused[1]->code == errc::exists);
+        CHECK_FALSE(r.refused[2]);
+        CHECK(r.changed);
+        CHECK(r.config.routes.size() == 3);
+        CHECK(r.config.routes.at("a.x").to_string() == "10.0.0.1:1");  // the refused add changed nothing
+
+        auto late = apply_batch(start, 7, {&add_b, &cas_ok}, no_history);
+        CHECK_FALSE(late.refused[0]);
+        REQUIRE(late.refused[1]);
+        CHECK(late.refused[1]->code == errc::conflict);
+        CHECK(late.refused[1]->message == "expected generation 7, the configuration is at 8 (being committed)");
+        CHECK_FALSE(late.config.routes.contains("c.x"));
+    }
+    SECTION("a stale generation is a conflict; nothing accepted, nothing to commit") {
+        auto r = apply_batch(start, 8, {&cas_ok}, no_history);
+        REQUIRE(r.refused[0]);
+        CHECK(r.refused[0]->message == "expected generation 7, the configuration is at 8");
+        CHECK_FALSE(r.changed);
+        CHECK(r.config.routes.size() == 1);
+    }
+    SECTION("a rollback takes its generation's configuration, or is refused when it is gone") {
+        auto rb = change({{"op", "rollback"}, {"generation", 3}});
+        REQUIRE(rb.rollback_to == 3u);
+        auto gone = apply_batch(start, 7, {&rb}, no_history);
+        REQUIRE(gone.refused[0]);
+        CHECK(gone.refused[0]->code == errc::not_found);
+        CHECK(reads == std::vector<std::string>{"3"});
+        Config old;
+        REQUIRE_FALSE(apply(old, change({{"op", "add"}, {"host", "old.x"}, {"address", "10.0.0.4"}, {"port", 4}}).ops[0]));
+        auto back = apply_batch(start, 7, {&rb, &add_b}, [&](std::uint64_t) { return std::optional<std::string>(to_payload(old)); });
+        CHECK_FALSE(back.refused[0]);
+        CHECK_FALSE(back.refused[1]);
+        CHECK(back.config.routes.size() == 2);  // old.x, then b.x on top
+        CHECK(back.config.routes.contains("old.x"));
+        CHECK_FALSE(back.config.routes.contains("a.x"));
+    }
+}

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -83,5 +84,17 @@ struct ChangeRequest {
 using Request = std::variant<ReadRequest, ChangeRequest>;
 
 std::variant<Request, Failure> parse_request(const nlohmann::json& body);
+
+// The writer's decision for one batch of queued changes (the group commit), without the device: each change
+// in order against the configuration at generation `gen`. A change that expects a generation fails once an
+// earlier change of the batch was accepted (the state is no longer `gen`: no lost update); a rollback reads
+// the configuration of its generation through `read_generation` (nullopt: no longer on the device).
+struct BatchResult {
+    Config config;                                // after every accepted change
+    std::vector<std::optional<Failure>> refused;  // per change: nullopt when accepted
+    bool changed = false;                         // some change was accepted: commit `config`
+};
+BatchResult apply_batch(Config current, std::uint64_t gen, const std::vector<const ChangeRequest*>& changes,
+                        const std::function<std::optional<std::string>(std::uint64_t)>& read_generation);
 
 }  // namespace fleetconf::blockcfg

@@ -11,7 +11,7 @@ common::ServiceInfo service_info();
 
 }  // namespace fleetconf::blockcfg
 
-#include "fleetconf/blockcfg/server.hpp"
+#include "fleetconf/blockcfg/control_server.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
 
@@ -47,7 +47,7 @@ public:
 
 private:
     std::vector<std::unique_ptr<ConfigService>> devices_;
-    std::unique_ptr<Server> server_;
+    std::unique_ptr<ControlServer> server_;
     std::filesystem::path key_file_;
 };
 

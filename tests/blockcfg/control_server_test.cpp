@@ -1,5 +1,5 @@
 #include "fleetconf/blockcfg/client.hpp"
-#include "fleetconf/blockcfg/server.hpp"
+#include "fleetconf/blockcfg/control_server.hpp"
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/log.hpp"
@@ -29,12 +29,12 @@ struct Fixture {
     MemoryDevice* mem = nullptr;
     std::unique_ptr<ConfigService> svc;
     asio::io_context io;
-    std::unique_ptr<Server> server;
+    std::unique_ptr<ControlServer> server;
     std::thread thread;
     protocol::Key key = test_key();
     cm::Endpoint ep;
 
-    explicit Fixture(ServerOptions opts = {}) {
+    explicit Fixture(ControlServerOptions opts = {}) {
         auto dev = std::make_unique<MemoryDevice>(512, 512);
         mem = dev.get();
         REQUIRE_FALSE(Store::format(*dev, {}, to_payload(Config{})));
@@ -44,8 +44,8 @@ struct Fixture {
         REQUIRE(store);
         svc = std::make_unique<ConfigService>("proxy", std::move(dev), std::move(*store), cm::log::get("block"));
         opts.listen = cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, 0};
-        server = std::make_unique<Server>(io, std::map<std::string, ConfigService*>{{"proxy", svc.get()}}, protocol::KeyRing{{key}}, opts,
-                                          cm::log::get("block"));
+        server = std::make_unique<ControlServer>(io, std::map<std::string, ConfigService*>{{"proxy", svc.get()}}, protocol::KeyRing{{key}},
+                                                 opts, cm::log::get("block"));
         server->start();
         ep = cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, server->port()};
         thread = std::thread([this] { io.run(); });
@@ -56,8 +56,8 @@ struct Fixture {
     }
     Client client() { return Client(ep, key); }
     // Read on the server's own thread, as the status endpoint does.
-    Server::Stats server_stats() {
-        std::promise<Server::Stats> p;
+    ControlServer::Stats server_stats() {
+        std::promise<ControlServer::Stats> p;
         asio::post(io, [&] { p.set_value(server->stats()); });
         return p.get_future().get();
     }
@@ -145,7 +145,7 @@ TEST_CASE("control socket: changes are durable and replies carry the generation"
 }
 
 TEST_CASE("control socket: attacks close the connection and change nothing", "[server][security]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.read_timeout = 300ms;
     opts.max_frame = 4096;
     opts.max_auth_failures = 1000;  // this test is about single failures
@@ -218,7 +218,7 @@ TEST_CASE("control socket: an altered reply is refused by the client", "[server]
 }
 
 TEST_CASE("control socket: repeated failures from one address are rate-limited", "[server][security]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.max_auth_failures = 3;
     Fixture f(opts);
     for (int i = 0; i < 3; ++i) {
@@ -238,7 +238,7 @@ TEST_CASE("control socket: repeated failures from one address are rate-limited",
 }
 
 TEST_CASE("control socket: a full server says busy; only a failed authentication suggests the key (issue 16.12)", "[server]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.limits.max_connections = 1;
     Fixture f(opts);
     auto first = f.client();  // holds the only slot
@@ -316,7 +316,7 @@ TEST_CASE("8 clients doing compare-and-swap increments lose no update", "[server
 
 // ---- docs/blockcfg-protocol.md: every limit, timeout and default ----
 TEST_CASE("docs/blockcfg-protocol.md: the documented defaults are the code's", "[server][limits]") {
-    const ServerOptions o;
+    const ControlServerOptions o;
     CHECK(o.listen == cm::Endpoint{cm::Ipv4{127, 0, 0, 1}, 7300});  // loopback
     CHECK(o.max_frame == 1u << 20);                                 // 1 MiB
     CHECK(protocol::kDefaultMaxFrame == 1u << 20);
@@ -377,7 +377,7 @@ TEST_CASE("docs/blockcfg-protocol.md: 4 failed authentications leave an address 
 
 TEST_CASE("docs/blockcfg-protocol.md: a stalled frame and an idle connection are closed after their timeouts, not before",
           "[server][limits]") {
-    ServerOptions opts;  // the mechanism, on a shorter clock than the defaults checked above
+    ControlServerOptions opts;  // the mechanism, on a shorter clock than the defaults checked above
     opts.read_timeout = 400ms;
     opts.idle_timeout = 800ms;
     opts.limits.login_grace = 800ms;  // before the first request, idle time is the login grace
@@ -431,7 +431,7 @@ struct From {
 }  // namespace
 
 TEST_CASE("control socket: silent connections from one address leave the other slots to other addresses", "[server][limits][issue17]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.limits.max_connections = 8;
     opts.limits.max_per_address = 3;
     opts.limits.max_unauthenticated = 8;
@@ -454,7 +454,7 @@ TEST_CASE("control socket: silent connections from one address leave the other s
 }
 
 TEST_CASE("control socket: connections that never log in cannot hold more than the login budget", "[server][limits][issue17]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.limits.max_connections = 16;
     opts.limits.max_per_address = 0;
     opts.limits.max_unauthenticated = 2;
@@ -471,7 +471,7 @@ TEST_CASE("control socket: connections that never log in cannot hold more than t
 
 TEST_CASE("control socket: a client trickling a frame is cut when the login grace is over, not kept by each byte",
           "[server][limits][issue17]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.read_timeout = 10s;
     opts.limits.login_grace = 300ms;
     Fixture f(opts);
@@ -495,7 +495,7 @@ TEST_CASE("control socket: a client trickling a frame is cut when the login grac
 }
 
 TEST_CASE("control socket: refusals are counted by reason in /metrics", "[server][limits][issue17]") {
-    ServerOptions opts;
+    ControlServerOptions opts;
     opts.limits.max_per_address = 1;
     Fixture f(opts);
     From a(f.ep, "127.0.0.1");

@@ -1,4 +1,5 @@
-#include "fleetconf/blockcfg/server.hpp"
+// The blockcfg control socket (control_server.hpp): sessions, frame checks, replies.
+#include "fleetconf/blockcfg/control_server.hpp"
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
@@ -28,181 +29,6 @@ using asio::ip::tcp;
 using nlohmann::json;
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-std::uint64_t now_ns() {
-    return static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-// ---------------------------------------------------------------------------------------------------
-// ConfigService
-
-ConfigService::ConfigService(std::string name, std::unique_ptr<Device> dev, Store store, std::shared_ptr<spdlog::logger> log)
-    : name_(std::move(name)), dev_(std::move(dev)), store_(std::move(store)), log_(std::move(log)) {
-    auto c = from_payload(store_.payload());
-    if (auto* f = std::get_if<Failure>(&c))
-        throw std::runtime_error(name_ + ": generation " + std::to_string(store_.generation()) + ": " + f->message);
-    view_ = {std::make_shared<const Config>(std::get<Config>(std::move(c))), store_.current()};
-    thread_ = std::thread([this] { writer(); });
-}
-
-ConfigService::~ConfigService() {
-    {
-        std::lock_guard lock(queue_mutex_);
-        stopping_ = true;
-    }
-    queue_cv_.notify_all();
-    thread_.join();
-    std::lock_guard lock(store_mutex_);
-    if (store_.flush()) log_->warn("{}: final flush failed; the second header copy may be one generation behind", name_);
-}
-
-ConfigService::Snapshot ConfigService::snapshot() const {
-    std::lock_guard lock(view_mutex_);
-    return view_;
-}
-
-std::vector<GenerationInfo> ConfigService::history() const {
-    std::lock_guard lock(store_mutex_);
-    return store_.history();
-}
-
-void ConfigService::submit(ChangeRequest req, std::string who, std::function<void(Outcome)> done) {
-    {
-        std::lock_guard lock(queue_mutex_);
-        queue_.push_back({std::move(req), std::move(who), std::move(done)});
-    }
-    queue_cv_.notify_one();
-}
-
-Outcome ConfigService::change(ChangeRequest req, std::string who) {
-    std::mutex m;
-    std::condition_variable cv;
-    std::optional<Outcome> result;
-    submit(std::move(req), std::move(who), [&](Outcome o) {
-        std::lock_guard lock(m);
-        result = std::move(o);
-        cv.notify_one();
-    });
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return result.has_value(); });
-    return *result;
-}
-
-ConfigService::Stats ConfigService::stats() const {
-    std::lock_guard lock(view_mutex_);
-    return stats_;
-}
-
-void ConfigService::writer() {
-    constexpr std::size_t kMaxBatch = 256;
-    while (true) {
-        std::vector<Pending> batch;
-        {
-            std::unique_lock lock(queue_mutex_);
-            queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping, and nothing left to do
-            while (!queue_.empty() && batch.size() < kMaxBatch) {
-                batch.push_back(std::move(queue_.front()));
-                queue_.pop_front();
-            }
-        }
-        const Snapshot before = snapshot();
-        Config work = *before.config;
-        const std::uint64_t gen = before.gen.generation;
-        bool changed = false;
-        std::vector<Outcome> outcomes(batch.size());
-        std::vector<bool> accepted(batch.size(), false);
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            auto& p = batch[i];
-            auto& o = outcomes[i];
-            o.previous_generation = gen;
-            o.generation = gen;
-            // Once an earlier change in this batch is applied, the state is no longer generation `gen`:
-            // every compare-and-swap in the rest of the batch must fail, or an update would be lost.
-            if (p.req.expect_generation && (*p.req.expect_generation != gen || changed)) {
-                o.ec = errc::conflict;
-                o.message = "expected generation " + std::to_string(*p.req.expect_generation) + ", the configuration is at " +
-                            std::to_string(changed ? gen + 1 : gen) + (changed ? " (being committed)" : "");
-                continue;
-            }
-            if (p.req.rollback_to) {
-                std::optional<std::string> old;
-                {
-                    std::lock_guard lock(store_mutex_);
-                    old = store_.read_generation(*p.req.rollback_to);
-                }
-                if (!old) {
-                    o.ec = errc::not_found;
-                    o.message = "generation " + std::to_string(*p.req.rollback_to) + " is no longer on the device (see history)";
-                    continue;
-                }
-                auto c = from_payload(*old);
-                if (auto* f = std::get_if<Failure>(&c)) {
-                    o.ec = f->code;
-                    o.message = f->message;
-                    continue;
-                }
-                work = std::get<Config>(std::move(c));
-            } else if (auto f = p.req.ops.size() == 1 ? apply(work, p.req.ops[0])  // one op is atomic by itself
-                                                      : apply_all(work, p.req.ops)) {
-                o.ec = f->code;
-                o.message = f->message;
-                continue;
-            }
-            changed = true;
-            accepted[i] = true;
-        }
-        if (changed) {
-            std::error_code ec;
-            GenerationInfo info;
-            const std::string payload = to_payload(work);
-            {
-                std::lock_guard lock(store_mutex_);
-                ec = store_.commit(payload, now_ns());
-                info = store_.current();
-            }
-            if (ec) {
-                {
-                    std::lock_guard lock(view_mutex_);
-                    ++stats_.commit_failures;
-                    stats_.last_error = ec.message();
-                }
-                log_->error("{}: commit of {} change(s) failed: {}; the configuration stays at generation {}", name_,
-                            std::count(accepted.begin(), accepted.end(), true), ec.message(), gen);
-                for (std::size_t i = 0; i < batch.size(); ++i)
-                    if (accepted[i]) {
-                        outcomes[i].ec = ec;
-                        outcomes[i].message = "the device failed to store the change: " + ec.message();
-                    }
-            } else {
-                // Durable: only now does the view (and so every reader) see it.
-                {
-                    std::lock_guard lock(view_mutex_);
-                    view_ = {std::make_shared<const Config>(std::move(work)), info};
-                    ++stats_.commits;
-                    stats_.applied += static_cast<std::uint64_t>(std::count(accepted.begin(), accepted.end(), true));
-                    stats_.last_error.clear();
-                }
-                for (std::size_t i = 0; i < batch.size(); ++i)
-                    if (accepted[i]) {
-                        outcomes[i].generation = info.generation;
-                        log_->info("{}: {} by {}: generation {} -> {}", name_, batch[i].req.name, batch[i].who, gen, info.generation);
-                    }
-            }
-        }
-        {
-            std::lock_guard lock(view_mutex_);
-            for (const auto& o : outcomes) stats_.refused += o.ec ? 1 : 0;
-        }
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!accepted[i] && outcomes[i].ec)
-                log_->info("{}: {} by {} refused: {} {}", name_, batch[i].req.name, batch[i].who,
-                           code_name(static_cast<errc>(outcomes[i].ec.value())), outcomes[i].message);
-            if (batch[i].done) batch[i].done(std::move(outcomes[i]));
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Keys
 
@@ -229,13 +55,13 @@ protocol::Key create_key_file(const std::filesystem::path& p, const std::string&
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Server
+// The control socket
 
-struct Server::Impl {
+struct ControlServer::Impl {
     asio::io_context& io;
     std::map<std::string, ConfigService*> devices;
     protocol::KeyRing keys;
-    ServerOptions opts;
+    ControlServerOptions opts;
     std::shared_ptr<spdlog::logger> log;
     common::TcpListener listener;
     std::uint64_t requests = 0, auth_failures = 0;
@@ -246,7 +72,7 @@ struct Server::Impl {
     std::map<std::string, Failures> failures;
     bool stopped = false;
 
-    Impl(asio::io_context& i, std::map<std::string, ConfigService*> d, protocol::KeyRing k, ServerOptions o,
+    Impl(asio::io_context& i, std::map<std::string, ConfigService*> d, protocol::KeyRing k, ControlServerOptions o,
          std::shared_ptr<spdlog::logger> l)
         : io(i), devices(std::move(d)), keys(std::move(k)), opts(o), log(l), listener(i.get_executor(), "block", o.limits, l) {}
 
@@ -277,24 +103,24 @@ struct Server::Impl {
     void handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply);
 };
 
-Server::Server(asio::io_context& io, std::map<std::string, ConfigService*> devices, protocol::KeyRing keys, ServerOptions opts,
-               std::shared_ptr<spdlog::logger> log)
+ControlServer::ControlServer(asio::io_context& io, std::map<std::string, ConfigService*> devices, protocol::KeyRing keys,
+                             ControlServerOptions opts, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<Impl>(io, std::move(devices), std::move(keys), opts, std::move(log))) {}
 
-Server::~Server() = default;
+ControlServer::~ControlServer() = default;
 
-void Server::set_keys(protocol::KeyRing keys) { impl_->keys = std::move(keys); }
+void ControlServer::set_keys(protocol::KeyRing keys) { impl_->keys = std::move(keys); }
 
-std::uint16_t Server::port() const { return impl_->listener.port(); }
+std::uint16_t ControlServer::port() const { return impl_->listener.port(); }
 
-Server::Stats Server::stats() const {
+ControlServer::Stats ControlServer::stats() const {
     const auto& i = *impl_;
     return {i.requests, i.auth_failures, i.listener.admission().stats().open, !i.stopped && i.listener.listening()};
 }
 
-void Server::metrics(std::string& out) const { impl_->listener.metrics(out); }
+void ControlServer::metrics(std::string& out) const { impl_->listener.metrics(out); }
 
-void Server::start() {
+void ControlServer::start() {
     auto& i = *impl_;
     i.listener.open(i.opts.listen, "control socket");
     i.log->info("control socket serves {} device(s) with {} key(s)", i.devices.size(), i.keys.keys.size());
@@ -310,16 +136,16 @@ void Server::start() {
                      });
 }
 
-void Server::stop() {
+void ControlServer::stop() {
     impl_->stopped = true;
     impl_->listener.stop();
 }
 
-void Server::handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply) {
+void ControlServer::handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply) {
     impl_->handle(body, who, std::move(reply));
 }
 
-void Server::Impl::accept(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, const std::string& peer) {
+void ControlServer::Impl::accept(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, const std::string& peer) {
     const std::string peer_addr = peer.substr(0, peer.rfind(':'));
     if (blocked(peer_addr)) {
         log->debug("control {}: refused (too many failed authentications)", peer);
@@ -332,7 +158,7 @@ void Server::Impl::accept(std::shared_ptr<tcp::socket> sock, common::AdmissionTi
                    common::log_exception(log, std::string("control ").append(peer).append(": session failed")));
 }
 
-asio::awaitable<void> Server::Impl::session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
+asio::awaitable<void> ControlServer::Impl::session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
     using namespace asio::experimental::awaitable_operators;
     const std::string peer_addr = peer.substr(0, peer.rfind(':'));
     auto close = [&] {
@@ -439,7 +265,7 @@ std::string error_reply(errc code, const std::string& message, std::uint64_t gen
 
 }  // namespace
 
-void Server::Impl::handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply) {
+void ControlServer::Impl::handle(const std::string& body, const std::string& who, std::function<void(std::string)> reply) {
     json j = json::parse(body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return reply(error_reply(errc::bad_request, "request body is not a JSON object", 0));
     ConfigService* dev = nullptr;
