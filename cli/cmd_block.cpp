@@ -4,6 +4,7 @@
 #include "fleetconf/blockcfg/client.hpp"
 #include "fleetconf/blockcfg/routes.hpp"
 #include "fleetconf/blockcfg/service.hpp"
+#include "fleetconf/blockcfg/migrate.hpp"
 #include "fleetconf/blockcfg/tlstunnel.hpp"
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
@@ -193,21 +194,17 @@ std::optional<std::vector<std::uint8_t>> read_image(const std::string& path) {
     return data;
 }
 
-// Reads a tlstunnel disk; the sector size is tried as given, or 512 then 4096.
+// Reads a tlstunnel disk; the sector size is tried as given, or 512 then 4096 (tlstunnel::read_image).
 std::optional<std::pair<tt::DiskContents, std::size_t>> read_tlstunnel(const std::string& path, std::uint32_t sector_size) {
     auto image = read_image(path);
     if (!image) return std::nullopt;
-    std::vector<std::string> problems;
-    for (std::size_t ss : sector_size ? std::vector<std::size_t>{sector_size} : std::vector<std::size_t>{512, 4096}) {
-        auto r = tt::read_disk(*image, ss);
-        if (auto* c = std::get_if<tt::DiskContents>(&r)) {
-            for (const auto& n : c->notes) std::cerr << "fleetconf: warning: " << path << ": " << n << "\n";
-            return std::pair{std::move(*c), ss};
-        }
-        for (const auto& p : std::get<std::vector<std::string>>(r)) problems.push_back(std::to_string(ss) + "-byte sectors: " + p);
+    auto r = tt::read_image(*image, sector_size);
+    if (auto* ok = std::get_if<tt::ReadImage>(&r)) {
+        for (const auto& n : ok->contents.notes) std::cerr << "fleetconf: warning: " << path << ": " << n << "\n";
+        return std::pair{std::move(ok->contents), ok->sector_size};
     }
     std::cerr << "fleetconf: " << path << ": not a readable tlstunnel disk:\n";
-    for (const auto& p : problems) std::cerr << "  " << p << "\n";
+    for (const auto& p : std::get<std::vector<std::string>>(r)) std::cerr << "  " << p << "\n";
     return std::nullopt;
 }
 
@@ -240,19 +237,13 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
         const std::string image = a.device, device = a.file;
         auto r = read_tlstunnel(image, a.sector_size);
         if (!r) return kExitFailure;
-        bc::Config cfg;
-        std::vector<std::string> bad;
-        for (const auto& x : r->first.snis) {
-            auto host = bc::normalize_host(x.name);
-            if (auto* f = std::get_if<bc::Failure>(&host)) bad.push_back("\"" + x.name + "\": " + f->message);
-            else if (x.port < 1 || x.port > 65535) bad.push_back(x.name + ": port " + std::to_string(x.port) + " is out of range");
-            else cfg.routes[std::get<std::string>(host)] = {x.host, static_cast<std::uint16_t>(x.port)};
-        }
-        if (!bad.empty()) {
+        auto converted = tt::to_config(r->first.snis);
+        if (auto* bad = std::get_if<std::vector<std::string>>(&converted)) {
             std::cerr << "fleetconf: " << image << ": routes fleetconf cannot take (nothing imported):\n";
-            for (const auto& b : bad) std::cerr << "  " << b << "\n";
+            for (const auto& b : *bad) std::cerr << "  " << b << "\n";
             return kExitInvalid;
         }
+        const auto& cfg = std::get<bc::Config>(converted);
         auto dev = bc::FileDevice::open(device, 0, false);
         std::string err;
         auto s = open_store(*dev, err);
@@ -286,9 +277,9 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
         return kExitFailure;
     }
     const auto& cfg = std::get<bc::Config>(c);
-    std::vector<tt::Sni> snis;
-    for (const auto& [h, b] : cfg.routes) snis.push_back(tt::Sni{h, b.address, std::int64_t{b.port}});
-    if (cfg.default_route) std::cerr << "fleetconf: warning: tlstunnel has no default route; the default route is not exported\n";
+    const auto exported = tt::from_config(cfg);
+    const auto& snis = exported.snis;
+    if (exported.default_dropped) std::cerr << "fleetconf: warning: tlstunnel has no default route; the default route is not exported\n";
     const std::size_t ss = a.sector_size ? a.sector_size : 512;
     struct stat st {};
     const bool exists = ::stat(a.image.c_str(), &st) == 0;
@@ -299,12 +290,7 @@ int tlstunnel_offline(const BlockArgs& a, const std::string& what) {
         auto old = read_image(a.image);
         if (!old) return kExitFailure;
         if (!a.size) bytes = old->size();
-        for (std::size_t sector : {std::size_t{0}, old->size() >= ss ? old->size() / ss - 1 : 0}) {
-            std::string e;
-            if (old->size() >= ss * (sector + 1))
-                if (auto sb = tt::decode_superblock(std::span(*old).subspan(sector * ss, ss), e))
-                    counter = std::max(counter, sb->counter + 1);
-        }
+        counter = tt::next_counter(*old, ss);
     }
     if (bytes % ss != 0) {
         print_error(a.image + ": " + std::to_string(bytes) + " bytes is not a whole number of " + std::to_string(ss) + "-byte sectors");

@@ -1,5 +1,6 @@
 // tlstunnel's DER commands, frames and disk layout: byte vectors from docs/tlstunnel-compat.md, and (at the end)
 // vectors produced by a port of tlstunnel's own source (tests/blockcfg/tlstunnel_reference.py).
+#include "fleetconf/blockcfg/migrate.hpp"
 #include "fleetconf/blockcfg/tlstunnel.hpp"
 
 #include "fleetconf/common/crypto.hpp"
@@ -279,4 +280,55 @@ TEST_CASE("tlstunnel timestamps: 86,000-second days, as filesystem.ml encodes th
     CHECK(encode_timestamp(86'400) == 86'000'000'000'000ull);  // one day
     CHECK(decode_timestamp(86'000'000'000'000ull) == 86'400);
     CHECK(decode_timestamp(encode_timestamp(1'800'000'000)) == 1'800'000'000);
+}
+
+TEST_CASE("tlstunnel migration: routes both ways, the sector size found, the counter carried on", "[blockcfg][tlstunnel][migrate]") {
+    namespace bc = fleetconf::blockcfg;
+    const std::vector<Sni> snis{{"WWW.Fleet.Test", Ipv4(10, 0, 0, 5), 443}, {"api.fleet.test", Ipv4(10, 0, 0, 6), 8443}};
+    SECTION("import: names normalized; all or nothing, every bad route named") {
+        auto c = to_config(snis);
+        REQUIRE(std::holds_alternative<bc::Config>(c));
+        const auto& cfg = std::get<bc::Config>(c);
+        CHECK(cfg.routes.size() == 2);
+        CHECK(cfg.routes.at("www.fleet.test").to_string() == "10.0.0.5:443");
+        auto bad = to_config({{"ok.test", Ipv4(10, 0, 0, 1), 1},
+                              {"bad name!", Ipv4(10, 0, 0, 2), 80},
+                              {"port.test", Ipv4(10, 0, 0, 3), 70000},
+                              {"OK.test", Ipv4(10, 0, 0, 4), 2},
+                              {"default", Ipv4(10, 0, 0, 5), 80}});
+        REQUIRE(std::holds_alternative<std::vector<std::string>>(bad));
+        const auto& why = std::get<std::vector<std::string>>(bad);
+        REQUIRE(why.size() == 4);
+        CHECK(why[0].starts_with("\"bad name!\": "));
+        CHECK(why[1] == "port.test: port 70000 is out of range");
+        CHECK(why[2] == "\"OK.test\": listed twice");
+        CHECK(why[3] == "\"default\": names fleetconf's default route");
+    }
+    SECTION("export: every route; the default route cannot go and is reported") {
+        bc::Config cfg = std::get<bc::Config>(to_config(snis));
+        auto e = from_config(cfg);
+        CHECK(e.snis.size() == 2);
+        CHECK_FALSE(e.default_dropped);
+        cfg.default_route = bc::Backend{Ipv4(10, 0, 0, 9), 80};
+        CHECK(from_config(cfg).default_dropped);
+    }
+    SECTION("read_image tries 512 then 4096; a given size is the only one tried") {
+        const auto image = write_disk(snis, 4096, 8, 5, encode_timestamp(1700000000));
+        auto found = read_image(image, 0);
+        REQUIRE(std::holds_alternative<ReadImage>(found));
+        CHECK(std::get<ReadImage>(found).sector_size == 4096);
+        CHECK(std::get<ReadImage>(found).contents.snis == snis);
+        auto wrong = read_image(image, 512);
+        REQUIRE(std::holds_alternative<std::vector<std::string>>(wrong));
+        for (const auto& p : std::get<std::vector<std::string>>(wrong)) CHECK(p.starts_with("512-byte sectors: "));
+    }
+    SECTION("next_counter: one past the newest verified superblock, else 1") {
+        const auto image = write_disk(snis, 512, 16, 41, encode_timestamp(1700000000));
+        CHECK(next_counter(image, 512) == 42);
+        auto damaged = image;
+        damaged[10] ^= 0xff;  // the first superblock no longer verifies: the last one still counts
+        CHECK(next_counter(damaged, 512) == 42);
+        CHECK(next_counter(std::vector<std::uint8_t>(4096, 0), 512) == 1);
+        CHECK(next_counter({}, 512) == 1);
+    }
 }
