@@ -178,19 +178,6 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
     }
 }
 
-std::vector<LeaseEvent> lease_events(const std::vector<LeaseChange>& changes, bool binds) {
-    std::vector<LeaseEvent> events;
-    for (const auto& ch : changes) {
-        if (ch.remove) continue;
-        if (binds && ch.lease.state == LeaseState::bound) events.push_back({LeaseEvent::Kind::bound, ch.lease, "ack"});
-        else if (ch.lease.state == LeaseState::released) events.push_back({LeaseEvent::Kind::released, ch.lease, "release"});
-        else if (ch.lease.state == LeaseState::declined) events.push_back({LeaseEvent::Kind::released, ch.lease, "decline"});
-    }
-    return events;
-}
-
-std::string why_released(const LeaseEvent& e) { return std::string(e.cause) + " of"; }
-
 void Service::Impl::send_all(Batch& b) {
     for (const auto& r : b.replies) send_reply(*r.sock, r.reply, r.max_size);
     for (const auto& e : b.events) report(e);
@@ -282,26 +269,15 @@ void Service::Impl::send_reply(Socket& s, const Message& reply, std::size_t max_
     const auto bytes = encode(reply, max_size, &dropped);
     if (!dropped.empty())
         log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size, dropped.size());
-    // RFC 2131 4.1: where a server reply goes.
-    udp::endpoint to;
-    const bool is_nak = reply.type() == MessageType::nak;
-    const auto bcast = asio::ip::address_v4::broadcast();
-    if (!reply.giaddr.is_unspecified()) {
-        to = udp::endpoint(asio::ip::address_v4(reply.giaddr.value()), opts.server_port);
-    } else if (is_nak) {
-        to = udp::endpoint(bcast, opts.client_port);
-    } else if (!reply.ciaddr.is_unspecified()) {
-        to = udp::endpoint(asio::ip::address_v4(reply.ciaddr.value()), opts.client_port);
-    } else if (reply.broadcast_flag() || reply.yiaddr.is_unspecified() || reply.htype != 1 || reply.hlen != 6) {
-        to = udp::endpoint(bcast, opts.client_port);
-    } else {
-        // Unicast to an address the client does not answer ARP for yet: put its MAC in the ARP table.
+    const auto dest = reply_destination(reply, opts.server_port, opts.client_port);
+    udp::endpoint to(asio::ip::address_v4(dest.address.value()), dest.port);
+    if (dest.unicast_to_new_address) {
+        // The client does not answer ARP for its new address yet: put its MAC in the ARP table.
         try {
             add_arp(s.ifname, reply.yiaddr, reply);
-            to = udp::endpoint(asio::ip::address_v4(reply.yiaddr.value()), opts.client_port);
         } catch (const std::exception& e) {
             log->debug("{}: no ARP entry for {} ({}); broadcasting", s.ifname, reply.yiaddr.to_string(), e.what());
-            to = udp::endpoint(bcast, opts.client_port);
+            to = udp::endpoint(asio::ip::address_v4::broadcast(), opts.client_port);
         }
     }
     std::error_code ec;

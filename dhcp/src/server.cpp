@@ -509,4 +509,27 @@ Config make_config(const common::Site& site, const std::function<std::optional<I
     return cfg;
 }
 
+std::vector<LeaseEvent> lease_events(const std::vector<LeaseChange>& changes, bool binds) {
+    std::vector<LeaseEvent> events;
+    for (const auto& ch : changes) {
+        if (ch.remove) continue;
+        if (binds && ch.lease.state == LeaseState::bound) events.push_back({LeaseEvent::Kind::bound, ch.lease, "ack"});
+        else if (ch.lease.state == LeaseState::released) events.push_back({LeaseEvent::Kind::released, ch.lease, "release"});
+        else if (ch.lease.state == LeaseState::declined) events.push_back({LeaseEvent::Kind::released, ch.lease, "decline"});
+    }
+    return events;
+}
+
+std::string why_released(const LeaseEvent& e) { return std::string(e.cause) + " of"; }
+
+ReplyDestination reply_destination(const Message& reply, std::uint16_t server_port, std::uint16_t client_port) {
+    const common::Ipv4 broadcast(255, 255, 255, 255);
+    if (!reply.giaddr.is_unspecified()) return {reply.giaddr, server_port, false};
+    if (reply.type() == MessageType::nak) return {broadcast, client_port, false};
+    if (!reply.ciaddr.is_unspecified()) return {reply.ciaddr, client_port, false};
+    if (reply.broadcast_flag() || reply.yiaddr.is_unspecified() || reply.htype != 1 || reply.hlen != 6)
+        return {broadcast, client_port, false};
+    return {reply.yiaddr, client_port, true};
+}
+
 }  // namespace fleetconf::dhcp

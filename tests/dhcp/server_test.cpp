@@ -552,3 +552,59 @@ TEST_CASE("docs/dhcp-options.md: options that do not fit are left out, last ones
     CHECK(small.size() <= 576 - 28);
     CHECK(dropped == std::vector<std::uint8_t>{207, 208, 209});  // 240 + 3 + 7 * 42 + 1 = 538 fit
 }
+
+TEST_CASE("reply destination, RFC 2131 4.1: relay, NAK, ciaddr, broadcast flag, new address", "[dhcp][destination]") {
+    const Ipv4 bcast(255, 255, 255, 255);
+    auto reply = [](MessageType t) {
+        Message m = request(t, kA);
+        m.op = 2;
+        return m;
+    };
+    auto offer = reply(MessageType::offer);
+    offer.yiaddr = Ipv4(10, 0, 0, 50);
+    CHECK(reply_destination(offer, 67, 68) == ReplyDestination{Ipv4(10, 0, 0, 50), 68, true});  // unicast, ARP first
+    auto flagged = offer;
+    flagged.flags = 0x8000;
+    CHECK(reply_destination(flagged, 67, 68) == ReplyDestination{bcast, 68, false});
+    auto not_ethernet = offer;
+    not_ethernet.htype = 6;
+    CHECK(reply_destination(not_ethernet, 67, 68) == ReplyDestination{bcast, 68, false});
+    auto relayed = flagged;
+    relayed.giaddr = Ipv4(10, 0, 1, 1);
+    CHECK(reply_destination(relayed, 67, 68) == ReplyDestination{Ipv4(10, 0, 1, 1), 67, false});  // the relay's port: 67
+    auto renew_ack = reply(MessageType::ack);
+    renew_ack.ciaddr = renew_ack.yiaddr = Ipv4(10, 0, 0, 7);
+    CHECK(reply_destination(renew_ack, 67, 68) == ReplyDestination{Ipv4(10, 0, 0, 7), 68, false});
+    auto nak = reply(MessageType::nak);
+    nak.ciaddr = Ipv4(10, 0, 0, 7);
+    CHECK(reply_destination(nak, 67, 68) == ReplyDestination{bcast, 68, false});  // a NAK is broadcast, even with ciaddr
+    nak.giaddr = Ipv4(10, 0, 1, 1);
+    CHECK(reply_destination(nak, 1067, 1068) == ReplyDestination{Ipv4(10, 0, 1, 1), 1067, false});  // unless relayed
+    auto no_address = reply(MessageType::ack);  // an INFORM's ACK without ciaddr: nothing to unicast to
+    CHECK(reply_destination(no_address, 67, 68) == ReplyDestination{bcast, 68, false});
+}
+
+TEST_CASE("lease events: bindings only when the reply promises them; releases and declines at once", "[dhcp][events]") {
+    auto lease = [](int last, LeaseState st) {
+        Lease l;
+        l.address = Ipv4(10, 0, 0, static_cast<std::uint8_t>(last));
+        l.state = st;
+        return l;
+    };
+    const std::vector<LeaseChange> changes{{lease(1, LeaseState::bound), false},
+                                           {lease(2, LeaseState::offered), false},
+                                           {lease(3, LeaseState::released), false},
+                                           {lease(4, LeaseState::declined), false},
+                                           {lease(5, LeaseState::bound), true}};  // removed: no event
+    const auto with_ack = lease_events(changes, true);
+    REQUIRE(with_ack.size() == 3);
+    CHECK(with_ack[0].kind == LeaseEvent::Kind::bound);
+    CHECK(with_ack[0].lease.address == Ipv4(10, 0, 0, 1));
+    CHECK(with_ack[0].cause == "ack");
+    CHECK(with_ack[1].kind == LeaseEvent::Kind::released);
+    CHECK(why_released(with_ack[1]) == "release of");
+    CHECK(with_ack[2].cause == "decline");
+    const auto offer_only = lease_events(changes, false);  // an OFFER binds nothing
+    REQUIRE(offer_only.size() == 2);
+    CHECK(offer_only[0].cause == "release");
+}

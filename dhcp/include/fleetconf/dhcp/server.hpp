@@ -7,6 +7,7 @@
 #include "fleetconf/dhcp/wire.hpp"
 
 #include <functional>
+#include <string_view>
 #include <set>
 #include <string>
 #include <vector>
@@ -67,5 +68,34 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
 
 // The identity a lease is keyed by: client id (61) unless ignored, else htype + chaddr.
 Bytes client_key(const Message& m, bool ignore_client_id);
+
+// A binding made durable (bound: an ACK went out, or lease4-add) or given up (released: RELEASE, DECLINE,
+// lease4-del). Reported after the lease journal is synced, on the service's thread: do not block in it.
+struct LeaseEvent {
+    enum class Kind { bound, released };
+    Kind kind;
+    Lease lease;
+    std::string_view cause = "ack";  // "ack", "release", "decline", "lease4-add", "lease4-del"
+};
+
+// The events of one decision's changes. `binds` (the decision's durable_before_reply): each bound lease is a
+// binding the reply promises, reported once the journal holds it. A lease RELEASEd or DECLINEd is released
+// (reported at once: removing a route early is safe). Offers make none.
+std::vector<LeaseEvent> lease_events(const std::vector<LeaseChange>& changes, bool binds);
+// "release of", "decline of", "lease4-del of": for log lines such as "release of 10.0.0.5".
+std::string why_released(const LeaseEvent& e);
+
+// RFC 2131 4.1: where a server reply goes. To the relay (giaddr, server port) when relayed; a NAK is
+// broadcast; to ciaddr when the client has an address (RENEWING, REBINDING, INFORM); broadcast when the
+// client asks for it (flags), when there is no address yet to unicast to, or when the hardware address is
+// not Ethernet's (htype 1, hlen 6); otherwise unicast to yiaddr, which needs the client's MAC in the ARP table
+// first (it does not answer ARP yet).
+struct ReplyDestination {
+    common::Ipv4 address;  // 255.255.255.255 when broadcast
+    std::uint16_t port = 0;
+    bool unicast_to_new_address = false;  // to yiaddr: add an ARP entry first (or broadcast if that fails)
+    bool operator==(const ReplyDestination&) const = default;
+};
+ReplyDestination reply_destination(const Message& reply, std::uint16_t server_port, std::uint16_t client_port);
 
 }  // namespace fleetconf::dhcp

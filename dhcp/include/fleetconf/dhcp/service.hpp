@@ -47,22 +47,6 @@ struct ServiceOptions {
 // The IPv4 address of a local interface (getifaddrs), for the server identifier.
 std::optional<common::Ipv4> interface_ipv4(const std::string& ifname);
 
-// A binding made durable (bound: an ACK went out, or lease4-add) or given up (released: RELEASE, DECLINE,
-// lease4-del). Reported after the lease journal is synced, on the service's thread: do not block in it.
-struct LeaseEvent {
-    enum class Kind { bound, released };
-    Kind kind;
-    Lease lease;
-    std::string_view cause = "ack";  // "ack", "release", "decline", "lease4-add", "lease4-del"
-};
-
-// The events of one decision's changes. `binds` (the decision's durable_before_reply): each bound lease is a
-// binding the reply promises, reported once the journal holds it. A lease RELEASEd or DECLINEd is released
-// (reported at once: removing a route early is safe). Offers make none.
-std::vector<LeaseEvent> lease_events(const std::vector<LeaseChange>& changes, bool binds);
-// "release of", "decline of", "lease4-del of": for log lines such as "release of 10.0.0.5".
-std::string why_released(const LeaseEvent& e);
-
 class Service {
 public:
     // Opens the lease journal and builds the configuration. Throws std::runtime_error with a clear message.
