@@ -23,6 +23,8 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <vector>
 
 namespace fleetconf::cli {
 namespace {
@@ -101,63 +103,74 @@ int run(const ServeArgs& a) {
     // Each service on its own thread (docs/architecture.md): a git walk or a journal sync never delays
     // another service. The status endpoint, reloads and the stop run on the main thread and reach a
     // service through its thread (ServiceThread::call).
-    common::ServiceThread dhcp_thread("dhcp"), git_thread("git"), block_thread("block");
+    struct Slot {
+        explicit Slot(std::string name) : thread(std::move(name)) {}
+        common::ServiceThread thread;
+        std::unique_ptr<common::Service> service;
+    };
+    std::vector<std::unique_ptr<Slot>> slots;  // in start order; stopped in reverse
+    dhcp::Service* dhcp_service = nullptr;     // the lease-driven routes connect these two
+    blockcfg::SiteService* block = nullptr;
+    common::ServiceThread* dhcp_thread = nullptr;
+    // Constructs and starts one service on a thread of its own; false (after a one-line error) if it fails.
+    auto launch = [&](std::string_view name, const std::function<std::unique_ptr<common::Service>(asio::io_context&)>& make) {
+        auto slot = std::make_unique<Slot>(std::string(name));
+        try {
+            slot->service = make(slot->thread.io());
+            slot->service->start();
+        } catch (const std::exception& e) {
+            print_error(std::string(name) + ": " + e.what());
+            return false;
+        }
+        slots.push_back(std::move(slot));
+        return true;
+    };
+    const bool any_device = std::any_of(site.unikernels.begin(), site.unikernels.end(), [](const auto& u) { return u.block.has_value(); });
     struct Entry {
         common::ServiceInfo info;
         bool enabled;
+        const char* not_started;  // why an enabled service is not started, or nullptr
+        std::function<std::unique_ptr<common::Service>(asio::io_context&)> make;
     };
     const Entry services[] = {
-        {dhcp::service_info(), site.services.dhcp.enabled && !a.no_dhcp},
-        {gitconf::service_info(), site.services.git.enabled && !a.no_git},
-        {blockcfg::service_info(), site.services.block.enabled && !a.no_block},
+        {dhcp::service_info(), site.services.dhcp.enabled && !a.no_dhcp, nullptr,
+         [&](asio::io_context& io) -> std::unique_ptr<common::Service> {
+             dhcp::ServiceOptions o;
+             o.server_port = site.services.dhcp.server_port;
+             o.client_port = site.services.dhcp.client_port;
+             o.site_file = std::filesystem::absolute(a.site);
+             auto d = std::make_unique<dhcp::Service>(io, site, o, common::log::get("dhcp"));
+             d->set_reload_hook([&] { rt.request_reload(); });
+             dhcp_service = d.get();
+             return d;
+         }},
+        {gitconf::service_info(), site.services.git.enabled && !a.no_git, nullptr,
+         [&](asio::io_context& io) -> std::unique_ptr<common::Service> {
+             return std::make_unique<gitconf::Service>(io, site, gitconf::ServiceOptions{}, common::log::get("git"));
+         }},
+        {blockcfg::service_info(), site.services.block.enabled && !a.no_block,
+         any_device ? nullptr : "no unikernel in the site file has a block device; not started",
+         [&](asio::io_context& io) -> std::unique_ptr<common::Service> {
+             auto b = std::make_unique<blockcfg::SiteService>(io, site, common::log::get("block"));
+             block = b.get();
+             return b;
+         }},
     };
     int running = 0;
-    std::unique_ptr<blockcfg::SiteService> block;
-    std::unique_ptr<dhcp::Service> dhcp_service;
-    std::unique_ptr<gitconf::Service> git_service;
     for (const auto& s : services) {
         if (!s.enabled) log->info("{}: disabled", s.info.name);
         else if (!s.info.available) log->warn("{}: {}", s.info.name, s.info.summary);
+        else if (s.not_started) log->info("{}: {}", s.info.name, s.not_started);
+        else if (!launch(s.info.name, s.make)) return kExitFailure;
         else ++running;
     }
-    if (services[0].enabled) {
-        try {
-            dhcp::ServiceOptions o;
-            o.server_port = site.services.dhcp.server_port;
-            o.client_port = site.services.dhcp.client_port;
-            o.site_file = std::filesystem::absolute(a.site);
-            dhcp_service = std::make_unique<dhcp::Service>(dhcp_thread.io(), site, o, common::log::get("dhcp"));
-            dhcp_service->set_reload_hook([&] { rt.request_reload(); });
-            dhcp_service->start();
-        } catch (const std::exception& e) {
-            print_error("dhcp: " + std::string(e.what()));
-            return kExitFailure;
-        }
-    }
-    if (services[1].enabled) {
-        try {
-            git_service = std::make_unique<gitconf::Service>(git_thread.io(), site, gitconf::ServiceOptions{}, common::log::get("git"));
-            git_service->start();
-        } catch (const std::exception& e) {
-            print_error("git: " + std::string(e.what()));
-            return kExitFailure;
-        }
-    }
-    const bool any_device = std::any_of(site.unikernels.begin(), site.unikernels.end(), [](const auto& u) { return u.block.has_value(); });
-    if (services[2].enabled && !any_device) log->info("block: no unikernel in the site file has a block device; not started");
-    if (services[2].enabled && any_device) {
-        try {
-            block = std::make_unique<blockcfg::SiteService>(block_thread.io(), site, common::log::get("block"));
-            block->start();
-        } catch (const std::exception& e) {
-            print_error("block: " + std::string(e.what()));
-            return kExitFailure;
-        }
-    }
+    for (const auto& slot : slots)
+        if (slot->service.get() == dhcp_service) dhcp_thread = &slot->thread;
+
     // Lease-driven routes: DHCP bindings become proxy routes (services.dhcp.routes).
     std::unique_ptr<blockcfg::RouteSync> route_sync;
     std::unique_ptr<blockcfg::LeaseRouter> router;
-    asio::steady_timer sweep_timer(dhcp_thread.io());  // the router lives on the DHCP thread, with the leases
+    std::optional<asio::steady_timer> sweep_timer;  // the router lives on the DHCP thread, with the leases
     std::function<void()> sweep;
     if (dhcp_service && site.services.dhcp.routes) {
         try {
@@ -175,9 +188,10 @@ int run(const ServeArgs& a) {
             if (e.kind == dhcp::LeaseEvent::Kind::bound) router->bound(facts(e.lease));
             else router->released(facts(e.lease), dhcp::why_released(e));
         });
+        sweep_timer.emplace(dhcp_thread->io());
         sweep = [&] {
-            sweep_timer.expires_after(std::chrono::seconds(5));
-            sweep_timer.async_wait([&](std::error_code ec) {
+            sweep_timer->expires_after(std::chrono::seconds(5));
+            sweep_timer->async_wait([&](std::error_code ec) {
                 if (ec) return;
                 router->sweep(active_leases(*dhcp_service), unix_now());
                 sweep();
@@ -188,10 +202,8 @@ int run(const ServeArgs& a) {
     // One operator endpoint for all of them: GET /health and GET /metrics (services.status), each service
     // asked on its own thread, with an answer within 2 s or a failing health line that says so.
     common::StatusRegistry status;
-    if (dhcp_service) status.add(on_thread(dhcp_service->status_source(), dhcp_thread));
-    if (git_service) status.add(on_thread(git_service->status_source(), git_thread));
-    if (block) status.add(on_thread(block->status_source(), block_thread));
-    if (route_sync) status.add(on_thread(route_sync->status_source(), dhcp_thread));
+    for (const auto& slot : slots) status.add(on_thread(slot->service->status_source(), slot->thread));
+    if (route_sync) status.add(on_thread(route_sync->status_source(), *dhcp_thread));
     std::unique_ptr<common::StatusServer> status_server;
     if (site.services.status && !status.empty()) {
         try {
@@ -203,9 +215,7 @@ int run(const ServeArgs& a) {
             return kExitFailure;
         }
     }
-    dhcp_thread.start();
-    git_thread.start();
-    block_thread.start();
+    for (const auto& slot : slots) slot->thread.start();
     log->info("{} service(s) running, each on its own thread; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
     rt.on_reload([&] {
@@ -215,37 +225,34 @@ int run(const ServeArgs& a) {
                 log->warn("services.status changed: the status endpoint moves at the next restart");
             site = std::move(fresh);
             log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
-            if (dhcp_service)
-                dhcp_thread.call([&] {
-                    dhcp_service->reload(site);
-                    if (router) router->set_site(site);
-                });
-            if (git_service) git_thread.call([&] { git_service->reload(site); });
-            if (block) {
-                block_thread.call([&] { block->reload_keys(); });
-                log->info("block: control keys reloaded");
+            for (const auto& slot : slots) {
+                try {
+                    slot->thread.call([&] { slot->service->reload(site); });
+                } catch (const std::exception& e) {
+                    log->error("reload of {}: {}; it keeps its running configuration", slot->thread.name(), e.what());
+                }
             }
+            if (router) dhcp_thread->call([&] { router->set_site(site); });
         } catch (const common::SiteLoadError& e) {
             common::log::error_lines(*log, "reload refused, keeping the running configuration:", e.what());
         } catch (const std::exception& e) {
-            log->error("reload: {}; keeping the current keys", e.what());
+            log->error("reload: {}", e.what());
         }
     });
     rt.on_stop([&] {
         log->info("stopping");
         if (status_server) status_server->stop();
-        dhcp_thread.call([&] {
-            sweep_timer.cancel();
-            if (dhcp_service) dhcp_service->set_lease_hook({});
-        });
+        if (dhcp_service)
+            dhcp_thread->call([&] {
+                if (sweep_timer) sweep_timer->cancel();
+                dhcp_service->set_lease_hook({});
+            });
         if (route_sync) route_sync->wait_idle(std::chrono::seconds(3));
-        if (block) block_thread.call([&] { block->stop(); });
-        if (dhcp_service) dhcp_thread.call([&] { dhcp_service->stop(); });
-        if (git_service) git_thread.call([&] { git_service->stop(); });
+        for (auto it = slots.rbegin(); it != slots.rend(); ++it) (*it)->thread.call([&] { (*it)->service->stop(); });
     });
     bool clean = rt.run();
     // The services were told to stop; each thread gets the same grace to finish what it was doing.
-    for (auto* t : {&dhcp_thread, &git_thread, &block_thread}) clean = t->finish(std::chrono::seconds(5)) && clean;
+    for (const auto& slot : slots) clean = slot->thread.finish(std::chrono::seconds(5)) && clean;
     log->info("stopped{}", clean ? "" : " (forced)");
     return clean ? kExitOk : kExitFailure;
 }

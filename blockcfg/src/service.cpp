@@ -34,7 +34,7 @@ std::unique_ptr<ConfigService> open_device(const std::string& name, const std::f
     return std::make_unique<ConfigService>(name, std::move(dev), std::move(*store), log);
 }
 
-SiteService::SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log) {
+SiteService::SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log) : log_(log) {
     std::map<std::string, ConfigService*> by_name;
     for (const auto& u : site.unikernels) {
         if (!u.block) continue;
@@ -117,6 +117,11 @@ common::Health SiteService::health() const {
 
 common::StatusSource SiteService::status_source() const {
     return {"block", [this] { return prometheus(); }, [this] { return health(); }};
+}
+
+void SiteService::reload(const common::Site&) {
+    reload_keys();
+    log_->info("control keys reloaded from {}", key_file_.string());
 }
 
 }  // namespace fleetconf::blockcfg

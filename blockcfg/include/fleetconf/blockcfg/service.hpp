@@ -24,11 +24,13 @@ std::unique_ptr<ConfigService> open_device(const std::string& name, const std::f
                                            CommitMode mode = CommitMode::ordered);
 
 // blockcfg as `fleetconf serve` runs it: every unikernel with a "block" entry, one control socket.
-class SiteService {
+class SiteService final : public common::Service {
 public:
     SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log);
-    void start() { server_->start(); }
-    void stop() { server_->stop(); }
+    void start() override { server_->start(); }
+    void stop() override { server_->stop(); }
+    // The key file is re-read (rotation); devices and the listener stay as they are until a restart.
+    void reload(const common::Site&) override;
     // Re-reads the key file (rotation). On error the current keys stay and the error is thrown.
     void reload_keys() { server_->set_keys(load_key_file(key_file_)); }
     [[nodiscard]] std::uint16_t port() const { return server_->port(); }
@@ -37,7 +39,7 @@ public:
     // Healthy while the control socket listens and no device's last commit failed.
     [[nodiscard]] common::Health health() const;
     // Both, for the process's status endpoint ("block").
-    [[nodiscard]] common::StatusSource status_source() const;
+    [[nodiscard]] common::StatusSource status_source() const override;
     // The device of unikernel `name`, or nullptr.
     [[nodiscard]] ConfigService* device(const std::string& name) const {
         for (const auto& d : devices_)
@@ -49,6 +51,7 @@ private:
     std::vector<std::unique_ptr<ConfigService>> devices_;
     std::unique_ptr<ControlServer> server_;
     std::filesystem::path key_file_;
+    std::shared_ptr<spdlog::logger> log_;
 };
 
 }  // namespace fleetconf::blockcfg

@@ -47,19 +47,19 @@ struct ServiceOptions {
 // The IPv4 address of a local interface (getifaddrs), for the server identifier.
 std::optional<common::Ipv4> interface_ipv4(const std::string& ifname);
 
-class Service {
+class Service final : public common::Service {
 public:
     // Opens the lease journal and builds the configuration. Throws std::runtime_error with a clear message.
     Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log);
-    ~Service();
+    ~Service() override;
     // Opens one UDP socket per network interface of the site (bound to that device only).
-    void start();
-    void stop();
+    void start() override;
+    void stop() override;
     // The UDP port the service listens on: server_port, or the one the system chose when it is 0 (the same
     // for every interface; relayed replies go to it). 0 before start().
     [[nodiscard]] std::uint16_t local_port() const;
     // Applies a new site file: new reservations and options; leases are kept.
-    void reload(const common::Site& site);
+    void reload(const common::Site& site) override;
     [[nodiscard]] const LeaseStore& leases() const;
 
     // A Kea-style control command: {"command": NAME, "arguments": {...}} -> {"result": 0|1|2|3, "text", "arguments"}.
@@ -70,7 +70,7 @@ public:
     // Healthy while it listens on every interface and the lease journal takes writes.
     [[nodiscard]] common::Health health() const;
     // Both, for the process's status endpoint ("dhcp").
-    [[nodiscard]] common::StatusSource status_source() const;
+    [[nodiscard]] common::StatusSource status_source() const override;
     // Called by config-reload: loads the site file and returns the site or throws SiteLoadError.
     void set_reload_hook(std::function<void()> hook);
     // Called for every LeaseEvent (lease-driven routes use it).

@@ -81,20 +81,20 @@ struct ServiceOptions {
     std::function<void(const std::string& repo)> before_pack_build;
 };
 
-class Service {
+class Service final : public common::Service {
 public:
     Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log);
-    ~Service();
+    ~Service() override;
     // Creates missing repositories (and the TLS pair when HTTPS is on) and opens the listeners.
-    void start();
-    void stop();
+    void start() override;
+    void stop() override;
     // New unikernels get their repositories; access rules follow the new site; connections stay.
-    void reload(const common::Site& site);
+    void reload(const common::Site& site) override;
     [[nodiscard]] std::string prometheus() const;
     // Healthy while every configured listener is open.
     [[nodiscard]] common::Health health() const;
     // Both, for the process's status endpoint ("git").
-    [[nodiscard]] common::StatusSource status_source() const;
+    [[nodiscard]] common::StatusSource status_source() const override;
     // Bound addresses (after start), for tests that listen on port 0.
     [[nodiscard]] std::optional<common::Endpoint> http_endpoint() const;
     [[nodiscard]] std::optional<common::Endpoint> https_endpoint() const;
