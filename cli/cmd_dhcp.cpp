@@ -16,8 +16,6 @@
 #include <asio/write.hpp>
 #include <nlohmann/json.hpp>
 
-#include <http_parser.h>
-
 #include <algorithm>
 #include <chrono>
 #include <climits>
@@ -188,35 +186,22 @@ std::optional<std::string> ctl_http(const std::string& where, const std::string&
                             "\r\nConnection: close\r\n\r\n" + request;
     asio::write(s, asio::buffer(out), ec);
     const std::string in = read_all(s);
-    struct Reply {
-        std::string body;
-        bool complete = false;
-    } r;
-    http_parser_settings st{};
-    st.on_body = [](http_parser* p, const char* at, std::size_t len) {
-        static_cast<Reply*>(p->data)->body.append(at, len);
-        return 0;
-    };
-    st.on_message_complete = [](http_parser* p) {
-        static_cast<Reply*>(p->data)->complete = true;
-        return 0;
-    };
-    http_parser parser;
-    http_parser_init(&parser, HTTP_RESPONSE);
-    parser.data = &r;
-    http_parser_execute(&parser, &st, in.data(), in.size());
-    http_parser_execute(&parser, &st, nullptr, 0);  // EOF ends a body without a length
-    if (parser.http_errno != HPE_OK || parser.status_code == 0) {
+    const auto r = common::parse_http_response(in, 1 << 20);
+    if (!r) {
         print_error(where + ": the reply is not HTTP");
         return std::nullopt;
     }
-    if (parser.status_code == 401) {
+    if (!r->complete) {
+        print_error(where + ": the reply ended early (HTTP " + std::to_string(r->status) + ")");
+        return std::nullopt;
+    }
+    if (r->status == 401) {
         print_error(where + ": password refused (the contents of services.dhcp.control_key_file)");
         return std::nullopt;
     }
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (parser.status_code != 200 || !j.is_array() || j.empty()) {
-        print_error(where + ": HTTP " + std::to_string(parser.status_code) + ": " + r.body.substr(0, 200));
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (r->status != 200 || !j.is_array() || j.empty()) {
+        print_error(where + ": HTTP " + std::to_string(r->status) + ": " + r->body.substr(0, 200));
         return std::nullopt;
     }
     return j[0].dump();

@@ -1,5 +1,6 @@
 // The HTTP request reader (every service endpoint reads untrusted requests with it): no crash on any
-// input, limits always hold, and the bytes split at any point read the same as in one piece.
+// input, limits always hold, and the bytes split at any point read the same as in one piece. The same
+// bytes also go to the client side's response and URL parsers (webhook answers, `dhcp ctl`).
 #include "fleetconf/common/http.hpp"
 
 #include <cstdint>
@@ -53,6 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     const std::size_t step = 1 + data[0] % 17;
     const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+    if (auto r = parse_http_response(in, 64)) FUZZ_ASSERT(r->body.size() <= 64 && r->status > 0);
+    if (auto u = parse_http_url(in)) FUZZ_ASSERT(!u->host.empty() && !u->target.empty());
     const auto whole = read_all(in, in.size() + 1);
     const auto pieces = read_all(in, step);
     // A request that completes in one piece completes the same way in pieces (errors may be found at

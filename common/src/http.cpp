@@ -179,4 +179,46 @@ std::string http_response(int status, std::string_view content_type, std::string
     return out;
 }
 
+std::optional<HttpResponse> parse_http_response(std::string_view raw, std::size_t max_body) {
+    struct State {
+        HttpResponse r;
+        std::size_t max;
+    } st{{}, max_body};
+    http_parser_settings s{};
+    s.on_body = [](http_parser* p, const char* at, std::size_t len) {
+        auto* x = static_cast<State*>(p->data);
+        if (x->r.body.size() < x->max) x->r.body.append(at, std::min(len, x->max - x->r.body.size()));
+        return 0;
+    };
+    s.on_message_complete = [](http_parser* p) {
+        static_cast<State*>(p->data)->r.complete = true;
+        return 1;  // one message: stop here
+    };
+    http_parser parser;
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = &st;
+    http_parser_execute(&parser, &s, raw.data(), raw.size());
+    if (!st.r.complete && HTTP_PARSER_ERRNO(&parser) == HPE_OK)
+        http_parser_execute(&parser, &s, nullptr, 0);  // EOF ends a body without a length
+    if (parser.status_code == 0) return std::nullopt;
+    st.r.status = static_cast<int>(parser.status_code);
+    return st.r;
+}
+
+std::optional<HttpUrl> parse_http_url(std::string_view text) {
+    http_parser_url u;
+    http_parser_url_init(&u);
+    if (text.empty() || http_parser_parse_url(text.data(), text.size(), 0, &u) != 0) return std::nullopt;
+    auto field = [&](int f) {
+        return (u.field_set & (1 << f)) ? std::string(text.substr(u.field_data[f].off, u.field_data[f].len)) : std::string();
+    };
+    if (field(UF_SCHEMA) != "http" || field(UF_HOST).empty()) return std::nullopt;
+    HttpUrl out;
+    out.host = field(UF_HOST);
+    if (!field(UF_PORT).empty()) out.port = field(UF_PORT);
+    if (!field(UF_PATH).empty()) out.target = field(UF_PATH);
+    if (!field(UF_QUERY).empty()) out.target += "?" + field(UF_QUERY);
+    return out;
+}
+
 }  // namespace fleetconf::common

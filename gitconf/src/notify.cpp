@@ -3,6 +3,8 @@
 // `fleetconf git status`.
 #include "host.hpp"
 
+#include "fleetconf/common/http.hpp"
+
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
 
@@ -15,7 +17,6 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include <http_parser.h>
 #include <nlohmann/json.hpp>
 
 namespace fleetconf::gitconf {
@@ -24,29 +25,11 @@ namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr int kAttempts = 6;  // 1 s, 2 s, 4 s, 8 s, 16 s between them
 
-struct Url {
-    std::string host, port = "80", path = "/";
-};
-std::optional<Url> parse_url(const std::string& text) {
-    http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(text.data(), text.size(), 0, &u) != 0) return std::nullopt;
-    auto field = [&](int f) { return (u.field_set & (1 << f)) ? text.substr(u.field_data[f].off, u.field_data[f].len) : std::string(); };
-    if (field(UF_SCHEMA) != "http" || field(UF_HOST).empty()) return std::nullopt;
-    Url out;
-    out.host = field(UF_HOST);
-    if (!field(UF_PORT).empty()) out.port = field(UF_PORT);
-    if (!field(UF_PATH).empty()) out.path = field(UF_PATH);
-    if (!field(UF_QUERY).empty()) out.path += "?" + field(UF_QUERY);
-    return out;
-}
+using Url = common::HttpUrl;
 
-struct Answer {
-    int status = 0;
-    std::string body;
-};
+using Answer = common::HttpResponse;
 
-// One HTTP/1.1 exchange (Connection: close) with a deadline; the response parsed by http-parser.
+// One HTTP/1.1 exchange (Connection: close) with a deadline; the response read by common::parse_http_response.
 asio::awaitable<std::optional<Answer>> http_call(asio::any_io_executor ex, Url url, std::string request, std::chrono::seconds timeout,
                                                  asio::steady_timer& timer, std::string& error) {
     using namespace asio::experimental::awaitable_operators;
@@ -76,31 +59,12 @@ asio::awaitable<std::optional<Answer>> http_call(asio::any_io_executor ex, Url u
             raw.append(buf, n);
             if (ec) break;
         }
-        struct State {
-            Answer a;
-            bool done = false;
-        } st;
-        http_parser_settings s{};
-        s.on_body = [](http_parser* p, const char* at, std::size_t len) {
-            auto* x = static_cast<State*>(p->data);
-            if (x->a.body.size() < 4096) x->a.body.append(at, std::min<std::size_t>(len, 4096 - x->a.body.size()));
-            return 0;
-        };
-        s.on_message_complete = [](http_parser* p) {
-            static_cast<State*>(p->data)->done = true;
-            return 0;
-        };
-        http_parser parser;
-        http_parser_init(&parser, HTTP_RESPONSE);
-        parser.data = &st;
-        http_parser_execute(&parser, &s, raw.data(), raw.size());
-        http_parser_execute(&parser, &s, nullptr, 0);  // EOF ends a body without a length
-        if (parser.status_code == 0) {
+        auto answer = common::parse_http_response(raw, 4096);
+        if (!answer) {
             error = "no HTTP answer";
             co_return std::nullopt;
         }
-        st.a.status = static_cast<int>(parser.status_code);
-        co_return st.a;
+        co_return answer;
     };
     auto r = co_await (exchange() || timer.async_wait(use_tuple));
     if (r.index() == 1) {
@@ -142,14 +106,14 @@ void Service::Impl::notify(const std::string& repo, const RefCommand& change, co
     };
     std::vector<Target> targets;
     if (!u->git.hook_url.empty()) {
-        if (auto url = parse_url(u->git.hook_url))
+        if (auto url = common::parse_http_url(u->git.hook_url))
             targets.push_back(
                 {"hook", u->git.hook_url,
-                 "GET " + url->path + " HTTP/1.1\r\nHost: " + url->host + "\r\nUser-Agent: " + kAgent + "\r\nConnection: close\r\n\r\n"});
+                 "GET " + url->target + " HTTP/1.1\r\nHost: " + url->host + "\r\nUser-Agent: " + kAgent + "\r\nConnection: close\r\n\r\n"});
         else log->error("notify {}: hook_url {} is not a valid http:// URL", repo, u->git.hook_url);
     }
     if (!u->git.webhook_url.empty()) {
-        auto url = parse_url(u->git.webhook_url);
+        auto url = common::parse_http_url(u->git.webhook_url);
         std::vector<std::uint8_t> key;
         try {
             key = webhook_key();
@@ -162,7 +126,7 @@ void Service::Impl::notify(const std::string& repo, const RefCommand& change, co
                                          .dump();
             const auto sig = common::to_hex(common::hmac_sha256(key, common::as_bytes(body)));
             targets.push_back({"webhook", u->git.webhook_url,
-                               "POST " + url->path + " HTTP/1.1\r\nHost: " + url->host + "\r\nUser-Agent: " + kAgent +
+                               "POST " + url->target + " HTTP/1.1\r\nHost: " + url->host + "\r\nUser-Agent: " + kAgent +
                                    "\r\nContent-Type: application/json\r\nX-Fleetconf-Event: push\r\nX-Fleetconf-Signature: sha256=" + sig +
                                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body});
         } else if (!url) {
@@ -183,7 +147,7 @@ asio::awaitable<void> Service::Impl::deliver(std::shared_ptr<Impl> self, std::st
     auto wait = std::make_shared<asio::steady_timer>(self->io);
     self->notify_timers.remove_if([](const auto& w) { return w.expired(); });
     self->notify_timers.push_back(wait);
-    const auto url = parse_url(url_text);
+    const auto url = common::parse_http_url(url_text);
     if (!url) co_return;
     for (int attempt = 1; attempt <= kAttempts && !self->stopped; ++attempt) {
         std::string error;

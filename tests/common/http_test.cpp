@@ -83,3 +83,39 @@ TEST_CASE("responses carry length, extra headers and Connection: close", "[http]
           "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nX-A: b\r\nConnection: close\r\n\r\nno\n");
     CHECK(http_response(200, "a/b", "", {}, false) == "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\nContent-Length: 0\r\n\r\n");
 }
+
+TEST_CASE("client side: responses read until close, and http:// URLs", "[http][client]") {
+    using namespace fleetconf::common;
+    auto r = parse_http_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, and more", 1024);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "hello");
+    CHECK(r->complete);
+    auto until_close = parse_http_response("HTTP/1.0 404 Not Found\r\n\r\nno such thing", 1024);  // no length: the end of the stream
+    REQUIRE(until_close);
+    CHECK(until_close->status == 404);
+    CHECK(until_close->body == "no such thing");
+    CHECK(until_close->complete);
+    auto chunked = parse_http_response("HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 4);
+    REQUIRE(chunked);
+    CHECK(chunked->body == "abcd");  // capped at max_body
+    CHECK(chunked->complete);
+    auto cut = parse_http_response("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 1024);
+    REQUIRE(cut);
+    CHECK_FALSE(cut->complete);
+    CHECK_FALSE(parse_http_response("SSH-2.0-OpenSSH_9.2\r\n", 1024));
+    CHECK_FALSE(parse_http_response("", 1024));
+
+    auto u = parse_http_url("http://hooks.example:8080/a/b?x=1");
+    REQUIRE(u);
+    CHECK(u->host == "hooks.example");
+    CHECK(u->port == "8080");
+    CHECK(u->target == "/a/b?x=1");
+    auto bare = parse_http_url("http://127.0.0.1");
+    REQUIRE(bare);
+    CHECK(bare->port == "80");
+    CHECK(bare->target == "/");
+    CHECK_FALSE(parse_http_url("https://hooks.example/"));  // plain http only
+    CHECK_FALSE(parse_http_url("hooks.example/x"));
+    CHECK_FALSE(parse_http_url(""));
+}

@@ -83,4 +83,22 @@ private:
 std::string http_response(int status, std::string_view content_type, std::string_view body, std::string_view extra_headers = {},
                           bool close = true);
 
+// The client side, for answers read until the server closes (Connection: close): the webhook and hook
+// notifications, and `fleetconf dhcp ctl` over HTTP.
+struct HttpResponse {
+    int status = 0;
+    std::string body;       // at most max_body bytes of it
+    bool complete = false;  // the whole message arrived (by its length, chunks, or the end of the stream)
+};
+// nullopt when `raw` does not start with an HTTP status line.
+std::optional<HttpResponse> parse_http_response(std::string_view raw, std::size_t max_body);
+
+// An http:// URL, for outgoing requests: nullopt for any other scheme or a URL without a host.
+struct HttpUrl {
+    std::string host;
+    std::string port = "80";
+    std::string target = "/";  // path and query
+};
+std::optional<HttpUrl> parse_http_url(std::string_view text);
+
 }  // namespace fleetconf::common
