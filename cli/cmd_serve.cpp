@@ -1,5 +1,6 @@
 // fleetconf serve SITE: every service present in this build, on one site file, in one process.
 #include "commands.hpp"
+#include "fleetconf/common/clock.hpp"
 
 #include "fleetconf/blockcfg/routes.hpp"
 #include "fleetconf/blockcfg/service.hpp"
@@ -27,14 +28,11 @@
 #include <vector>
 
 namespace fleetconf::cli {
+
+using common::unix_now;
 namespace {
 
 blockcfg::LeaseFacts facts(const dhcp::Lease& l) { return {l.address, l.mac, l.client, l.fqdn, l.expires}; }
-
-std::uint64_t unix_now() {
-    return static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
 
 // The bound, unexpired leases, as the router sees them.
 std::vector<blockcfg::LeaseFacts> active_leases(const dhcp::Service& d) {

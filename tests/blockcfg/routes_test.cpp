@@ -1,4 +1,4 @@
-// Lease-driven routes (blockcfg/src/routes.cpp) against a fake target that records every call and fails
+// Lease-driven routes (blockcfg/src/io/routes.cpp) against a fake target that records every call and fails
 // on demand: what RouteSync changes, when it changes nothing, retries, and how LeaseRouter maps leases.
 #include "fleetconf/blockcfg/routes.hpp"
 

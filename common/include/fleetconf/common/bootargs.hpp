@@ -22,13 +22,6 @@ struct BootArgs {
 inline constexpr const char* kNetDevice = "service";
 inline constexpr const char* kBlockDevice = "storage";
 
-// Computes the arguments for unikernel `u` of `site`:
-// - tender: --net:service=<tap> --net-mac:service=<mac> [--block:storage=<device>]
-// - --ipv4=<addr>/<len> and --ipv4-gateway=<gw> when the unikernel does not use DHCP;
-// - --syslog=<ip> and --monitor=<ip> from its effective site options
-//   (a unikernel on DHCP also receives them as options 7 and 125, but MirageOS only reads them
-//   from the command line today, so they are printed in both modes);
-// - its extra boot_args last, so they can override anything above.
 // What the git host adds for a unikernel with a repository: its token (only its hash is stored, so
 // the caller supplies it; empty prints a TOKEN placeholder) and, for HTTPS, the certificate's
 // --tls-authenticator value.
@@ -40,7 +33,7 @@ struct GitBootInfo {
     std::string ssh_authenticator;  // "ed25519:<base64>" of the host key; empty when unknown
 };
 
-// How the unikernel learns its settings; each mode has its own shortest argument list (docs/bootargs.md).
+// How the unikernel learns its settings; each mode has its own shortest argument list (docs/cli.md, "bootargs").
 enum class BootMode {
     static_address,  // no DHCP ("dhcp": false): address, gateway, sinks and remote on the command line
     dhcp,            // today's MirageOS: address from DHCP; sinks and remote on the command line
@@ -52,8 +45,15 @@ std::optional<BootMode> parse_boot_mode(std::string_view s);
 // dhcp-config (when the site's DHCP service sends it a configuration URI) otherwise.
 std::vector<BootMode> boot_modes(const Site& site, const Unikernel& u);
 
+// Computes the arguments for unikernel `u` of `site`:
+// - tender: --net:service=<tap> --net-mac:service=<mac> [--block:storage=<device>]
+// - --ipv4=<addr>/<len> and --ipv4-gateway=<gw> when the unikernel does not use DHCP;
+// - --syslog=<ip> and --monitor=<ip> from its effective site options
+//   (a unikernel on DHCP also receives them as options 7 and 125, but MirageOS only reads them
+//   from the command line today, so they are printed in both modes);
 // - --remote=<uri>[#branch] for a unikernel with a repository: https (preferred), http or git://,
 //   with NAME:TOKEN credentials over HTTP(S);
+// - its extra boot_args last, so they can override anything above.
 // In dhcp_config mode only what DHCP must not carry is printed: the credential (--git-token or --ssh-key)
 // and the trust anchors (--tls-authenticator, --ssh-authenticator), since a DHCP reply is not authenticated.
 BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_name, const GitBootInfo& git = {},

@@ -117,8 +117,7 @@ public:
 
     [[nodiscard]] PackResult build_pack(const PackPlan& plan) const;
 
-    // Operator edits on `branch`, each one commit; return the new commit. `expected_parent`, when given,
-    // makes the branch update a compare-and-swap (GitError when the branch moved).
+    // Operator edits on `branch`, each one commit on top of its current head; return the new commit.
     Oid put_file(const std::string& branch, std::string_view path, std::string_view content, const Author& author,
                  const std::string& message);
     Oid remove_file(const std::string& branch, std::string_view path, const Author& author, const std::string& message);

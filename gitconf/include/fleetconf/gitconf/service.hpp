@@ -1,5 +1,6 @@
-// fleetconf::gitconf: the git host. One bare repository per unikernel of the site, served read-only
-// over smart HTTP(S) with per-unikernel credentials, and over git:// for repositories that allow it.
+// fleetconf::gitconf: the git host. One bare repository per unikernel of the site, served over smart
+// HTTP(S) with per-unikernel tokens and over SSH with per-unikernel and operator keys (fetch, and push
+// for read-write credentials), and read-only over git:// for repositories that allow it.
 #pragma once
 
 #include "fleetconf/common/asio_fwd.hpp"

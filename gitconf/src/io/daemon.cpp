@@ -142,5 +142,4 @@ asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> so
     close();
 }
 
-
 }  // namespace fleetconf::gitconf

@@ -27,7 +27,6 @@
 namespace fleetconf::gitconf {
 
 namespace {
-constexpr int kMaxSshSessions = 64;
 
 struct KeyDeleter {
     void operator()(ssh_key k) const { ssh_key_free(k); }

@@ -126,5 +126,4 @@ void Service::Impl::announce_push(const std::string& repo, const std::string& tr
                   r.unpack_error.empty() ? "" : " unpack: " + r.unpack_error);
 }
 
-
 }  // namespace fleetconf::gitconf

@@ -59,5 +59,4 @@ std::size_t PackCache::bytes() const {
     return bytes_;
 }
 
-
 }  // namespace fleetconf::gitconf

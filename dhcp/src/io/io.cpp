@@ -1,4 +1,7 @@
+// The DHCP service's I/O: the receive loop (decode, decide), the group commit that makes leases durable
+// before the replies that promise them, and sending each reply where RFC 2131 4.1 says (reply_destination).
 #include "service_impl.hpp"
+#include "fleetconf/common/clock.hpp"
 
 #include "fleetconf/common/runtime.hpp"
 
@@ -18,111 +21,16 @@
 
 namespace fleetconf::dhcp {
 
+using common::unix_now;
+
 using asio::ip::udp;
 using common::Ipv4;
 
 namespace {
 
-std::uint64_t unix_now() {
-    return static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
 }  // namespace
-
-std::filesystem::path lease_file(const common::Site& site) { return site.services.data_dir / "dhcp" / "leases.journal"; }
-std::filesystem::path control_socket(const common::Site& site) { return site.services.data_dir / "dhcp" / "control.sock"; }
-
-Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_unique<Impl>(io, std::move(opts), std::move(log))) {
-    impl_->owner = this;
-    if (impl_->opts.lease_file.empty()) impl_->opts.lease_file = lease_file(site);
-    if (impl_->opts.control_socket.empty()) impl_->opts.control_socket = control_socket(site);
-    if (!impl_->opts.control_http && site.services.dhcp.control_http) {
-        impl_->opts.control_http = site.services.dhcp.control_http;
-        impl_->opts.control_key_file = site.services.dhcp.control_key_file;
-    }
-    impl_->control_limits = site.services.limits_for("dhcp-control");
-    impl_->cfg = make_config(site, interface_ipv4);
-    if (impl_->opts.lease_store) {
-        impl_->store = impl_->opts.lease_store();
-        if (!impl_->store) throw std::runtime_error("the lease store factory returned no store");
-        impl_->log->info("leases: {} in the embedder's store", impl_->store->all().size());
-        return;
-    }
-    std::vector<std::string> warnings;
-    auto j = std::make_unique<JournalLeaseStore>(impl_->opts.lease_file, &warnings);
-    for (const auto& w : warnings) impl_->log->warn("{}", w);
-    const auto& rec = j->recovery();
-    for (const auto& r : rec.damaged)
-        impl_->log->error("leases: {}: damaged region at offset {}, {} bytes: skipped; every intact record after it kept",
-                          impl_->opts.lease_file.string(), r.offset, r.length);
-    if (!rec.damaged.empty())
-        impl_->log->error(
-            "leases: {}: {} damaged region(s){}; the damaged file was copied to {} and the journal rewritten "
-            "with every intact record",
-            impl_->opts.lease_file.string(), rec.damaged.size(),
-            rec.missing_records ? ", " + std::to_string(rec.missing_records) + " record(s) lost with them" : "", rec.damaged_copy.string());
-    impl_->log->info("leases: {} ({} records replayed, {} leases)", impl_->opts.lease_file.string(), j->records(), j->size());
-    impl_->journal = j.get();
-    impl_->store = std::move(j);
-}
-
-Service::~Service() = default;
-
-const LeaseStore& Service::leases() const { return *impl_->store; }
-
-std::uint16_t Service::local_port() const { return impl_->sockets.empty() ? 0 : impl_->opts.server_port; }
-
-void Service::reload(const common::Site& site) {
-    impl_->cfg = make_config(site, interface_ipv4);
-    impl_->log->info("configuration reloaded: {} networks", impl_->cfg.networks.size());
-}
-
-void Service::start() {
-    impl_->start_control();
-    impl_->start_control_http();
-    for (const auto& n : impl_->cfg.networks) {
-        auto s = std::make_unique<Impl::Socket>(Impl::Socket{n.interface, udp::socket(impl_->io)});
-        auto& sock = s->sock;
-        sock.open(udp::v4());
-        sock.set_option(udp::socket::reuse_address(true));
-        sock.set_option(asio::socket_base::broadcast(true));
-        // Bound to the named device only: the server never listens on, or sends from, other interfaces.
-        if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_BINDTODEVICE, n.interface.c_str(),
-                         static_cast<socklen_t>(n.interface.size() + 1)) != 0)
-            throw std::system_error(errno, std::generic_category(), "cannot bind to interface " + n.interface);
-        sock.bind(udp::endpoint(asio::ip::address_v4::any(), impl_->opts.server_port));
-        // Port 0: the system's choice, then the same port on every interface (relayed replies go to it).
-        if (impl_->opts.server_port == 0) impl_->opts.server_port = sock.local_endpoint().port();
-        // Room for a boot storm's burst while the journal syncs: 4 MiB (SO_RCVBUFFORCE passes the system
-        // limit when the service runs with CAP_NET_ADMIN, as a DHCP server usually does).
-        const int rcvbuf = 4 << 20;
-        if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
-            ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-        sock.non_blocking(true);  // the batch loop reads until the queue is empty
-        impl_->log->info("listening on {} (network {}, server id {}, port {})", n.interface, n.name, n.server_id.to_string(),
-                         impl_->opts.server_port);
-        auto* raw = s.get();
-        impl_->sockets.push_back(std::move(s));
-        asio::co_spawn(impl_->io, impl_->receive_loop(*raw), common::log_exception(impl_->log, "receive loop ended"));
-    }
-}
-
-void Service::stop() {
-    impl_->stopped = true;
-    std::error_code ec;
-    for (auto& s : impl_->sockets) s->sock.close(ec);
-    if (impl_->control) {
-        impl_->control->close(ec);
-        std::filesystem::remove(impl_->opts.control_socket, ec);
-    }
-    if (impl_->control_http) impl_->control_http->stop();
-    impl_->commit_timer.cancel();
-    impl_->store->sync();
-}
 
 asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
     std::vector<std::uint8_t> buf(65536);

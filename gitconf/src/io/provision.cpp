@@ -173,5 +173,4 @@ std::string tls_key_fingerprint(const std::filesystem::path& cert_pem) {
     return "key-fp:SHA256:" + common::base64_encode(digest);
 }
 
-
 }  // namespace fleetconf::gitconf

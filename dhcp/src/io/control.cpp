@@ -2,6 +2,7 @@
 // kea-ctrl-agent serves it, over HTTP; the statistics in Prometheus text format and the service's health
 // for the process's status endpoint (common/status.hpp).
 #include "service_impl.hpp"
+#include "fleetconf/common/clock.hpp"
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
@@ -22,6 +23,8 @@
 #include <ctime>
 
 namespace fleetconf::dhcp {
+
+using common::unix_now;
 
 using common::Ipv4;
 using nlohmann::json;
@@ -46,11 +49,6 @@ json reply(int result, std::string text, json arguments = nullptr) {
     json r{{"result", result}, {"text", std::move(text)}};
     if (!arguments.is_null()) r["arguments"] = std::move(arguments);
     return r;
-}
-
-std::uint64_t unix_now() {
-    return static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 std::string timestamp() {
