@@ -27,19 +27,20 @@ struct Client::Impl {
     // connection closed before the frame means at this point of the conversation.
     std::vector<std::uint8_t> read_frame(const char* closed) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
-        std::uint8_t len[4];
-        std::error_code ec;
-        detail::read_before(sock, len, sizeof len, deadline, ec);
-        if (ec == asio::error::timed_out) throw ClientError(server + ": no reply within " + std::to_string(timeout.count()) + " ms");
-        if (ec) throw ClientError(server + ": connection closed by the server " + closed + " (" + ec.message() + ")");
-        const std::uint32_t n = std::uint32_t{len[0]} << 24 | std::uint32_t{len[1]} << 16 | std::uint32_t{len[2]} << 8 | len[3];
-        if (n > protocol::kDefaultMaxFrame)
-            throw ClientError(server + ": reply frame of " + std::to_string(n) + " bytes is over the limit");
-        std::vector<std::uint8_t> body(n);
-        detail::read_before(sock, body.data(), body.size(), deadline, ec);
-        if (ec) throw ClientError(server + ": connection lost while reading a reply (" + ec.message() + ")");
-        return body;
+        while (true) {
+            if (auto f = reader.next()) return std::move(*f);
+            std::uint8_t buf[16384];
+            std::error_code ec;
+            const auto n = detail::read_before(sock, buf, sizeof buf, deadline, ec, false);
+            if (ec == asio::error::timed_out) throw ClientError(server + ": no reply within " + std::to_string(timeout.count()) + " ms");
+            if (ec && !reader.partial())
+                throw ClientError(server + ": connection closed by the server " + closed + " (" + ec.message() + ")");
+            if (ec) throw ClientError(server + ": connection lost while reading a reply (" + ec.message() + ")");
+            if (reader.feed(std::span(buf, n)) == errc::too_large)
+                throw ClientError(server + ": reply frame over the limit of " + std::to_string(protocol::kDefaultMaxFrame) + " bytes");
+        }
     }
+    protocol::FrameReader reader{protocol::kDefaultMaxFrame};  // the frames of this connection (protocol.hpp)
 };
 
 Client::Client(const common::Endpoint& server, protocol::Key key, std::chrono::milliseconds timeout)
