@@ -3,21 +3,30 @@
 dnsmasq 2.90 (--no-ping), all in one run, each serving the same /16 pool, driven by perfdhcp (kea-admin)
 from another network namespace across a veth pair that this script creates and deletes.
 
+First the harness's own ceiling: a stateless responder (bench/dhcp/responder.cpp: answers every DISCOVER
+and REQUEST from a template, keeps nothing) measured with the same search, so that every server's figure
+can be read as a share of what this generator can drive at all. A server within 10% of the ceiling, or a
+run where perfdhcp used 95% or more of a core, is reported as generator-bound instead of with a ratio.
+
 For each server: the highest request rate with at most 2.5% drops in both DISCOVER-OFFER and
 REQUEST-ACK (ISC's method: step the rate up, then bisect), the exchanges/s actually achieved there, and
 the average latencies; then a boot storm (perfdhcp --scenario avalanche, 1,000 clients at once) timed to
 the last ACK; and the server's CPU time per exchange at one common rate that every server sustains
 (user + system time of the server process from /proc, so it does not depend on how fast the load
-generator is). Prints a table with fleetconf's figures as ratios to each reference.
+generator is), and again at its own maximum rate. Prints a table with fleetconf's figures as ratios to
+each reference.
 
-perfdhcp runs in its single-threaded mode (-g single): on a small machine its receiver thread competes
-with the server for the cores, and the single mode drives more exchanges per CPU second; every server
-sees the same generator. On a machine with two or more CPUs perfdhcp runs pinned to CPU 1 and the
-single-threaded servers to CPU 0 (taskset), so that neither takes the other's core and the figures vary
-less between runs; multi-threaded Kea may use every CPU (one core would leave its threads nothing to
-gain). --no-pin lets the scheduler place every process.
+Every server gets the same 4 MiB socket receive buffer: fleetconf and the responder ask for it
+(SO_RCVBUFFORCE); Kea and dnsmasq have no setting for it, so net.core.rmem_default is raised to 4 MiB for
+the run and restored afterwards (it is not per network namespace).
 
-usage: bench_dhcp.py FLEETCONF_BINARY [--smoke] [--seconds S] [--no-pin] [--only NAME,...]
+--generator picks perfdhcp's threading mode (-g single or multi; docs/benchmarks.md says which gives
+the higher ceiling on this machine, and that is the default). With --pin (on a machine with two or more
+CPUs) perfdhcp runs on CPU 1 and the single-threaded servers on CPU 0 (taskset); multi-threaded Kea may
+use every CPU.
+
+usage: bench_dhcp.py FLEETCONF_BINARY [--responder PATH] [--smoke] [--seconds S] [--generator single|multi] [--pin]
+                     [--only NAME,...]
 """
 import argparse, json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
@@ -29,10 +38,13 @@ _ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0], form
 _ap.add_argument("fleetconf", help="the fleetconf binary")
 _ap.add_argument("--smoke", action="store_true", help="one short pass per server (what ctest runs)")
 _ap.add_argument("--seconds", type=int, default=5, help="seconds per perfdhcp run (default 5)")
-_ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process")
+_ap.add_argument("--responder", help="the stateless responder (default: bench/dhcp_responder next to the fleetconf binary's build)")
+_ap.add_argument("--generator", choices=("single", "multi"), default="multi", help="perfdhcp's threading mode (default multi)")
+_ap.add_argument("--pin", action="store_true", help="perfdhcp on CPU 1, single-threaded servers on CPU 0")
 _ap.add_argument("--only", help="comma-separated servers to run (for profiling one server)")
 ARGS = _ap.parse_args()
 FC = os.path.abspath(ARGS.fleetconf)
+RESPONDER = os.path.abspath(ARGS.responder or os.path.join(os.path.dirname(FC), "..", "bench", "dhcp_responder"))
 SMOKE = ARGS.smoke
 SECONDS = 1 if SMOKE else ARGS.seconds
 if os.geteuid() != 0:
@@ -43,7 +55,10 @@ for tool in ("perfdhcp", "kea-dhcp4", "dnsmasq"):
         print(f"FAIL: {tool} is not installed (./dev deps installs it)")
         sys.exit(1)
 
-PIN = (os.cpu_count() or 1) >= 2 and not ARGS.no_pin
+if not os.access(RESPONDER, os.X_OK):
+    print(f"FAIL: {RESPONDER}: no responder (build the dhcp_responder target, or pass --responder)")
+    sys.exit(1)
+PIN = (os.cpu_count() or 1) >= 2 and ARGS.pin
 SERVER_CPU = ["taskset", "-c", "0"] if PIN else []
 GENERATOR_CPU = ["taskset", "-c", "1"] if PIN else []
 P = f"fb{os.getpid() % 100000}"
@@ -59,11 +74,20 @@ def sh(*a, check=True, **kw):
     return r
 
 
+RMEM = "/proc/sys/net/core/rmem_default"
+rmem_before = None
+
+
 def setup():
+    global rmem_before
     veth_pair(SRV, CLI, IF_S, IF_C, "10.99.0.1/16", "10.99.0.2/16")
+    rmem_before = open(RMEM).read().strip()
+    open(RMEM, "w").write(str(4 << 20))  # Kea and dnsmasq cannot ask for a buffer: give them the same 4 MiB
 
 
 def teardown():
+    if rmem_before is not None:
+        open(RMEM, "w").write(rmem_before)
     delete_namespaces(SRV, CLI)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -75,7 +99,9 @@ def start(name):
     d = f"{tmp}/{name}"
     os.makedirs(d, exist_ok=True)
     env = dict(os.environ)
-    if name.startswith("fleetconf"):
+    if name == "responder":
+        cmd = [RESPONDER, IF_S]
+    elif name.startswith("fleetconf"):
         site = {"networks": [{"name": IF_S, "subnet": "10.99.0.0/16", "gateway": "10.99.0.1", "dns": ["10.99.0.1"],
                               "pools": [f"{POOL[0]}-{POOL[1]}"], "lease_time": 3600}],
                 "services": {"data_dir": d, "status": "off"}}
@@ -113,7 +139,7 @@ def rcvbuf_errors(netns):
 def perfdhcp(*args, timeout=120):
     overflow0 = (rcvbuf_errors(SRV), rcvbuf_errors(CLI))
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, "perfdhcp", "-4", "-g", "single", "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
+    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, "perfdhcp", "-4", "-g", ARGS.generator, "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
            check=False, timeout=timeout)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = r.stdout + r.stderr
@@ -137,11 +163,17 @@ def perfdhcp(*args, timeout=120):
     return res
 
 
+SERVER = None  # the process under test (for its CPU time in each run)
+
+
 def run_at(rate, clients=50000):
     """One run at `rate`; a failed run is repeated once, so that one stall of this shared machine (a slow
     disk sync, a noisy neighbour) does not end the search: a rate fails when two runs in a row fail."""
     for attempt in (1, 2):
+        c0 = cpu_seconds(SERVER.pid) if SERVER else 0.0
         r = perfdhcp("-r", str(rate), "-p", str(SECONDS), "-R", str(clients))
+        used = (cpu_seconds(SERVER.pid) - c0) if SERVER else 0.0
+        r["cpu_us_max"] = used * 1e6 / r["ra_recv"] if r.get("ra_recv") else None
         ok = r.get("do_sent", 0) > 0 and r.get("do_drop", 100) <= 2.5 and r.get("ra_drop", 100) <= 2.5
         if ok or SMOKE:
             break
@@ -203,10 +235,10 @@ def avalanche(clients):
     return time.time() - t0, r
 
 
-SERVERS = ["fleetconf", "fleetconf-nosync", "kea-st", "kea-mt", "dnsmasq"]
+SERVERS = ["responder", "fleetconf", "fleetconf-nosync", "kea-st", "kea-mt", "dnsmasq"]
 if ARGS.only:  # for profiling one server; the full table needs all of them
     SERVERS = ARGS.only.split(",")
-LABEL = {"fleetconf": "fleetconf (durable: synced before ACK)", "fleetconf-nosync": "fleetconf --no-sync",
+LABEL = {"responder": "stateless responder (the ceiling)", "fleetconf": "fleetconf (durable: synced before ACK)", "fleetconf-nosync": "fleetconf --no-sync",
          "kea-st": "Kea 2.2 memfile, single-threaded", "kea-mt": "Kea 2.2 memfile, multi-threaded (2)",
          "dnsmasq": "dnsmasq 2.90 --no-ping"}
 results = {}
@@ -214,6 +246,7 @@ try:
     setup()
     for name in SERVERS:
         p = start(name)
+        SERVER = p
         try:
             cpu_us, _ = efficiency(p)
             best, r = search()
@@ -222,7 +255,7 @@ try:
             acked = int(sr.get("ra_recv", 0))
             results[name] = {"rate": best, "achieved": (r or {}).get("rate", 0.0), "do_delay": (r or {}).get("do_delay"),
                              "ra_delay": (r or {}).get("ra_delay"), "storm_s": storm_time, "storm_acked": acked,
-                             "storm_clients": storm_clients, "cpu_us": cpu_us,
+                             "storm_clients": storm_clients, "cpu_us": cpu_us, "cpu_us_max": (r or {}).get("cpu_us_max"),
                              "gen_cpu": (r or {}).get("gen_cpu", 0.0),
                              "srv_overflow": (r or {}).get("srv_overflow", 0), "gen_overflow": (r or {}).get("gen_overflow", 0)}
         finally:
@@ -231,26 +264,48 @@ try:
 finally:
     teardown()
 
-print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp as relay across a veth pair; /16 pool; "
-      f"{'perfdhcp on CPU 1, servers on CPU 0 (multi-threaded Kea on all)' if PIN else 'not pinned'})")
-print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>9} {'CPU us/exch':>11}"
-      f" {'perfdhcp CPU':>12}")
+print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp -g {ARGS.generator} as relay across a veth pair; "
+      f"/16 pool; {'perfdhcp on CPU 1, servers on CPU 0 (multi-threaded Kea on all)' if PIN else 'not pinned'}; 4 MiB receive buffers)")
+ceiling = results.get("responder", {}).get("achieved", 0)
+
+
+def bound(name):
+    """Why a server's figure is the generator's rather than the server's, or None."""
+    x = results.get(name, {})
+    if name == "responder" or not x:
+        return None
+    if x.get("gen_cpu", 0) >= 0.95:
+        return f"perfdhcp at {x['gen_cpu'] * 100:.0f}% of a core"
+    if ceiling and x.get("achieved", 0) >= 0.9 * ceiling:
+        return f"within 10% of the ceiling ({x['achieved']:.0f} of {ceiling:.0f})"
+    return None
+
+
+print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'ceiling':>8} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>9} "
+      f"{'CPU us/exch':>11} {'at max':>7} {'perfdhcp CPU':>12}")
 for name in SERVERS:
     x = results.get(name)
     if not x:
         continue
     fmt = lambda v: f"{v:7.3f}" if isinstance(v, float) else "      -"
-    print(f"{LABEL[name]:42} {x['rate']:9d} {x['achieved']:9.0f} {fmt(x['do_delay'])} {fmt(x['ra_delay'])} "
+    share = f"{x['achieved'] / ceiling * 100:7.0f}%" if ceiling else "       -"
+    print(f"{LABEL[name]:42} {x['rate']:9d} {x['achieved']:9.0f} {share} {fmt(x['do_delay'])} {fmt(x['ra_delay'])} "
           f"{x['storm_s']:8.2f} {x['storm_acked']:4d}/{x['storm_clients']:<4d} "
-          f"{(x['cpu_us'] or 0):11.1f} {x['gen_cpu'] * 100:11.0f}%")
+          f"{(x['cpu_us'] or 0):11.1f} {(x['cpu_us_max'] or 0):7.1f} {x['gen_cpu'] * 100:11.0f}%")
+print(f"(ceiling: exchanges/s as a share of the stateless responder's maximum in this run; CPU us/exch at {EFFICIENCY_RATE}/s "
+      "and at each server's own maximum)")
 print("\nfleetconf durable, as a ratio of each reference (exchanges/s at <= 2.5% drops):")
 f = results.get("fleetconf", {}).get("achieved", 0)
-for name in [n for n in SERVERS if not n.startswith("fleetconf")]:
+for name in [n for n in SERVERS if not n.startswith("fleetconf") and n != "responder"]:
     ref = results.get(name, {}).get("achieved", 0)
-    print(f"  vs {LABEL[name]:40} {f / ref:5.2f}x" if ref else f"  vs {LABEL[name]:40}     -")
+    why = bound("fleetconf") or bound(name)
+    if why:
+        print(f"  vs {LABEL[name]:40}     generator-bound, no ratio ({'fleetconf' if bound('fleetconf') else name}: {why})")
+    else:
+        print(f"  vs {LABEL[name]:40} {f / ref:5.2f}x" if ref else f"  vs {LABEL[name]:40}     -")
 print(f"\nfleetconf durable, server CPU per exchange at {EFFICIENCY_RATE}/s, as a ratio (reference CPU / fleetconf CPU):")
 fc = results.get("fleetconf", {}).get("cpu_us")
-for name in [n for n in SERVERS if not n.startswith("fleetconf")]:
+for name in [n for n in SERVERS if not n.startswith("fleetconf") and n != "responder"]:
     ref = results.get(name, {}).get("cpu_us")
     print(f"  vs {LABEL[name]:40} {ref / fc:5.2f}x" if ref and fc else f"  vs {LABEL[name]:40}     -")
 print("(perfdhcp CPU: the generator's share of one core at the max rate; near 100% the rate is the generator's limit)")

@@ -1,0 +1,147 @@
+// The DHCP benchmark's ceiling: a stateless responder that answers every DISCOVER with an OFFER and every
+// REQUEST with an ACK, built from the request itself, keeping nothing. It opens its socket as the DHCP
+// server does (bound to one interface, SO_REUSEADDR, a 4 MiB receive buffer) and replies to the relay
+// (giaddr, port 67) as a server would to perfdhcp, so a rate it cannot exceed is the harness's limit, not a
+// server's. No lease store, no decision, no durability: never a DHCP server.
+//
+// usage: dhcp_responder INTERFACE [PORT]
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+constexpr std::size_t kFixed = 236;  // op .. file, then the magic cookie
+constexpr std::uint8_t kCookie[4] = {99, 130, 83, 99};
+
+// The message type (option 53) of a BOOTREQUEST, or 0.
+int message_type(const std::uint8_t* p, std::size_t n) {
+    if (n < kFixed + 4 || p[0] != 1 || std::memcmp(p + kFixed, kCookie, 4) != 0) return 0;
+    for (std::size_t i = kFixed + 4; i < n;) {
+        const std::uint8_t code = p[i];
+        if (code == 255) break;
+        if (code == 0) {
+            ++i;
+            continue;
+        }
+        if (i + 1 >= n || i + 2 + p[i + 1] > n) break;
+        if (code == 53 && p[i + 1] == 1) return p[i + 2];
+        i += 2 + p[i + 1];
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+        std::fprintf(stderr,
+                     "usage: dhcp_responder INTERFACE [PORT]\n  answers every DISCOVER and REQUEST on INTERFACE from a "
+                     "template, keeping nothing: the DHCP benchmark's ceiling, never a DHCP server\n");
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string ifname = argv[1];
+    const int port = argc > 2 ? std::atoi(argv[2]) : 67;
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const int one = 1, rcvbuf = 4 << 20;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname.c_str(), static_cast<socklen_t>(ifname.size() + 1)) != 0) {
+        std::fprintf(stderr, "dhcp_responder: cannot bind to interface %s: %s\n", ifname.c_str(), std::strerror(errno));
+        return 1;
+    }
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        std::fprintf(stderr, "dhcp_responder: bind port %d: %s\n", port, std::strerror(errno));
+        return 1;
+    }
+    // The server identifier: the interface's own address is not needed by perfdhcp; a fixed one will do.
+    const std::uint8_t server_id[4] = {10, 99, 0, 1};
+    std::array<std::uint8_t, 1500> in{}, out{};
+    std::uint32_t next = 0;
+    for (;;) {
+        sockaddr_in from{};
+        socklen_t flen = sizeof from;
+        const auto n = ::recvfrom(fd, in.data(), in.size(), 0, reinterpret_cast<sockaddr*>(&from), &flen);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            std::perror("dhcp_responder: recvfrom");
+            return 1;
+        }
+        const int type = message_type(in.data(), static_cast<std::size_t>(n));
+        if (type != 1 && type != 3) continue;  // DISCOVER or REQUEST
+        std::memcpy(out.data(), in.data(), kFixed + 4);
+        out[0] = 2;  // BOOTREPLY
+        std::uint8_t yiaddr[4];
+        if (type == 1) {  // a fresh address from 10.99.1.0/16 for each DISCOVER
+            const std::uint32_t a = (10u << 24 | 99u << 16 | 1u << 8) + (next++ % 65000);
+            yiaddr[0] = static_cast<std::uint8_t>(a >> 24), yiaddr[1] = static_cast<std::uint8_t>(a >> 16);
+            yiaddr[2] = static_cast<std::uint8_t>(a >> 8), yiaddr[3] = static_cast<std::uint8_t>(a);
+        } else {  // the address the REQUEST asks for (option 50), else ciaddr
+            std::memcpy(yiaddr, in.data() + 12, 4);
+            for (std::size_t i = kFixed + 4; i + 1 < static_cast<std::size_t>(n) && in[i] != 255;) {
+                if (in[i] == 0) {
+                    ++i;
+                    continue;
+                }
+                if (in[i] == 50 && in[i + 1] == 4 && i + 6 <= static_cast<std::size_t>(n)) std::memcpy(yiaddr, in.data() + i + 2, 4);
+                i += 2 + in[i + 1];
+            }
+        }
+        std::memcpy(out.data() + 16, yiaddr, 4);
+        std::size_t o = kFixed + 4;
+        const std::uint8_t opts[] = {53,
+                                     1,
+                                     static_cast<std::uint8_t>(type == 1 ? 2 : 5),
+                                     54,
+                                     4,
+                                     server_id[0],
+                                     server_id[1],
+                                     server_id[2],
+                                     server_id[3],
+                                     51,
+                                     4,
+                                     0,
+                                     0,
+                                     0x0e,
+                                     0x10,  // 3600 s
+                                     1,
+                                     4,
+                                     255,
+                                     255,
+                                     0,
+                                     0,
+                                     3,
+                                     4,
+                                     10,
+                                     99,
+                                     0,
+                                     1,
+                                     255};
+        std::memcpy(out.data() + o, opts, sizeof opts);
+        o += sizeof opts;
+        while (o < 300) out[o++] = 0;  // BOOTP's minimum size
+        // To the relay (giaddr) on the server port, as a server answers a relayed request; else back to the sender.
+        sockaddr_in to = from;
+        std::uint32_t giaddr;
+        std::memcpy(&giaddr, in.data() + 24, 4);
+        if (giaddr != 0) {
+            to.sin_addr.s_addr = giaddr;
+            to.sin_port = htons(static_cast<std::uint16_t>(port));
+        }
+        ::sendto(fd, out.data(), o, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    }
+}
