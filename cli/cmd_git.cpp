@@ -35,7 +35,9 @@ std::optional<common::Site> load(const GitArgs& a) { return load_site_or_report(
 const common::Unikernel* repo_unikernel(const common::Site& site, const GitArgs& a) {
     const auto* u = site.unikernel(a.name);
     if (!u) print_error(a.site + ": no unikernel named \"" + a.name + "\"");
-    else if (!u->git.enabled) print_error(a.site + ": unikernel \"" + a.name + "\" has git disabled (/unikernels/.../git/enabled)");
+    else if (!u->git.enabled)
+        print_error(a.site + ": unikernel \"" + a.name + "\" has no repository (/unikernels/" + std::to_string(u - site.unikernels.data()) +
+                    "/git: no \"git\" object, or \"enabled\": false)");
     else return u;
     return nullptr;
 }
@@ -113,7 +115,7 @@ int cmd_list(const GitArgs& a) {
         std::cout << out.dump(2) << "\n";
         return kExitOk;
     }
-    std::printf("%-20s %-10s %-12s %-8s %-6s %s\n", "NAME", "ACCESS", "BRANCH", "HEAD", "TOKEN", "STATE");
+    std::printf("%-20s %-10s %-12s %-8s %-6s %s\n", "NAME", "ACCESS", "BRANCH", "HEAD", "TOKEN", "SIZE");
     for (const auto& r : out) {
         const std::string head = r.value("head", std::string());
         std::printf("%-20s %-10s %-12s %-8s %-6s %s\n", r["name"].get<std::string>().c_str(), r["access"].get<std::string>().c_str(),

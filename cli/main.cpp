@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
     std::string log_level = "info";
     std::string log_format = "text";
     bool log_syslog = false;
-    app.add_option("--log-level", log_level, "Log level, optionally per service: 'info' or 'warn,dhcp=debug,git=trace'")
+    app.add_option("--log-level", log_level,
+                   "Log level, optionally per logger (serve, dhcp, git, block, routes, status): 'info' or 'warn,dhcp=debug,git=trace'")
         ->capture_default_str();
     app.add_option("--log-format", log_format, "Log format on stderr: text or json (one object per line)")
         ->check(CLI::IsMember({"text", "json"}))

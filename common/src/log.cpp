@@ -111,6 +111,14 @@ std::optional<Format> parse_format(std::string_view s) {
     return std::nullopt;
 }
 
+namespace {
+std::string logger_list() {
+    std::string s;
+    for (const auto n : kLoggers) s += (s.empty() ? "" : ", ") + std::string(n);
+    return s;
+}
+}  // namespace
+
 std::optional<std::string> parse_levels(std::string_view spec, Options& opts) {
     while (!spec.empty()) {
         auto comma = spec.find(',');
@@ -121,6 +129,9 @@ std::optional<std::string> parse_levels(std::string_view spec, Options& opts) {
         if (!lvl) return "unknown log level in \"" + std::string(item) + "\" (use trace, debug, info, warn, error, critical, off)";
         if (eq == std::string_view::npos) opts.level = *lvl;
         else if (item.substr(0, eq).empty()) return "missing service name in \"" + std::string(item) + "\"";
+        else if (std::find(kLoggers.begin(), kLoggers.end(), item.substr(0, eq)) == kLoggers.end())
+            return "unknown logger \"" + std::string(item.substr(0, eq)) + "\" in \"" + std::string(item) + "\" (use " + logger_list() +
+                   ")";
         else opts.service_levels[std::string(item.substr(0, eq))] = *lvl;
     }
     return std::nullopt;

@@ -1011,7 +1011,11 @@ Site parse_site(std::string_view text, const std::filesystem::path& base_dir, st
 
 Site load_site(const std::filesystem::path& file, const std::filesystem::path& data_dir) {
     std::string text;
-    if (auto err = read_file_limited(file, kMaxSiteFileBytes, text)) throw SiteLoadError(file.string(), {{"", *err}});
+    if (auto err = read_file_limited(file, kMaxSiteFileBytes, text)) {
+        // The error names the file; the SiteLoadError names it too, so once is enough ("site.json: cannot open: ...").
+        if (const auto prefix = file.string() + ": "; err->starts_with(prefix)) err->erase(0, prefix.size());
+        throw SiteLoadError(file.string(), {{"", *err}});
+    }
     auto base = file.parent_path();
     if (base.empty()) base = ".";
     auto site = parse_site(text, std::filesystem::absolute(base), file.string());

@@ -194,6 +194,11 @@ TEST_CASE("a batch of queued changes: in order, no lost update, rollbacks read t
         REQUIRE(gone.refused[0]);
         CHECK(gone.refused[0]->code == errc::not_found);
         CHECK(reads == std::vector<std::string>{"3"});
+        auto future = change({{"op", "rollback"}, {"generation", 99}});
+        auto never = apply_batch(start, 7, {&future}, no_history);
+        REQUIRE(never.refused[0]);
+        CHECK(never.refused[0]->message == "generation 99 was never written (the configuration is at 7)");  // issue 23.12
+        CHECK(reads.size() == 1);                                                                           // not even looked up
         Config old;
         REQUIRE_FALSE(apply(old, change({{"op", "add"}, {"host", "old.x"}, {"address", "10.0.0.4"}, {"port", 4}}).ops[0]));
         auto back = apply_batch(start, 7, {&rb, &add_b}, [&](std::uint64_t) { return std::optional<std::string>(to_payload(old)); });

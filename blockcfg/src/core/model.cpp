@@ -267,6 +267,11 @@ BatchResult apply_batch(Config current, std::uint64_t gen, const std::vector<con
                                         std::to_string(r.changed ? gen + 1 : gen) + (r.changed ? " (being committed)" : "")});
             continue;
         }
+        if (req->rollback_to && *req->rollback_to > gen) {
+            refuse({errc::not_found, "generation " + std::to_string(*req->rollback_to) + " was never written (the configuration is at " +
+                                         std::to_string(gen) + ")"});
+            continue;
+        }
         if (req->rollback_to) {
             const auto old = read_generation(*req->rollback_to);
             if (!old) {
