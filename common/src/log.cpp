@@ -8,6 +8,7 @@
 #include <spdlog/sinks/syslog_sink.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <mutex>
 #include <vector>
@@ -112,6 +113,9 @@ std::optional<Format> parse_format(std::string_view s) {
 }
 
 namespace {
+// The loggers a per-service level may name ("dhcp=debug"); any other name is refused.
+constexpr std::array<std::string_view, 6> kLoggers{"serve", "dhcp", "git", "block", "routes", "status"};
+
 std::string logger_list() {
     std::string s;
     for (const auto n : kLoggers) s += (s.empty() ? "" : ", ") + std::string(n);

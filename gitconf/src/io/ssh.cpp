@@ -18,6 +18,7 @@
 #include <libssh/server.h>
 #include <openssl/evp.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -279,6 +280,7 @@ void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std
     ssh_options_set(session, SSH_OPTIONS_TIMEOUT, &timeout_s);
     struct Cleanup {
         ssh_session s;
+        int fd;
         std::function<void()> before_close;
         ssh_channel ch = nullptr;
         ~Cleanup() {
@@ -291,12 +293,23 @@ void Service::Impl::run_ssh_session(int fd, common::AdmissionTicket& ticket, std
                 while (!ssh_channel_is_closed(ch) && std::chrono::steady_clock::now() < until)
                     if (ssh_channel_read_timeout(ch, sink, sizeof sink, 0, 200) == SSH_ERROR) break;
                 ssh_channel_free(ch);
+                // Then let the client end the connection, as OpenSSH's does once its last channel is closed (its
+                // DISCONNECT, then FIN): closing first races that DISCONNECT, which then meets a reset and makes
+                // the client exit 255 after a complete answer. What arrives now is only the end of the
+                // connection, so it is read and dropped; at most 3 s.
+                const auto linger = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+                for (auto now = std::chrono::steady_clock::now(); now < linger; now = std::chrono::steady_clock::now()) {
+                    pollfd p{fd, POLLIN, 0};
+                    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(linger - now).count());
+                    if (::poll(&p, 1, std::max(left, 1)) <= 0) break;
+                    if (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;  // EOF (or the watch closed it): done
+                }
             }
             before_close();
             ssh_disconnect(s);
             ssh_free(s);
         }
-    } cleanup{session, [&] { watch->finish(io, watch); }};
+    } cleanup{session, fd, [&] { watch->finish(io, watch); }};
     if (ssh_bind_accept_fd(ssh->bind, session, fd) != SSH_OK) {
         watch->finish(io, watch);
         cleanup.before_close = [] {};

@@ -1,11 +1,10 @@
-// Logging on spdlog: one named logger per part ("serve", "dhcp", "git", "block", "routes", "status"),
+// Logging on spdlog: one named logger per service ("dhcp", "git", "block", "site", "serve"),
 // human text or JSON lines on stderr, optionally also to syslog.
 #pragma once
 
 #include <spdlog/formatter.h>
 #include <spdlog/spdlog.h>
 
-#include <array>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,8 +24,6 @@ struct Options {
 
 // Parses "info" or "warn,dhcp=debug,git=trace" into `opts`; returns an error message on failure.
 std::optional<std::string> parse_levels(std::string_view spec, Options& opts);
-// The loggers a per-service level may name ("dhcp=debug"); any other name is refused by parse_levels.
-inline constexpr std::array<std::string_view, 6> kLoggers{"serve", "dhcp", "git", "block", "routes", "status"};
 std::optional<Format> parse_format(std::string_view s);
 
 // The line format of each log format. Both write control characters and bytes outside UTF-8 in the
