@@ -20,12 +20,11 @@ Every server gets the same 4 MiB socket receive buffer: fleetconf and the respon
 (SO_RCVBUFFORCE); Kea and dnsmasq have no setting for it, so net.core.rmem_default is raised to 4 MiB for
 the run and restored afterwards (it is not per network namespace).
 
---generator picks perfdhcp's threading mode (-g single or multi; docs/benchmarks.md says which gives
-the higher ceiling on this machine, and that is the default). With --pin (on a machine with two or more
-CPUs) perfdhcp runs on CPU 1 and the single-threaded servers on CPU 0 (taskset); multi-threaded Kea may
-use every CPU.
+--generator picks perfdhcp's threading mode (-g single or multi). The default, -g single with perfdhcp on
+CPU 1 and the single-threaded servers on CPU 0 (taskset; multi-threaded Kea may use every CPU), gave the
+highest ceiling on the 2-core machine (docs/benchmarks.md); --no-pin lets the scheduler place every process.
 
-usage: bench_dhcp.py FLEETCONF_BINARY [--responder PATH] [--smoke] [--seconds S] [--generator single|multi] [--pin]
+usage: bench_dhcp.py FLEETCONF_BINARY [--responder PATH] [--smoke] [--seconds S] [--generator single|multi] [--no-pin]
                      [--only NAME,...]
 """
 import argparse, json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
@@ -39,8 +38,10 @@ _ap.add_argument("fleetconf", help="the fleetconf binary")
 _ap.add_argument("--smoke", action="store_true", help="one short pass per server (what ctest runs)")
 _ap.add_argument("--seconds", type=int, default=5, help="seconds per perfdhcp run (default 5)")
 _ap.add_argument("--responder", help="the stateless responder (default: bench/dhcp_responder next to the fleetconf binary's build)")
-_ap.add_argument("--generator", choices=("single", "multi"), default="multi", help="perfdhcp's threading mode (default multi)")
-_ap.add_argument("--pin", action="store_true", help="perfdhcp on CPU 1, single-threaded servers on CPU 0")
+_ap.add_argument("--generator", choices=("single", "multi"), default="single",
+                 help="perfdhcp's threading mode (default single: the highest ceiling on the 2-core machine, docs/benchmarks.md)")
+_ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process (default: perfdhcp on CPU 1, "
+                 "single-threaded servers on CPU 0)")
 _ap.add_argument("--only", help="comma-separated servers to run (for profiling one server)")
 ARGS = _ap.parse_args()
 FC = os.path.abspath(ARGS.fleetconf)
@@ -58,7 +59,7 @@ for tool in ("perfdhcp", "kea-dhcp4", "dnsmasq"):
 if not os.access(RESPONDER, os.X_OK):
     print(f"FAIL: {RESPONDER}: no responder (build the dhcp_responder target, or pass --responder)")
     sys.exit(1)
-PIN = (os.cpu_count() or 1) >= 2 and ARGS.pin
+PIN = (os.cpu_count() or 1) >= 2 and not ARGS.no_pin
 SERVER_CPU = ["taskset", "-c", "0"] if PIN else []
 GENERATOR_CPU = ["taskset", "-c", "1"] if PIN else []
 P = f"fb{os.getpid() % 100000}"
