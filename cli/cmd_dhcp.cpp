@@ -37,8 +37,6 @@ struct DhcpArgs {
     std::string command, args_json = "{}", socket, connect, password_file;
 };
 
-common::Site load(const DhcpArgs& a) { return common::load_site(a.site, a.data_dir); }
-
 std::optional<common::Site> load_or_report(const DhcpArgs& a) { return load_site_or_report(a.site, a.data_dir); }
 
 int serve(const DhcpArgs& a) {
@@ -57,10 +55,16 @@ int serve(const DhcpArgs& a) {
     if (!a.lease_file.empty()) o.lease_file = a.lease_file;
     o.site_file = std::filesystem::absolute(a.site);
     dhcp::Service svc(rt.io(), site, o, log);
-    svc.set_reload_hook([&] { svc.reload(load(a)); });
+    common::Running running;
+    running.dhcp = true;
+    running.whole_site = false;  // git and block are another process's business
+    common::Reloader reloader(a.site, a.data_dir, site, running, log);
+    reloader.add("dhcp", [&](const common::Site& s) { svc.reload(s); });
+    svc.set_reload_hook([&](const dhcp::Service::ReloadDone& done) { done(reloader.reload("config-reload")); });
     svc.start();
     common::StatusRegistry status;
     status.add(svc.status_source());
+    status.add(reloader.status_source());
     std::optional<common::StatusServer> status_server;
     if (site.services.status) {
         status_server.emplace(rt.io(), *site.services.status, status, common::log::get("status"), site.services.limits_for("status"));
@@ -71,13 +75,7 @@ int serve(const DhcpArgs& a) {
         if (status_server) status_server->stop();
         svc.stop();
     });
-    rt.on_reload([&] {
-        try {
-            svc.reload(load(a));
-        } catch (const std::exception& e) {
-            common::log::error_lines(*log, "reload refused, keeping the running configuration:", e.what());
-        }
-    });
+    rt.on_reload([&] { reloader.reload("SIGHUP"); });
     return rt.run() ? kExitOk : kExitFailure;
 }
 

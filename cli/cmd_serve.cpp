@@ -6,6 +6,7 @@
 #include "fleetconf/blockcfg/service.hpp"
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/common/log.hpp"
+#include "fleetconf/common/reload.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
@@ -13,6 +14,7 @@
 #include "fleetconf/dhcp/wire.hpp"
 #include "fleetconf/gitconf/service.hpp"
 
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <signal.h>
@@ -25,6 +27,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace fleetconf::cli {
@@ -68,6 +71,7 @@ struct ServeArgs {
     std::string site;
     std::string data_dir;
     bool no_dhcp = false, no_git = false, no_block = false;
+    unsigned wait_s = 30;  // reload: how long to wait for the server's verdict
 };
 
 common::Site load(const ServeArgs& a) { return common::load_site(a.site, a.data_dir); }
@@ -106,8 +110,9 @@ int run(const ServeArgs& a) {
         common::ServiceThread thread;
         std::unique_ptr<common::Service> service;
     };
-    std::vector<std::unique_ptr<Slot>> slots;  // in start order; stopped in reverse
-    dhcp::Service* dhcp_service = nullptr;     // the lease-driven routes connect these two
+    std::vector<std::unique_ptr<Slot>> slots;    // in start order; stopped in reverse
+    std::unique_ptr<common::Reloader> reloader;  // made once the services run (config-reload reaches it later)
+    dhcp::Service* dhcp_service = nullptr;       // the lease-driven routes connect these two
     blockcfg::SiteService* block = nullptr;
     common::ServiceThread* dhcp_thread = nullptr;
     // Constructs and starts one service on a thread of its own; false (after a one-line error) if it fails.
@@ -138,7 +143,13 @@ int run(const ServeArgs& a) {
              o.client_port = site.services.dhcp.client_port;
              o.site_file = std::filesystem::absolute(a.site);
              auto d = std::make_unique<dhcp::Service>(io, site, o, common::log::get("dhcp"));
-             d->set_reload_hook([&] { rt.request_reload(); });
+             // config-reload: the transaction runs on the main thread, its verdict goes back to the DHCP thread.
+             d->set_reload_hook([&rt, &io, &reloader](dhcp::Service::ReloadDone done) {
+                 asio::post(rt.io(), [&io, &reloader, done = std::move(done)] {
+                     auto v = reloader->reload("config-reload");
+                     asio::post(io, [done, v] { done(v); });
+                 });
+             });
              dhcp_service = d.get();
              return d;
          }},
@@ -216,27 +227,23 @@ int run(const ServeArgs& a) {
     for (const auto& slot : slots) slot->thread.start();
     log->info("{} service(s) running, each on its own thread; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
-    rt.on_reload([&] {
-        try {
-            auto fresh = load(a);
-            if (fresh.services.status != site.services.status)
-                log->warn("services.status changed: the status endpoint moves at the next restart");
-            site = std::move(fresh);
-            log->info("reloaded {}: {} networks, {} unikernels", a.site, site.networks.size(), site.unikernels.size());
-            for (const auto& slot : slots) {
-                try {
-                    slot->thread.call([&] { slot->service->reload(site); });
-                } catch (const std::exception& e) {
-                    log->error("reload of {}: {}; it keeps its running configuration", slot->thread.name(), e.what());
-                }
-            }
-            if (router) dhcp_thread->call([&] { router->set_site(site); });
-        } catch (const common::SiteLoadError& e) {
-            common::log::error_lines(*log, "reload refused, keeping the running configuration:", e.what());
-        } catch (const std::exception& e) {
-            log->error("reload: {}", e.what());
-        }
-    });
+    // A reload is a transaction (common::Reloader): keys that need a restart refuse it, a service that
+    // refuses the new site puts the others back; the verdict goes to the log, <data_dir>/reload.json
+    // (`fleetconf reload` waits for it), config-reload's answer, /health and /metrics ("config").
+    common::Running running_services;
+    for (const auto& slot : slots) {
+        const auto name = slot->thread.name();
+        if (name == "dhcp") running_services.dhcp = true;
+        if (name == "git") running_services.git = true;
+        if (name == "block") running_services.block = true;
+    }
+    reloader = std::make_unique<common::Reloader>(a.site, a.data_dir, site, running_services, log);
+    for (const auto& slot : slots)
+        reloader->add(slot->thread.name(),
+                      [&t = slot->thread, &svc = *slot->service](const common::Site& s) { t.call([&] { svc.reload(s); }); });
+    if (router) reloader->on_applied([&](const common::Site& s) { dhcp_thread->call([&] { router->set_site(s); }); });
+    status.add(reloader->status_source());
+    rt.on_reload([&] { reloader->reload("SIGHUP"); });
     rt.on_stop([&] {
         log->info("stopping");
         if (status_server) status_server->stop();
@@ -275,12 +282,33 @@ int reload(const ServeArgs& a) {
                     " is not held)");
         return kExitFailure;
     }
+    const auto verdict_file = common::reload_verdict_file(site);
+    const auto before = common::read_reload_verdict(verdict_file);
+    auto is_new = [&](const std::optional<common::ReloadVerdict>& v) {
+        return v && v->pid == static_cast<std::uint64_t>(*pid) &&
+               (!before || before->pid != static_cast<std::uint64_t>(*pid) || v->seq > before->seq);
+    };
     if (::kill(static_cast<pid_t>(*pid), SIGHUP) != 0) {
         print_error("cannot signal pid " + std::to_string(*pid) + ": " + std::strerror(errno));
         return kExitFailure;
     }
-    std::cout << "reload sent to pid " << *pid << " (data directory " << site.services.data_dir.string() << "); " << a.site
-              << " is valid: " << site.networks.size() << " networks, " << site.unikernels.size() << " unikernels\n";
+    // The server records its verdict in <data_dir>/reload.json; wait for the one this signal asked for.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.wait_s);
+    std::optional<common::ReloadVerdict> v;
+    while (!is_new(v = common::read_reload_verdict(verdict_file))) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            print_error("reload sent to pid " + std::to_string(*pid) + " but no verdict in " + verdict_file.string() + " within " +
+                        std::to_string(a.wait_s) + " s; see the server's log");
+            return kExitFailure;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!v->applied) {
+        print_error("pid " + std::to_string(*pid) + " " + v->message);
+        return kExitFailure;
+    }
+    std::cout << "pid " << *pid << " reloaded " << a.site << " (reload #" << v->seq << "): " << v->message.substr(v->message.find(": ") + 2)
+              << "; sha256 " << v->running_digest << "\n";
     return kExitOk;
 }
 
@@ -300,9 +328,12 @@ void add_serve_command(CLI::App& app, Action& action) {
 
     auto r = std::make_shared<ServeArgs>();
     auto* rc = app.add_subcommand("reload",
-                                  "Check a site file and make the running server of its data directory reload it "
-                                  "(SIGHUP): exit 2 without signalling when the file is invalid");
+                                  "Check a site file, make the running server of its data directory reload it (SIGHUP) "
+                                  "and print its verdict: exit 0 when applied, 1 when the server refused it (keys that "
+                                  "need a restart, an interface it cannot bind...), 2 without signalling when the file "
+                                  "is invalid");
     rc->add_option("SITE", r->site, "Site file")->required()->check(CLI::ExistingFile);
+    rc->add_option("--wait", r->wait_s, "Seconds to wait for the server's verdict")->default_val(30)->check(CLI::Range(1, 3600));
     add_data_dir_option(rc, r->data_dir);
     rc->callback([&action, r] { action = [r] { return reload(*r); }; });
 }

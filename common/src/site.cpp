@@ -986,6 +986,8 @@ void Site::set_data_dir(const std::filesystem::path& dir) {
 Site parse_site(std::string_view text, const std::filesystem::path& base_dir, std::string_view source_name) {
     Site site;
     site.source = std::string(source_name);
+    site.digest = to_hex(sha256(text));
+    site.text = std::make_shared<const std::string>(text);
     auto parsed = parse_json(text);
     Checker c;
     c.errors = std::move(parsed.errors);

@@ -93,16 +93,16 @@ check "a second serve on the same data directory is refused" test $rc -eq 1
 check "and says which process holds it" grep -q "another fleetconf server (pid $pid)" "$tmp/second"
 out=$("$FC" reload "$tmp/site.json"); rc=$?
 check "fleetconf reload signals the running serve" test $rc -eq 0
-check "and says which" grep -q "reload sent to pid $pid" <<<"$out"
-for _ in $(seq 30); do grep -q "control keys reloaded" "$tmp/log2" && break; sleep 0.1; done
-check "the reload is applied (site and keys)" grep -q "control keys reloaded" "$tmp/log2"
+check "and prints the verdict it waited for" grep -q "pid $pid reloaded .*(reload #1): 1 networks" <<<"$out"
+for _ in $(seq 30); do grep -q "control keys from" "$tmp/log2" && break; sleep 0.1; done
+check "the reload is applied (site and keys)" grep -q "control keys from" "$tmp/log2"
 cp "$tmp/site.json" "$tmp/broken.json"; echo '{' >>"$tmp/broken.json"
 "$FC" reload "$tmp/broken.json" --data-dir "$tmp/data2" >/dev/null 2>"$tmp/err"; rc=$?
 check "reload of an invalid site file exits 2 and sends nothing" test $rc -eq 2
 check "naming the error" grep -q "nothing sent" "$tmp/err"
 kill -HUP $pid
-for _ in $(seq 100); do [ "$(grep -c "control keys reloaded" "$tmp/log2")" -ge 2 ] && break; sleep 0.1; done
-check "SIGHUP reloads the site and the keys" test "$(grep -c "control keys reloaded" "$tmp/log2")" -ge 2
+for _ in $(seq 100); do [ "$(grep -c "control keys from" "$tmp/log2")" -ge 2 ] && break; sleep 0.1; done
+check "SIGHUP reloads the site and the keys" test "$(grep -c "control keys from" "$tmp/log2")" -ge 2
 kill -TERM $pid; wait $pid; rc=$?
 check "serve with blockcfg stops cleanly" test $rc -eq 0
 check "the route is on the device" bash -c "'$FC' block dump '$tmp/data2/block/proxy.img' | grep -q www.example.org"
@@ -136,7 +136,7 @@ for _ in $(seq 100); do grep -q "control socket listening" "$dd/log" && break; s
 check "--data-dir: serve makes the block device under it" test -f "$new/block/proxy.img"
 check "--data-dir: ... and the block key file" test -f "$new/block/keys"
 out=$("$FC" reload "$dd/site.json" --data-dir "$new" 2>&1)
-check "--data-dir: reload finds the server of that data directory" grep -q "reload sent to pid $pid" <<<"$out"
+check "--data-dir: reload finds the server of that data directory" grep -q "pid $pid reloaded" <<<"$out"
 kill -TERM $pid; wait $pid
 check "--data-dir: nothing was made under the site file's data_dir" test ! -e "$dd/old"
 

@@ -222,12 +222,12 @@ try:
     # C1 itself moved to its new reservation (its old pool address is released by that); all others stay.
     check("after SIGHUP the other clients' leases are still there", before - {first} <= after, sorted(before - after))
     open(f"{tmp}/site.json", "w").write('{"networks": [')
-    refusals = log_count("reload refused")
+    refusals = log_count("(SIGHUP) refused")
     server.send_signal(signal.SIGHUP)
-    wait_for(lambda: log_count("reload refused"), lambda n: n > refusals)
+    wait_for(lambda: log_count("(SIGHUP) refused"), lambda n: n > refusals)
     r, env = udhcpc(C1)
     check("a broken site file on SIGHUP is refused, the running configuration stays",
-          env.get("ip") == "10.88.0.30" and "reload refused" in open(f"{tmp}/server.log").read(), env.get("ip"))
+          env.get("ip") == "10.88.0.30" and "(SIGHUP) refused" in open(f"{tmp}/server.log").read(), env.get("ip"))
     json.dump(SITE, open(f"{tmp}/site.json", "w"))
     ns(C1, "ip", "addr", "flush", "dev", "eth0", check=False)
 

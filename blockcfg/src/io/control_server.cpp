@@ -110,6 +110,7 @@ ControlServer::ControlServer(asio::io_context& io, std::map<std::string, ConfigS
 ControlServer::~ControlServer() = default;
 
 void ControlServer::set_keys(protocol::KeyRing keys) { impl_->keys = std::move(keys); }
+void ControlServer::set_devices(std::map<std::string, ConfigService*> devices) { impl_->devices = std::move(devices); }
 
 std::uint16_t ControlServer::port() const { return impl_->listener.port(); }
 

@@ -2,6 +2,8 @@
 
 #include "fleetconf/common/files.hpp"
 
+#include <algorithm>
+
 namespace fleetconf::blockcfg {
 
 common::ServiceInfo service_info() { return {"block", true, "block-device configuration store with an authenticated control socket"}; }
@@ -34,15 +36,21 @@ std::unique_ptr<ConfigService> open_device(const std::string& name, const std::f
     return std::make_unique<ConfigService>(name, std::move(dev), std::move(*store), log);
 }
 
-SiteService::SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log) : log_(log) {
-    std::map<std::string, ConfigService*> by_name;
-    for (const auto& u : site.unikernels) {
-        if (!u.block) continue;
-        devices_.push_back(open_device(u.name, u.block->device, u.block->sector_size,
-                                       u.block->device_given ? std::nullopt : std::optional<std::uint64_t>(u.block->size), log,
-                                       site.services.block.checksummed_commits ? CommitMode::checksummed : CommitMode::ordered));
-        by_name[u.name] = devices_.back().get();
-    }
+namespace {
+std::unique_ptr<ConfigService> open_unikernel_device(const common::Unikernel& u, const std::shared_ptr<spdlog::logger>& log,
+                                                     CommitMode mode) {
+    return open_device(u.name, u.block->device, u.block->sector_size,
+                       u.block->device_given ? std::nullopt : std::optional<std::uint64_t>(u.block->size), log, mode);
+}
+}  // namespace
+
+SiteService::SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log)
+    : mode_(site.services.block.checksummed_commits ? CommitMode::checksummed : CommitMode::ordered), log_(log) {
+    for (const auto& u : site.unikernels)
+        if (u.block) {
+            devices_.push_back(open_unikernel_device(u, log, mode_));
+            images_[u.name] = u.block->device;
+        }
     if (devices_.empty()) throw std::runtime_error("no unikernel in the site file has a \"block\" device");
     const auto& kf = site.services.block.key_file;
     key_file_ = kf;
@@ -54,7 +62,7 @@ SiteService::SiteService(asio::io_context& io, const common::Site& site, std::sh
     ControlServerOptions opts;
     opts.listen = site.services.block.listen;
     opts.limits = site.services.limits_for("block");
-    server_ = std::make_unique<ControlServer>(io, std::move(by_name), load_key_file(kf), opts, log);
+    server_ = std::make_unique<ControlServer>(io, served(), load_key_file(kf), opts, log);
 }
 
 std::string SiteService::prometheus() const {
@@ -119,9 +127,48 @@ common::StatusSource SiteService::status_source() const {
     return {"block", [this] { return prometheus(); }, [this] { return health(); }};
 }
 
-void SiteService::reload(const common::Site&) {
-    reload_keys();
-    log_->info("control keys reloaded from {}", key_file_.string());
+std::map<std::string, ConfigService*> SiteService::served() const {
+    std::map<std::string, ConfigService*> m;
+    for (const auto& d : devices_) m[d->name()] = d.get();
+    return m;
+}
+
+void SiteService::reload(const common::Site& site) {
+    auto keys = load_key_file(key_file_);  // throws: nothing changed yet
+    std::vector<std::unique_ptr<ConfigService>> added;
+    for (const auto& u : site.unikernels) {
+        if (!u.block || device(u.name)) continue;
+        // A unikernel that comes back gets the device it had (never two writers on one image).
+        auto old = std::find_if(retired_.begin(), retired_.end(), [&](const auto& r) { return r.device->name() == u.name; });
+        if (old != retired_.end() && old->image == u.block->device) {
+            added.push_back(std::move(old->device));
+            retired_.erase(old);
+        } else {
+            added.push_back(open_unikernel_device(u, log_, mode_));
+        }
+    }
+    server_->set_keys(std::move(keys));
+    std::size_t removed = 0;
+    for (auto it = devices_.begin(); it != devices_.end();) {
+        const auto* u = site.unikernel((*it)->name());
+        if (u && u->block) {
+            ++it;
+            continue;
+        }
+        log_->info("{}: no longer served (its unikernel has no block device in the site file); the image stays on disk", (*it)->name());
+        const auto name = (*it)->name();
+        retired_.push_back({images_[name], std::move(*it)});
+        images_.erase(name);
+        it = devices_.erase(it);
+        ++removed;
+    }
+    for (auto& d : added) {
+        log_->info("{}: served from now on", d->name());
+        images_[d->name()] = site.unikernel(d->name())->block->device;
+        devices_.push_back(std::move(d));
+    }
+    server_->set_devices(served());
+    log_->info("reloaded: {} device(s) ({} removed); control keys from {}", devices_.size(), removed, key_file_.string());
 }
 
 }  // namespace fleetconf::blockcfg

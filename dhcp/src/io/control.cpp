@@ -214,25 +214,43 @@ json Service::command(const json& request) {
         return reply(0, "Lease for address " + a->to_string() + " added.");
     }
     if (cmd == "config-get") {
-        if (im.opts.site_file.empty()) return reply(1, "no site file known to this service");
-        std::string text;
-        if (auto e = common::read_file_limited(im.opts.site_file, common::kMaxSiteFileBytes, text)) return reply(1, *e);
+        // What runs, not what is on disk (they differ after an edit or a refused reload).
+        if (!im.site_text) return reply(1, "no site file known to this service");
         return reply(0, "",
-                     {{"site-file", im.opts.site_file.string()}, {"site", json::parse(text, nullptr, false, /*ignore_comments=*/true)}});
+                     {{"site-file", im.opts.site_file.string()},
+                      {"sha256", im.site_digest},
+                      {"site", json::parse(*im.site_text, nullptr, false, /*ignore_comments=*/true)}});
     }
-    if (cmd == "config-reload") {
-        if (!im.reload_hook) return reply(1, "reload is not available here");
-        try {
-            im.reload_hook();
-        } catch (const std::exception& e) {
-            return reply(1, std::string("configuration refused, the running one stays: ") + e.what());
-        }
-        return reply(0, "Configuration successful.");
-    }
+    if (cmd == "config-reload") return reply(1, "config-reload waits for the reload's verdict: send it over the control channel");
     return reply(2, "'" + cmd.substr(0, 60) + "' command not supported.");
 }
 
-void Service::set_reload_hook(std::function<void()> hook) { impl_->reload_hook = std::move(hook); }
+void Service::command_async(const json& request, std::function<void(json)> done) {
+    auto& im = *impl_;
+    if (command_name(request) != "config-reload") {
+        json answer;
+        try {
+            answer = command(request);
+        } catch (const std::exception& e) {
+            answer = reply(1, std::string("internal error: ") + e.what());
+        }
+        done(std::move(answer));
+        return;
+    }
+    if (!im.reload_hook) {
+        done(reply(1, "reload is not available here"));
+        return;
+    }
+    // Kea's answers: 0 "Configuration successful." when applied; 1 with the reason when refused.
+    im.reload_hook([done](const common::ReloadVerdict& v) {
+        json args{{"seq", v.seq}, {"sha256", v.running_digest}};
+        if (!v.restart_keys.empty()) args["restart-keys"] = v.restart_keys;
+        done(v.applied ? reply(0, "Configuration successful.", args)
+                       : reply(1, "configuration refused, the running one stays: " + v.message, args));
+    });
+}
+
+void Service::set_reload_hook(std::function<void(ReloadDone)> hook) { impl_->reload_hook = std::move(hook); }
 void Service::set_lease_hook(std::function<void(const LeaseEvent&)> hook) { impl_->lease_hook = std::move(hook); }
 
 std::string Service::prometheus() const {
@@ -319,6 +337,18 @@ void Service::Impl::start_control() {
     asio::co_spawn(io, control_loop(), common::log_exception(log, "control channel"));
 }
 
+asio::awaitable<json> Service::Impl::run_command(const json& request) {
+    auto answer = std::make_shared<std::optional<json>>();
+    auto signal = std::make_shared<asio::steady_timer>(io, std::chrono::minutes(1));
+    owner->command_async(request, [answer, signal](json a) {
+        *answer = std::move(a);
+        signal->cancel();
+    });
+    if (!*answer) co_await signal->async_wait(use_tuple);
+    if (!*answer) co_return reply(1, "no verdict within a minute; see the server's log");
+    co_return std::move(**answer);
+}
+
 asio::awaitable<void> Service::Impl::control_loop() {
     while (!stopped) {
         auto [ec, s] = co_await control->async_accept(use_tuple);
@@ -355,12 +385,7 @@ asio::awaitable<void> Service::Impl::control_session(asio::local::stream_protoco
             co_return;
         }
     }
-    json answer;
-    try {
-        answer = owner->command(request);
-    } catch (const std::exception& e) {
-        answer = reply(1, std::string("internal error: ") + e.what());
-    }
+    const json answer = co_await run_command(request);
     log->info("control: {} -> result {}", command_name(request), answer.value("result", -1));
     auto out = answer.dump(-1, ' ', false, json::error_handler_t::replace);
     co_await asio::async_write(s, asio::buffer(out), use_tuple);
@@ -443,11 +468,7 @@ asio::awaitable<void> Service::Impl::http_session(std::shared_ptr<asio::ip::tcp:
                 answer = reply(1, "this control channel serves [\"dhcp4\"] only");
             } else {
                 if (request.is_object()) request.erase("service");
-                try {
-                    answer = owner->command(request);
-                } catch (const std::exception& e) {
-                    answer = reply(1, std::string("internal error: ") + e.what());
-                }
+                answer = co_await run_command(request);
                 log->info("control (HTTP from {}): {} -> result {}", from, command_name(request), answer.value("result", -1));
             }
             out = json_response(200, json::array({answer}).dump(-1, ' ', false, json::error_handler_t::replace));

@@ -35,11 +35,11 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
     std::vector<std::uint8_t> buf(65536);
     Batch now_batch;  // replies that promise nothing durable: offers, NAKs, INFORM answers (and all, unsynced)
-    while (!stopped) {
+    while (!stopped && !s.closed) {
         udp::endpoint from;
         auto [ec, n] = co_await s.sock.async_receive_from(asio::buffer(buf), from, use_tuple);
         if (ec) {
-            if (ec == asio::error::operation_aborted || stopped) co_return;
+            if (ec == asio::error::operation_aborted || stopped || s.closed) co_return;
             log->warn("{}: receive: {}", s.ifname, ec.message());
             continue;
         }

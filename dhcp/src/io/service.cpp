@@ -8,6 +8,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/ip/udp.hpp>
 
+#include <set>
+
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -46,6 +48,8 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
     }
     impl_->control_limits = site.services.limits_for("dhcp-control");
     impl_->cfg = make_config(site, interface_ipv4);
+    impl_->site_text = site.text;
+    impl_->site_digest = site.digest;
     if (impl_->opts.lease_store) {
         impl_->store = impl_->opts.lease_store();
         if (!impl_->store) throw std::runtime_error("the lease store factory returned no store");
@@ -76,39 +80,81 @@ const LeaseStore& Service::leases() const { return *impl_->store; }
 
 std::uint16_t Service::local_port() const { return impl_->sockets.empty() ? 0 : impl_->opts.server_port; }
 
+// A reload is all or nothing: the new configuration is built and every new interface's socket opened
+// before anything changes; a failure (an interface that does not exist, a network without a server
+// address) throws and leaves the running configuration and sockets as they were.
 void Service::reload(const common::Site& site) {
-    impl_->cfg = make_config(site, interface_ipv4);
-    impl_->log->info("configuration reloaded: {} networks", impl_->cfg.networks.size());
+    auto& im = *impl_;
+    auto cfg = make_config(site, interface_ipv4);
+    std::set<std::string> wanted, have;
+    for (const auto& n : cfg.networks) wanted.insert(n.interface);
+    for (const auto& s : im.sockets) have.insert(s->ifname);
+    const auto before = im.sockets.size();
+    try {
+        for (const auto& n : cfg.networks)
+            if (!have.count(n.interface)) {
+                im.open_socket(n);
+                have.insert(n.interface);
+            }
+    } catch (...) {
+        std::error_code ec;
+        for (auto i = before; i < im.sockets.size(); ++i) {
+            im.sockets[i]->closed = true;
+            im.sockets[i]->sock.close(ec);
+            im.retired.push_back(std::move(im.sockets[i]));
+        }
+        im.sockets.resize(before);
+        throw;
+    }
+    im.cfg = std::move(cfg);
+    im.site_text = site.text;
+    im.site_digest = site.digest;
+    for (auto it = im.sockets.begin(); it != im.sockets.end();) {
+        if (wanted.count((*it)->ifname)) {
+            ++it;
+            continue;
+        }
+        std::error_code ec;
+        (*it)->closed = true;
+        (*it)->sock.close(ec);
+        im.log->info("no longer listening on {}: no network of the site uses it", (*it)->ifname);
+        im.retired.push_back(std::move(*it));
+        it = im.sockets.erase(it);
+    }
+    im.log->info("configuration reloaded: {} networks on {} interface(s)", im.cfg.networks.size(), im.sockets.size());
+}
+
+void Service::Impl::open_socket(const NetworkConfig& n) {
+    auto s = std::make_unique<Socket>(Socket{n.interface, udp::socket(io)});
+    auto& sock = s->sock;
+    sock.open(udp::v4());
+    sock.set_option(udp::socket::reuse_address(true));
+    sock.set_option(asio::socket_base::broadcast(true));
+    // Bound to the named device only: the server never listens on, or sends from, other interfaces.
+    if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_BINDTODEVICE, n.interface.c_str(),
+                     static_cast<socklen_t>(n.interface.size() + 1)) != 0)
+        throw std::system_error(errno, std::generic_category(), "network " + n.name + ": cannot bind to interface " + n.interface);
+    sock.bind(udp::endpoint(asio::ip::address_v4::any(), opts.server_port));
+    // Port 0: the system's choice, then the same port on every interface (relayed replies go to it).
+    if (opts.server_port == 0) opts.server_port = sock.local_endpoint().port();
+    // Room for a boot storm's burst while the journal syncs: 4 MiB (SO_RCVBUFFORCE passes the system
+    // limit when the service runs with CAP_NET_ADMIN, as a DHCP server usually does).
+    const int rcvbuf = 4 << 20;
+    if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+        ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sock.non_blocking(true);  // the batch loop reads until the queue is empty
+    log->info("listening on {} (network {}, server id {}, port {})", n.interface, n.name, n.server_id.to_string(), opts.server_port);
+    auto* raw = s.get();
+    sockets.push_back(std::move(s));
+    asio::co_spawn(io, receive_loop(*raw), common::log_exception(log, "receive loop ended"));
 }
 
 void Service::start() {
     impl_->start_control();
     impl_->start_control_http();
-    for (const auto& n : impl_->cfg.networks) {
-        auto s = std::make_unique<Impl::Socket>(Impl::Socket{n.interface, udp::socket(impl_->io)});
-        auto& sock = s->sock;
-        sock.open(udp::v4());
-        sock.set_option(udp::socket::reuse_address(true));
-        sock.set_option(asio::socket_base::broadcast(true));
-        // Bound to the named device only: the server never listens on, or sends from, other interfaces.
-        if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_BINDTODEVICE, n.interface.c_str(),
-                         static_cast<socklen_t>(n.interface.size() + 1)) != 0)
-            throw std::system_error(errno, std::generic_category(), "cannot bind to interface " + n.interface);
-        sock.bind(udp::endpoint(asio::ip::address_v4::any(), impl_->opts.server_port));
-        // Port 0: the system's choice, then the same port on every interface (relayed replies go to it).
-        if (impl_->opts.server_port == 0) impl_->opts.server_port = sock.local_endpoint().port();
-        // Room for a boot storm's burst while the journal syncs: 4 MiB (SO_RCVBUFFORCE passes the system
-        // limit when the service runs with CAP_NET_ADMIN, as a DHCP server usually does).
-        const int rcvbuf = 4 << 20;
-        if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
-            ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-        sock.non_blocking(true);  // the batch loop reads until the queue is empty
-        impl_->log->info("listening on {} (network {}, server id {}, port {})", n.interface, n.name, n.server_id.to_string(),
-                         impl_->opts.server_port);
-        auto* raw = s.get();
-        impl_->sockets.push_back(std::move(s));
-        asio::co_spawn(impl_->io, impl_->receive_loop(*raw), common::log_exception(impl_->log, "receive loop ended"));
-    }
+    std::set<std::string> opened;  // two networks on one interface (a shared segment) share its socket
+    for (const auto& n : impl_->cfg.networks)
+        if (opened.insert(n.interface).second) impl_->open_socket(n);
 }
 
 void Service::stop() {

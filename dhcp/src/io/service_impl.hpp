@@ -42,12 +42,22 @@ struct Service::Impl {
     struct Socket {
         std::string ifname;
         udp::socket sock;
+        bool closed = false;  // its network left the site on reload: the receive loop ends
     };
     std::vector<std::unique_ptr<Socket>> sockets;
+    // Closed on reload, kept until the service is destroyed: their receive loops and queued replies hold them.
+    std::vector<std::unique_ptr<Socket>> retired;
+    // Opens, binds (to the interface only) and starts receiving on one network's interface; throws with a
+    // message naming the interface.
+    void open_socket(const NetworkConfig& n);
     bool stopped = false;
     Stats stats;
     std::string journal_error;  // the last lease-journal failure, until a write succeeds again
-    std::function<void()> reload_hook;
+    std::function<void(ReloadDone)> reload_hook;
+    std::shared_ptr<const std::string> site_text;  // the running site file (config-get)
+    std::string site_digest;
+    // A control command as the channels run it: config-reload waits (at most a minute) for its verdict.
+    asio::awaitable<nlohmann::json> run_command(const nlohmann::json& request);
     std::function<void(const LeaseEvent&)> lease_hook;
     void report(const LeaseEvent& e) {
         if (!lease_hook) return;

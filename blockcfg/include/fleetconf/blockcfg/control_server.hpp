@@ -45,6 +45,9 @@ public:
     [[nodiscard]] std::uint16_t port() const;
     // Replaces the key ring (for key rotation on reload); existing connections keep their key.
     void set_keys(protocol::KeyRing keys);
+    // Replaces the devices served (reload: devices added and removed); a request already queued on a
+    // device that is no longer served completes.
+    void set_devices(std::map<std::string, ConfigService*> devices);
 
     struct Stats {
         std::uint64_t requests = 0;       // verified requests answered

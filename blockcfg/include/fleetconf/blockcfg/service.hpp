@@ -2,6 +2,8 @@
 // authenticated control socket.
 #pragma once
 
+#include <map>
+
 #include "fleetconf/common/asio_fwd.hpp"
 #include "fleetconf/common/service.hpp"
 
@@ -29,8 +31,10 @@ public:
     SiteService(asio::io_context& io, const common::Site& site, std::shared_ptr<spdlog::logger> log);
     void start() override { server_->start(); }
     void stop() override { server_->stop(); }
-    // The key file is re-read (rotation); devices and the listener stay as they are until a restart.
-    void reload(const common::Site&) override;
+    // All or nothing: the key file is re-read (rotation), the devices of new unikernels are created (or
+    // opened) and served, those of removed unikernels no longer served. The listener, the key file's path
+    // and a served device's file or geometry stay until a restart (common::restart_keys refuses those).
+    void reload(const common::Site& site) override;
     // Re-reads the key file (rotation). On error the current keys stay and the error is thrown.
     void reload_keys() { server_->set_keys(load_key_file(key_file_)); }
     [[nodiscard]] std::uint16_t port() const { return server_->port(); }
@@ -48,7 +52,16 @@ public:
     }
 
 private:
+    std::map<std::string, ConfigService*> served() const;
     std::vector<std::unique_ptr<ConfigService>> devices_;
+    // No longer served after a reload, kept alive: a change queued on them, or a route target, holds them.
+    struct Retired {
+        std::filesystem::path image;
+        std::unique_ptr<ConfigService> device;
+    };
+    std::vector<Retired> retired_;
+    std::map<std::string, std::filesystem::path> images_;  // of the devices served, by name
+    CommitMode mode_ = CommitMode::ordered;
     std::unique_ptr<ControlServer> server_;
     std::filesystem::path key_file_;
     std::shared_ptr<spdlog::logger> log_;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -198,7 +199,9 @@ struct Services {
 };
 
 struct Site {
-    std::string source;  // file name used in messages
+    std::string source;                       // file name used in messages
+    std::string digest;                       // SHA-256 (hex) of the text it was parsed from: what runs, in /health and /metrics
+    std::shared_ptr<const std::string> text;  // that text (config-get returns what runs, not what is on disk)
     std::string name;
     std::vector<Network> networks;
     std::vector<Unikernel> unikernels;

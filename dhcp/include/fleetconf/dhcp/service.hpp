@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fleetconf/common/asio_fwd.hpp"
+#include "fleetconf/common/reload.hpp"
 #include "fleetconf/common/service.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
@@ -34,7 +35,7 @@ struct ServiceOptions {
     std::chrono::microseconds commit_interval{1000};
     std::filesystem::path lease_file;      // default <data_dir>/dhcp/leases.journal
     std::filesystem::path control_socket;  // default <data_dir>/dhcp/control.sock; "-" disables
-    std::filesystem::path site_file;       // for config-get / config-reload
+    std::filesystem::path site_file;       // named in config-get's answer
     // Control commands over HTTP (kea-ctrl-agent's POST /), Basic authentication with the password in
     // control_key_file (a secret file, at least 16 characters). Default: the site's services.dhcp settings.
     std::optional<common::Endpoint> control_http;
@@ -58,21 +59,28 @@ public:
     // The UDP port the service listens on: server_port, or the one the system chose when it is 0 (the same
     // for every interface; relayed replies go to it). 0 before start().
     [[nodiscard]] std::uint16_t local_port() const;
-    // Applies a new site file: new reservations and options; leases are kept.
+    // Applies a new site file as a whole or not at all: networks, reservations and options; a socket is
+    // opened for each new interface and closed for each one no network uses any more. Throws (and keeps
+    // the running configuration) when an interface cannot be bound or a network has no server address.
+    // Leases are kept.
     void reload(const common::Site& site) override;
     [[nodiscard]] const LeaseStore& leases() const;
 
     // A Kea-style control command: {"command": NAME, "arguments": {...}} -> {"result": 0|1|2|3, "text", "arguments"}.
-    // result: 0 success, 1 error, 2 unsupported command, 3 empty (nothing found).
+    // result: 0 success, 1 error, 2 unsupported command, 3 empty (nothing found). config-reload waits for the
+    // verdict: call it through command_async (the control channels do); command() answers it with result 1.
     nlohmann::json command(const nlohmann::json& request);
+    void command_async(const nlohmann::json& request, std::function<void(nlohmann::json)> done);
     // Statistics in Prometheus text exposition format.
     [[nodiscard]] std::string prometheus() const;
     // Healthy while it listens on every interface and the lease journal takes writes.
     [[nodiscard]] common::Health health() const;
     // Both, for the process's status endpoint ("dhcp").
     [[nodiscard]] common::StatusSource status_source() const override;
-    // Called by config-reload: loads the site file and returns the site or throws SiteLoadError.
-    void set_reload_hook(std::function<void()> hook);
+    // config-reload asks the process to reload (its common::Reloader); the hook calls `done` with the
+    // verdict on this service's thread, once the transaction is decided.
+    using ReloadDone = std::function<void(const common::ReloadVerdict&)>;
+    void set_reload_hook(std::function<void(ReloadDone done)> hook);
     // Called for every LeaseEvent (lease-driven routes use it).
     void set_lease_hook(std::function<void(const LeaseEvent&)> hook);
 
