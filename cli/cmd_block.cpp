@@ -8,6 +8,7 @@
 #include "fleetconf/blockcfg/tlstunnel.hpp"
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/text.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 
@@ -19,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <ctime>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -350,11 +352,29 @@ int online(const BlockArgs& a, json req) {
     if (op == "list") print_routes(r["routes"]);
     else if (op == "get") print_routes(json::array({r["route"]}));
     else if (op == "history") {
-        std::cout << std::left << std::setw(12) << "GENERATION" << std::setw(24) << "TIMESTAMP (ns)"
-                  << "BYTES\n";
-        for (const auto& g : r["generations"])
-            std::cout << std::setw(12) << g["generation"].get<std::uint64_t>() << std::setw(24) << g["timestamp_ns"].get<std::uint64_t>()
-                      << g["bytes"].get<std::uint64_t>() << "\n";
+        // Newest first, as `git log`: the time in UTC (ISO 8601), who changed what (older generations,
+        // written before fleetconf recorded it, show "-").
+        std::cout << std::left << std::setw(12) << "GENERATION" << std::setw(22) << "TIME (UTC)" << std::setw(8) << "BYTES" << std::setw(28)
+                  << "BY"
+                  << "CHANGE\n";
+        auto gens = r["generations"];
+        std::sort(gens.begin(), gens.end(), [](const json& x, const json& y) { return x["generation"] > y["generation"]; });
+        for (const auto& g : gens) {
+            const auto ns = g["timestamp_ns"].get<std::uint64_t>();
+            const auto t = static_cast<std::time_t>(ns / 1000000000u);
+            std::tm tm{};
+            gmtime_r(&t, &tm);
+            char when[32];
+            std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            const auto changes = g.value("change", json::array());
+            std::string by = "-", what = "-";
+            for (const auto& c : changes) {
+                by = (by == "-" ? "" : by + ", ") + c.value("by", "?");
+                what = (what == "-" ? "" : what + "; ") + c.value("what", "?");
+            }
+            std::cout << std::setw(12) << g["generation"].get<std::uint64_t>() << std::setw(22) << when << std::setw(8)
+                      << g["bytes"].get<std::uint64_t>() << std::setw(28) << common::printable(by) << common::printable(what) << "\n";
+        }
     } else if (op == "status") {
         for (const auto& [k, v] : r.items())
             if (k != "ok") std::cout << k << ": " << v.dump() << "\n";
@@ -362,6 +382,9 @@ int online(const BlockArgs& a, json req) {
         std::cout << op << ": ok, generation " << r["previous_generation"].get<std::uint64_t>() << " -> "
                   << r["generation"].get<std::uint64_t>() << "\n";
     }
+    if (r.contains("warnings") && r["warnings"].is_array())
+        for (const auto& w : r["warnings"])
+            if (w.is_string()) std::cerr << "fleetconf: warning: " << w.get<std::string>() << "\n";
     return kExitOk;
 }
 
@@ -403,6 +426,9 @@ int offline(const BlockArgs& a, const std::string& what) {
     }
     const bool writes = what == "import";
     auto dev = bc::FileDevice::open(a.device, a.sector_size, !writes);
+    if (dev->shared_with_editor())
+        std::cerr << "fleetconf: note: " << a.device << " is served by a running fleetconf; read without a lock (the slots' checksums "
+                  << "guard against a generation being overwritten meanwhile)\n";
     std::string err;
     auto s = open_store(*dev, err);
     if (!s) {

@@ -181,18 +181,38 @@ int run(const ServeArgs& a) {
     std::unique_ptr<blockcfg::LeaseRouter> router;
     std::optional<asio::steady_timer> sweep_timer;  // the router lives on the DHCP thread, with the leases
     std::function<void()> sweep;
+    blockcfg::ConfigService* observed = nullptr;  // the proxy device whose rollbacks the router watches
     if (dhcp_service && site.services.dhcp.routes) {
         try {
             auto target = blockcfg::make_route_target(*site.services.dhcp.routes,
                                                       [&](const std::string& name) { return block ? block->device(name) : nullptr; });
             route_sync = std::make_unique<blockcfg::RouteSync>(std::move(target), common::log::get("routes"));
-            router = std::make_unique<blockcfg::LeaseRouter>(site, *route_sync);
+            router = std::make_unique<blockcfg::LeaseRouter>(site, *route_sync, site.services.data_dir / "routes.json",
+                                                             common::log::get("routes"));
         } catch (const std::exception& e) {
             print_error("routes: " + std::string(e.what()));
             return kExitFailure;
         }
-        // Bindings made while the process was down are routed now (setting an existing route changes nothing).
+        // Bindings made while the process was down are routed now (setting an existing route changes nothing),
+        // and routes owned before whose lease or reason went meanwhile are removed.
         router->start(active_leases(*dhcp_service), unix_now());
+        // A rollback on this process's proxy device that takes lease-owned routes away: the operator is
+        // told (the reply's warnings, the log) and the routes are set again, since they follow the leases.
+        if (site.services.dhcp.routes->kind == common::LeaseRoutes::Kind::local && block)
+            if ((observed = block->device(site.services.dhcp.routes->device)))
+                observed->set_observer([&r = *router, &io = dhcp_thread->io()](const blockcfg::ChangeRequest& req,
+                                                                               const blockcfg::Config& now,
+                                                                               std::uint64_t generation) -> std::vector<std::string> {
+                    if (!req.rollback_to) return {};
+                    const auto gone = blockcfg::LeaseRouter::missing(*r.owned(), now);
+                    if (gone.empty()) return {};
+                    std::string hosts;
+                    for (const auto& h : gone) hosts += (hosts.empty() ? "" : ", ") + h;
+                    const auto why = "rollback to generation " + std::to_string(*req.rollback_to);
+                    asio::post(io, [&r, why] { r.restore("after " + why); });
+                    return {why + " (now generation " + std::to_string(generation) + ") changed lease-owned route(s) " + hosts +
+                            ": the lease router sets them again (they follow the DHCP leases, not the rollback)"};
+                });
         dhcp_service->set_lease_hook([&](const dhcp::LeaseEvent& e) {
             if (e.kind == dhcp::LeaseEvent::Kind::bound) router->bound(facts(e.lease));
             else router->released(facts(e.lease), dhcp::why_released(e));
@@ -241,7 +261,9 @@ int run(const ServeArgs& a) {
     for (const auto& slot : slots)
         reloader->add(slot->thread.name(),
                       [&t = slot->thread, &svc = *slot->service](const common::Site& s) { t.call([&] { svc.reload(s); }); });
-    if (router) reloader->on_applied([&](const common::Site& s) { dhcp_thread->call([&] { router->set_site(s); }); });
+    if (router)
+        reloader->on_applied(
+            [&](const common::Site& s) { dhcp_thread->call([&] { router->set_site(s, active_leases(*dhcp_service), unix_now()); }); });
     status.add(reloader->status_source());
     rt.on_reload([&] { reloader->reload("SIGHUP"); });
     rt.on_stop([&] {
@@ -252,6 +274,7 @@ int run(const ServeArgs& a) {
                 if (sweep_timer) sweep_timer->cancel();
                 dhcp_service->set_lease_hook({});
             });
+        if (observed) observed->set_observer({});
         if (route_sync) route_sync->wait_idle(std::chrono::seconds(3));
         for (auto it = slots.rbegin(); it != slots.rend(); ++it) (*it)->thread.call([&] { (*it)->service->stop(); });
     });

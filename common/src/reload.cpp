@@ -74,9 +74,9 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
         const auto& u = fresh.unikernels[i];
         if (!u.block || !fb.enabled || (!services.block && !services.whole_site)) continue;
         const auto* old = running.unikernel(u.name);
-        const bool changed = old && old->block &&
-                             (old->block->device != u.block->device || old->block->sector_size != u.block->sector_size ||
-                              old->block->size != u.block->size);
+        const bool changed =
+            old && old->block &&
+            (old->block->device != u.block->device || old->block->sector_size != u.block->sector_size || old->block->size != u.block->size);
         if (changed || !services.block) keys.push_back("/unikernels/" + std::to_string(i) + "/block");
     }
     return keys;
@@ -156,7 +156,8 @@ ReloadVerdict Reloader::reload(const std::string& origin) {
         fresh = load_site(file_, data_dir_);
     } catch (const SiteLoadError& e) {
         const auto& errs = e.errors();
-        v.message = "refused: " + file_.string() + " is invalid: " + (errs.empty() ? std::string(e.what()) : (errs[0].pointer.empty() ? "" : errs[0].pointer + ": ") + errs[0].message) +
+        v.message = "refused: " + file_.string() + " is invalid: " +
+                    (errs.empty() ? std::string(e.what()) : (errs[0].pointer.empty() ? "" : errs[0].pointer + ": ") + errs[0].message) +
                     (errs.size() > 1 ? " (and " + std::to_string(errs.size() - 1) + " more error(s))" : "");
         log::error_lines(*log_, "reload: the site file is invalid:", e.what());
     }
@@ -196,7 +197,8 @@ ReloadVerdict Reloader::reload(const std::string& origin) {
                     }
                 }
                 v.applied = true;
-                v.message = "applied: " + std::to_string(site_.networks.size()) + " networks, " + std::to_string(site_.unikernels.size()) + " unikernels";
+                v.message = "applied: " + std::to_string(site_.networks.size()) + " networks, " + std::to_string(site_.unikernels.size()) +
+                            " unikernels";
             }
         }
     }

@@ -42,6 +42,13 @@ check "add of an existing route exits 1 with EXISTS" test $rc -eq 1 -a -n "$(gre
 out=$("$FC" block upsert a.example.org 10.0.0.6 80 --expect-generation 1 "${C[@]}" 2>&1); rc=$?
 check "stale --expect-generation gives CONFLICT" grep -q CONFLICT <<<"$out"
 check "json list" bash -c "'$FC' block list --json ${C[*]} | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"routes\"][0][\"host\"]==\"www.example.org\"'"
+# History (issue 23): ISO 8601 times in UTC, who (the key id) and what changed, newest first.
+hist=$("$FC" block history "${C[@]}")
+check "history: an ISO time, the key id and the change" grep -Eq "^[0-9]+ +20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z +[0-9]+ +.*admin.*add www.example.org -> 10.0.0.5:443" <<<"$hist"
+gen=$("$FC" block history --json "${C[@]}" | python3 -c 'import json,sys; print(max(g["generation"] for g in json.load(sys.stdin)["generations"]))')
+out=$("$FC" block dump "$tmp/d.img" --generation "$gen" 2>"$tmp/dumperr"); rc=$?
+check "dump --generation of a served device works, read-only (exit 0, the route listed)" test $rc -eq 0 -a -n "$(grep www.example.org <<<"$out")"
+check "and says that it read next to the running server" grep -q "served by a running fleetconf" "$tmp/dumperr"
 bad=$(mktemp -p "$tmp"); printf 'admin %s\n' "$(head -c 32 /dev/urandom | base64)" >"$bad"; chmod 600 "$bad"
 out=$("$FC" block list --connect "127.0.0.1:$port" --key-file "$bad" 2>&1); rc=$?
 check "a wrong key is refused" test $rc -ne 0

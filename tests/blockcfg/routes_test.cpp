@@ -2,10 +2,13 @@
 // on demand: what RouteSync changes, when it changes nothing, retries, and how LeaseRouter maps leases.
 #include "fleetconf/blockcfg/routes.hpp"
 
+#include "../support/temp_dir.hpp"
 #include <catch2/catch.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 
@@ -393,4 +396,80 @@ TEST_CASE("LeaseRouter: without services.dhcp.routes nothing is routed", "[route
     h.idle();
     CHECK(h.fake.changes.empty());
     CHECK(h.fake.reads == 0);
+}
+
+TEST_CASE("LeaseRouter: reconciled on reload: a removed unikernel's and a renamed host's routes go, new ones come", "[routes]") {
+    Harness h;
+    auto s = site_with_routes();
+    LeaseRouter router(s, h.sync, {}, h.log);
+    const auto web = lease("10.0.0.5", "02:00:00:00:00:01", 5000);
+    const auto api = lease("10.0.0.6", "02:00:00:00:00:02", 5000);
+    router.bound(web);
+    router.bound(api);  // by MAC: no client id in this lease, and the MAC matches api's
+    h.idle();
+    REQUIRE(h.fake.route("api.example.org") == be("10.0.0.6", 80));
+    // web renames one of its hosts; api leaves the site.
+    s.unikernels[0].public_hosts = {"www.example.org", "shop.example.org"};
+    s.unikernels.pop_back();
+    router.set_site(s, {web, api}, 1000);
+    h.idle();
+    CHECK(h.fake.route("www.example.org") == be("10.0.0.5", 8080));
+    CHECK(h.fake.route("shop.example.org") == be("10.0.0.5", 8080));
+    CHECK_FALSE(h.fake.route("web.example.org"));
+    CHECK_FALSE(h.fake.route("api.example.org"));
+    CHECK(router.owned()->size() == 2);
+    // api's old address now goes to a client the site does not know: it gets no route.
+    router.sweep({web}, 1001);
+    router.bound(lease("10.0.0.6", "02:00:00:00:00:99", 6000));
+    h.idle();
+    CHECK(h.fake.routes.size() == 2);
+    CHECK_FALSE(h.fake.route("api.example.org"));
+}
+
+TEST_CASE("LeaseRouter: the owned routes survive a restart; what lost its reason meanwhile is removed", "[routes]") {
+    Harness h;
+    fleetconf::test::TempDir d;
+    const auto state = d.path / "routes.json";
+    auto s = site_with_routes();
+    {
+        LeaseRouter router(s, h.sync, state, h.log);
+        router.bound(lease("10.0.0.5", "02:00:00:00:00:01", 5000));
+        router.bound(lease("10.0.0.6", "02:00:00:00:00:02", 5000));
+        h.idle();
+    }
+    REQUIRE(std::filesystem::exists(state));
+    CHECK(h.fake.routes.size() == 3);
+    // Down: api is removed from the site file. Up again: its route goes, web's stays (and is not rewritten).
+    s.unikernels.pop_back();
+    const auto writes = h.fake.changes.size();
+    LeaseRouter again(s, h.sync, state, h.log);
+    CHECK(again.owned()->size() == 3);  // as recorded
+    again.start({lease("10.0.0.5", "02:00:00:00:00:01", 5000), lease("10.0.0.6", "02:00:00:00:00:02", 5000)}, 1000);
+    h.idle();
+    CHECK_FALSE(h.fake.route("api.example.org"));
+    CHECK(h.fake.route("www.example.org") == be("10.0.0.5", 8080));
+    CHECK(h.fake.changes.size() == writes + 1);  // only the removal
+    CHECK(again.owned()->size() == 2);
+    // A damaged state file is ignored (logged), not fatal.
+    std::ofstream(state, std::ios::trunc) << "{\"owned\": [{\"address\": 7}]}";
+    LeaseRouter third(s, h.sync, state, h.log);
+    CHECK(third.owned()->empty());
+    CHECK(h.logs.str().find("not a state file") != std::string::npos);
+}
+
+TEST_CASE("LeaseRouter: after a rollback the routes it owns are set again; missing() names what the rollback took", "[routes]") {
+    Harness h;
+    LeaseRouter router(site_with_routes(), h.sync, {}, h.log);
+    router.bound(lease("10.0.0.5", "02:00:00:00:00:01", 5000));
+    h.idle();
+    Config rolled;
+    rolled.routes["www.example.org"] = be("10.0.0.5", 8080);
+    rolled.routes["web.example.org"] = be("10.0.0.77", 8080);
+    CHECK(LeaseRouter::missing(*router.owned(), rolled) == std::vector<std::string>{"web.example.org"});
+    h.fake.routes.erase("www.example.org");  // what a rollback on the target does
+    h.fake.routes["web.example.org"] = be("10.0.0.77", 8080);
+    router.restore("after rollback to generation 3");
+    h.idle();
+    CHECK(h.fake.route("www.example.org") == be("10.0.0.5", 8080));
+    CHECK(h.fake.route("web.example.org") == be("10.0.0.5", 8080));
 }

@@ -26,7 +26,9 @@ Site site(const std::string& text) { return parse_site(text, "/tmp", "site.json"
 
 const Running kAll{true, true, true, true};
 
-std::shared_ptr<spdlog::logger> null_log() { return std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>()); }
+std::shared_ptr<spdlog::logger> null_log() {
+    return std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
+}
 
 }  // namespace
 
@@ -34,13 +36,15 @@ TEST_CASE("restart keys: what a running process cannot apply, by JSON pointer") 
     const auto base = site(kSite);
     CHECK(restart_keys(base, base, kAll).empty());
     SECTION("networks, options and unikernels apply") {
-        auto t = with(kSite, R"("pools": ["10.0.0.100-10.0.0.200"]})",
-                      R"("pools": ["10.0.0.100-10.0.0.150"], "lease_time": 60}, {"name": "br1", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1"})");
+        auto t = with(
+            kSite, R"("pools": ["10.0.0.100-10.0.0.200"]})",
+            R"("pools": ["10.0.0.100-10.0.0.150"], "lease_time": 60}, {"name": "br1", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1"})");
         t = with(t, R"("block": {}}])", R"("block": {}}, {"name": "web", "network": "br1", "block": {}}])");
         CHECK(restart_keys(base, site(t), kAll).empty());
     }
     SECTION("listeners and ports") {
-        auto t = with(kSite, R"("git": {"http": "127.0.0.1:8080"})", R"("git": {"http": "127.0.0.1:8081"}, "block": {"listen": "127.0.0.1:7301"},
+        auto t =
+            with(kSite, R"("git": {"http": "127.0.0.1:8080"})", R"("git": {"http": "127.0.0.1:8081"}, "block": {"listen": "127.0.0.1:7301"},
             "dhcp": {"server_port": 1067}, "status": "off")");
         CHECK(restart_keys(base, site(t), kAll) ==
               std::vector<std::string>{"/services/status", "/services/dhcp/server_port", "/services/git/http", "/services/block/listen"});
@@ -82,7 +86,8 @@ TEST_CASE("Reloader: all or nothing, and the verdict recorded") {
         if (b_refuses && s.networks.size() == 2) throw std::runtime_error("cannot bind to interface br1");
         seen.push_back("b:" + std::to_string(s.networks.size()));
     });
-    const auto two = with(text, R"("pools": ["10.0.0.100-10.0.0.200"]})", R"("pools": ["10.0.0.100-10.0.0.200"]}, {"name": "br1", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1"})");
+    const auto two = with(text, R"("pools": ["10.0.0.100-10.0.0.200"]})",
+                          R"("pools": ["10.0.0.100-10.0.0.200"]}, {"name": "br1", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1"})");
 
     SECTION("applied") {
         write(two);

@@ -145,11 +145,55 @@ def scenario(label, routes_of):
        json.dumps({"ip-address": "10.77.0.140"}), check=False)
 
 
+def block(*args):
+    return ns(SRV, FC, "block", *args, "--connect", "127.0.0.1:7399", "--key-file", f"{tmp}/data/block/keys", check=False)
+
+
+def reconciliation(p):
+    """Routes follow the site (issue 23): a rollback that takes lease-owned routes away warns and they come
+    back; a renamed public host and a removed unikernel lose their routes on reload; an unknown client that
+    then takes the old address gets none."""
+    set_mac("02:00:00:00:00:01")
+    d, ip = udhcpc_bound()
+    want = {"www.example.org": f"{ip}:8080", "web.example.org": f"{ip}:8080"}
+    ok, got = wait_for(block_routes, want)
+    check("reconcile: the unikernel's routes are there", ok, got)
+    first = min(g["generation"] for g in json.loads(block("history", "--json").stdout)["generations"])
+    r = block("rollback", str(first))
+    check("a rollback that takes lease-owned routes away warns", r.returncode == 0 and "warning" in r.stderr and "lease-owned" in r.stderr
+          and "www.example.org" in r.stderr, (r.stdout, r.stderr))
+    ok, got = wait_for(block_routes, want)
+    check("and the lease router sets them again", ok, got)
+    s = json.load(open(f"{tmp}/site.json"))
+    s["unikernels"][1]["public_hosts"] = ["www.example.org", "shop.example.org"]
+    json.dump(s, open(f"{tmp}/site.json", "w"))
+    r = ns(SRV, FC, "reload", f"{tmp}/site.json", check=False)
+    ok, got = wait_for(block_routes, {"www.example.org": f"{ip}:8080", "shop.example.org": f"{ip}:8080"})
+    check("reload with a renamed public host: the old name's route goes, the new one comes", r.returncode == 0 and ok, (r.stderr, got))
+    del s["unikernels"][1]
+    json.dump(s, open(f"{tmp}/site.json", "w"))
+    r = ns(SRV, FC, "reload", f"{tmp}/site.json", check=False)
+    ok, got = wait_for(block_routes, {})
+    check("reload without the unikernel: its routes are removed", r.returncode == 0 and ok, (r.stderr, got))
+    d.kill()
+    d.wait()
+    # Its address, given to a client the site does not know: still no route.
+    ns(SRV, FC, "dhcp", "ctl", "lease4-del", "--socket", f"{tmp}/data/dhcp/control.sock", "--args", json.dumps({"ip-address": ip}), check=False)
+    ns(SRV, FC, "dhcp", "ctl", "lease4-add", "--socket", f"{tmp}/data/dhcp/control.sock", "--args",
+       json.dumps({"ip-address": ip, "hw-address": "02:00:00:00:00:66"}), check=False)
+    time.sleep(1)  # the routes worker applies changes asynchronously; nothing must arrive
+    check("an unknown client on the old address gets no route", block_routes() == {}, block_routes())
+    state = json.load(open(f"{tmp}/data/routes.json"))
+    check("routes.json records no owned route", state == {"owned": []}, state)
+    ns(SRV, FC, "dhcp", "ctl", "lease4-del", "--socket", f"{tmp}/data/dhcp/control.sock", "--args", json.dumps({"ip-address": ip}), check=False)
+
+
 try:
     setup()
     # 1. The proxy's block device, served by the same process.
     p = start(site("proxy"))
     scenario("local device", block_routes)
+    reconciliation(p)
     log = open(f"{tmp}/serve.log").read()
     check("every route change is logged with its generation", "routes: www.example.org -> 10.77.0." in log and "generation" in log, log[-600:])
     stop(p)

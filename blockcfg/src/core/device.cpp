@@ -36,12 +36,16 @@ std::unique_ptr<FileDevice> FileDevice::open(const std::filesystem::path& p, std
         errno = e;
         throw_errno(p, what);
     };
+    bool unlocked = false;
     if (::flock(fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK) {
+        if (errno == EWOULDBLOCK && read_only) {
+            unlocked = true;  // a reader next to the editor (see device.hpp)
+        } else if (errno == EWOULDBLOCK) {
             ::close(fd);
             throw std::system_error(EBUSY, std::generic_category(), p.string() + ": device is in use by another fleetconf process");
+        } else {
+            fail("cannot lock device");
         }
-        fail("cannot lock device");
     }
     struct stat st {};
     if (::fstat(fd, &st) != 0) fail("cannot stat device");
@@ -76,7 +80,9 @@ std::unique_ptr<FileDevice> FileDevice::open(const std::filesystem::path& p, std
         throw std::runtime_error(p.string() + ": size " + std::to_string(bytes) + " is not a multiple of the sector size " +
                                  std::to_string(sector_size));
     }
-    return std::unique_ptr<FileDevice>(new FileDevice(fd, p, sector_size, bytes / sector_size));
+    auto dev = std::unique_ptr<FileDevice>(new FileDevice(fd, p, sector_size, bytes / sector_size));
+    dev->unlocked_ = unlocked;
+    return dev;
 }
 
 void FileDevice::create_image(const std::filesystem::path& p, std::uint64_t bytes) {

@@ -46,6 +46,48 @@ std::string to_payload(const Config& c) {
     return j.dump();
 }
 
+std::string to_payload(const Config& c, const std::vector<ChangeNote>& change) {
+    json j = json::parse(to_payload(c));
+    json notes = json::array();
+    for (const auto& n : change) notes.push_back({{"by", n.by}, {"what", n.what}});
+    if (!change.empty()) j["change"] = notes;
+    return j.dump();
+}
+
+std::vector<ChangeNote> change_of(std::string_view payload) {
+    std::vector<ChangeNote> out;
+    const json j = json::parse(payload, nullptr, false);
+    if (!j.is_object() || !j.contains("change") || !j["change"].is_array()) return out;
+    for (const auto& n : j["change"])
+        if (n.is_object() && n.value("by", json()).is_string() && n.value("what", json()).is_string())
+            out.push_back({n["by"].get<std::string>(), n["what"].get<std::string>()});
+    return out;
+}
+
+std::string describe(const ChangeRequest& r) {
+    if (r.rollback_to) return "rollback to generation " + std::to_string(*r.rollback_to);
+    std::string out;
+    for (const auto& op : r.ops) {
+        std::string one;
+        switch (op.kind) {
+            case Op::Kind::add: one = "add " + op.host + " -> " + op.backend.to_string(); break;
+            case Op::Kind::update: one = "update " + op.host + " -> " + op.backend.to_string(); break;
+            case Op::Kind::upsert: one = "set " + op.host + " -> " + op.backend.to_string(); break;
+            case Op::Kind::remove: one = "remove " + op.host; break;
+            case Op::Kind::replace:
+                one = "replace with " + std::to_string(op.replacement.routes.size()) + " route(s)" +
+                      (op.replacement.default_route ? " and a default" : "");
+                break;
+        }
+        out += (out.empty() ? "" : "; ") + one;
+        if (out.size() > 400) {
+            out += "; ...";
+            break;
+        }
+    }
+    return out.empty() ? r.name : out;
+}
+
 namespace {
 
 // A JSON whole number >= 0 (nlohmann keeps small literals as signed integers).

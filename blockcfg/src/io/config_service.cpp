@@ -42,6 +42,12 @@ std::vector<GenerationInfo> ConfigService::history() const {
     return store_.history();
 }
 
+std::vector<ChangeNote> ConfigService::change_of(std::uint64_t generation) const {
+    std::lock_guard lock(store_mutex_);
+    const auto p = store_.read_generation(generation);
+    return p ? blockcfg::change_of(*p) : std::vector<ChangeNote>{};
+}
+
 void ConfigService::submit(ChangeRequest req, std::string who, std::function<void(Outcome)> done) {
     {
         std::lock_guard lock(queue_mutex_);
@@ -67,6 +73,11 @@ Outcome ConfigService::change(ChangeRequest req, std::string who) {
 ConfigService::Stats ConfigService::stats() const {
     std::lock_guard lock(view_mutex_);
     return stats_;
+}
+
+void ConfigService::set_observer(Observer o) {
+    std::lock_guard lock(observer_mutex_);
+    observer_ = std::move(o);
 }
 
 void ConfigService::writer() {
@@ -106,7 +117,10 @@ void ConfigService::writer() {
         if (changed) {
             std::error_code ec;
             GenerationInfo info;
-            const std::string payload = to_payload(work);
+            std::vector<ChangeNote> notes;
+            for (std::size_t i = 0; i < batch.size(); ++i)
+                if (accepted[i]) notes.push_back({batch[i].who, describe(batch[i].req)});
+            const std::string payload = to_payload(work, notes);
             {
                 std::lock_guard lock(store_mutex_);
                 ec = store_.commit(payload, now_ns());
@@ -134,10 +148,24 @@ void ConfigService::writer() {
                     stats_.applied += static_cast<std::uint64_t>(std::count(accepted.begin(), accepted.end(), true));
                     stats_.last_error.clear();
                 }
+                Observer observe;
+                {
+                    std::lock_guard lock(observer_mutex_);
+                    observe = observer_;
+                }
+                const auto now_config = snapshot().config;
                 for (std::size_t i = 0; i < batch.size(); ++i)
                     if (accepted[i]) {
                         outcomes[i].generation = info.generation;
                         log_->info("{}: {} by {}: generation {} -> {}", name_, batch[i].req.name, batch[i].who, gen, info.generation);
+                        if (observe) {
+                            try {
+                                outcomes[i].warnings = observe(batch[i].req, *now_config, info.generation);
+                            } catch (const std::exception& e) {
+                                log_->error("{}: observer: {}", name_, e.what());
+                            }
+                            for (const auto& w : outcomes[i].warnings) log_->warn("{}: {}", name_, w);
+                        }
                     }
             }
         }

@@ -314,8 +314,12 @@ void ControlServer::Impl::handle(const std::string& body, const std::string& who
             }
             case ReadRequest::Kind::history: {
                 json gens = json::array();
-                for (const auto& h : dev->history())
-                    gens.push_back({{"generation", h.generation}, {"timestamp_ns", h.timestamp_ns}, {"bytes", h.length}});
+                for (const auto& h : dev->history()) {
+                    json change = json::array();
+                    for (const auto& n : dev->change_of(h.generation)) change.push_back({{"by", n.by}, {"what", n.what}});
+                    gens.push_back(
+                        {{"generation", h.generation}, {"timestamp_ns", h.timestamp_ns}, {"bytes", h.length}, {"change", change}});
+                }
                 out["generations"] = gens;
                 break;
             }
@@ -327,7 +331,9 @@ void ControlServer::Impl::handle(const std::string& body, const std::string& who
         if (o.ec)
             return reply(
                 error_reply(o.ec.category() == category() ? static_cast<errc>(o.ec.value()) : errc::internal, o.message, o.generation));
-        reply(json{{"ok", true}, {"generation", o.generation}, {"previous_generation", o.previous_generation}}.dump());
+        json r{{"ok", true}, {"generation", o.generation}, {"previous_generation", o.previous_generation}};
+        if (!o.warnings.empty()) r["warnings"] = o.warnings;
+        reply(r.dump());
     });
 }
 

@@ -14,6 +14,9 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -359,28 +362,126 @@ std::vector<std::string> LeaseRouter::hosts_of(const LeaseFacts& l, std::uint16_
     return hosts;
 }
 
-void LeaseRouter::start(const std::vector<LeaseFacts>& active, std::uint64_t now) {
-    for (const auto& l : active)
-        if (l.expires > now) bound(l);
+LeaseRouter::LeaseRouter(const common::Site& site, RouteSync& sync, std::filesystem::path state_file, std::shared_ptr<spdlog::logger> log)
+    : site_(site), sync_(sync), state_file_(std::move(state_file)), log_(log ? std::move(log) : spdlog::default_logger()) {
+    load();
 }
 
-void LeaseRouter::bound(const LeaseFacts& l) {
-    std::uint16_t port = 0;
-    const auto hosts = hosts_of(l, port);
-    if (hosts.empty()) return;
-    // A binding that moved: the old address's routes go first (the new set below replaces them anyway).
-    for (auto it = routed_.begin(); it != routed_.end();)
-        if (it->first != l.address && it->second.client == l.client) it = routed_.erase(it);
-        else ++it;
-    routed_[l.address] = l;
-    for (const auto& h : hosts) sync_.set(h, Backend{l.address, port}, "lease of " + l.address.to_string() + " to " + l.mac.to_string());
+namespace {
+bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+}  // namespace
+
+// The state file: {"owned": [{"address", "mac", "client" (hex), "fqdn", "expires", "hosts": [...], "port"}]}
+// (docs/lease-routes.md). A file that cannot be read is logged and ignored: the routes it named stay on the
+// proxy until their hosts are routed again.
+void LeaseRouter::load() {
+    if (state_file_.empty()) return;
+    std::string text;
+    if (auto err = common::read_file_limited(state_file_, 64u << 20, text)) {
+        if (std::filesystem::exists(state_file_)) log_->warn("routes: {}: ignored", *err);
+        return;
+    }
+    const auto j = nlohmann::json::parse(text, nullptr, false);
+    try {
+        for (const auto& o : j.at("owned")) {
+            Entry e;
+            e.lease.address = *common::Ipv4::parse(o.at("address").get<std::string>());
+            e.lease.mac = *common::Mac::parse(o.at("mac").get<std::string>());
+            e.lease.client = *common::from_hex(o.at("client").get<std::string>());
+            e.lease.fqdn = o.at("fqdn").get<std::string>();
+            e.lease.expires = o.at("expires").get<std::uint64_t>();
+            e.hosts = o.at("hosts").get<std::vector<std::string>>();
+            e.port = o.at("port").get<std::uint16_t>();
+            routed_[e.lease.address] = std::move(e);
+        }
+    } catch (const std::exception& ex) {
+        log_->warn("routes: {}: not a state file ({}): ignored", state_file_.string(), ex.what());
+        routed_.clear();
+    }
+    changed();
 }
+
+void LeaseRouter::changed() {
+    auto owned = std::make_shared<Owned>();
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& [a, e] : routed_) {
+        for (const auto& h : e.hosts) (*owned)[h] = Backend{e.lease.address, e.port};
+        list.push_back({{"address", a.to_string()},
+                        {"mac", e.lease.mac.to_string()},
+                        {"client", common::to_hex(e.lease.client)},
+                        {"fqdn", e.lease.fqdn},
+                        {"expires", e.lease.expires},
+                        {"hosts", e.hosts},
+                        {"port", e.port}});
+    }
+    const bool same = *owned == *owned_snapshot_;
+    std::atomic_store(&owned_snapshot_, std::shared_ptr<const Owned>(std::move(owned)));
+    if (state_file_.empty() || same) return;
+    try {
+        const auto text = nlohmann::json{{"owned", list}}.dump(1) + "\n";
+        common::write_file_atomic(state_file_, common::as_bytes(text), 0640);
+    } catch (const std::exception& e) {
+        log_->error("routes: cannot record the owned routes: {}", e.what());
+    }
+}
+
+void LeaseRouter::drop(const Entry& e, const std::vector<std::string>& keep, const std::string& why) {
+    for (const auto& h : e.hosts)
+        if (!contains(keep, h)) sync_.clear(h, e.lease.address, why);
+}
+
+void LeaseRouter::route(const LeaseFacts& l, bool reconcile) {
+    std::uint16_t port = 0;
+    auto hosts = hosts_of(l, port);
+    const std::string why = "lease of " + l.address.to_string() + " to " + l.mac.to_string();
+    // A binding that moved: the old address's routes that the new set does not replace go.
+    for (auto it = routed_.begin(); it != routed_.end();) {
+        if (it->first != l.address && it->second.lease.client == l.client) {
+            drop(it->second, hosts, "binding of " + l.mac.to_string() + " moved to " + l.address.to_string());
+            it = routed_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    // What this address routed before (another client, or hosts the site no longer gives it).
+    if (auto it = routed_.find(l.address); it != routed_.end()) {
+        const auto reason = it->second.lease.client != l.client ? "address " + l.address.to_string() + " now leased to " + l.mac.to_string()
+                            : reconcile                         ? std::string("no longer in the site file for ") + l.mac.to_string()
+                                                                : "lease of " + l.address.to_string() + " changed";
+        drop(it->second, hosts, reason);
+        routed_.erase(it);
+    }
+    if (!hosts.empty()) {
+        routed_[l.address] = Entry{l, hosts, port};
+        for (const auto& h : hosts) sync_.set(h, Backend{l.address, port}, why);
+    }
+    changed();
+}
+
+void LeaseRouter::start(const std::vector<LeaseFacts>& active, std::uint64_t now) { reconcile(active, now, "start"); }
+
+void LeaseRouter::set_site(const common::Site& site, const std::vector<LeaseFacts>& active, std::uint64_t now) {
+    site_ = site;
+    reconcile(active, now, "reload");
+}
+
+void LeaseRouter::reconcile(const std::vector<LeaseFacts>& active, std::uint64_t now, const std::string& why) {
+    sweep(active, now);
+    for (const auto& l : active)
+        if (l.expires > now) route(l, true);
+    log_->info("routes: reconciled at {}: {} lease(s) own {} route(s)", why, routed_.size(), owned()->size());
+}
+
+void LeaseRouter::bound(const LeaseFacts& l) { route(l, false); }
 
 void LeaseRouter::released(const LeaseFacts& l, const std::string& why) {
-    routed_.erase(l.address);
-    if (!site_.services.dhcp.routes || !site_.services.dhcp.routes->remove_on_release) return;
-    std::uint16_t port = 0;
-    for (const auto& h : hosts_of(l, port)) sync_.clear(h, l.address, why + " " + l.address.to_string() + " by " + l.mac.to_string());
+    auto it = routed_.find(l.address);
+    if (it == routed_.end()) return;
+    const Entry e = std::move(it->second);
+    routed_.erase(it);
+    if (site_.services.dhcp.routes && site_.services.dhcp.routes->remove_on_release)
+        drop(e, {}, why + " " + l.address.to_string() + " by " + l.mac.to_string());
+    changed();
 }
 
 void LeaseRouter::sweep(const std::vector<LeaseFacts>& active, std::uint64_t now) {
@@ -388,11 +489,23 @@ void LeaseRouter::sweep(const std::vector<LeaseFacts>& active, std::uint64_t now
     for (const auto& l : active)
         if (l.expires > now) live[l.address] = &l;
     std::vector<LeaseFacts> gone;
-    for (const auto& [a, l] : routed_) {
+    for (const auto& [a, e] : routed_) {
         auto it = live.find(a);
-        if (it == live.end() || it->second->client != l.client) gone.push_back(l);
+        if (it == live.end() || it->second->client != e.lease.client) gone.push_back(e.lease);
     }
     for (const auto& l : gone) released(l, "expiry of");
+}
+
+void LeaseRouter::restore(const std::string& why) {
+    for (const auto& [a, e] : routed_)
+        for (const auto& h : e.hosts) sync_.set(h, Backend{a, e.port}, why);
+}
+
+std::vector<std::string> LeaseRouter::missing(const Owned& owned, const Config& config) {
+    std::vector<std::string> out;
+    for (const auto& [h, b] : owned)
+        if (auto it = config.routes.find(h); it == config.routes.end() || !(it->second == b)) out.push_back(h);
+    return out;
 }
 
 }  // namespace fleetconf::blockcfg

@@ -25,7 +25,8 @@ struct Outcome {
     std::error_code ec;
     std::string message;
     std::uint64_t previous_generation = 0;
-    std::uint64_t generation = 0;  // after the change (or current, on failure)
+    std::uint64_t generation = 0;       // after the change (or current, on failure)
+    std::vector<std::string> warnings;  // an accepted change the operator should know more about
 };
 
 // One device. Changes go through one queue served by one thread: each batch of queued changes is
@@ -45,6 +46,8 @@ public:
     };
     [[nodiscard]] Snapshot snapshot() const;
     [[nodiscard]] std::vector<GenerationInfo> history() const;
+    // Who made a generation and what they changed (from its stored record; [] when it has none).
+    [[nodiscard]] std::vector<ChangeNote> change_of(std::uint64_t generation) const;
     [[nodiscard]] const std::string& name() const { return name_; }
     [[nodiscard]] Geometry geometry() const { return store_.geometry(); }
 
@@ -52,6 +55,11 @@ public:
     void submit(ChangeRequest req, std::string who, std::function<void(Outcome)> done);
     // Blocking convenience (CLI, tests).
     Outcome change(ChangeRequest req, std::string who);
+    // Called on the writer thread after each accepted change is durable, with the configuration it made;
+    // what it returns goes into that change's Outcome::warnings (and the log). The lease router uses it to
+    // notice a rollback that took lease-owned routes away.
+    using Observer = std::function<std::vector<std::string>(const ChangeRequest&, const Config&, std::uint64_t generation)>;
+    void set_observer(Observer o);
 
     struct Stats {
         std::uint64_t commits = 0;          // generations written
@@ -71,6 +79,8 @@ private:
     void writer();
 
     std::string name_;
+    std::mutex observer_mutex_;
+    Observer observer_;
     std::unique_ptr<Device> dev_;
     Store store_;  // touched by the writer thread, and by history() under store_mutex_
     std::shared_ptr<spdlog::logger> log_;

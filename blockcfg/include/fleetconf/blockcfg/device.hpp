@@ -27,7 +27,9 @@ class FileDevice final : public Device {
 public:
     // Opens an image file or block device for reading and writing and takes an exclusive lock on it
     // (one editor per device). sector_size 0 means: BLKSSZGET for block devices; for files, the size
-    // recorded in an existing fleetconf header, else 512.
+    // recorded in an existing fleetconf header, else 512. read_only takes a shared lock; when an editor
+    // holds the device (a running server) it reads without one (`shared_with_editor()`): the slots'
+    // checksums tell a generation that was being overwritten meanwhile, so what it returns is intact.
     static std::unique_ptr<FileDevice> open(const std::filesystem::path& p, std::uint32_t sector_size = 0, bool read_only = false);
     // Creates a zero-filled image file of `bytes` bytes (refuses to overwrite an existing file).
     static void create_image(const std::filesystem::path& p, std::uint64_t bytes);
@@ -39,6 +41,8 @@ public:
     void write(std::uint64_t sector, std::span<const std::uint8_t> data) override;
     void sync() override;
     [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+    // Read-only, opened while another process edits the device.
+    [[nodiscard]] bool shared_with_editor() const { return unlocked_; }
 
 private:
     FileDevice(int fd, std::filesystem::path p, std::uint32_t ss, std::uint64_t sectors)
@@ -47,6 +51,7 @@ private:
     std::filesystem::path path_;
     std::uint32_t sector_size_;
     std::uint64_t sectors_;
+    bool unlocked_ = false;
 };
 
 class MemoryDevice : public Device {

@@ -47,6 +47,14 @@ std::variant<std::string, Failure> normalize_host(std::string_view host);
 // The payload stored on the device: {"schema":1,"routes":[{"host","address","port"}...],"default":{...}|null}
 // with routes sorted by host, so equal configurations have equal bytes.
 std::string to_payload(const Config& c);
+// The same with a record of the changes that made it: "change": [{"by": WHO, "what": DESCRIPTION}, ...]
+// (docs/blockcfg-format.md; readers ignore it). `change_of` reads it back ([] when absent).
+struct ChangeNote {
+    std::string by;
+    std::string what;
+};
+std::string to_payload(const Config& c, const std::vector<ChangeNote>& change);
+std::vector<ChangeNote> change_of(std::string_view payload);
 std::variant<Config, Failure> from_payload(std::string_view payload);
 
 nlohmann::json to_json(const Backend& b);
@@ -84,6 +92,8 @@ struct ChangeRequest {
 using Request = std::variant<ReadRequest, ChangeRequest>;
 
 std::variant<Request, Failure> parse_request(const nlohmann::json& body);
+// One line for history: "add www.example.org -> 10.0.0.5:443", "remove a, b", "rollback to generation 3".
+std::string describe(const ChangeRequest& r);
 
 // The writer's decision for one batch of queued changes (the group commit), without the device: each change
 // in order against the configuration at generation `gen`. A change that expects a generation fails once an

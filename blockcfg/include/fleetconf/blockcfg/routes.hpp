@@ -14,7 +14,9 @@
 #include <spdlog/logger.h>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -126,24 +128,55 @@ struct LeaseFacts {
 // Maps leases to routes with the site file: a unikernel (matched by client id or MAC) routes its
 // public_hosts to its address on backend_port (default routes.port); with routes.fqdn, an option-81 name
 // is routed too. Remembers which addresses it routed, so that expiry removes what a lease added.
+//
+// It records the routes it owns (lease -> hosts and port), in memory and, when given a state file, on disk
+// (written atomically when the set changes), so that a route whose reason is gone is removed even when
+// the reason went while the process was down. Reconciliation (start, set_site on reload, sweep): routes
+// that no longer belong (a removed unikernel, changed public_hosts, an expired lease) are removed, missing
+// or different ones set again. Single-threaded: call it from one thread (the DHCP service's).
 class LeaseRouter {
 public:
-    LeaseRouter(const common::Site& site, RouteSync& sync) : site_(site), sync_(sync) {}
-    void set_site(const common::Site& site) { site_ = site; }
+    // `state_file`: where the owned routes are kept across restarts ("" keeps them in memory only).
+    LeaseRouter(const common::Site& site, RouteSync& sync, std::filesystem::path state_file = {},
+                std::shared_ptr<spdlog::logger> log = nullptr);
     // At start: routes every binding made while the process was down (`active`: the bound leases; those
-    // expired by `now` are skipped). Routes that are already right change nothing on the target.
+    // expired by `now` are skipped) and removes routes recorded as owned whose lease or reason is gone.
+    // Routes that are already right change nothing on the target.
     void start(const std::vector<LeaseFacts>& active, std::uint64_t now);
+    // Reload: the new site applies to every owned route at once (reconcile).
+    void set_site(const common::Site& site, const std::vector<LeaseFacts>& active, std::uint64_t now);
     void bound(const LeaseFacts& l);
     void released(const LeaseFacts& l, const std::string& why);
     // Removes the routes of routed leases that are no longer active (expired, or gone). `active`: the
     // bound, unexpired leases now.
     void sweep(const std::vector<LeaseFacts>& active, std::uint64_t now);
+    // Sets every owned route again (after a rollback on the target): missing or changed ones are restored.
+    void restore(const std::string& why);
     [[nodiscard]] std::vector<std::string> hosts_of(const LeaseFacts& l, std::uint16_t& port) const;
+    using Owned = std::map<std::string, Backend>;  // host -> backend, every route the router owns
+    // A snapshot, safe to read from any thread (the block writer's rollback check).
+    [[nodiscard]] std::shared_ptr<const Owned> owned() const { return std::atomic_load(&owned_snapshot_); }
+    // The hosts of `owned` whose route in `config` is missing or different (what a rollback took away).
+    static std::vector<std::string> missing(const Owned& owned, const Config& config);
 
 private:
+    struct Entry {
+        LeaseFacts lease;
+        std::vector<std::string> hosts;
+        std::uint16_t port = 0;
+    };
+    void route(const LeaseFacts& l, bool reconcile);
+    void drop(const Entry& e, const std::vector<std::string>& keep, const std::string& why);
+    void reconcile(const std::vector<LeaseFacts>& active, std::uint64_t now, const std::string& why);
+    void changed();  // after routed_ changed: snapshot and state file
+    void load();
+
     common::Site site_;
     RouteSync& sync_;
-    std::map<common::Ipv4, LeaseFacts> routed_;
+    std::filesystem::path state_file_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::map<common::Ipv4, Entry> routed_;
+    std::shared_ptr<const Owned> owned_snapshot_ = std::make_shared<const Owned>();
 };
 
 }  // namespace fleetconf::blockcfg

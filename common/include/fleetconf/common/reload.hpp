@@ -22,7 +22,7 @@ namespace fleetconf::common {
 // What `fleetconf serve` runs, so that a reload can tell what it may apply.
 struct Running {
     bool dhcp = false, git = false, block = false;  // the services started
-    bool whole_site = true;  // every enabled service of the site runs here (`serve`); false: only those above
+    bool whole_site = true;                         // every enabled service of the site runs here (`serve`); false: only those above
 };
 
 // The JSON pointers of every key whose change a running process cannot apply (listeners, ports, the data
@@ -31,12 +31,12 @@ struct Running {
 std::vector<std::string> restart_keys(const Site& running, const Site& fresh, const Running& services);
 
 struct ReloadVerdict {
-    std::uint64_t seq = 0;   // 1 for the first reload of this process, 2 for the next...; 0: none yet
-    std::uint64_t pid = 0;   // the serving process
-    std::int64_t time = 0;   // unix seconds of the decision
-    std::string origin;      // "SIGHUP", "config-reload"
+    std::uint64_t seq = 0;  // 1 for the first reload of this process, 2 for the next...; 0: none yet
+    std::uint64_t pid = 0;  // the serving process
+    std::int64_t time = 0;  // unix seconds of the decision
+    std::string origin;     // "SIGHUP", "config-reload"
     bool applied = false;
-    std::string message;     // one line: what was applied, or why not
+    std::string message;                    // one line: what was applied, or why not
     std::vector<std::string> restart_keys;  // when refused for keys that need a restart
     std::string running_digest;             // SHA-256 of the site file text that runs (after the decision)
     std::string file_digest;                // SHA-256 of the file read for this reload ("" if unreadable)
