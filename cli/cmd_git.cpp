@@ -4,6 +4,8 @@
 
 #include "fleetconf/common/bootargs.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/log.hpp"
+#include "fleetconf/gitconf/edit.hpp"
 #include "fleetconf/gitconf/auth.hpp"
 #include "fleetconf/gitconf/repo.hpp"
 #include "fleetconf/gitconf/service.hpp"
@@ -12,6 +14,10 @@
 
 #include <cstdio>
 #include <ctime>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -27,7 +33,16 @@ struct GitArgs {
     std::string name, path, message, author = "fleetconf operator <operator@fleetconf>", rev, file;
     std::size_t max = 20;
     bool json = false, revoke = false;
+    int attempts = 3;
+    unsigned overlap_s = 3600;  // token rotation: how long the previous token stays valid
 };
+
+// The operator's name for the audit log: the login of the user who ran the command (SUDO_USER first).
+std::string operator_name() {
+    if (const char* s = std::getenv("SUDO_USER"); s && *s) return s;
+    if (const auto* pw = ::getpwuid(::getuid())) return pw->pw_name;
+    return "uid " + std::to_string(::getuid());
+}
 
 std::optional<common::Site> load(const GitArgs& a) { return load_site_or_report(a.site, a.data_dir); }
 
@@ -131,6 +146,7 @@ int cmd_list(const GitArgs& a) {
 int cmd_create(const GitArgs& a) {
     auto site = load(a);
     if (!site) return kExitInvalid;
+    if (!writes_as_owner(site->services.data_dir)) return kExitFailure;
     if (!a.name.empty() && !repo_unikernel(*site, a)) return kExitInvalid;
     try {
         auto created = gitconf::ensure_repositories(*site);
@@ -158,8 +174,8 @@ int cmd_put(const GitArgs& a, bool remove) {
         print_error("--author \"" + a.author + "\" is not of the form \"Name <email>\"");
         return kExitInvalid;
     }
-    auto repo = open_repo(*site, u->name);
-    if (!repo) return kExitFailure;
+    if (!writes_as_owner(site->services.data_dir)) return kExitFailure;
+    if (!open_repo(*site, u->name)) return kExitFailure;
     std::string content;
     if (!remove) {
         std::istream* in = &std::cin;
@@ -188,15 +204,62 @@ int cmd_put(const GitArgs& a, bool remove) {
         }
     }
     const std::string msg = !a.message.empty() ? a.message : (remove ? "Remove " : "Update ") + a.path;
+    // The same path as a push (docs/gitconf.md, "Operator edits"): policy, validator, limits, audit, then
+    // the hook and the webhook.
+    const std::string who = "operator " + operator_name();
+    gitconf::EditResult r;
     try {
-        const auto id = remove ? repo->remove_file(u->git.branch, a.path, *author, msg + "\n")
-                               : repo->put_file(u->git.branch, a.path, content, *author, msg + "\n");
-        std::cout << id.hex() << "\n";
+        r = gitconf::edit_file(*site, u->name, a.path, remove ? nullptr : &content, *author, msg + "\n", who);
     } catch (const std::exception& e) {
         print_error(e.what());
         return kExitFailure;
     }
+    if (!r.push.all_ok()) {
+        print_error(u->name + ": refused, as a push would be: " + (r.change.error.empty() ? r.push.unpack_error : r.change.error) +
+                    " (recorded in the audit log)");
+        return kExitFailure;
+    }
+    std::cout << r.change.new_id.hex() << "\n";
+    auto log = common::log::get("git");
+    for (const auto& d : gitconf::deliver_now(*site, u->name, r.change, who, 1, *log))
+        if (!d.ok)
+            std::cerr << "fleetconf: warning: " << d.kind << " " << d.url << ": " << d.detail << "; `fleetconf git notify " << u->name
+                      << "` delivers it again\n";
     return kExitOk;
+}
+
+// fleetconf git notify NAME: the hook and webhook of the branch's head, delivered again (after a failure).
+int cmd_notify(const GitArgs& a) {
+    auto site = load(a);
+    if (!site) return kExitInvalid;
+    const auto* u = repo_unikernel(*site, a);
+    if (!u) return kExitInvalid;
+    if (!writes_as_owner(site->services.data_dir)) return kExitFailure;
+    if (u->git.hook_url.empty() && u->git.webhook_url.empty()) {
+        print_error(u->name + " has neither hook_url nor webhook_url in the site file: nothing to deliver");
+        return kExitInvalid;
+    }
+    auto repo = open_repo(*site, u->name);
+    if (!repo) return kExitFailure;
+    gitconf::RefCommand change;
+    change.name = "refs/heads/" + u->git.branch;
+    try {
+        const auto entries = repo->log(change.name, 2);
+        if (entries.empty()) throw std::runtime_error("branch " + u->git.branch + " has no commit");
+        change.new_id = entries[0].id;
+        if (entries.size() > 1) change.old_id = entries[1].id;
+    } catch (const std::exception& e) {
+        print_error(u->name + ": " + e.what());
+        return kExitFailure;
+    }
+    auto log = common::log::get("git");
+    int failed = 0;
+    for (const auto& d : gitconf::deliver_now(*site, u->name, change, "operator " + operator_name(), a.attempts, *log)) {
+        std::cout << d.kind << " " << d.url << ": " << (d.ok ? "delivered" : "FAILED") << (d.detail.empty() ? "" : " (" + d.detail + ")")
+                  << "\n";
+        failed += !d.ok;
+    }
+    return failed ? kExitFailure : kExitOk;
 }
 
 int cmd_log(const GitArgs& a) {
@@ -243,17 +306,32 @@ int cmd_token(const GitArgs& a) {
     if (!site) return kExitInvalid;
     const auto* u = repo_unikernel(*site, a);
     if (!u) return kExitInvalid;
+    if (!writes_as_owner(site->services.data_dir)) return kExitFailure;
+    const std::string who = "operator " + operator_name();
     try {
         auto tokens = gitconf::TokenStore::load(gitconf::token_file(*site));
         if (a.revoke) {
-            std::cout << (tokens.revoke(u->name) ? "revoked the token of " : "no token to revoke for ") << u->name << "\n";
+            const bool had = tokens.revoke(u->name);
+            if (had)
+                gitconf::append_audit(*site, u->name, gitconf::credential_event_line(u->name, "token revoked", who, "git token --revoke"));
+            std::cout << (had ? "revoked the token of " : "no token to revoke for ") << u->name
+                      << (had ? " (and any previous one still in its overlap)" : "") << "\n";
             return kExitOk;
         }
         const bool rotated = tokens.has(u->name);
-        const auto token = tokens.issue(u->name);
+        const auto token = tokens.issue(u->name, static_cast<std::int64_t>(a.overlap_s));
+        gitconf::append_audit(*site, u->name,
+                              gitconf::credential_event_line(
+                                  u->name, rotated ? "token rotated" : "token issued", who,
+                                  rotated ? "the previous token stays valid " + std::to_string(a.overlap_s) + " s" : std::string()));
         std::cout << token << "\n";
         std::cerr << "fleetconf: " << (rotated ? "rotated" : "issued") << " the token of " << u->name << " (only its SHA-256 is kept in "
-                  << gitconf::token_file(*site).string() << "; a running server picks it up at the next request)\n";
+                  << gitconf::token_file(*site).string() << "; a running server picks it up at the next request)";
+        if (rotated)
+            std::cerr << "; the previous token "
+                      << (a.overlap_s ? "stays valid " + std::to_string(a.overlap_s) + " s (--overlap)"
+                                      : std::string("no longer works (--overlap 0)"));
+        std::cerr << "\n";
         if (const auto remote = common::git_remote(*site, *u, token); !remote.empty() && remote.rfind("git://", 0) != 0)
             std::cerr << "fleetconf: boot argument: --remote=" << remote << "\n";
     } catch (const std::exception& e) {
@@ -354,6 +432,16 @@ void add_git_commands(CLI::App& app, Action& action) {
     common_opts(put);
     put->callback([&action, a] { action = [a] { return cmd_put(*a, false); }; });
 
+    auto* notify = git->add_subcommand("notify",
+                                       "Deliver the hook and webhook of a unikernel's branch head again (after a failed "
+                                       "notification); exit 1 when one still fails");
+    notify->add_option("NAME", a->name, "Unikernel name")->required();
+    notify->add_option("--attempts", a->attempts, "Attempts per target (1 s, 2 s, ... between them)")
+        ->default_val(3)
+        ->check(CLI::Range(1, 10));
+    common_opts(notify);
+    notify->callback([&action, a] { action = [a] { return cmd_notify(*a); }; });
+
     auto* rm = git->add_subcommand("rm", "Commit the removal of a file; prints the commit id");
     rm->add_option("NAME", a->name, "Unikernel name")->required();
     rm->add_option("PATH", a->path, "Path in the repository")->required();
@@ -392,7 +480,13 @@ void add_git_commands(CLI::App& app, Action& action) {
 
     auto* token = git->add_subcommand("token", "Issue or rotate a unikernel's HTTP credential; prints the token (user = NAME)");
     token->add_option("NAME", a->name, "Unikernel name")->required();
-    token->add_flag("--revoke", a->revoke, "Remove the credential instead");
+    token->add_flag("--revoke", a->revoke, "Remove the credential (and a previous one still in its overlap) instead");
+    token
+        ->add_option("--overlap", a->overlap_s,
+                     "On rotation, seconds the previous token stays valid, so that the running unikernel keeps fetching until "
+                     "it is restarted with the new one (0: at once, e.g. after a leak)")
+        ->default_val(3600)
+        ->check(CLI::Range(0u, 30u * 86400u));
     common_opts(token);
     token->callback([&action, a] { action = [a] { return cmd_token(*a); }; });
 }

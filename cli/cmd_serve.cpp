@@ -114,6 +114,7 @@ int run(const ServeArgs& a) {
     std::unique_ptr<common::Reloader> reloader;  // made once the services run (config-reload reaches it later)
     dhcp::Service* dhcp_service = nullptr;       // the lease-driven routes connect these two
     blockcfg::SiteService* block = nullptr;
+    gitconf::Service* git_service = nullptr;
     common::ServiceThread* dhcp_thread = nullptr;
     // Constructs and starts one service on a thread of its own; false (after a one-line error) if it fails.
     auto launch = [&](std::string_view name, const std::function<std::unique_ptr<common::Service>(asio::io_context&)>& make) {
@@ -155,7 +156,9 @@ int run(const ServeArgs& a) {
          }},
         {gitconf::service_info(), site.services.git.enabled && !a.no_git, nullptr,
          [&](asio::io_context& io) -> std::unique_ptr<common::Service> {
-             return std::make_unique<gitconf::Service>(io, site, gitconf::ServiceOptions{}, common::log::get("git"));
+             auto g = std::make_unique<gitconf::Service>(io, site, gitconf::ServiceOptions{}, common::log::get("git"));
+             git_service = g.get();
+             return g;
          }},
         {blockcfg::service_info(), site.services.block.enabled && !a.no_block,
          any_device ? nullptr : "no unikernel in the site file has a block device; not started",
@@ -244,6 +247,22 @@ int run(const ServeArgs& a) {
             return kExitFailure;
         }
     }
+    // What runs, as a reload compares it: a listener configured with port 0 runs on the port the system
+    // chose, and a site file that names that port changes nothing.
+    common::Site running_site = site;
+    auto pin = [](std::optional<common::Endpoint>& e, std::optional<common::Endpoint> bound) {
+        if (e && e->port == 0 && bound) e = bound;
+    };
+    if (git_service) {
+        auto& g = running_site.services.git;
+        pin(g.http, git_service->http_endpoint());
+        pin(g.https, git_service->https_endpoint());
+        pin(g.git, git_service->git_endpoint());
+        pin(g.ssh, git_service->ssh_endpoint());
+    }
+    if (block && running_site.services.block.listen.port == 0) running_site.services.block.listen.port = block->port();
+    if (status_server) pin(running_site.services.status, common::Endpoint{site.services.status->host, status_server->port()});
+    if (dhcp_service && running_site.services.dhcp.server_port == 0) running_site.services.dhcp.server_port = dhcp_service->local_port();
     for (const auto& slot : slots) slot->thread.start();
     log->info("{} service(s) running, each on its own thread; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
 
@@ -257,7 +276,7 @@ int run(const ServeArgs& a) {
         if (name == "git") running_services.git = true;
         if (name == "block") running_services.block = true;
     }
-    reloader = std::make_unique<common::Reloader>(a.site, a.data_dir, site, running_services, log);
+    reloader = std::make_unique<common::Reloader>(a.site, a.data_dir, running_site, running_services, log);
     for (const auto& slot : slots)
         reloader->add(slot->thread.name(),
                       [&t = slot->thread, &svc = *slot->service](const common::Site& s) { t.call([&] { svc.reload(s); }); });

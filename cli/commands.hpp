@@ -51,6 +51,15 @@ void print_error(const std::string& message);
 // common::Site::set_data_dir); on failure prints every error (FILE: POINTER: MESSAGE) and returns nullopt,
 // for the caller to exit with kExitInvalid.
 std::optional<common::Site> load_site_or_report(const std::string& file, const std::string& data_dir = {});
+// Before a command writes under the data directory: true when this process runs as the directory's owner
+// (or the directory does not exist yet). Otherwise prints why and the exact `sudo -u OWNER ...` line to run
+// instead (files written as another user, root included, would be unreadable or unwritable to the server)
+// and returns false, for the caller to exit with kExitFailure. docs/cli.md, "Ownership".
+bool writes_as_owner(const std::filesystem::path& dir);
+// The command line as it was given (for messages such as the one above).
+extern std::string g_command_line;
+std::string shell_word_for(const std::string& word);
+
 // The --data-dir option, the same on every command that reads the site file.
 void add_data_dir_option(CLI::App* command, std::string& data_dir);
 

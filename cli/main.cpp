@@ -2,6 +2,10 @@
 
 #include "fleetconf/common/log.hpp"
 
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <iostream>
 
 using namespace fleetconf;
@@ -16,6 +20,38 @@ std::optional<common::Site> load_site_or_report(const std::string& file, const s
         std::cerr << e.what() << "\n";
         return std::nullopt;
     }
+}
+
+std::string g_command_line;
+
+namespace {
+// A word for a shell: as it is when it is safe, else in single quotes.
+std::string shell_word(const std::string& w) {
+    if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == std::string::npos)
+        return w;
+    std::string out = "'";
+    for (char c : w) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+}  // namespace
+std::string shell_word_for(const std::string& w) { return shell_word(w); }
+namespace {
+std::string user_name(uid_t uid) {
+    if (const auto* pw = ::getpwuid(uid)) return pw->pw_name;
+    return "#" + std::to_string(uid);
+}
+}  // namespace
+
+bool writes_as_owner(const std::filesystem::path& dir) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return true;  // made by this command, as this user
+    const uid_t me = ::geteuid();
+    if (st.st_uid == me) return true;
+    const auto owner = user_name(st.st_uid);
+    print_error(dir.string() + " belongs to " + owner + "; written as " + user_name(me) +
+                ", the files would not be usable by the server that runs as " + owner + ". Run it as the owner: sudo -u " +
+                shell_word(owner) + " " + g_command_line);
+    return false;
 }
 
 void add_data_dir_option(CLI::App* command, std::string& data_dir) {
@@ -54,6 +90,10 @@ int main(int argc, char** argv) {
     cli::add_dhcp_commands(app, action);
     cli::add_git_commands(app, action);
 
+    for (int i = 0; i < argc; ++i) {
+        if (i) cli::g_command_line += ' ';
+        cli::g_command_line += i == 0 ? std::string("fleetconf") : cli::shell_word_for(argv[i]);
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

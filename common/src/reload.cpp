@@ -23,6 +23,32 @@ bool same_routes(const std::optional<LeaseRoutes>& a, const std::optional<LeaseR
            a->key_id == b->key_id;
 }
 
+// A listener asking for port 0 (the system's choice) keeps the port it runs on.
+bool same_listen(const std::optional<Endpoint>& running, const std::optional<Endpoint>& fresh) {
+    if (running == fresh) return true;
+    return running && fresh && fresh->port == 0 && fresh->host == running->host;
+}
+bool same_listen(const Endpoint& running, const Endpoint& fresh) { return same_listen(std::optional(running), std::optional(fresh)); }
+
+void carry_port(const std::optional<Endpoint>& running, std::optional<Endpoint>& fresh) {
+    if (running && fresh && fresh->port == 0 && fresh->host == running->host) fresh->port = running->port;
+}
+
+// After a reload: what runs keeps the ports its listeners hold when the new file asks for port 0 again.
+void carry_bound_ports(const Site& running, Site& fresh) {
+    carry_port(running.services.status, fresh.services.status);
+    auto& g = fresh.services.git;
+    const auto& rg = running.services.git;
+    carry_port(rg.http, g.http);
+    carry_port(rg.https, g.https);
+    carry_port(rg.git, g.git);
+    carry_port(rg.ssh, g.ssh);
+    carry_port(running.services.dhcp.control_http, fresh.services.dhcp.control_http);
+    if (fresh.services.block.listen.port == 0 && fresh.services.block.listen.host == running.services.block.listen.host)
+        fresh.services.block.listen.port = running.services.block.listen.port;
+    if (fresh.services.dhcp.server_port == 0) fresh.services.dhcp.server_port = running.services.dhcp.server_port;
+}
+
 }  // namespace
 
 std::vector<std::string> restart_keys(const Site& running, const Site& fresh, const Running& services) {
@@ -32,15 +58,15 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
     };
     const auto &r = running.services, &f = fresh.services;
     check(r.data_dir == f.data_dir, "/services/data_dir");
-    check(r.status == f.status, "/services/status");
+    check(same_listen(r.status, f.status), "/services/status");
     check(r.limits == f.limits, "/services/limits");
 
     const auto &rd = r.dhcp, &fd = f.dhcp;
     if (services.dhcp || (services.whole_site && rd.enabled != fd.enabled)) check(rd.enabled == fd.enabled, "/services/dhcp/enabled");
     if (services.dhcp) {
-        check(rd.server_port == fd.server_port, "/services/dhcp/server_port");
+        check(rd.server_port == fd.server_port || fd.server_port == 0, "/services/dhcp/server_port");
         check(rd.client_port == fd.client_port, "/services/dhcp/client_port");
-        check(rd.control_http == fd.control_http, "/services/dhcp/control_http");
+        check(same_listen(rd.control_http, fd.control_http), "/services/dhcp/control_http");
         check(rd.control_key_file == fd.control_key_file, "/services/dhcp/control_key_file");
         // The route target (its kind, device, endpoint and key) is opened at start; port, fqdn and
         // remove_on_release are read for each lease and apply.
@@ -50,10 +76,10 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
     const auto &rg = r.git, &fg = f.git;
     if (services.git || (services.whole_site && rg.enabled != fg.enabled)) check(rg.enabled == fg.enabled, "/services/git/enabled");
     if (services.git) {
-        check(rg.http == fg.http, "/services/git/http");
-        check(rg.https == fg.https, "/services/git/https");
-        check(rg.git == fg.git, "/services/git/git");
-        check(rg.ssh == fg.ssh, "/services/git/ssh");
+        check(same_listen(rg.http, fg.http), "/services/git/http");
+        check(same_listen(rg.https, fg.https), "/services/git/https");
+        check(same_listen(rg.git, fg.git), "/services/git/git");
+        check(same_listen(rg.ssh, fg.ssh), "/services/git/ssh");
         check(rg.tls_cert == fg.tls_cert, "/services/git/tls_cert");
         check(rg.tls_key == fg.tls_key, "/services/git/tls_key");
         check(rg.pack_cache_mb == fg.pack_cache_mb, "/services/git/pack_cache_mb");
@@ -63,7 +89,7 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
     const auto &rb = r.block, &fb = f.block;
     if (services.block || (services.whole_site && rb.enabled != fb.enabled)) check(rb.enabled == fb.enabled, "/services/block/enabled");
     if (services.block) {
-        check(rb.listen == fb.listen, "/services/block/listen");
+        check(same_listen(rb.listen, fb.listen), "/services/block/listen");
         check(rb.key_file == fb.key_file, "/services/block/key_file");
         check(rb.checksummed_commits == fb.checksummed_commits, "/services/block/commit_mode");
     }
@@ -188,6 +214,7 @@ ReloadVerdict Reloader::reload(const std::string& origin) {
                 }
                 v.message = "refused: " + failure;
             } else {
+                carry_bound_ports(site_, *fresh);
                 site_ = std::move(*fresh);
                 for (const auto& f : applied_) {
                     try {

@@ -49,6 +49,13 @@ TEST_CASE("restart keys: what a running process cannot apply, by JSON pointer") 
         CHECK(restart_keys(base, site(t), kAll) ==
               std::vector<std::string>{"/services/status", "/services/dhcp/server_port", "/services/git/http", "/services/block/listen"});
     }
+    SECTION("port 0 (the system's choice) keeps the port that runs") {
+        auto running = site(with(kSite, "127.0.0.1:8080", "127.0.0.1:41234"));  // serve pinned the bound port
+        CHECK(restart_keys(running, site(with(kSite, "127.0.0.1:8080", "127.0.0.1:0")), kAll).empty());
+        CHECK(restart_keys(running, site(with(kSite, "127.0.0.1:8080", "127.0.0.1:41234")), kAll).empty());
+        CHECK(restart_keys(running, site(with(kSite, "127.0.0.1:8080", "127.0.0.2:0")), kAll) ==
+              std::vector<std::string>{"/services/git/http"});
+    }
     SECTION("a served device's geometry, not a new device") {
         const auto t = with(kSite, R"("block": {})", R"("block": {"sector_size": 4096})");
         CHECK(restart_keys(base, site(t), kAll) == std::vector<std::string>{"/unikernels/0/block"});

@@ -47,6 +47,37 @@ TEST_CASE("tokens: issued, stored as hashes, verified, rotated and revoked", "[g
     CHECK_FALSE(TokenStore::load(file).verify("web", t2));
 }
 
+TEST_CASE("tokens: a rotation keeps the previous token for its overlap; revoke ends both", "[gitconf][auth]") {
+    TempDir d;
+    const auto file = d.path / "tokens.json";
+    auto store = TokenStore::load(file);
+    const auto old = store.issue("web", 0, 1000);
+    const auto fresh = store.issue("web", 600, 2000);  // the old one stays valid until 2600
+    auto loaded = TokenStore::load(file);              // the overlap is in the file, for the server
+    CHECK(loaded.verify("web", fresh, 2001));
+    CHECK(loaded.verify("web", old, 2001));
+    CHECK(loaded.verify("web", old, 2599));
+    CHECK_FALSE(loaded.verify("web", old, 2600));
+    CHECK(loaded.verify("web", fresh, 2600));
+    CHECK_FALSE(loaded.verify("cal", old, 2001));
+    SECTION("another rotation replaces the previous token with the current one") {
+        const auto third = loaded.issue("web", 600, 2100);
+        CHECK_FALSE(loaded.verify("web", old, 2101));
+        CHECK(loaded.verify("web", fresh, 2101));
+        CHECK(loaded.verify("web", third, 2101));
+    }
+    SECTION("--overlap 0: the old token dies at once") {
+        const auto third = loaded.issue("web", 0, 2100);
+        CHECK_FALSE(loaded.verify("web", fresh, 2101));
+        CHECK(loaded.verify("web", third, 2101));
+    }
+    SECTION("revoke ends the token and the previous one") {
+        CHECK(loaded.revoke("web"));
+        CHECK_FALSE(TokenStore::load(file).verify("web", old, 2001));
+        CHECK_FALSE(TokenStore::load(file).verify("web", fresh, 2001));
+    }
+}
+
 TEST_CASE("tokens: a damaged file is refused with its name", "[gitconf][auth]") {
     TempDir d;
     const auto file = d.path / "tokens.json";

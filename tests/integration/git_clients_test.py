@@ -237,7 +237,16 @@ try:
         git("init", "-q", "--bare", "-b", "main", repo(name))
     big_content = os.urandom(1536 * 1024)
     open(f"{tmp}/big.bin", "wb").write(big_content)
-    run(FC, "git", "put", "big", "blob.bin", "--file", f"{tmp}/big.bin", "--site", SITE_FILE)
+    # Over services.git.max_object_mb: `git put` refuses it as a push would (issue 23); planted directly.
+    r = run(FC, "git", "put", "big", "blob.bin", "--file", f"{tmp}/big.bin", "--site", SITE_FILE, check_rc=False)
+    check("git put of a file over max_object_mb is refused as a push would be", r.returncode == 1 and "over the limit" in r.stderr.decode(),
+          r.stderr.decode())
+    bsrc = tempfile.mkdtemp(dir=tmp)
+    git("init", "-q", "-b", "main", bsrc)
+    shutil.copy(f"{tmp}/big.bin", f"{bsrc}/blob.bin")
+    git("add", "-A", cwd=bsrc)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "big", cwd=bsrc)
+    push_local(bsrc, "big")
 
     tokens = {n: run(FC, "git", "token", n, "--site", SITE_FILE).stdout.decode().strip() for n in ("web", "cal", "kv", "big", "empty", "drop")}
     check("tokens are 48 hex digits and only their hashes are stored",
@@ -539,10 +548,10 @@ try:
     st, _, _ = http_request("GET", refs, {"Authorization": basic("web", old_token)})
     check("rotation: the current token works before", st == 200, st)
     for rotation in range(3):  # back to back: several rotations within one timestamp tick are still seen
-        new_token = run(FC, "git", "token", "web", "--site", SITE_FILE).stdout.decode().strip()
+        new_token = run(FC, "git", "token", "web", "--overlap", "0", "--site", SITE_FILE).stdout.decode().strip()
         st_old, h_old, _ = http_request("GET", refs, {"Authorization": basic("web", old_token)})
         st_new, _, _ = http_request("GET", refs, {"Authorization": basic("web", new_token)})
-        check(f"rotation {rotation + 1}: the old token gets 401 at the next request, the new one 200",
+        check(f"rotation {rotation + 1} (--overlap 0): the old token gets 401 at the next request, the new one 200",
               st_old == 401 and h_old.get("WWW-Authenticate") == 'Basic realm="fleetconf git", charset="UTF-8"' and st_new == 200,
               (st_old, st_new))
         old_token = new_token
@@ -636,6 +645,31 @@ try:
     r = git("push", "origin", "main", cwd=d, check_rc=False)
     check("push refused by the repository's validator command, its message shown", r.returncode != 0 and
           "validator: FORBIDDEN found in cal" in r.stderr.decode() and server_head("cal") == before, r.stderr.decode())
+    # Operator edits take the push path (issue 23): the validator, the audit log, the hook and the webhook.
+    r = run(FC, "git", "put", "cal", "notes.txt", "--site", SITE_FILE, input=b"FORBIDDEN\n", check_rc=False)
+    check("git put of what the validator refuses: exit 1, its message shown, nothing moved",
+          r.returncode == 1 and "validator: FORBIDDEN found in cal" in r.stderr.decode() and server_head("cal") == before, r.stderr.decode())
+    check("and audited as a refused operator edit", audit("cal")[-1]["transport"] == "cli" and audit("cal")[-1]["result"] == "rejected" and
+          audit("cal")[-1]["credential"].startswith("operator "), audit("cal")[-1])
+    hooks_before = sum(1 for m in received if m[0] == "GET")
+    r = run(FC, "git", "put", "cal", "ok.txt", "--site", SITE_FILE, input=b"fine\n", check_rc=False)
+    new = r.stdout.decode().strip()
+    check("git put of an acceptable file: exit 0, prints the new head", r.returncode == 0 and new == server_head("cal") and new != before,
+          (r.returncode, r.stdout, r.stderr))
+    check("audited as an accepted operator edit", audit("cal")[-1]["result"] == "accepted" and audit("cal")[-1]["refs"][0]["new"] == new,
+          audit("cal")[-1])
+    ok, _ = wait_for(lambda: sum(1 for m in received if m[0] == "GET"), lambda n: n > hooks_before, seconds=10)
+    check("and the unikernel's hook is requested", ok, received[-2:])
+    r = run(FC, "git", "notify", "cal", "--site", SITE_FILE, check_rc=False)
+    check("git notify redelivers hook and webhook (exit 0, both delivered)", r.returncode == 0 and "hook http://127.0.0.1:" in r.stdout.decode()
+          and r.stdout.decode().count("delivered") == 2, (r.stdout, r.stderr))
+    before = server_head("cal")
+    if os.geteuid() == 0:
+        other = tempfile.mkdtemp(dir=tmp)
+        os.chown(other, 65534, 65534)
+        r = run(FC, "git", "put", "cal", "x.txt", "--site", SITE_FILE, "--data-dir", other, input=b"x\n", check_rc=False)
+        check("a data directory owned by another user: refused with the sudo -u line", r.returncode == 1 and "sudo -u nobody fleetconf git put" in
+              r.stderr.decode() and os.listdir(other) == [], r.stderr.decode())
     # Links (issue 16.7): a symlink to /etc/passwd and a gitlink are refused, the reason shown, nothing moved.
     for transport in ("http", "ssh"):
         d = push_clone("cal") if transport == "http" else None
@@ -854,6 +888,35 @@ try:
     check("an undeliverable webhook ends 'failed' after its 6th attempt", final and wh.get("attempts") == 6, wh)
     check("each attempt is logged, the last one as 6/6", "notify drop webhook http://127.0.0.1:" in open(f"{tmp}/serve.log").read() and
           "attempt 6/6 failed" in open(f"{tmp}/serve.log").read())
+    r = run(FC, "git", "notify", "drop", "--attempts", "1", "--site", SITE_FILE, check_rc=False)
+    check("then git notify of an undeliverable webhook: exit 1, FAILED", r.returncode == 1 and "FAILED" in r.stdout.decode(), (r.stdout, r.stderr))
+
+    # Credentials with a life cycle (issue 23): a rotation keeps the previous token for its overlap; --overlap 0
+    # ends it at once; a unikernel removed from the site loses its token on reload, and it stays invalid when
+    # the name comes back.
+    def ls_remote(name, token):
+        return git("ls-remote", url("http", name, token), check_rc=False).returncode == 0
+    t1 = tokens["kv"]
+    r = run(FC, "git", "token", "kv", "--site", SITE_FILE, check_rc=False)
+    t2 = r.stdout.decode().strip()
+    check("rotation: both the new token and the previous one (default overlap 3600 s) work",
+          r.returncode == 0 and "stays valid 3600 s" in r.stderr.decode() and ls_remote("kv", t2) and ls_remote("kv", t1), r.stderr.decode())
+    t3 = run(FC, "git", "token", "kv", "--overlap", "0", "--site", SITE_FILE).stdout.decode().strip()
+    check("rotation with --overlap 0: the previous token is refused at once", ls_remote("kv", t3) and not ls_remote("kv", t2))
+    check("both rotations are audited", [a.get("event") for a in audit("kv")][-2:] == ["token rotated", "token rotated"], audit("kv")[-2:])
+    tokens["kv"] = t3
+    site_now = json.load(open(SITE_FILE))
+    empty = next(u for u in site_now["unikernels"] if u["name"] == "empty")
+    site_now["unikernels"].remove(empty)
+    json.dump(site_now, open(SITE_FILE, "w"))
+    r = run(FC, "reload", SITE_FILE, check_rc=False)
+    gone = "empty" not in json.load(open(f"{DATA}/git/tokens.json"))["tokens"]
+    check("a unikernel removed on reload: its token is revoked and audited", r.returncode == 0 and gone and
+          audit("empty")[-1].get("event") == "token revoked", (r.stderr.decode(), audit("empty")[-1:]))
+    site_now["unikernels"].append(empty)
+    json.dump(site_now, open(SITE_FILE, "w"))
+    r = run(FC, "reload", SITE_FILE, check_rc=False)
+    check("the name back in the site: its old token stays refused", r.returncode == 0 and not ls_remote("empty", tokens["empty"]), r.stderr.decode())
 
     d = f"{tmp}/after-attacks"
     r = git("clone", "-q", url("http", "web"), d, check_rc=False)

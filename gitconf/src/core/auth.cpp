@@ -35,6 +35,12 @@ TokenStore TokenStore::load(const std::filesystem::path& file) {
         TokenRecord r;
         r.sha256_hex = rec["sha256"].get<std::string>();
         if (rec.contains("created") && rec["created"].is_number_integer()) r.created = rec["created"].get<std::int64_t>();
+        if (rec.contains("previous_sha256") && rec["previous_sha256"].is_string() &&
+            rec["previous_sha256"].get<std::string>().size() == 64 && rec.contains("previous_expires") &&
+            rec["previous_expires"].is_number_integer()) {
+            r.previous_sha256_hex = rec["previous_sha256"].get<std::string>();
+            r.previous_expires = rec["previous_expires"].get<std::int64_t>();
+        }
         s.tokens_.emplace(name, std::move(r));
     }
     return s;
@@ -42,17 +48,34 @@ TokenStore TokenStore::load(const std::filesystem::path& file) {
 
 void TokenStore::save() const {
     nlohmann::json t = nlohmann::json::object();
-    for (const auto& [name, r] : tokens_) t[name] = {{"sha256", r.sha256_hex}, {"created", r.created}};
+    for (const auto& [name, r] : tokens_) {
+        t[name] = {{"sha256", r.sha256_hex}, {"created", r.created}};
+        if (!r.previous_sha256_hex.empty()) {
+            t[name]["previous_sha256"] = r.previous_sha256_hex;
+            t[name]["previous_expires"] = r.previous_expires;
+        }
+    }
     const std::string text = nlohmann::json{{"version", 1}, {"tokens", t}}.dump(2) + "\n";
     common::ensure_directory(file_.parent_path());
     common::write_file_atomic(file_, common::as_bytes(text), 0600);
 }
 
-std::string TokenStore::issue(const std::string& name) {
+namespace {
+std::int64_t clock_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+std::string TokenStore::issue(const std::string& name, std::int64_t overlap_s, std::int64_t now) {
+    if (now == 0) now = clock_now();
     const std::string token = common::to_hex(common::random_bytes(24));
     TokenRecord r;
     r.sha256_hex = hash_hex(token);
-    r.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    r.created = now;
+    if (auto old = tokens_.find(name); old != tokens_.end() && overlap_s > 0) {
+        r.previous_sha256_hex = old->second.sha256_hex;
+        r.previous_expires = now + overlap_s;
+    }
     tokens_[name] = std::move(r);
     save();
     return token;
@@ -64,13 +87,18 @@ bool TokenStore::revoke(const std::string& name) {
     return true;
 }
 
-bool TokenStore::verify(std::string_view name, std::string_view token) const {
+bool TokenStore::verify(std::string_view name, std::string_view token, std::int64_t now) const {
     static const std::string dummy(64, '0');
     const auto it = tokens_.find(std::string(name));
-    const std::string& expected = it == tokens_.end() ? dummy : it->second.sha256_hex;
+    const bool found = it != tokens_.end();
+    const std::string& expected = found ? it->second.sha256_hex : dummy;
+    const bool previous_live = found && !it->second.previous_sha256_hex.empty() && (now ? now : clock_now()) < it->second.previous_expires;
+    const std::string& previous = previous_live ? it->second.previous_sha256_hex : dummy;
     const std::string got = hash_hex(token);
+    // Both comparisons always run: the time spent does not tell whether a previous token exists.
     const bool eq = common::constant_time_equal(common::as_bytes(expected), common::as_bytes(got));
-    return eq && it != tokens_.end();
+    const bool eq_previous = common::constant_time_equal(common::as_bytes(previous), common::as_bytes(got));
+    return found && (eq || (previous_live && eq_previous));
 }
 
 std::string Credential::label() const {

@@ -395,6 +395,20 @@ PackResult Repository::build_pack(const PackPlan& plan) const {
 
 Oid Repository::commit_tree_change(const std::string& branch, std::string_view path, const std::string* content, const Author& author,
                                    const std::string& message) {
+    const auto e = prepare_edit(branch, path, content, author, message);
+    const std::string ref = "refs/heads/" + branch;
+    const git_oid commit_id = to_git(e.new_id), parent_id = to_git(e.old_id);
+    git_reference* out = nullptr;
+    const std::string log = "fleetconf: " + message.substr(0, message.find('\n'));
+    const int rc = !e.old_id.is_zero() ? git_reference_create_matching(&out, repo_, ref.c_str(), &commit_id, 1, &parent_id, log.c_str())
+                                       : git_reference_create(&out, repo_, ref.c_str(), &commit_id, 0, log.c_str());
+    if (rc < 0) fail("branch " + branch + " moved while committing; try again");
+    git_reference_free(out);
+    return e.new_id;
+}
+
+Repository::Edit Repository::prepare_edit(const std::string& branch, std::string_view path, const std::string* content,
+                                          const Author& author, const std::string& message) {
     if (auto err = check_repo_path(path); !err.empty()) throw GitError(std::string(path) + ": " + err);
     const std::string ref = "refs/heads/" + branch;
     git_oid parent_id;
@@ -449,13 +463,7 @@ Oid Repository::commit_tree_change(const std::string& branch, std::string_view p
     check(git_commit_create(&commit_id, repo_, nullptr, sig.get(), sig.get(), nullptr, message.c_str(), tree.get(), born ? 1 : 0,
                             born ? parents : nullptr),
           "commit");
-    git_reference* out = nullptr;
-    const std::string log = "fleetconf: " + message.substr(0, message.find('\n'));
-    const int rc = born ? git_reference_create_matching(&out, repo_, ref.c_str(), &commit_id, 1, &parent_id, log.c_str())
-                        : git_reference_create(&out, repo_, ref.c_str(), &commit_id, 0, log.c_str());
-    if (rc < 0) fail("branch " + branch + " moved while committing; try again");
-    git_reference_free(out);
-    return from_git(&commit_id);
+    return {born ? from_git(&parent_id) : Oid{}, from_git(&commit_id)};
 }
 
 Oid Repository::put_file(const std::string& branch, std::string_view path, std::string_view content, const Author& author,

@@ -121,12 +121,10 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
                        const PushResult& r);
     // After an accepted change of the configuration branch: the hook and the webhook (notify.cpp).
     void notify(const std::string& repo, const RefCommand& change, const std::string& who);
-    std::vector<std::uint8_t> webhook_key();
+    Counter notify_delivered{0}, notify_retried{0}, notify_failed{0};
     std::list<std::weak_ptr<asio::steady_timer>> notify_timers;  // I/O thread only
     static asio::awaitable<void> deliver(std::shared_ptr<Impl> self, std::string repo, std::string kind, std::string url,
                                          std::string request, std::filesystem::path state_file, std::string oid);
-    void record_delivery(const std::filesystem::path& file, const std::string& kind, const std::string& url, const std::string& oid,
-                         const std::string& state, int attempt, int http_status, const std::string& detail);
     // A repository name from a URL path segment: "NAME.git" or "NAME", NAME a DNS label.
     static std::optional<std::string> repo_name(std::string_view segment);
 

@@ -3,6 +3,8 @@
 // `fleetconf git status`.
 #include "host.hpp"
 
+#include "fleetconf/gitconf/edit.hpp"
+
 #include "fleetconf/common/http.hpp"
 
 #include "fleetconf/common/crypto.hpp"
@@ -18,6 +20,8 @@
 #include <asio/write.hpp>
 
 #include <nlohmann/json.hpp>
+
+#include <thread>
 
 namespace fleetconf::gitconf {
 
@@ -82,7 +86,7 @@ std::filesystem::path notify_state_file(const common::Site& site, std::string_vi
     return git_root(site) / "notify" / state_file_name(std::string(repo));
 }
 
-std::vector<std::uint8_t> Service::Impl::webhook_key() {
+std::vector<std::uint8_t> webhook_key(const common::Site& site, spdlog::logger& log) {
     const auto& g = site.services.git;
     const auto file = g.webhook_key_file.empty() ? git_root(site) / "webhook.key" : g.webhook_key_file;
     std::string text;
@@ -91,20 +95,19 @@ std::vector<std::uint8_t> Service::Impl::webhook_key() {
         const auto key = common::to_hex(common::random_bytes(32)) + "\n";
         common::ensure_directory(file.parent_path());
         common::write_file_atomic(file, common::as_bytes(key), 0600);
-        log->info("generated the webhook signing key {}", file.string());
+        log.info("generated the webhook signing key {}", file.string());
     }
     if (auto err = common::read_secret_line(file, text)) throw std::runtime_error(*err);
     return std::vector<std::uint8_t>(text.begin(), text.end());
 }
 
-void Service::Impl::notify(const std::string& repo, const RefCommand& change, const std::string& who) {
+std::vector<Notification> notifications(const common::Site& site, const std::string& repo, const RefCommand& change, const std::string& who,
+                                        spdlog::logger& log_ref) {
+    auto* log = &log_ref;
+    std::vector<Notification> targets;
     const auto* u = site.unikernel(repo);
-    if (!u || (u->git.hook_url.empty() && u->git.webhook_url.empty())) return;
+    if (!u || (u->git.hook_url.empty() && u->git.webhook_url.empty())) return targets;
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    struct Target {
-        std::string kind, url, request;
-    };
-    std::vector<Target> targets;
     if (!u->git.hook_url.empty()) {
         if (auto url = common::parse_http_url(u->git.hook_url))
             targets.push_back(
@@ -116,7 +119,7 @@ void Service::Impl::notify(const std::string& repo, const RefCommand& change, co
         auto url = common::parse_http_url(u->git.webhook_url);
         std::vector<std::uint8_t> key;
         try {
-            key = webhook_key();
+            key = webhook_key(site, *log);
         } catch (const std::exception& e) {
             log->error("notify {}: webhook key: {}", repo, e.what());
         }
@@ -133,8 +136,12 @@ void Service::Impl::notify(const std::string& repo, const RefCommand& change, co
             log->error("notify {}: webhook_url {} is not a valid http:// URL", repo, u->git.webhook_url);
         }
     }
+    return targets;
+}
+
+void Service::Impl::notify(const std::string& repo, const RefCommand& change, const std::string& who) {
     const auto state_file = notify_state_file(site, repo);
-    for (auto& t : targets)
+    for (auto& t : notifications(site, repo, change, who, *log))
         asio::co_spawn(io, deliver(shared_from_this(), repo, t.kind, t.url, t.request, state_file, change.new_id.hex()),
                        common::log_exception(log, "notify " + repo));
 }
@@ -156,12 +163,13 @@ asio::awaitable<void> Service::Impl::deliver(std::shared_ptr<Impl> self, std::st
         const bool ok = answer && answer->status >= 200 && answer->status < 300;
         std::string text = answer ? answer->body.substr(0, 200) : std::string();
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-        self->record_delivery(state_file, kind, url_text, oid,
-                              ok                     ? "delivered"
-                              : attempt == kAttempts ? "failed"
-                                                     : "retrying",
-                              attempt, answer ? answer->status : 0,
-                              ok ? text : (answer ? "HTTP " + std::to_string(answer->status) + " " + text : error));
+        (ok ? self->notify_delivered : attempt == kAttempts ? self->notify_failed : self->notify_retried)++;
+        record_delivery(state_file, kind, url_text, oid,
+                        ok                     ? "delivered"
+                        : attempt == kAttempts ? "failed"
+                                               : "retrying",
+                        attempt, answer ? answer->status : 0,
+                        ok ? text : (answer ? "HTTP " + std::to_string(answer->status) + " " + text : error), *self->log);
         if (ok) {
             self->log->info("notify {} {} {}: delivered (attempt {}): {}", repo, kind, url_text, attempt, text.empty() ? "-" : text);
             co_return;
@@ -174,9 +182,8 @@ asio::awaitable<void> Service::Impl::deliver(std::shared_ptr<Impl> self, std::st
     }
 }
 
-void Service::Impl::record_delivery(const std::filesystem::path& file, const std::string& kind, const std::string& url,
-                                    const std::string& oid, const std::string& state, int attempt, int http_status,
-                                    const std::string& detail) {
+void record_delivery(const std::filesystem::path& file, const std::string& kind, const std::string& url, const std::string& oid,
+                     const std::string& state, int attempt, int http_status, const std::string& detail, spdlog::logger& log) {
     nlohmann::json j = nlohmann::json::object();
     std::string text;
     if (!common::read_file_limited(file, 1 << 20, text)) {
@@ -191,8 +198,45 @@ void Service::Impl::record_delivery(const std::filesystem::path& file, const std
         const auto out = j.dump(2) + "\n";
         common::write_file_atomic(file, common::as_bytes(out), 0640);
     } catch (const std::exception& e) {
-        log->error("notify state {}: {}", file.string(), e.what());
+        log.error("notify state {}: {}", file.string(), e.what());
     }
+}
+
+std::vector<Delivered> deliver_now(const common::Site& site, const std::string& repo, const RefCommand& change, const std::string& who,
+                                   int attempts, spdlog::logger& log) {
+    std::vector<Delivered> out;
+    asio::io_context io;
+    asio::steady_timer timer(io);
+    const auto state_file = notify_state_file(site, repo);
+    for (const auto& t : notifications(site, repo, change, who, log)) {
+        Delivered d{t.kind, t.url, false, ""};
+        const auto url = common::parse_http_url(t.url);
+        for (int attempt = 1; url && attempt <= attempts; ++attempt) {
+            std::string error;
+            std::optional<common::HttpResponse> answer;
+            asio::co_spawn(
+                io,
+                [&]() -> asio::awaitable<void> {
+                    answer = co_await http_call(io.get_executor(), *url, t.request, std::chrono::seconds(5), timer, error);
+                },
+                asio::detached);
+            io.restart();
+            io.run();
+            d.ok = answer && answer->status >= 200 && answer->status < 300;
+            std::string text = answer ? answer->body.substr(0, 200) : std::string();
+            while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+            d.detail = d.ok ? text : (answer ? "HTTP " + std::to_string(answer->status) + " " + text : error);
+            record_delivery(state_file, t.kind, t.url, change.new_id.hex(),
+                            d.ok                  ? "delivered"
+                            : attempt == attempts ? "failed"
+                                                  : "retrying",
+                            attempt, answer ? answer->status : 0, d.detail, log);
+            if (d.ok) break;
+            if (attempt < attempts) std::this_thread::sleep_for(std::chrono::seconds(1 << (attempt - 1)));
+        }
+        out.push_back(std::move(d));
+    }
+    return out;
 }
 
 }  // namespace fleetconf::gitconf

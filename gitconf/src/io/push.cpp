@@ -2,6 +2,9 @@
 // repository's writer lock, the audit log (synced on the pool), then logs and notifications.
 #include "host.hpp"
 
+#include "fleetconf/gitconf/auth.hpp"
+#include "fleetconf/gitconf/edit.hpp"
+
 #include "fleetconf/common/files.hpp"
 
 #include <asio/post.hpp>
@@ -59,8 +62,8 @@ asio::awaitable<PushResult> Service::Impl::push(const common::Site& at, const st
     });
 }
 
-asio::awaitable<void> Service::Impl::audit_push(const common::Site& at, const std::string& repo, const std::string& transport,
-                                                const std::string& peer, const std::string& who, const PushResult& r) {
+std::string audit_line(const std::string& repo, const std::string& transport, const std::string& peer, const std::string& who,
+                       const PushResult& r) {
     nlohmann::json refs = nlohmann::json::array();
     std::size_t ok = 0;
     for (const auto& c : r.commands) {
@@ -82,18 +85,73 @@ asio::awaitable<void> Service::Impl::audit_push(const common::Site& at, const st
                               {"unpack", r.unpack_error.empty() ? "ok" : r.unpack_error},
                               {"refs", refs},
                               {"paths", r.paths}};
-    const auto dir = git_root(at) / "audit";
-    const std::string text = line.dump() + "\n";
+    return line.dump() + "\n";
+}
+
+void append_audit(const common::Site& site, const std::string& repo, const std::string& text) {
+    const auto dir = git_root(site) / "audit";
+    common::ensure_directory(dir);
+    const auto file = dir / (repo + ".jsonl");
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) throw std::runtime_error(file.string() + ": " + std::strerror(errno));
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
+    ::close(fd);
+    if (!written) throw std::runtime_error(file.string() + ": write failed");
+}
+
+std::string credential_event_line(const std::string& repo, const std::string& event, const std::string& by, const std::string& detail) {
+    const auto now = std::chrono::system_clock::now();
+    return nlohmann::json{{"time", std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count()},
+                          {"repository", repo},
+                          {"event", event},
+                          {"by", by},
+                          {"detail", detail}}
+               .dump() +
+           "\n";
+}
+
+std::vector<std::string> revoke_orphan_tokens(const common::Site& site, const std::string& by, spdlog::logger& log) {
+    std::vector<std::string> gone;
+    const auto file = token_file(site);
+    if (!std::filesystem::exists(file)) return gone;
+    auto store = TokenStore::load(file);
+    for (const auto& [name, r] : store.records())
+        if (const auto* u = site.unikernel(name); !u || !u->git.enabled) gone.push_back(name);
+    for (const auto& name : gone) {
+        store.revoke(name);
+        log.info("revoked the token of {}: it has no repository in the site file any more", name);
+        try {
+            append_audit(site, name, credential_event_line(name, "token revoked", by, "no repository in the site file"));
+        } catch (const std::exception& e) {
+            log.error("audit log for {}: {}", name, e.what());
+        }
+    }
+    return gone;
+}
+
+EditResult edit_file(const common::Site& site, const std::string& repo, const std::string& path, const std::string* content,
+                     const Author& author, const std::string& message, const std::string& who) {
+    const auto* u = site.unikernel(repo);
+    if (!u || !u->git.enabled) throw GitError(repo + " has no repository in the site file");
+    auto repository = Repository::open(repo_dir(site, repo));
+    const auto edit = repository.prepare_edit(u->git.branch, path, content, author, message);
+    EditResult out;
+    out.change.name = "refs/heads/" + u->git.branch;
+    out.change.old_id = edit.old_id;
+    out.change.new_id = edit.new_id;
+    out.push = apply_push(repository, {out.change}, {}, true, push_policy_for(site, repo), push_limits_for(site));
+    if (!out.push.commands.empty()) out.change = out.push.commands.front();
+    append_audit(site, repo, audit_line(repo, "cli", "local", who, out.push));
+    return out;
+}
+
+asio::awaitable<void> Service::Impl::audit_push(const common::Site& at, const std::string& repo, const std::string& transport,
+                                                const std::string& peer, const std::string& who, const PushResult& r) {
+    const std::string text = audit_line(repo, transport, peer, who, r);
     std::string error;
     co_await offload([&] {
         try {
-            common::ensure_directory(dir);
-            const auto file = dir / (repo + ".jsonl");
-            const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-            if (fd < 0) throw std::runtime_error(file.string() + ": " + std::strerror(errno));
-            const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
-            ::close(fd);
-            if (!written) throw std::runtime_error(file.string() + ": write failed");
+            append_audit(at, repo, text);
         } catch (const std::exception& e) {
             error = e.what();
         }

@@ -4,6 +4,8 @@
 // push.cpp hold the rest.
 #include "host.hpp"
 
+#include "fleetconf/gitconf/edit.hpp"
+
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/gitconf/pktline.hpp"
 
@@ -164,6 +166,11 @@ void Service::start() {
     auto& i = *impl_;
     ensure_repositories(i.site, i.log.get());
     archive_removed_repositories(i.site, i.log.get());
+    try {
+        revoke_orphan_tokens(i.site, "start", *i.log);
+    } catch (const std::exception& e) {
+        i.log->error("tokens: {}", e.what());
+    }
     i.refresh_tokens();
     const auto& g = i.site.services.git;
     if (g.https) {
@@ -209,11 +216,13 @@ void Service::stop() {
 
 void Service::reload(const common::Site& site) {
     auto& i = *impl_;
+    // New repositories first: when one cannot be made the reload is refused with nothing changed.
+    const auto created = ensure_repositories(site, i.log.get());
     i.site = site;
     std::atomic_store(&i.site_snapshot, std::make_shared<const common::Site>(site));
     try {
-        auto created = ensure_repositories(site, i.log.get());
         auto archived = archive_removed_repositories(site, i.log.get());
+        revoke_orphan_tokens(site, "reload", *i.log);
         i.log->info("reloaded: {} repositories, {} new, {} archived", repo_unikernels(site).size(), created.size(), archived.size());
     } catch (const std::exception& e) {
         i.log->error("reload: {}", e.what());
@@ -256,6 +265,11 @@ std::string Service::prometheus() const {
     o << "# HELP fleetconf_git_pushes_total Pushes by outcome\n# TYPE fleetconf_git_pushes_total counter\n"
       << "fleetconf_git_pushes_total{result=\"accepted\"} " << i.pushes_accepted << "\n"
       << "fleetconf_git_pushes_total{result=\"rejected\"} " << i.pushes_rejected << "\n";
+    o << "# HELP fleetconf_git_notifications_total Hook and webhook delivery attempts by outcome (failed: the last attempt failed)\n"
+         "# TYPE fleetconf_git_notifications_total counter\n"
+      << "fleetconf_git_notifications_total{result=\"delivered\"} " << i.notify_delivered << "\n"
+      << "fleetconf_git_notifications_total{result=\"retried\"} " << i.notify_retried << "\n"
+      << "fleetconf_git_notifications_total{result=\"failed\"} " << i.notify_failed << "\n";
     counter("fleetconf_git_pack_cache_hits_total", "Packs served from the cache (or a concurrent build)", i.cache.hits());
     counter("fleetconf_git_pack_cache_misses_total", "Packs built", i.cache.misses());
     o << "# HELP fleetconf_git_pack_cache_bytes Bytes held by the pack cache\n# TYPE fleetconf_git_pack_cache_bytes gauge\n"

@@ -17,6 +17,10 @@ namespace fleetconf::gitconf {
 struct TokenRecord {
     std::string sha256_hex;
     std::int64_t created = 0;  // seconds since the epoch
+    // After a rotation with an overlap: the token it replaced, still valid until previous_expires (the
+    // running unikernel keeps fetching while it is rebooted with its new boot arguments).
+    std::string previous_sha256_hex;
+    std::int64_t previous_expires = 0;
 };
 
 // The token file (<data_dir>/git/tokens.json, mode 0600), documented in docs/gitconf.md.
@@ -25,12 +29,15 @@ public:
     // Loads the file; a missing file is an empty store. Throws std::runtime_error on a damaged file.
     static TokenStore load(const std::filesystem::path& file);
 
-    // Issues (or replaces) the token of `name`, saves the file atomically, and returns the token.
-    std::string issue(const std::string& name);
+    // Issues (or replaces) the token of `name`, saves the file atomically, and returns the token. When it
+    // replaces one and `overlap_s` > 0, the old token stays valid `overlap_s` more seconds from `now`.
+    std::string issue(const std::string& name, std::int64_t overlap_s = 0, std::int64_t now = 0);
+    // Removes the token of `name` (and any previous one still in its overlap).
     bool revoke(const std::string& name);
-    // Constant-time check of `token` against the stored hash of `name` (also spends the same work
-    // when `name` has no token, so timing does not tell which names exist).
-    [[nodiscard]] bool verify(std::string_view name, std::string_view token) const;
+    // Constant-time check of `token` against the stored hash of `name` and, until it expires at `now`,
+    // the previous one (the same work is spent when `name` has no token, so timing does not tell which
+    // names exist). now 0: the clock.
+    [[nodiscard]] bool verify(std::string_view name, std::string_view token, std::int64_t now = 0) const;
     [[nodiscard]] bool has(const std::string& name) const { return tokens_.count(name) > 0; }
     [[nodiscard]] const std::map<std::string, TokenRecord>& records() const { return tokens_; }
     [[nodiscard]] const std::filesystem::path& file() const { return file_; }

@@ -121,6 +121,14 @@ public:
     Oid put_file(const std::string& branch, std::string_view path, std::string_view content, const Author& author,
                  const std::string& message);
     Oid remove_file(const std::string& branch, std::string_view path, const Author& author, const std::string& message);
+    // The commit such an edit would make (its objects written), without moving the branch: for the push
+    // pipeline (edit.hpp), which checks it and moves the branch by compare-and-swap. old_id is zero when
+    // the branch has no commit yet. `content` nullptr: remove `path`.
+    struct Edit {
+        Oid old_id, new_id;
+    };
+    Edit prepare_edit(const std::string& branch, std::string_view path, const std::string* content, const Author& author,
+                      const std::string& message);
     [[nodiscard]] std::vector<LogEntry> log(const std::string& rev, std::size_t max) const;
     // A file's content (`is_tree` false) or a tree listing "mode type id\tname" lines (`is_tree` true).
     struct Shown {
