@@ -151,6 +151,26 @@ void setup(const Options& opts) {
     });
 }
 
+std::optional<std::string> set_levels(std::string_view spec) {
+    Options parsed;
+    if (auto err = parse_levels(spec, parsed)) return err;
+    std::lock_guard lock(g_mutex);
+    g_opts.level = parsed.level;
+    g_opts.service_levels = parsed.service_levels;
+    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level_for(l->name())); });
+    return std::nullopt;
+}
+
+std::string levels() {
+    std::lock_guard lock(g_mutex);
+    std::string out(spdlog::level::to_string_view(g_opts.level).data(), spdlog::level::to_string_view(g_opts.level).size());
+    for (const auto& [name, l] : g_opts.service_levels) {
+        const auto v = spdlog::level::to_string_view(l);
+        out += "," + name + "=" + std::string(v.data(), v.size());
+    }
+    return out;
+}
+
 std::shared_ptr<spdlog::logger> get(std::string_view service) {
     std::lock_guard lock(g_mutex);
     if (auto l = spdlog::get(std::string(service))) return l;

@@ -687,7 +687,7 @@ void SiteParser::networks(const json& doc) {
 void SiteParser::network(const json& j, const std::string& p) {
     if (!c_.object(j, p,
                    {"name", "interface", "subnet", "gateway", "dns", "domain", "pools", "lease_time", "options", "monitoring_option",
-                    "server_address", "ignore_client_id"},
+                    "server_address", "ignore_client_id", "known_only"},
                    {"name", "subnet"}))
         return;
     Network n;
@@ -719,6 +719,7 @@ void SiteParser::network(const json& j, const std::string& p) {
     if ((n.server_address = c_.parsed(j, p, "server_address", parse_ipv4, "an IPv4 address")))
         inside(*n.server_address, join(p, "server_address"));
     n.ignore_client_id = c_.boolean(j, p, "ignore_client_id").value_or(false);
+    n.known_only = c_.boolean(j, p, "known_only").value_or(false);
     n.dns = c_.parsed_list(j, p, "dns", parse_ipv4, "an IPv4 address", 16).value_or(std::vector<Ipv4>{});
     if (auto d = c_.string(j, p, "domain")) {
         if (!is_dns_name(*d)) c_.error(join(p, "domain"), "\"" + *d + "\" is not a valid domain name");

@@ -279,6 +279,28 @@ TEST_CASE("pool exhaustion: no offer, and the log says why", "[dhcp][decide]") {
     auto d = w.run(request(MessageType::discover, kB));
     CHECK_FALSE(d.reply);
     CHECK_THAT(d.log, Catch::Contains("pool exhausted"));
+    CHECK(d.exhausted);  // counted (v4-allocation-fail) and logged at warning by the service
+    CHECK(d.network == "br0");
+}
+
+TEST_CASE("known_only: the site's unikernels are served, other clients get nothing (issue 23)", "[dhcp][decide]") {
+    World w;
+    w.c.networks[0].known_only = true;
+    const Mac fixed = *Mac::parse("00:80:41:00:00:01");
+    CHECK(reply_of(w.run(request(MessageType::discover, fixed))).yiaddr == Ipv4(10, 0, 0, 10));
+    auto d = w.run(request(MessageType::discover, kA));  // a stranger's DISCOVER: ignored
+    CHECK_FALSE(d.reply);
+    CHECK(d.unknown_client);
+    CHECK_THAT(d.log, Catch::Contains("serves known clients only"));
+    auto req = request(MessageType::request, kA);  // its INIT-REBOOT: NAKed (authoritative)
+    req.options.push_back({opt::requested_address, addr_bytes(Ipv4(10, 0, 0, 100))});
+    d = w.run(req);
+    CHECK(reply_of(d).type() == MessageType::nak);
+    CHECK(d.unknown_client);
+    CHECK(d.changes.empty());
+    // The Albatross-derived MAC of "web" is known too.
+    const Mac web = fleetconf::common::albatross_mac("br0", "web");
+    CHECK(w.run(request(MessageType::discover, web)).reply);
 }
 
 TEST_CASE("reservations: by MAC, by client id, by Albatross-derived MAC; fixed wins over the pool", "[dhcp][decide]") {

@@ -86,6 +86,14 @@ def ctl(command):
         return {"stdout": r.stdout, "stderr": r.stderr}
 
 
+def ctl_args(command, args):
+    r = ns(SRV, FC, "dhcp", "ctl", command, "--socket", SOCK, "--args", json.dumps(args), check=False)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {"stdout": r.stdout, "stderr": r.stderr}
+
+
 def block_get(device):
     return ns(SRV, FC, "block", "list", "--json", "--connect", "127.0.0.1:7300", "--key-file", f"{tmp}/data/block/keys",
               "--device", device, check=False)
@@ -168,6 +176,49 @@ try:
     r2 = block_get("proxy2")
     check("removed again: applied, and the device is no longer served", r.returncode == 0 and r2.returncode != 0 and "proxy2" in r2.stderr,
           (r.stdout, r.stderr, r2.stdout, r2.stderr))
+
+    # 5a. DHCP operators' tools: log levels at run time, per-packet debug lines, Kea's subnets filter,
+    # known_only, and pool exhaustion (a warning, a counter, a /health detail).
+    got = ctl_args("log-level-set", {"levels": "info,dhcp=debug"})
+    check("log-level-set dhcp=debug at run time", got.get("result") == 0 and "dhcp=debug" in got["arguments"]["levels"], got)
+    mark = len(open(f"{tmp}/serve.log").read())
+    udhcpc(C1)
+    tail = open(f"{tmp}/serve.log").read()[mark:]
+    check("dhcp=debug: each packet in (type, chaddr, xid, requested options) and each reply (type, options) is logged",
+          "received DISCOVER" in tail and "requested-options" in tail and "xid" in tail and "sending OFFER" in tail and "sending ACK" in tail,
+          tail[-1500:])
+    ctl_args("log-level-set", {"levels": "info"})
+    got = ctl_args("lease4-get-all", {"subnets": [2]})
+    check("lease4-get-all with Kea's subnets filter: only that network's leases",
+          got.get("result") == 0 and got["arguments"]["leases"] and all(l["subnet-id"] == 2 for l in got["arguments"]["leases"]), got)
+    s["networks"][1]["known_only"] = True
+    write(s)
+    r = reload()
+    ns(C2, "ip", "link", "set", "eth0", "address", "02:00:00:00:02:99")
+    check("known_only: an unknown client on that network gets no address", r.returncode == 0 and udhcpc(C2) is None, r.stderr)
+    check("and the log says why", "serves known clients only" in open(f"{tmp}/serve.log").read())
+    s["networks"][1]["known_only"] = False
+    s["networks"][0]["pools"] = ["10.78.1.100-10.78.1.100"]
+    write(s)
+    r = reload()
+    leased = {l["ip-address"] for l in ctl("lease4-get-all").get("arguments", {}).get("leases", [])}
+    ns(C1, "ip", "link", "set", "eth0", "address", "02:00:00:00:01:99")
+    check("pool of one address, already leased: a new client gets nothing", r.returncode == 0 and "10.78.1.100" in leased and udhcpc(C1) is None,
+          (r.stderr, leased))
+    log = open(f"{tmp}/serve.log").read()
+    check("pool exhaustion is logged at warning, once for the client's retries", " warn" in "".join(
+          l[23:30] for l in log.splitlines() if "pool exhausted" in l) and sum("pool exhausted" in l for l in log.splitlines()) <= 2,
+          [l for l in log.splitlines() if "pool exhausted" in l])
+    code, metrics = http("/metrics")
+    check("fleetconf_dhcp_allocation_failures_total counts it", f'fleetconf_dhcp_allocation_failures_total{{network="{IF1}"}} ' in metrics and
+          f'fleetconf_dhcp_allocation_failures_total{{network="{IF1}"}} 0' not in metrics, metrics[-800:])
+    code, body = http("/health")
+    check("/health is degraded and names the exhausted pool", '"degraded"' in body and "pool exhausted" in body, body)
+    st = ctl("statistic-get-all")
+    check("statistic-get-all has Kea's v4-allocation-fail", st.get("arguments", {}).get("v4-allocation-fail", [[0]])[0][0] >= 1, st)
+    s["networks"][0]["pools"] = ["10.78.1.100-10.78.1.150"]
+    write(s)
+    reload()
 
     # 5. An invalid file: `fleetconf reload` sends nothing (exit 2); a SIGHUP records the refusal.
     open(SITE, "w").write("{ \"networks\": [ }")

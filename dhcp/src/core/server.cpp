@@ -356,10 +356,27 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
     std::string note;
     const Host* host = match_host(*net, m, note);
     Context c{cfg, *net, host, client_key(m, net->ignore_client_id), now, leases};
+    none.network = net->name;
     auto with_note = [&](Decision&& d) -> Decision {
         if (!note.empty()) d.log += "; " + note;
+        d.network = net->name;
         return std::move(d);
     };
+    // known_only (Kea's KNOWN class, dnsmasq's dhcp-ignore=tag:!known): a client that matches no host of the
+    // network gets no address; its DISCOVER is ignored, its REQUEST refused (an authoritative NAK).
+    if (net->known_only && !host && (*type == MessageType::discover || *type == MessageType::request)) {
+        if (*type == MessageType::request && cfg.authoritative &&
+            !(m.address_option(opt::server_id) && *m.address_option(opt::server_id) != net->server_id)) {
+            auto d = nak(m, c, "network " + net->name + " serves known clients only (known_only)");
+            d.unknown_client = true;
+            d.network = net->name;
+            return d;
+        }
+        none.unknown_client = true;
+        none.log = "ignored " + std::string(to_string(*type)) + " from " + who(c, m) + ": network " + net->name +
+                   " serves known clients only (known_only)";
+        return none;
+    }
     const auto server_id = m.address_option(opt::server_id);
     const auto requested = m.address_option(opt::requested_address);
 
@@ -368,6 +385,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
             auto a = choose(c, requested);
             if (!a) {
                 none.log = "no address for " + who(c, m) + ": network " + net->name + " has no free address (pool exhausted)";
+                none.exhausted = true;
                 return with_note(std::move(none));
             }
             Decision d;
@@ -481,6 +499,7 @@ Config make_config(const common::Site& site, const std::function<std::optional<I
         nc.pools = n.pools;
         nc.lease_time = n.lease_time;
         nc.ignore_client_id = n.ignore_client_id;
+        nc.known_only = n.known_only;
         nc.domain = n.domain;
         auto sid = n.server_address ? n.server_address : n.gateway ? n.gateway : interface_address(n.interface);
         if (!sid)

@@ -7,6 +7,7 @@
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/common/http.hpp"
+#include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/text.hpp"
 
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <set>
 
 namespace fleetconf::dhcp {
 
@@ -35,8 +37,8 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxCommandBytes = 1 << 20;
 constexpr auto kCommandTimeout = std::chrono::seconds(10);
 
-const char* const kCommands[] = {"config-get",     "config-reload", "lease4-add",        "lease4-del", "lease4-get",
-                                 "lease4-get-all", "list-commands", "statistic-get-all", "status-get"};
+const char* const kCommands[] = {"config-get",    "config-reload", "lease4-add",    "lease4-del",        "lease4-get", "lease4-get-all",
+                                 "list-commands", "log-level-get", "log-level-set", "statistic-get-all", "status-get"};
 
 // The command's name for a log line, whatever the request's shape ("?" when it has none).
 std::string command_name(const json& request) {
@@ -136,7 +138,11 @@ json Service::command(const json& request) {
             put(p + "total-addresses", total);
             put(p + "assigned-addresses", assigned);
             put(p + "declined-addresses", declined);
+            const auto e = im.exhaustion.find(n.name);
+            put(p + "v4-allocation-fail", e == im.exhaustion.end() ? 0 : e->second.failures);
         }
+        put("v4-allocation-fail", im.stats.allocation_failures);
+        put("fleetconf-unknown-clients-refused", im.stats.unknown_clients);
         return reply(0, "", a);
     }
     if (cmd == "lease4-get") {
@@ -158,8 +164,20 @@ json Service::command(const json& request) {
         return reply(0, "IPv4 lease found.", lease_json(*l, im.cfg, now));
     }
     if (cmd == "lease4-get-all") {
+        // Kea's "subnets": [id, ...] (1-based network numbers, site order) limits the answer to those networks.
+        std::set<std::string> only;
+        if (args.contains("subnets")) {
+            if (!args["subnets"].is_array()) return reply(1, "'subnets' must be an array of subnet ids");
+            for (const auto& id : args["subnets"]) {
+                if (!id.is_number_unsigned() || id.get<std::uint64_t>() == 0 || id.get<std::uint64_t>() > im.cfg.networks.size())
+                    return reply(1, "'subnets': " + id.dump().substr(0, 30) + " is not a subnet id (1-" +
+                                        std::to_string(im.cfg.networks.size()) + ")");
+                only.insert(im.cfg.networks[id.get<std::size_t>() - 1].name);
+            }
+        }
         json leases = json::array();
-        for (const auto& l : im.store->all()) leases.push_back(lease_json(l, im.cfg, now));
+        for (const auto& l : im.store->all())
+            if (only.empty() || only.count(l.network)) leases.push_back(lease_json(l, im.cfg, now));
         const auto n = leases.size();
         return reply(n ? 0 : 3, std::to_string(n) + " IPv4 lease(s) found.", {{"leases", leases}});
     }
@@ -221,6 +239,15 @@ json Service::command(const json& request) {
                       {"sha256", im.site_digest},
                       {"site", json::parse(*im.site_text, nullptr, false, /*ignore_comments=*/true)}});
     }
+    if (cmd == "log-level-get") return reply(0, "", {{"levels", common::log::levels()}});
+    if (cmd == "log-level-set") {
+        if (!args.contains("levels") || !args["levels"].is_string())
+            return reply(1, "missing parameter 'levels' (as --log-level: \"info,dhcp=debug\")");
+        const auto spec = args["levels"].get<std::string>();
+        if (auto err = common::log::set_levels(spec)) return reply(1, *err);
+        im.log->info("control: log levels now {}", common::log::levels());
+        return reply(0, "log levels set", {{"levels", common::log::levels()}});
+    }
     if (cmd == "config-reload") return reply(1, "config-reload waits for the reload's verdict: send it over the control channel");
     return reply(2, "'" + cmd.substr(0, 60) + "' command not supported.");
 }
@@ -277,6 +304,16 @@ std::string Service::prometheus() const {
     }
     metric("journal_failures_total", "Lease journal writes that failed (their replies were withheld)", "counter", "",
            im.stats.journal_failures);
+    metric("unknown_clients_refused_total", "DISCOVERs and REQUESTs refused by a network's known_only", "counter", "",
+           im.stats.unknown_clients);
+    out +=
+        "# HELP fleetconf_dhcp_allocation_failures_total DISCOVERs that found no free address (Kea: v4-allocation-fail)\n"
+        "# TYPE fleetconf_dhcp_allocation_failures_total counter\n";
+    for (const auto& n : im.cfg.networks) {
+        const auto e = im.exhaustion.find(n.name);
+        out += "fleetconf_dhcp_allocation_failures_total{network=\"" + n.name + "\"} " +
+               std::to_string(e == im.exhaustion.end() ? 0 : e->second.failures) + "\n";
+    }
     static const char* names[] = {"", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"};
     out += "# HELP fleetconf_dhcp_messages_total DHCP messages by type and direction\n# TYPE fleetconf_dhcp_messages_total counter\n";
     for (int t = 1; t <= 8; ++t) {
@@ -309,6 +346,13 @@ common::Health Service::health() const {
     std::string ifs;
     for (const auto& s : im.sockets) ifs += (ifs.empty() ? "" : ", ") + s->ifname;
     common::Health h{true, "listening on " + ifs + "; " + std::to_string(im.store->all().size()) + " leases in the journal"};
+    // A pool that ran out within the last 5 minutes: serving, but new clients get nothing.
+    for (const auto& [name, e] : im.exhaustion)
+        if (e.last + 300 > unix_now()) {
+            h.degraded = true;
+            h.detail += "; network " + name + ": pool exhausted (" + std::to_string(e.failures) +
+                        " DISCOVER(s) without a free address, the last " + std::to_string(unix_now() - e.last) + " s ago)";
+        }
     if (im.journal && !im.journal->recovery().damaged.empty()) {
         const auto& rec = im.journal->recovery();
         h.degraded = true;

@@ -3,7 +3,9 @@
 #include "service_impl.hpp"
 #include "fleetconf/common/clock.hpp"
 
+#include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/runtime.hpp"
+#include "fleetconf/common/text.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -17,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 namespace fleetconf::dhcp {
@@ -30,7 +33,53 @@ namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
+// dhcp=debug: one line per packet in and out, as dnsmasq's log-dhcp and Kea's packet logger give them.
+std::string codes(const Message& m) {
+    std::string out;
+    for (const auto& o : m.options) out += (out.empty() ? "" : ",") + std::to_string(o.code);
+    return out.empty() ? "-" : out;
+}
+
+std::string trace_request(const Message& m, const std::string& ifname, const udp::endpoint& from) {
+    std::string t = ifname + ": received " + (m.type() ? std::string(to_string(*m.type())) : std::string("(no type)")) + " from " +
+                    from.address().to_string() + ":" + std::to_string(from.port()) + " chaddr " + m.mac().to_string();
+    char xid[16];
+    std::snprintf(xid, sizeof xid, "%08x", m.xid);
+    t += " xid " + std::string(xid);
+    if (const auto* cid = m.find(61)) t += " client-id " + common::to_hex(cid->data);
+    if (const auto* prl = m.find(55)) {
+        std::string list;
+        for (auto c : prl->data) list += (list.empty() ? "" : ",") + std::to_string(c);
+        t += " requested-options " + list;
+    }
+    if (auto a = m.address_option(50)) t += " requested-address " + a->to_string();
+    if (auto a = m.address_option(54)) t += " server-id " + a->to_string();
+    if (!m.ciaddr.is_unspecified()) t += " ciaddr " + m.ciaddr.to_string();
+    if (!m.giaddr.is_unspecified()) t += " giaddr " + m.giaddr.to_string();
+    if (auto h = m.string_option(12)) t += " hostname \"" + common::printable(*h).substr(0, 64) + "\"";
+    t += " options " + codes(m);
+    return t;
+}
+
 }  // namespace
+
+void Service::Impl::exhausted(const Decision& d) {
+    auto& e = exhaustion[d.network];
+    ++e.failures;
+    ++stats.allocation_failures;
+    e.last = unix_now();
+    const auto now = std::chrono::steady_clock::now();
+    // At warning level, at most once per 10 s per network: a client retrying its DISCOVER does not flood the log.
+    if (now - e.warned < std::chrono::seconds(10)) {
+        ++e.unreported;
+        return;
+    }
+    log->warn(
+        "{}{}", d.log,
+        e.unreported ? " (and " + std::to_string(e.unreported) + " more unanswered DISCOVER(s) since the last warning)" : std::string());
+    e.warned = now;
+    e.unreported = 0;
+}
 
 asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
     std::vector<std::uint8_t> buf(65536);
@@ -58,9 +107,17 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
             } else {
                 if (auto t = msg->type()) ++stats.received_by_type[static_cast<std::size_t>(*t)];
                 if (msg->type() == MessageType::decline) ++stats.declines;
+                const bool trace = log->should_log(spdlog::level::debug);
+                if (trace) log->debug("{}", trace_request(*msg, s.ifname, from));
                 auto d = decide(Request{std::move(*msg), s.ifname}, now, *store, cfg);
                 if (!d.reply) ++stats.receive_drop;
-                if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
+                if (d.unknown_client) ++stats.unknown_clients;
+                if (d.exhausted) exhausted(d);
+                else if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
+                if (trace && d.reply)
+                    log->debug("{}: decided: {}; sending {} yiaddr {} options {}", s.ifname, d.log.empty() ? "-" : d.log,
+                               d.reply->type() ? to_string(*d.reply->type()) : "?", d.reply->yiaddr.to_string(), codes(*d.reply));
+                else if (trace) log->debug("{}: decided: {}; no reply", s.ifname, d.log.empty() ? "-" : d.log);
                 // Offers need no durability (a lost offer means a new DISCOVER): their records ride along
                 // with the next commit. Anything that promises a binding waits for its commit.
                 Batch& dest = (opts.durable && d.durable_before_reply) ? waiting : now_batch;

@@ -106,6 +106,13 @@ void Service::reload(const common::Site& site) {
         im.sockets.resize(before);
         throw;
     }
+    // A network whose pools changed is no longer known to be exhausted (its counter stays).
+    for (const auto& n : cfg.networks) {
+        auto e = im.exhaustion.find(n.name);
+        if (e == im.exhaustion.end()) continue;
+        for (const auto& old : im.cfg.networks)
+            if (old.name == n.name && !(old.pools == n.pools)) e->second.last = 0;
+    }
     im.cfg = std::move(cfg);
     im.site_text = site.text;
     im.site_digest = site.digest;

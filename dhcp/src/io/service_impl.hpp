@@ -13,6 +13,7 @@
 #include <asio/local/stream_protocol.hpp>
 
 #include <array>
+#include <map>
 #include <chrono>
 
 namespace fleetconf::dhcp {
@@ -30,6 +31,8 @@ struct Stats {
     std::uint64_t declines = 0;
     std::uint64_t journal_syncs = 0;
     std::uint64_t journal_failures = 0;
+    std::uint64_t allocation_failures = 0;  // Kea's v4-allocation-fail: DISCOVERs that found no free address
+    std::uint64_t unknown_clients = 0;      // refused by a network's known_only
 };
 
 struct Service::Impl {
@@ -52,6 +55,14 @@ struct Service::Impl {
     void open_socket(const NetworkConfig& n);
     bool stopped = false;
     Stats stats;
+    struct Exhaustion {
+        std::uint64_t failures = 0;
+        std::uint64_t last = 0;  // unix time of the last failure
+        std::uint64_t unreported = 0;
+        std::chrono::steady_clock::time_point warned{};
+    };
+    std::map<std::string, Exhaustion> exhaustion;  // by network
+    void exhausted(const Decision& d);
     std::string journal_error;  // the last lease-journal failure, until a write succeeds again
     std::function<void(ReloadDone)> reload_hook;
     std::shared_ptr<const std::string> site_text;  // the running site file (config-get)

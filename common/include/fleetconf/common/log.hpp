@@ -37,6 +37,13 @@ void error_lines(spdlog::logger& l, std::string_view header, std::string_view te
 // Installs the sinks and levels. Safe to call again (for example after a reload).
 void setup(const Options& opts);
 
+// Changes the levels of every logger at run time ("info,dhcp=debug", as --log-level), keeping the sinks:
+// the DHCP control command log-level-set and services.log_level on reload. Returns an error (and changes
+// nothing) when the spec is invalid.
+std::optional<std::string> set_levels(std::string_view spec);
+// The levels in force, as a spec ("info,dhcp=debug").
+std::string levels();
+
 // The logger for a service; created on first use with the current sinks and levels.
 std::shared_ptr<spdlog::logger> get(std::string_view service);
 

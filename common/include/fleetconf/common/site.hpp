@@ -86,6 +86,7 @@ struct Network {
     MonitoringOption monitoring_option;
     std::optional<Ipv4> server_address;  // the DHCP server's address here (option 54); default: gateway
     bool ignore_client_id = false;       // identify clients by hardware address only
+    bool known_only = false;             // serve only the site's unikernels (Kea's KNOWN class): others get nothing
 };
 
 struct GitSettings {

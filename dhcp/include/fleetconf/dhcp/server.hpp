@@ -33,6 +33,7 @@ struct NetworkConfig {
     std::vector<common::Range> pools;
     std::uint32_t lease_time = common::kDefaultLeaseTime;
     bool ignore_client_id = false;
+    bool known_only = false;      // clients that match no host are not served
     std::string domain;           // completes partial client FQDNs (option 81)
     std::vector<Option> options;  // network-wide options for clients that are not site unikernels
     std::set<std::uint8_t> always_send;
@@ -62,6 +63,9 @@ struct Decision {
     bool durable_before_reply = false;  // the reply promises a binding: sync the changes first
     std::string log;                    // one line: what happened and why
     std::size_t max_reply_size = kMinMessageSize;
+    bool exhausted = false;       // a DISCOVER found no free address (counted: v4-allocation-fail)
+    bool unknown_client = false;  // refused by known_only
+    std::string network;          // the network the request was decided on ("" when none)
 };
 
 Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, const Config& cfg);

@@ -19,7 +19,7 @@ namespace fleetconf::gitconf {
 
 // The hook (GET) and the signed webhook (POST) after an accepted change of a configuration branch.
 struct Notification {
-    std::string kind;     // "hook" or "webhook"
+    std::string kind;  // "hook" or "webhook"
     std::string url;
     std::string request;  // the whole HTTP/1.1 request
 };
