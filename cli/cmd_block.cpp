@@ -52,7 +52,19 @@ struct BlockArgs {
     bool force = false;
     std::string listen = "127.0.0.1:7300";
     std::string commit_mode = "ordered";
+    // --site: --connect and --key-file from the site's services.block (what `serve` listens on and made)
+    std::string site, data_dir;
 };
+
+// With --site, the editor's address and key file come from the site file (explicit options win).
+bool from_site(BlockArgs& a) {
+    if (a.site.empty() || a.legacy) return true;
+    auto site = load_site_or_running(a.site, a.data_dir);
+    if (!site) return false;
+    if (a.connect.empty()) a.connect = site->services.block.listen.to_string();
+    if (a.key_file.empty()) a.key_file = site->services.block.key_file.string();
+    return true;
+}
 
 bc::protocol::Key pick_key(const BlockArgs& a) {
     std::string kf = a.key_file;
@@ -533,13 +545,16 @@ void add_block_commands(CLI::App& app, Action& action) {
         c->add_option("--key-id", a->key_id, "Key id in the key file (default: the first)");
         c->add_option("--device", a->device_name, "Device name when the editor serves several");
         c->add_flag("--json", a->json_out, "Print the raw JSON reply");
+        c->add_option("--site", a->site,
+                      "Site file: --connect and --key-file from its services.block (the listener and key file serve uses)");
+        add_data_dir_option(c, a->data_dir);
         return c;
     };
     auto mutating = [&](CLI::App* c) {
         c->add_option("--expect-generation", a->expect, "Fail with CONFLICT unless the configuration is at this generation");
     };
     auto bind = [&](CLI::App* c, std::function<json(const BlockArgs&)> req) {
-        c->callback([&action, a, req] { action = [a, req] { return online(*a, req(*a)); }; });
+        c->callback([&action, a, req] { action = [a, req] { return from_site(*a) ? online(*a, req(*a)) : kExitInvalid; }; });
     };
     bind(add_online("list", "List the routes"), [](const BlockArgs&) { return json{{"op", "list"}}; });
     auto* get = add_online("get", "Show one route");

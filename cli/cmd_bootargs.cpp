@@ -34,7 +34,7 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 int run(const BootargsArgs& a) {
-    auto loaded = load_site_or_report(a.site, a.data_dir);
+    auto loaded = load_site_or_running(a.site, a.data_dir);
     if (!loaded) return kExitInvalid;
     const common::Site& site = *loaded;
     const auto* u = site.unikernel(a.name);

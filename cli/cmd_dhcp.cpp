@@ -38,6 +38,7 @@ struct DhcpArgs {
 };
 
 std::optional<common::Site> load_or_report(const DhcpArgs& a) { return load_site_or_report(a.site, a.data_dir); }
+std::optional<common::Site> inspect(const DhcpArgs& a) { return load_site_or_running(a.site, a.data_dir); }
 
 int serve(const DhcpArgs& a) {
     auto loaded = load_or_report(a);
@@ -87,7 +88,7 @@ std::string utf8_prefix(const std::string& s, std::size_t n) {
 }
 
 int leases(const DhcpArgs& a) {
-    auto loaded = load_or_report(a);
+    auto loaded = inspect(a);
     if (!loaded) return kExitInvalid;
     common::Site& site = *loaded;
     const auto file = a.lease_file.empty() ? dhcp::lease_file(site) : std::filesystem::path(a.lease_file);
@@ -233,10 +234,11 @@ int ctl(const DhcpArgs& a) {
         std::string path = a.socket;
         if (path.empty()) {
             if (a.site.empty()) {
-                print_error("give --socket PATH, --site SITE (the socket is DATA_DIR/dhcp/control.sock) or --connect HOST:PORT");
+                print_error(
+                    "give --site SITE (the socket is DATA_DIR/dhcp/control.sock; default site.json), --socket PATH or --connect HOST:PORT");
                 return kExitInvalid;
             }
-            auto site = load_or_report(a);
+            auto site = inspect(a);
             if (!site) return kExitInvalid;
             path = dhcp::control_socket(*site).string();
         }
@@ -271,23 +273,31 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
         ->capture_default_str();
     s->callback([&action, a] { action = [a] { return serve(*a); }; });
     auto* l = d->add_subcommand("leases", "List the leases in the journal");
-    l->add_option("SITE", a->site, "Site file")->required()->check(CLI::ExistingFile);
-    add_data_dir_option(l, a->data_dir);
-    l->add_option("--lease-file", a->lease_file, "Lease journal");
-    l->add_flag("--json", a->json, "JSON output");
-    l->callback([&action, a] { action = [a] { return leases(*a); }; });
+    auto la = std::make_shared<DhcpArgs>(*a);
+    l->add_option("SITE", la->site, "Site file (or --site; default site.json)");
+    l->add_option("--site", la->site, "Site file (default site.json)");
+    add_data_dir_option(l, la->data_dir);
+    l->add_option("--lease-file", la->lease_file, "Lease journal");
+    l->add_flag("--json", la->json, "JSON output");
+    l->callback([&action, la] {
+        if (la->site.empty()) la->site = "site.json";
+        action = [la] { return leases(*la); };
+    });
     auto* c = d->add_subcommand("ctl",
                                 "Send a control command to a running DHCP service (Kea-compatible names: list-commands, "
                                 "status-get, statistic-get-all, lease4-get, lease4-get-all, lease4-add, lease4-del, "
-                                "config-get, config-reload); prints the JSON reply, exit 0 on result 0 or 3");
+                                "config-get, config-reload, log-level-get, log-level-set); prints the JSON reply, exit 0 on result 0 or 3");
     c->add_option("COMMAND", a->command, "Command name")->required();
     c->add_option("--args", a->args_json, "Arguments as a JSON object, e.g. '{\"ip-address\": \"10.0.0.5\"}'");
     c->add_option("--socket", a->socket, "Control socket path");
     c->add_option("--connect", a->connect, "HOST:PORT of the HTTP control channel (services.dhcp.control_http) instead of the socket");
     c->add_option("--password-file", a->password_file, "With --connect: file holding the control password (else FLEETCONF_DHCP_PASSWORD)");
-    c->add_option("--site", a->site, "Site file (the socket is DATA_DIR/dhcp/control.sock)");
+    c->add_option("--site", a->site, "Site file (the socket is DATA_DIR/dhcp/control.sock; default site.json)");
     add_data_dir_option(c, a->data_dir);
-    c->callback([&action, a] { action = [a] { return ctl(*a); }; });
+    c->callback([&action, a] {
+        if (a->site.empty() && a->socket.empty() && a->connect.empty()) a->site = "site.json";
+        action = [a] { return ctl(*a); };
+    });
 }
 
 }  // namespace fleetconf::cli

@@ -45,6 +45,8 @@ std::string operator_name() {
 }
 
 std::optional<common::Site> load(const GitArgs& a) { return load_site_or_report(a.site, a.data_dir); }
+// Read-only commands keep working from the running configuration while the file on disk is invalid.
+std::optional<common::Site> inspect(const GitArgs& a) { return load_site_or_running(a.site, a.data_dir); }
 
 // The unikernel named on the command line, if it has a repository; reports otherwise.
 const common::Unikernel* repo_unikernel(const common::Site& site, const GitArgs& a) {
@@ -91,7 +93,7 @@ std::string iso_time(std::int64_t t) {
 }
 
 int cmd_list(const GitArgs& a) {
-    auto site = load(a);
+    auto site = inspect(a);
     if (!site) return kExitInvalid;
     gitconf::TokenStore tokens;
     try {
@@ -263,7 +265,7 @@ int cmd_notify(const GitArgs& a) {
 }
 
 int cmd_log(const GitArgs& a) {
-    auto site = load(a);
+    auto site = inspect(a);
     if (!site) return kExitInvalid;
     const auto* u = repo_unikernel(*site, a);
     if (!u) return kExitInvalid;
@@ -285,7 +287,7 @@ int cmd_log(const GitArgs& a) {
 }
 
 int cmd_show(const GitArgs& a) {
-    auto site = load(a);
+    auto site = inspect(a);
     if (!site) return kExitInvalid;
     const auto* u = repo_unikernel(*site, a);
     if (!u) return kExitInvalid;
@@ -342,7 +344,7 @@ int cmd_token(const GitArgs& a) {
 }
 
 int cmd_status(const GitArgs& a) {
-    auto site = load(a);
+    auto site = inspect(a);
     if (!site) return kExitInvalid;
     const auto* u = repo_unikernel(*site, a);
     if (!u) return kExitInvalid;

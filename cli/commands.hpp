@@ -60,6 +60,12 @@ bool writes_as_owner(const std::filesystem::path& dir);
 extern std::string g_command_line;
 std::string shell_word_for(const std::string& word);
 
+// For the inspection commands (dhcp leases, dhcp ctl, git list/status, bootargs): as load_site_or_report,
+// but when the file on disk is invalid (an edit in progress) it prints the errors as a warning and falls
+// back to the configuration the running server recorded (common::running_site_file under --data-dir, the
+// data_dir the broken file still names, or the default).
+std::optional<common::Site> load_site_or_running(const std::string& file, const std::string& data_dir = {});
+
 // The --data-dir option, the same on every command that reads the site file.
 void add_data_dir_option(CLI::App* command, std::string& data_dir);
 

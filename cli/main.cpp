@@ -1,6 +1,10 @@
 #include "commands.hpp"
 
+#include "fleetconf/common/files.hpp"
 #include "fleetconf/common/log.hpp"
+#include "fleetconf/common/reload.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <pwd.h>
 #include <sys/stat.h>
@@ -17,6 +21,39 @@ std::optional<common::Site> load_site_or_report(const std::string& file, const s
     try {
         return common::load_site(file, data_dir);
     } catch (const common::SiteLoadError& e) {
+        std::cerr << e.what() << "\n";
+        return std::nullopt;
+    }
+}
+
+std::optional<common::Site> load_site_or_running(const std::string& file, const std::string& data_dir) {
+    try {
+        return common::load_site(file, data_dir);
+    } catch (const common::SiteLoadError& e) {
+        std::filesystem::path dd = data_dir;
+        const auto base = std::filesystem::absolute(file).parent_path();
+        if (dd.empty()) {  // the data_dir the broken file still names, when it parses as JSON at all
+            std::string text;
+            if (!common::read_file_limited(file, common::kMaxSiteFileBytes, text)) {
+                const auto j = nlohmann::json::parse(text, nullptr, false, /*ignore_comments=*/true);
+                if (j.is_object() && j.contains("services") && j["services"].is_object() && j["services"].contains("data_dir") &&
+                    j["services"]["data_dir"].is_string())
+                    dd = base / j["services"]["data_dir"].get<std::string>();
+            }
+        }
+        if (dd.empty()) dd = common::kDefaultDataDir;
+        const auto running = common::running_site_file(dd);
+        std::string text;
+        if (!common::read_file_limited(running, common::kMaxSiteFileBytes, text)) {
+            try {
+                auto site = common::parse_site(text, base, file);
+                if (!data_dir.empty()) site.set_data_dir(data_dir);
+                std::cerr << e.what() << "\n";
+                print_error("warning: " + file + " is invalid (above); using the configuration the server runs, recorded in " +
+                            running.string());
+                return site;
+            } catch (const common::SiteLoadError&) {}
+        }
         std::cerr << e.what() << "\n";
         return std::nullopt;
     }

@@ -109,6 +109,16 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
 }
 
 std::filesystem::path reload_verdict_file(const Site& site) { return site.services.data_dir / "reload.json"; }
+std::filesystem::path running_site_file(const std::filesystem::path& data_dir) { return data_dir / "site.running.json"; }
+
+void Reloader::record_running() const {
+    if (!site_.text) return;
+    try {
+        write_file_atomic(running_site_file(site_.services.data_dir), as_bytes(*site_.text), 0640);
+    } catch (const std::exception& e) {
+        log_->warn("cannot record the running site file: {}", e.what());
+    }
+}
 
 std::string to_json(const ReloadVerdict& v) {
     json j = {{"seq", v.seq},
@@ -158,7 +168,9 @@ std::string file_digest(const std::filesystem::path& file) {
 
 Reloader::Reloader(std::filesystem::path site_file, std::filesystem::path data_dir, Site running, Running services,
                    std::shared_ptr<spdlog::logger> log)
-    : file_(std::move(site_file)), data_dir_(std::move(data_dir)), site_(std::move(running)), services_(services), log_(std::move(log)) {}
+    : file_(std::move(site_file)), data_dir_(std::move(data_dir)), site_(std::move(running)), services_(services), log_(std::move(log)) {
+    record_running();
+}
 
 void Reloader::add(std::string name, std::function<void(const Site&)> reload) { members_.push_back({std::move(name), std::move(reload)}); }
 
@@ -216,6 +228,7 @@ ReloadVerdict Reloader::reload(const std::string& origin) {
             } else {
                 carry_bound_ports(site_, *fresh);
                 site_ = std::move(*fresh);
+                record_running();
                 for (const auto& f : applied_) {
                     try {
                         f(site_);

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <map>
 #include <unordered_set>
@@ -384,6 +386,16 @@ void check_file_exists(Checker& c, const std::string& ptr, const std::filesystem
     }
 }
 
+// A secret the services read with read_secret_file: the same rule here, so that `site check` refuses what
+// `serve` would refuse at start.
+void check_secret_file(Checker& c, const std::string& ptr, const std::filesystem::path& p) {
+    check_file_exists(c, ptr, p, false);
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
+        c.error(ptr, "secret file " + p.string() + " is accessible by group or others (mode " + std::to_string((st.st_mode >> 6) & 7) +
+                         std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) + "); run chmod 600 " + p.string());
+}
+
 }  // namespace
 
 SiteLoadError::SiteLoadError(std::string source, std::vector<SiteError> errors)
@@ -513,7 +525,7 @@ void SiteParser::dhcp_service(const json& j) {
     }
     if (auto k = c_.string(j, p, "control_key_file")) {
         s.control_key_file = resolve(base_dir_, *k);
-        check_file_exists(c_, join(p, "control_key_file"), s.control_key_file, false);
+        check_secret_file(c_, join(p, "control_key_file"), s.control_key_file);
     }
     if (s.control_http && s.control_key_file.empty())
         c_.error(join(p, "control_http"), "needs \"control_key_file\": the HTTP control channel is never open without a password");

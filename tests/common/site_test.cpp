@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "../support/temp_dir.hpp"
 
 using namespace fleetconf::common;
 
@@ -73,7 +76,7 @@ TEST_CASE("invalid site files report every error with its JSON pointer", "[site]
         {"02-unknown-key.json",
          {{"/networks/0/gatway",
            "unknown key \"gatway\" (expected one of: name, interface, subnet, gateway, dns, domain, pools, lease_time, "
-           "options, monitoring_option, server_address, ignore_client_id)"}}},
+           "options, monitoring_option, server_address, ignore_client_id, known_only)"}}},
         {"03-reversed-pool.json", {{"/networks/0/pools/0", "range 10.0.0.50-10.0.0.20 is reversed"}}},
         {"04-pool-outside-subnet.json",
          {{"/networks/0/pools/0",
@@ -535,4 +538,24 @@ TEST_CASE("services.limits: per listener, defaults from the kit, one address nev
     CHECK(err(R"({"ssh":{"login_grace":601}})") == SiteError{"/services/limits/ssh/login_grace", "must be between 1 and 600, found 601"});
     CHECK(err(R"({"ssh":{"max_connections":8,"max_per_address":2,"max_unauthenticated":9}})") ==
           SiteError{"/services/limits/ssh/max_unauthenticated", "is more than max_connections"});
+}
+
+TEST_CASE("site check refuses a control_key_file that serve would refuse (mode 0644)", "[site]") {
+    fleetconf::test::TempDir d;
+    const auto key = d.path / "ctl.key";
+    std::ofstream(key) << "a control password of 24 chars\n";
+    ::chmod(key.c_str(), 0644);
+    const std::string text = R"({"networks": [{"name": "br0", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}],
+        "services": {"dhcp": {"control_http": "127.0.0.1:8000", "control_key_file": ")" +
+                             key.string() + R"("}}})";
+    try {
+        (void)parse_site(text, d.path, "t.json");
+        FAIL("accepted");
+    } catch (const SiteLoadError& e) {
+        REQUIRE(e.errors().size() == 1);
+        CHECK(e.errors()[0].pointer == "/services/dhcp/control_key_file");
+        CHECK_THAT(e.errors()[0].message, Catch::Contains("mode 644") && Catch::Contains("chmod 600"));
+    }
+    ::chmod(key.c_str(), 0600);
+    CHECK_NOTHROW(parse_site(text, d.path, "t.json"));
 }

@@ -170,6 +170,8 @@ try:
     check("its image was created", os.path.exists(f"{tmp}/data/block/proxy2.img"))
     r2 = block_get("proxy2")
     check("and the control socket serves it", r2.returncode == 0 and '"routes"' in r2.stdout, (r2.stdout, r2.stderr))
+    r2 = ns(SRV, FC, "block", "list", "--device", "proxy2", "--site", SITE, check=False)
+    check("block --site: the editor's address and key file come from the site file", r2.returncode == 0, (r2.stdout, r2.stderr))
     s["unikernels"] = [u for u in s["unikernels"] if u["name"] != "proxy2"]
     write(s)
     r = reload()
@@ -228,6 +230,17 @@ try:
     p.send_signal(signal.SIGHUP)
     ok, v = wait_for(lambda: json.load(open(f"{tmp}/data/reload.json")), lambda v: v["seq"] > before, 10)
     check("SIGHUP with an invalid file: verdict refused, 'is invalid'", ok and not v["applied"] and "is invalid" in v["message"], v)
+    # Inspection commands keep working from the configuration that runs while the file is invalid.
+    # Broken JSON names no data directory: --data-dir says where. Valid JSON that is wrong still names its own.
+    semantic = json.loads(json.dumps(s))
+    semantic["networks"][0]["subnet"] = "10.78.1.0/33"
+    for cmd in (["dhcp", "leases", "--site", SITE, "--data-dir", f"{tmp}/data"], ["dhcp", "ctl", "status-get", "--site", SITE],
+                ["git", "list", "--site", SITE], ["bootargs", "proxy", "--site", SITE]):
+        if "--data-dir" not in cmd:
+            write(semantic)
+        r = ns(SRV, FC, *cmd, check=False)
+        check(f"invalid file on disk: `{' '.join(cmd[:2])}` works from the running configuration, with a warning",
+              r.returncode == 0 and "using the configuration the server runs" in r.stderr, (r.returncode, r.stderr[-400:]))
     check("DHCP still answers after all of it", (udhcpc(C2) or "").startswith("10.78.2."))
     write(s)
     r = reload()

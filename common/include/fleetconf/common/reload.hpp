@@ -44,6 +44,9 @@ struct ReloadVerdict {
 
 // <data_dir>/reload.json
 std::filesystem::path reload_verdict_file(const Site& site);
+// <data_dir>/site.running.json: a copy of the site file's text that runs (written at start and after each
+// applied reload), for the inspection commands while the file on disk is invalid (mid-edit).
+std::filesystem::path running_site_file(const std::filesystem::path& data_dir);
 // Written atomically (mode 0644); read back by `fleetconf reload`. read returns nullopt when absent or unreadable.
 void write_reload_verdict(const std::filesystem::path& file, const ReloadVerdict& v);
 std::optional<ReloadVerdict> read_reload_verdict(const std::filesystem::path& file);
@@ -85,6 +88,7 @@ private:
     std::vector<Member> members_;
     std::vector<std::function<void(const Site&)>> applied_;
     std::optional<ReloadVerdict> last_;
+    void record_running() const;
     std::uint64_t applied_count_ = 0, refused_count_ = 0;
 };
 
