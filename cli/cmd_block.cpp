@@ -52,6 +52,7 @@ struct BlockArgs {
     bool force = false;
     std::string listen = "127.0.0.1:7300";
     std::string commit_mode = "ordered";
+    std::uint64_t create_size = 0;  // block serve --create-size
     // --site: --connect and --key-file from the site's services.block (what `serve` listens on and made)
     std::string site, data_dir;
 };
@@ -508,8 +509,10 @@ int serve(const BlockArgs& a) {
         return kExitInvalid;
     }
     const auto name = std::filesystem::path(a.device).stem().string();
-    auto svc = bc::open_device(name, a.device, 0, std::nullopt, log,
-                               a.commit_mode == "checksummed" ? bc::CommitMode::checksummed : bc::CommitMode::ordered);
+    // --create-size: a device that does not exist yet is created and formatted (a systemd template's first start).
+    auto svc =
+        bc::open_device(name, a.device, a.sector_size ? a.sector_size : 512, a.create_size ? std::optional(a.create_size) : std::nullopt,
+                        log, a.commit_mode == "checksummed" ? bc::CommitMode::checksummed : bc::CommitMode::ordered);
     common::Runtime rt;
     bc::ControlServerOptions opts;
     opts.listen = *ep;
@@ -524,6 +527,7 @@ int serve(const BlockArgs& a) {
             log->error("key reload refused, keeping the current keys: {}", e.what());
         }
     });
+    common::notify_systemd("READY=1");  // systemd Type=notify: the control socket is bound
     return rt.run() ? kExitOk : kExitFailure;
 }
 
@@ -629,7 +633,10 @@ void add_block_commands(CLI::App& app, Action& action) {
         ->check(CLI::ExistingFile);
 
     auto* srv = b->add_subcommand("serve", "Run the editor for one device in the foreground (SIGHUP reloads the key file)");
-    srv->add_option("DEVICE", a->device, "Formatted image file or block device")->required()->check(CLI::ExistingFile);
+    srv->add_option("DEVICE", a->device, "Formatted image file or block device (with --create-size: created when absent)")->required();
+    srv->add_option("--create-size", a->create_size,
+                    "When DEVICE does not exist: create an image file of this many bytes and format it (a device that exists is "
+                    "never formatted)");
     srv->add_option("--listen", a->listen, "Control socket ADDRESS:PORT (loopback by default)")->capture_default_str();
     srv->add_option("--key-file", a->key_file, "Key file (mode 600)")->required();
     srv->add_option("--commit-mode", a->commit_mode,
@@ -637,7 +644,15 @@ void add_block_commands(CLI::App& app, Action& action) {
                     "through checksum-verified recovery (docs/blockcfg-format.md)")
         ->check(CLI::IsMember({"ordered", "checksummed"}))
         ->capture_default_str();
-    srv->callback([&action, a] { action = [a] { return serve(*a); }; });
+    srv->callback([&action, a] {
+        action = [a] {
+            if (!a->create_size && !std::filesystem::exists(a->device)) {
+                print_error(a->device + " does not exist (format it with `fleetconf block format`, or give --create-size BYTES)");
+                return kExitInvalid;
+            }
+            return serve(*a);
+        };
+    });
 
     auto* kg = b->add_subcommand("keygen", "Create a key file with one fresh 32-byte key (mode 600)");
     kg->add_option("FILE", a->file, "Key file to create (never overwritten)")->required();

@@ -76,7 +76,12 @@ int serve(const DhcpArgs& a) {
         if (status_server) status_server->stop();
         svc.stop();
     });
-    rt.on_reload([&] { reloader.reload("SIGHUP"); });
+    rt.on_reload([&] {
+        common::notify_systemd("RELOADING=1");
+        reloader.reload("SIGHUP");
+        common::notify_systemd("READY=1");
+    });
+    common::notify_systemd("READY=1");
     return rt.run() ? kExitOk : kExitFailure;
 }
 

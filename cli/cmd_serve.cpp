@@ -284,8 +284,13 @@ int run(const ServeArgs& a) {
         reloader->on_applied(
             [&](const common::Site& s) { dhcp_thread->call([&] { router->set_site(s, active_leases(*dhcp_service), unix_now()); }); });
     status.add(reloader->status_source());
-    rt.on_reload([&] { reloader->reload("SIGHUP"); });
+    rt.on_reload([&] {
+        common::notify_systemd("RELOADING=1");
+        const auto v = reloader->reload("SIGHUP");
+        common::notify_systemd("READY=1\nSTATUS=reload #" + std::to_string(v.seq) + " " + v.message.substr(0, 200));
+    });
     rt.on_stop([&] {
+        common::notify_systemd("STOPPING=1");
         log->info("stopping");
         if (status_server) status_server->stop();
         if (dhcp_service)
@@ -297,6 +302,8 @@ int run(const ServeArgs& a) {
         if (route_sync) route_sync->wait_idle(std::chrono::seconds(3));
         for (auto it = slots.rbegin(); it != slots.rend(); ++it) (*it)->thread.call([&] { (*it)->service->stop(); });
     });
+    // systemd (Type=notify): ready once every socket is bound.
+    common::notify_systemd("READY=1\nSTATUS=" + std::to_string(running) + " service(s) running");
     bool clean = rt.run();
     // The services were told to stop; each thread gets the same grace to finish what it was doing.
     for (const auto& slot : slots) clean = slot->thread.finish(std::chrono::seconds(5)) && clean;

@@ -1,4 +1,10 @@
 #include "fleetconf/common/runtime.hpp"
+#include <cstring>
+#include <cstdlib>
+#include <cstddef>
+#include <unistd.h>
+#include <sys/un.h>
+#include <sys/socket.h>
 
 #include "fleetconf/common/log.hpp"
 
@@ -149,6 +155,24 @@ bool ServiceThread::finish(std::chrono::milliseconds grace) {
     i.thread.join();
     i.running = false;
     return clean;
+}
+
+bool notify_systemd(const std::string& state) {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (!path || !*path) return false;
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    const std::size_t len = std::strlen(path);
+    if (len >= sizeof sa.sun_path) return false;
+    std::memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';  // abstract namespace
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+    const bool ok = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&sa), size) ==
+                    static_cast<ssize_t>(state.size());
+    ::close(fd);
+    return ok;
 }
 
 }  // namespace fleetconf::common

@@ -32,6 +32,12 @@ inline auto log_exception(std::shared_ptr<spdlog::logger> log, std::string what,
     };
 }
 
+// systemd's readiness protocol (sd_notify(3), without libsystemd): sends `state` ("READY=1",
+// "RELOADING=1", "STOPPING=1", "STATUS=...") as one datagram to $NOTIFY_SOCKET when it is set (a path, or
+// "@name" for an abstract socket). Returns false when there is no socket or the send failed; a no-op
+// outside systemd. Type=notify units (examples/systemd) start once the sockets are bound.
+bool notify_systemd(const std::string& state);
+
 class Runtime {
 public:
     Runtime();
