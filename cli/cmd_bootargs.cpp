@@ -38,6 +38,8 @@ int run(const BootargsArgs& a) {
     if (!loaded) return kExitInvalid;
     const common::Site& site = *loaded;
     const auto* u = site.unikernel(a.name);
+    if (u && u->git.enabled && u->config_uri.empty())
+        if (auto w = common::loopback_uri_warning(site); !w.empty()) std::cerr << "fleetconf: warning: " << w << "\n";
     if (!u) {
         print_error(a.site + ": no unikernel named \"" + a.name + "\" (see: fleetconf site show " + a.site + ")");
         return kExitInvalid;

@@ -4,6 +4,7 @@
 
 #include "fleetconf/blockcfg/routes.hpp"
 #include "fleetconf/blockcfg/service.hpp"
+#include "fleetconf/common/bootargs.hpp"
 #include "fleetconf/common/files.hpp"
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/reload.hpp"
@@ -100,6 +101,7 @@ int run(const ServeArgs& a) {
               site.services.data_dir.string());
     const DataDirLock lock(site);
     if (!lock.ok()) return kExitFailure;
+    if (auto w = common::loopback_uri_warning(site); !w.empty() && site.services.git.enabled && !a.no_git) log->warn("{}", w);
 
     common::Runtime rt;
     // Each service on its own thread (docs/architecture.md): a git walk or a journal sync never delays
@@ -283,6 +285,9 @@ int run(const ServeArgs& a) {
     if (router)
         reloader->on_applied(
             [&](const common::Site& s) { dhcp_thread->call([&] { router->set_site(s, active_leases(*dhcp_service), unix_now()); }); });
+    reloader->on_applied([&](const common::Site& s) {
+        if (auto w = common::loopback_uri_warning(s); !w.empty()) log->warn("{}", w);
+    });
     status.add(reloader->status_source());
     rt.on_reload([&] {
         common::notify_systemd("RELOADING=1");

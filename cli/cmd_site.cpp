@@ -1,6 +1,8 @@
 // fleetconf site check|show SITE
 #include "commands.hpp"
 
+#include "fleetconf/common/bootargs.hpp"
+
 #include "fleetconf/common/site.hpp"
 
 #include <nlohmann/json.hpp>
@@ -25,8 +27,12 @@ int check(const SiteArgs& a) {
             if (u.dhcp) ++dhcp;
             if (u.address) ++fixed;
         }
+        // What is valid but cannot work (docs/site-file.md, "Safe defaults").
+        std::vector<std::string> warnings;
+        if (auto w = common::loopback_uri_warning(site); !w.empty()) warnings.push_back(w);
         if (a.json) {
             nlohmann::json j{{"ok", true},
+                             {"warnings", warnings},
                              {"file", a.file},
                              {"site", site.name},
                              {"networks", site.networks.size()},
@@ -39,6 +45,7 @@ int check(const SiteArgs& a) {
                       << (site.networks.size() == 1 ? " network, " : " networks, ") << site.unikernels.size()
                       << (site.unikernels.size() == 1 ? " unikernel" : " unikernels") << " (" << dhcp << " on DHCP, " << fixed
                       << " with fixed addresses)\n";
+            for (const auto& w : warnings) std::cerr << a.file << ": warning: " << w << "\n";
         }
         return kExitOk;
     } catch (const common::SiteLoadError& e) {

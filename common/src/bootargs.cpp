@@ -46,6 +46,19 @@ std::string dhcp_config_uri(const Site& site, const Unikernel& u) {
     return remote_uri(site, u, u.name);
 }
 
+std::string loopback_uri_warning(const Site& site) {
+    const auto& g = site.services.git;
+    if (!g.enabled || !g.public_host.empty()) return {};
+    const std::optional<Endpoint>& used = g.https ? g.https : g.http ? g.http : g.git;
+    if (!used || !is_loopback(used->host)) return {};
+    std::size_t n = 0;
+    for (const auto& u : site.unikernels) n += u.git.enabled && u.config_uri.empty();
+    if (n == 0) return {};
+    return "the repository URIs of " + std::to_string(n) + " unikernel(s) (--remote, the configuration-URI option) name " +
+           used->to_string() + ", a loopback address no unikernel can reach: set services.git.public_host, or a git listener on an " +
+           "address of the unikernels' network";
+}
+
 const char* to_string(BootMode m) {
     switch (m) {
         case BootMode::static_address: return "static";

@@ -112,3 +112,18 @@ TEST_CASE("boot modes: static without DHCP; dhcp, and dhcp-config when DHCP carr
     site.services.dhcp.enabled = false;
     CHECK(boot_modes(site, a) == M{BootMode::dhcp});
 }
+
+TEST_CASE("safe defaults: repository URIs on a loopback address are named, with what to set", "[bootargs]") {
+    auto site = parse_site(R"({"networks":[{"name":"br0","subnet":"10.0.0.0/24"}],
+        "unikernels":[{"name":"a","network":"br0","git":{}},{"name":"b","network":"br0","git":{}}]})",
+                           "/tmp", "t.json");
+    // No listener configured: the default 127.0.0.1:8080 ends up in --remote and option 224.
+    CHECK(git_remote(site, site.unikernels[0], "t").find("127.0.0.1:8080") != std::string::npos);
+    const auto w = loopback_uri_warning(site);
+    CHECK_THAT(w, Catch::Contains("2 unikernel(s)") && Catch::Contains("127.0.0.1:8080") && Catch::Contains("public_host"));
+    site.services.git.public_host = "git.example";
+    CHECK(loopback_uri_warning(site).empty());
+    site.services.git.public_host.clear();
+    site.services.git.http = Endpoint{Ipv4{10, 0, 0, 1}, 8080};
+    CHECK(loopback_uri_warning(site).empty());
+}

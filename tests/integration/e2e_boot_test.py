@@ -152,7 +152,7 @@ try:
     code, body = get("/health")
     health = json.loads(body) if code else {}
     check("GET /health: 200, every service healthy", code == 200 and health.get("status") == "ok" and
-          sorted(health.get("services", {})) == ["block", "dhcp", "git", "routes"] and
+          sorted(health.get("services", {})) == ["block", "config", "dhcp", "git", "routes"] and
           all(v["ok"] for v in health["services"].values()), body[:600])
     code, body = get("/metrics")
     samples = dict(l.rsplit(" ", 1) for l in body.splitlines() if l and not l.startswith("#"))

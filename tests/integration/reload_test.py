@@ -222,6 +222,18 @@ try:
     write(s)
     reload()
 
+    # 5b. Safe defaults: a gateway that is not this host, with no server_address, is applied with a warning
+    # naming the key to set (clients would send their renewals to the router).
+    foreign = json.loads(json.dumps(s))
+    foreign["networks"][1]["gateway"] = "10.78.2.254"
+    write(foreign)
+    r = reload()
+    check("a server identifier that is not an address of this host: warned, with the key to set", r.returncode == 0 and
+          "10.78.2.254 (the gateway, as no server_address is set) is not an address of this host" in open(f"{tmp}/serve.log").read() and
+          "/networks/1/server_address" in open(f"{tmp}/serve.log").read(), r.stderr)
+    write(s)
+    reload()
+
     # 5. An invalid file: `fleetconf reload` sends nothing (exit 2); a SIGHUP records the refusal.
     open(SITE, "w").write("{ \"networks\": [ }")
     r = reload()

@@ -8,6 +8,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/ip/udp.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include <ifaddrs.h>
@@ -32,6 +33,36 @@ std::optional<common::Ipv4> interface_ipv4(const std::string& ifname) {
     return out;
 }
 
+namespace {
+// Every IPv4 address of this host (getifaddrs).
+std::vector<common::Ipv4> local_ipv4() {
+    std::vector<common::Ipv4> out;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) return out;
+    for (ifaddrs* i = list; i; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET)
+            out.push_back(common::Ipv4{ntohl(reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr)});
+    ::freeifaddrs(list);
+    return out;
+}
+
+// Safe defaults (issue 23): the server identifier (option 54) is where clients send renewals (RFC 2131
+// 4.4.5). When it is not an address of this host (the gateway is a router, and no server_address is set),
+// renewals go to the router and fail: say so, with the key to set.
+void warn_foreign_server_ids(const common::Site& site, const Config& cfg, spdlog::logger& log) {
+    const auto mine = local_ipv4();
+    for (std::size_t i = 0; i < cfg.networks.size() && i < site.networks.size(); ++i) {
+        const auto& n = cfg.networks[i];
+        if (std::find(mine.begin(), mine.end(), n.server_id) != mine.end()) continue;
+        log.warn(
+            "network {}: the server identifier {} ({}) is not an address of this host: clients will send their renewals "
+            "there; set /networks/{}/server_address to this server's address on {}",
+            n.name, n.server_id.to_string(),
+            site.networks[i].server_address ? "server_address" : "the gateway, as no server_address is set", i, n.interface);
+    }
+}
+}  // namespace
+
 using asio::ip::udp;
 
 std::filesystem::path lease_file(const common::Site& site) { return site.services.data_dir / "dhcp" / "leases.journal"; }
@@ -48,6 +79,7 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
     }
     impl_->control_limits = site.services.limits_for("dhcp-control");
     impl_->cfg = make_config(site, interface_ipv4);
+    warn_foreign_server_ids(site, impl_->cfg, *impl_->log);
     impl_->site_text = site.text;
     impl_->site_digest = site.digest;
     if (impl_->opts.lease_store) {
@@ -114,6 +146,7 @@ void Service::reload(const common::Site& site) {
             if (old.name == n.name && !(old.pools == n.pools)) e->second.last = 0;
     }
     im.cfg = std::move(cfg);
+    warn_foreign_server_ids(site, im.cfg, *im.log);
     im.site_text = site.text;
     im.site_digest = site.digest;
     for (auto it = im.sockets.begin(); it != im.sockets.end();) {

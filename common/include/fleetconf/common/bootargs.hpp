@@ -63,6 +63,10 @@ BootArgs boot_args(const Site& site, const Unikernel& u, std::string_view tap_na
 // the unikernel's "config_uri" when the site file sets one, else its repository's URI with the user name
 // and no secret (http://NAME@HOST/NAME.git), else empty.
 std::string dhcp_config_uri(const Site& site, const Unikernel& u);
+// Safe defaults (issue 23): when the repositories' URIs (--remote, the configuration-URI option) would
+// name a loopback address (no public_host, a listener on 127.0.0.1, the default when none is configured),
+// no unikernel can reach them: one line saying so and what to set, else "".
+std::string loopback_uri_warning(const Site& site);
 
 // The URI a unikernel fetches its configuration from (empty when it has no repository or no
 // listener serves it). `token` empty: "TOKEN" stands in for it.
