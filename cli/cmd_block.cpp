@@ -402,6 +402,10 @@ int online(const BlockArgs& a, json req) {
 }
 
 int offline(const BlockArgs& a, const std::string& what) {
+    // A device a server runs as its own user: written as another (root), it would be locked out.
+    if ((what == "format" || what == "import") && std::filesystem::exists(a.device) &&
+        !writes_as_owner(std::filesystem::absolute(a.device).parent_path()))
+        return kExitFailure;
     if (a.format == "tlstunnel") {
         if (what != "dump" && what != "import" && what != "export") {
             print_error("--format tlstunnel applies to dump, import and export");

@@ -45,6 +45,7 @@ int serve(const DhcpArgs& a) {
     if (!loaded) return kExitInvalid;
     common::Site& site = *loaded;
     auto log = common::log::get("dhcp");
+    apply_site_log_level(site, *log);
     const DataDirLock lock(site);  // the lease journal has one writer
     if (!lock.ok()) return kExitFailure;
     common::Runtime rt;

@@ -97,6 +97,7 @@ int run(const ServeArgs& a) {
         std::cerr << e.what() << "\n";
         return kExitInvalid;
     }
+    apply_site_log_level(site, *log);
     log->info("site {}: {} networks, {} unikernels, data in {}", a.site, site.networks.size(), site.unikernels.size(),
               site.services.data_dir.string());
     const DataDirLock lock(site);

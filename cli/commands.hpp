@@ -5,6 +5,7 @@
 #include "fleetconf/common/site.hpp"
 
 #include <CLI/CLI.hpp>
+#include <spdlog/logger.h>
 
 #include <optional>
 
@@ -56,6 +57,9 @@ std::optional<common::Site> load_site_or_report(const std::string& file, const s
 // instead (files written as another user, root included, would be unreadable or unwritable to the server)
 // and returns false, for the caller to exit with kExitFailure. docs/cli.md, "Ownership".
 bool writes_as_owner(const std::filesystem::path& dir);
+// services.log_level at start, unless --log-level was given (which then wins until a reload changes the key).
+extern bool g_log_level_given;
+void apply_site_log_level(const common::Site& site, spdlog::logger& log);
 // The command line as it was given (for messages such as the one above).
 extern std::string g_command_line;
 std::string shell_word_for(const std::string& word);

@@ -60,6 +60,13 @@ std::optional<common::Site> load_site_or_running(const std::string& file, const 
 }
 
 std::string g_command_line;
+bool g_log_level_given = false;
+
+void apply_site_log_level(const common::Site& site, spdlog::logger& log) {
+    if (site.services.log_level.empty() || g_log_level_given) return;
+    if (auto err = common::log::set_levels(site.services.log_level)) log.warn("services.log_level: {}", *err);
+    else log.info("log levels {} (services.log_level)", common::log::levels());
+}
 
 namespace {
 // A word for a shell: as it is when it is safe, else in single quotes.
@@ -141,6 +148,7 @@ int main(int argc, char** argv) {
     common::log::Options lo;
     lo.format = *common::log::parse_format(log_format);
     lo.syslog = log_syslog;
+    cli::g_log_level_given = app.get_option("--log-level")->count() > 0;
     if (auto err = common::log::parse_levels(log_level, lo)) {
         cli::print_error("--log-level: " + *err);
         return cli::kExitInvalid;

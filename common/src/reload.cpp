@@ -227,8 +227,13 @@ ReloadVerdict Reloader::reload(const std::string& origin) {
                 v.message = "refused: " + failure;
             } else {
                 carry_bound_ports(site_, *fresh);
+                const bool levels_changed = fresh->services.log_level != site_.services.log_level;
                 site_ = std::move(*fresh);
                 record_running();
+                if (!site_.services.log_level.empty() && levels_changed) {
+                    log::set_levels(site_.services.log_level);
+                    log_->info("log levels now {} (services.log_level)", log::levels());
+                }
                 for (const auto& f : applied_) {
                     try {
                         f(site_);

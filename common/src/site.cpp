@@ -2,6 +2,7 @@
 
 #include "fleetconf/common/crypto.hpp"
 #include "fleetconf/common/files.hpp"
+#include "fleetconf/common/log.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -491,7 +492,12 @@ private:
 
 void SiteParser::services(const json& doc) {
     json services = doc.value("services", json::object());
-    if (c_.object(services, "/services", {"data_dir", "status", "dhcp", "git", "block", "limits"})) {
+    if (c_.object(services, "/services", {"data_dir", "status", "log_level", "dhcp", "git", "block", "limits"})) {
+        if (auto l = c_.string(services, "/services", "log_level")) {
+            log::Options probe;
+            if (auto err = log::parse_levels(*l, probe)) c_.error("/services/log_level", *err);
+            else site_.services.log_level = *l;
+        }
         if (auto d = c_.string(services, "/services", "data_dir")) {
             if (d->empty()) c_.error("/services/data_dir", "must not be empty");
             else site_.services.data_dir = resolve(base_dir_, *d);

@@ -102,7 +102,7 @@ try:
         "services": {"data_dir": f"{tmp}/data", "status": "127.0.0.1:0", "dhcp": {"enabled": False},
                      "block": {"listen": "127.0.0.1:0"}, "limits": limits,
                      "git": {"http": "127.0.0.1:0", "https": "127.0.0.1:0", "git": "127.0.0.1:0", "ssh": "127.0.0.1:0",
-                             "read_timeout": 2}},
+                             "read_timeout": 2, "max_object_mb": 16}},
     }
     site_file = f"{tmp}/site.json"
     json.dump(site, open(site_file, "w"))

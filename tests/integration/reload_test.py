@@ -190,6 +190,16 @@ try:
           "received DISCOVER" in tail and "requested-options" in tail and "xid" in tail and "sending OFFER" in tail and "sending ACK" in tail,
           tail[-1500:])
     ctl_args("log-level-set", {"levels": "info"})
+    s["services"]["log_level"] = "warn,dhcp=debug"
+    write(s)
+    r = reload()
+    got = ctl("log-level-get")
+    check("services.log_level applies on reload (SIGHUP)", r.returncode == 0 and got.get("arguments", {}).get("levels") == "warning,dhcp=debug",
+          (r.stderr, got))
+    del s["services"]["log_level"]
+    write(s)
+    reload()
+    ctl_args("log-level-set", {"levels": "info"})
     got = ctl_args("lease4-get-all", {"subnets": [2]})
     check("lease4-get-all with Kea's subnets filter: only that network's leases",
           got.get("result") == 0 and got["arguments"]["leases"] and all(l["subnet-id"] == 2 for l in got["arguments"]["leases"]), got)

@@ -191,6 +191,9 @@ struct Services {
     std::filesystem::path data_dir;  // absolute
     // GET /health and GET /metrics for every service of the process (docs/status.md); "off" disables.
     std::optional<Endpoint> status = Endpoint{Ipv4{127, 0, 0, 1}, 9467};
+    // Log levels as --log-level writes them ("info,dhcp=debug"); applied at start unless --log-level is
+    // given, and on every reload (log levels change without a restart). "": --log-level's.
+    std::string log_level;
     DhcpService dhcp;
     GitService git;
     BlockService block;
