@@ -16,6 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::string> warnings;
     if (auto s = Store::open(dev, ec, msg, &warnings)) {
         (void)from_payload(s->payload());
+        (void)change_of(s->payload());  // the "change" record block history shows
         (void)s->history();
         (void)s->commit("{}", 0);
     } else if (msg.empty()) {

@@ -36,7 +36,10 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 // dhcp=debug: one line per packet in and out, as dnsmasq's log-dhcp and Kea's packet logger give them.
 std::string codes(const Message& m) {
     std::string out;
-    for (const auto& o : m.options) out += (out.empty() ? "" : ",") + std::to_string(o.code);
+    for (const auto& o : m.options) {
+        if (!out.empty()) out += ',';
+        out += std::to_string(o.code);
+    }
     return out.empty() ? "-" : out;
 }
 
@@ -49,7 +52,10 @@ std::string trace_request(const Message& m, const std::string& ifname, const udp
     if (const auto* cid = m.find(61)) t += " client-id " + common::to_hex(cid->data);
     if (const auto* prl = m.find(55)) {
         std::string list;
-        for (auto c : prl->data) list += (list.empty() ? "" : ",") + std::to_string(c);
+        for (auto c : prl->data) {
+            if (!list.empty()) list += ',';
+            list += std::to_string(c);
+        }
         t += " requested-options " + list;
     }
     if (auto a = m.address_option(50)) t += " requested-address " + a->to_string();

@@ -15,7 +15,10 @@ namespace {
 
 std::string wants_text(const std::vector<Oid>& w) {
     std::string s;
-    for (std::size_t i = 0; i < w.size() && i < 8; ++i) s += (i ? "," : "") + w[i].hex().substr(0, 12);
+    for (std::size_t i = 0; i < w.size() && i < 8; ++i) {
+        if (i) s += ',';
+        s += w[i].hex().substr(0, 12);  // appended, not "," + string&&: GCC 12 warns (-Wrestrict) on that
+    }
     if (w.size() > 8) s += ",+" + std::to_string(w.size() - 8);
     return s.empty() ? "-" : s;
 }
