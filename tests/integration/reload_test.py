@@ -78,20 +78,16 @@ def http(path):
     return int(code or 0), body
 
 
-def ctl(command):
-    r = ns(SRV, FC, "dhcp", "ctl", command, "--socket", SOCK, check=False)
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {"stdout": r.stdout, "stderr": r.stderr}
-
-
 def ctl_args(command, args):
     r = ns(SRV, FC, "dhcp", "ctl", command, "--socket", SOCK, "--args", json.dumps(args), check=False)
     try:
         return json.loads(r.stdout)
     except ValueError:
         return {"stdout": r.stdout, "stderr": r.stderr}
+
+
+def ctl(command):
+    return ctl_args(command, {})
 
 
 def block_get(device):

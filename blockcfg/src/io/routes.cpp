@@ -403,9 +403,14 @@ void LeaseRouter::load() {
 
 void LeaseRouter::changed() {
     auto owned = std::make_shared<Owned>();
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& [a, e] : routed_) {
+    for (const auto& [a, e] : routed_)
         for (const auto& h : e.hosts) (*owned)[h] = Backend{e.lease.address, e.port};
+    // A renewal changes nothing owned: no snapshot swap, no file write (the common case on the DHCP thread).
+    if (*owned == *owned_snapshot_) return;
+    std::atomic_store(&owned_snapshot_, std::shared_ptr<const Owned>(std::move(owned)));
+    if (state_file_.empty()) return;
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& [a, e] : routed_)
         list.push_back({{"address", a.to_string()},
                         {"mac", e.lease.mac.to_string()},
                         {"client", common::to_hex(e.lease.client)},
@@ -413,10 +418,6 @@ void LeaseRouter::changed() {
                         {"expires", e.lease.expires},
                         {"hosts", e.hosts},
                         {"port", e.port}});
-    }
-    const bool same = *owned == *owned_snapshot_;
-    std::atomic_store(&owned_snapshot_, std::shared_ptr<const Owned>(std::move(owned)));
-    if (state_file_.empty() || same) return;
     try {
         const auto text = nlohmann::json{{"owned", list}}.dump(1) + "\n";
         common::write_file_atomic(state_file_, common::as_bytes(text), 0640);

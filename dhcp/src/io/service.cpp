@@ -19,32 +19,27 @@ namespace fleetconf::dhcp {
 
 common::ServiceInfo service_info() { return {"dhcp", true, "DHCPv4 server (RFC 2131) with site options"}; }
 
-std::optional<common::Ipv4> interface_ipv4(const std::string& ifname) {
-    ifaddrs* list = nullptr;
-    if (::getifaddrs(&list) != 0) return std::nullopt;
-    std::optional<common::Ipv4> out;
-    for (ifaddrs* i = list; i; i = i->ifa_next)
-        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && ifname == i->ifa_name) {
-            const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
-            out = common::Ipv4{ntohl(sin->sin_addr.s_addr)};
-            break;
-        }
-    ::freeifaddrs(list);
-    return out;
-}
-
 namespace {
-// Every IPv4 address of this host (getifaddrs).
-std::vector<common::Ipv4> local_ipv4() {
-    std::vector<common::Ipv4> out;
+// Every IPv4 address of this host with its interface (getifaddrs), for interface_ipv4 and the check below.
+std::vector<std::pair<std::string, common::Ipv4>> local_ipv4() {
+    std::vector<std::pair<std::string, common::Ipv4>> out;
     ifaddrs* list = nullptr;
     if (::getifaddrs(&list) != 0) return out;
     for (ifaddrs* i = list; i; i = i->ifa_next)
         if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET)
-            out.push_back(common::Ipv4{ntohl(reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr)});
+            out.emplace_back(i->ifa_name, common::Ipv4{ntohl(reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr)});
     ::freeifaddrs(list);
     return out;
 }
+}  // namespace
+
+std::optional<common::Ipv4> interface_ipv4(const std::string& ifname) {
+    for (const auto& [name, a] : local_ipv4())
+        if (name == ifname) return a;
+    return std::nullopt;
+}
+
+namespace {
 
 // Safe defaults (issue 23): the server identifier (option 54) is where clients send renewals (RFC 2131
 // 4.4.5). When it is not an address of this host (the gateway is a router, and no server_address is set),
@@ -53,7 +48,7 @@ void warn_foreign_server_ids(const common::Site& site, const Config& cfg, spdlog
     const auto mine = local_ipv4();
     for (std::size_t i = 0; i < cfg.networks.size() && i < site.networks.size(); ++i) {
         const auto& n = cfg.networks[i];
-        if (std::find(mine.begin(), mine.end(), n.server_id) != mine.end()) continue;
+        if (std::any_of(mine.begin(), mine.end(), [&](const auto& m) { return m.second == n.server_id; })) continue;
         log.warn(
             "network {}: the server identifier {} ({}) is not an address of this host: clients will send their renewals "
             "there; set /networks/{}/server_address to this server's address on {}",
