@@ -38,14 +38,17 @@ _ap.add_argument("fleetconf", help="the fleetconf binary")
 _ap.add_argument("--smoke", action="store_true", help="one short pass per server (what ctest runs)")
 _ap.add_argument("--seconds", type=int, default=5, help="seconds per perfdhcp run (default 5)")
 _ap.add_argument("--responder", help="the stateless responder (default: bench/dhcp_responder next to the fleetconf binary's build)")
-_ap.add_argument("--generator", choices=("single", "multi"), default="single",
-                 help="perfdhcp's threading mode (default single: the highest ceiling on the 2-core machine, docs/benchmarks.md)")
+_ap.add_argument("--loadgen", help="the load generator (default: bench/dhcp_loadgen next to the fleetconf binary's build)")
+_ap.add_argument("--generator", choices=("loadgen", "single", "multi"), default="loadgen",
+                 help="the rate search's load generator: bench/dhcp/loadgen.cpp (default: the highest ceiling on the 2-core "
+                 "machine, docs/benchmarks.md), or perfdhcp -g single / -g multi")
 _ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process (default: perfdhcp on CPU 1, "
                  "single-threaded servers on CPU 0)")
 _ap.add_argument("--only", help="comma-separated servers to run (for profiling one server)")
 ARGS = _ap.parse_args()
 FC = os.path.abspath(ARGS.fleetconf)
 RESPONDER = os.path.abspath(ARGS.responder or os.path.join(os.path.dirname(FC), "..", "bench", "dhcp_responder"))
+LOADGEN = os.path.abspath(ARGS.loadgen or os.path.join(os.path.dirname(FC), "..", "bench", "dhcp_loadgen"))
 SMOKE = ARGS.smoke
 SECONDS = 1 if SMOKE else ARGS.seconds
 if os.geteuid() != 0:
@@ -58,6 +61,9 @@ for tool in ("perfdhcp", "kea-dhcp4", "dnsmasq"):
 
 if not os.access(RESPONDER, os.X_OK):
     print(f"FAIL: {RESPONDER}: no responder (build the dhcp_responder target, or pass --responder)")
+    sys.exit(1)
+if ARGS.generator == "loadgen" and not os.access(LOADGEN, os.X_OK):
+    print(f"FAIL: {LOADGEN}: no load generator (build the dhcp_loadgen target, or pass --loadgen)")
     sys.exit(1)
 PIN = (os.cpu_count() or 1) >= 2 and not ARGS.no_pin
 SERVER_CPU = ["taskset", "-c", "0"] if PIN else []
@@ -140,7 +146,7 @@ def rcvbuf_errors(netns):
 def perfdhcp(*args, timeout=120):
     overflow0 = (rcvbuf_errors(SRV), rcvbuf_errors(CLI))
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, "perfdhcp", "-4", "-g", ARGS.generator, "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
+    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, "perfdhcp", "-4", "-g", "single" if ARGS.generator == "loadgen" else ARGS.generator, "-l", "10.99.0.2", "-W", "500000", *args, "10.99.0.1",
            check=False, timeout=timeout)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = r.stdout + r.stderr
@@ -164,6 +170,23 @@ def perfdhcp(*args, timeout=120):
     return res
 
 
+def loadgen(rate, seconds, clients):
+    """One fixed-rate run of bench/dhcp/loadgen.cpp; the same fields as perfdhcp()."""
+    overflow0 = (rcvbuf_errors(SRV), rcvbuf_errors(CLI))
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, LOADGEN, "--local", "10.99.0.2", "--server", "10.99.0.1", "--rate", str(rate),
+           "--seconds", str(seconds), "--clients", str(clients), check=False, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        res = json.loads(r.stdout)
+    except ValueError:
+        res = {}
+    res.update(rc=r.returncode, out=r.stdout + r.stderr,
+               gen_cpu=((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.monotonic() - t0),
+               srv_overflow=rcvbuf_errors(SRV) - overflow0[0], gen_overflow=rcvbuf_errors(CLI) - overflow0[1])
+    return res
+
+
 SERVER = None  # the process under test (for its CPU time in each run)
 
 
@@ -172,18 +195,37 @@ def run_at(rate, clients=50000):
     disk sync, a noisy neighbour) does not end the search: a rate fails when two runs in a row fail."""
     for attempt in (1, 2):
         c0 = cpu_seconds(SERVER.pid) if SERVER else 0.0
-        r = perfdhcp("-r", str(rate), "-p", str(SECONDS), "-R", str(clients))
+        if ARGS.generator == "loadgen":
+            r = loadgen(rate, SECONDS, clients)
+        else:
+            r = perfdhcp("-r", str(rate), "-p", str(SECONDS), "-R", str(clients))
         used = (cpu_seconds(SERVER.pid) - c0) if SERVER else 0.0
         r["cpu_us_max"] = used * 1e6 / r["ra_recv"] if r.get("ra_recv") else None
+        settle()
         ok = r.get("do_sent", 0) > 0 and r.get("do_drop", 100) <= 2.5 and r.get("ra_drop", 100) <= 2.5
         if ok or SMOKE:
             break
     return ok, r
 
 
+def settle():
+    """Waits (at most 5 s) until the server has worked off what queued up: a run that overloaded it must not
+    leave a backlog that the next, lower rate inherits."""
+    if not SERVER:
+        return
+    last, quiet_since, t_end = cpu_seconds(SERVER.pid), time.monotonic(), time.monotonic() + 5
+    while time.monotonic() < t_end:
+        time.sleep(0.1)
+        now = cpu_seconds(SERVER.pid)
+        if now > last + 0.02:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= 0.3:
+            return
+
+
 def search():
     """Highest rate with <= 2.5% drops: double until it fails, then bisect five steps."""
-    rates = [200] if SMOKE else [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000]
+    rates = [200] if SMOKE else [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000]
     best, best_r, bad = 0, None, None
     for rate in rates:
         ok, r = run_at(rate)
@@ -265,7 +307,9 @@ try:
 finally:
     teardown()
 
-print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; perfdhcp -g {ARGS.generator} as relay across a veth pair; "
+GEN_LABEL = "dhcp_loadgen (rate search), perfdhcp -g single (CPU at a fixed rate, boot storm)" if ARGS.generator == "loadgen" else f"perfdhcp -g {ARGS.generator}"
+GEN = "dhcp_loadgen" if ARGS.generator == "loadgen" else "perfdhcp"
+print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; {GEN_LABEL} as relay across a veth pair; "
       f"/16 pool; {'perfdhcp on CPU 1, servers on CPU 0 (multi-threaded Kea on all)' if PIN else 'not pinned'}; 4 MiB receive buffers)")
 ceiling = results.get("responder", {}).get("achieved", 0)
 
@@ -276,7 +320,7 @@ def bound(name):
     if name == "responder" or not x:
         return None
     if x.get("gen_cpu", 0) >= 0.95:
-        return f"perfdhcp at {x['gen_cpu'] * 100:.0f}% of a core"
+        return f"{GEN} at {x['gen_cpu'] * 100:.0f}% of a core"
     if ceiling and x.get("achieved", 0) >= 0.9 * ceiling:
         return f"within 10% of the ceiling ({x['achieved']:.0f} of {ceiling:.0f})"
     return None

@@ -1,6 +1,6 @@
 // The DHCP benchmark's ceiling: a stateless responder that answers every DISCOVER with an OFFER and every
 // REQUEST with an ACK, built from the request itself, keeping nothing. It opens its socket as the DHCP
-// server does (bound to one interface, SO_REUSEADDR, a 4 MiB receive buffer) and replies to the relay
+// server does (bound to one interface, SO_REUSEADDR, a 4 MiB receive buffer), batches its system calls, and replies to the relay
 // (giaddr, port 67) as a server would to perfdhcp, so a rate it cannot exceed is the harness's limit, not a
 // server's. No lease store, no decision, no durability: never a DHCP server.
 //
@@ -70,78 +70,109 @@ int main(int argc, char** argv) {
     }
     // The server identifier: the interface's own address is not needed by perfdhcp; a fixed one will do.
     const std::uint8_t server_id[4] = {10, 99, 0, 1};
-    std::array<std::uint8_t, 1500> in{}, out{};
+    // Batched system calls (recvmmsg/sendmmsg), so that the responder is never the slower side of the harness.
+    constexpr int kBatch = 64;
+    static std::array<std::array<std::uint8_t, 1500>, kBatch> in{}, out{};
+    std::array<mmsghdr, kBatch> imsg{}, omsg{};
+    std::array<iovec, kBatch> iiov{}, oiov{};
+    std::array<sockaddr_in, kBatch> from{}, to{};
+    for (int i = 0; i < kBatch; ++i) {
+        iiov[i] = {in[i].data(), in[i].size()};
+        imsg[i].msg_hdr.msg_iov = &iiov[i];
+        imsg[i].msg_hdr.msg_iovlen = 1;
+        imsg[i].msg_hdr.msg_name = &from[i];
+        oiov[i] = {out[i].data(), 0};
+        omsg[i].msg_hdr.msg_iov = &oiov[i];
+        omsg[i].msg_hdr.msg_iovlen = 1;
+        omsg[i].msg_hdr.msg_name = &to[i];
+        omsg[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    }
     std::uint32_t next = 0;
     for (;;) {
-        sockaddr_in from{};
-        socklen_t flen = sizeof from;
-        const auto n = ::recvfrom(fd, in.data(), in.size(), 0, reinterpret_cast<sockaddr*>(&from), &flen);
-        if (n < 0) {
+        for (auto& m : imsg) m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+        const int got = ::recvmmsg(fd, imsg.data(), kBatch, MSG_WAITFORONE, nullptr);
+        if (got < 0) {
             if (errno == EINTR) continue;
-            std::perror("dhcp_responder: recvfrom");
+            std::perror("dhcp_responder: recvmmsg");
             return 1;
         }
-        const int type = message_type(in.data(), static_cast<std::size_t>(n));
-        if (type != 1 && type != 3) continue;  // DISCOVER or REQUEST
-        std::memcpy(out.data(), in.data(), kFixed + 4);
-        out[0] = 2;  // BOOTREPLY
-        std::uint8_t yiaddr[4];
-        if (type == 1) {  // a fresh address from 10.99.1.0/16 for each DISCOVER
-            const std::uint32_t a = (10u << 24 | 99u << 16 | 1u << 8) + (next++ % 65000);
-            yiaddr[0] = static_cast<std::uint8_t>(a >> 24), yiaddr[1] = static_cast<std::uint8_t>(a >> 16);
-            yiaddr[2] = static_cast<std::uint8_t>(a >> 8), yiaddr[3] = static_cast<std::uint8_t>(a);
-        } else {  // the address the REQUEST asks for (option 50), else ciaddr
-            std::memcpy(yiaddr, in.data() + 12, 4);
-            for (std::size_t i = kFixed + 4; i + 1 < static_cast<std::size_t>(n) && in[i] != 255;) {
-                if (in[i] == 0) {
-                    ++i;
-                    continue;
+        int replies = 0;
+        for (int k = 0; k < got; ++k) {
+            const std::uint8_t* req = in[k].data();
+            const auto n = static_cast<std::size_t>(imsg[k].msg_len);
+            const int type = message_type(req, n);
+            if (type != 1 && type != 3) continue;  // DISCOVER or REQUEST
+            std::uint8_t* rep = out[replies].data();
+            std::memcpy(rep, req, kFixed + 4);
+            rep[0] = 2;  // BOOTREPLY
+            std::uint8_t yiaddr[4];
+            if (type == 1) {  // a fresh address from 10.99.1.0/16 for each DISCOVER
+                const std::uint32_t a = (10u << 24 | 99u << 16 | 1u << 8) + (next++ % 65000);
+                yiaddr[0] = static_cast<std::uint8_t>(a >> 24), yiaddr[1] = static_cast<std::uint8_t>(a >> 16);
+                yiaddr[2] = static_cast<std::uint8_t>(a >> 8), yiaddr[3] = static_cast<std::uint8_t>(a);
+            } else {  // the address the REQUEST asks for (option 50), else ciaddr
+                std::memcpy(yiaddr, req + 12, 4);
+                for (std::size_t i = kFixed + 4; i + 1 < n && req[i] != 255;) {
+                    if (req[i] == 0) {
+                        ++i;
+                        continue;
+                    }
+                    if (req[i] == 50 && req[i + 1] == 4 && i + 6 <= n) std::memcpy(yiaddr, req + i + 2, 4);
+                    i += 2 + req[i + 1];
                 }
-                if (in[i] == 50 && in[i + 1] == 4 && i + 6 <= static_cast<std::size_t>(n)) std::memcpy(yiaddr, in.data() + i + 2, 4);
-                i += 2 + in[i + 1];
             }
+            std::memcpy(rep + 16, yiaddr, 4);
+            std::size_t o = kFixed + 4;
+            const std::uint8_t opts[] = {53,
+                                         1,
+                                         static_cast<std::uint8_t>(type == 1 ? 2 : 5),
+                                         54,
+                                         4,
+                                         server_id[0],
+                                         server_id[1],
+                                         server_id[2],
+                                         server_id[3],
+                                         51,
+                                         4,
+                                         0,
+                                         0,
+                                         0x0e,
+                                         0x10,  // 3600 s
+                                         1,
+                                         4,
+                                         255,
+                                         255,
+                                         0,
+                                         0,
+                                         3,
+                                         4,
+                                         10,
+                                         99,
+                                         0,
+                                         1,
+                                         255};
+            std::memcpy(rep + o, opts, sizeof opts);
+            o += sizeof opts;
+            while (o < 300) rep[o++] = 0;  // BOOTP's minimum size
+            // To the relay (giaddr) on the server port, as a server answers a relayed request; else back to the sender.
+            to[replies] = from[k];
+            std::uint32_t giaddr;
+            std::memcpy(&giaddr, req + 24, 4);
+            if (giaddr != 0) {
+                to[replies].sin_addr.s_addr = giaddr;
+                to[replies].sin_port = htons(static_cast<std::uint16_t>(port));
+            }
+            oiov[replies].iov_len = o;
+            ++replies;
         }
-        std::memcpy(out.data() + 16, yiaddr, 4);
-        std::size_t o = kFixed + 4;
-        const std::uint8_t opts[] = {53,
-                                     1,
-                                     static_cast<std::uint8_t>(type == 1 ? 2 : 5),
-                                     54,
-                                     4,
-                                     server_id[0],
-                                     server_id[1],
-                                     server_id[2],
-                                     server_id[3],
-                                     51,
-                                     4,
-                                     0,
-                                     0,
-                                     0x0e,
-                                     0x10,  // 3600 s
-                                     1,
-                                     4,
-                                     255,
-                                     255,
-                                     0,
-                                     0,
-                                     3,
-                                     4,
-                                     10,
-                                     99,
-                                     0,
-                                     1,
-                                     255};
-        std::memcpy(out.data() + o, opts, sizeof opts);
-        o += sizeof opts;
-        while (o < 300) out[o++] = 0;  // BOOTP's minimum size
-        // To the relay (giaddr) on the server port, as a server answers a relayed request; else back to the sender.
-        sockaddr_in to = from;
-        std::uint32_t giaddr;
-        std::memcpy(&giaddr, in.data() + 24, 4);
-        if (giaddr != 0) {
-            to.sin_addr.s_addr = giaddr;
-            to.sin_port = htons(static_cast<std::uint16_t>(port));
+        for (int done = 0; done < replies;) {
+            const int n = ::sendmmsg(fd, omsg.data() + done, static_cast<unsigned>(replies - done), 0);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                ++done;  // a full send buffer loses the reply, as a server would
+                continue;
+            }
+            done += n;
         }
-        ::sendto(fd, out.data(), o, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
     }
 }

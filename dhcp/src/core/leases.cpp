@@ -57,7 +57,10 @@ std::optional<Ipv4> MemoryLeaseStore::highest_in(Ipv4 first, Ipv4 last) const {
 
 void MemoryLeaseStore::apply_one(const LeaseChange& c) {
     const Ipv4 a = c.lease.address;
-    if (auto it = by_addr_.find(a); it != by_addr_.end()) {
+    if (auto it = by_addr_.find(a); it != by_addr_.end() && !c.remove && it->second.client == c.lease.client) {
+        it->second = c.lease;  // the same client's record again (an offer taken, a renewal): both indexes stay
+        return;
+    } else if (it != by_addr_.end()) {
         if (auto ci = by_client_.find(key(it->second.client)); ci != by_client_.end() && ci->second == a) by_client_.erase(ci);
         by_addr_.erase(it);
     }
@@ -65,7 +68,7 @@ void MemoryLeaseStore::apply_one(const LeaseChange& c) {
     if (!c.lease.client.empty()) {
         // One address per client: a new binding replaces the client's previous record.
         if (auto ci = by_client_.find(key(c.lease.client)); ci != by_client_.end() && ci->second != a) by_addr_.erase(ci->second);
-        by_client_[key(c.lease.client)] = a;
+        by_client_.insert_or_assign(std::string(key(c.lease.client)), a);
     }
     by_addr_[a] = c.lease;
 }

@@ -86,6 +86,7 @@ struct Context {
     Bytes key;
     std::uint64_t now;
     const LeaseView& leases;
+    bool explain = true;  // build Decision::log for routine outcomes too
 };
 
 bool in_pools(const NetworkConfig& n, Ipv4 a) {
@@ -281,7 +282,7 @@ Decision nak(const Message& req, const Context& c, const std::string& why) {
     return d;
 }
 
-Decision ack(const Message& req, const Context& c, Ipv4 a, const std::string& what) {
+Decision ack(const Message& req, const Context& c, Ipv4 a, std::string_view what) {
     Decision d;
     Message r = reply_base(req, MessageType::ack, c.net);
     r.yiaddr = a;
@@ -292,7 +293,7 @@ Decision ack(const Message& req, const Context& c, Ipv4 a, const std::string& wh
     d.durable_before_reply = true;
     d.reply = std::move(r);
     d.max_reply_size = max_reply(req);
-    d.log = "ACK " + a.to_string() + " to " + who(c, req) + " (" + what + ")";
+    if (c.explain) d.log = "ACK " + a.to_string() + " to " + who(c, req) + " (" + std::string(what) + ")";
     return d;
 }
 
@@ -355,10 +356,10 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
     }
     std::string note;
     const Host* host = match_host(*net, m, note);
-    Context c{cfg, *net, host, client_key(m, net->ignore_client_id), now, leases};
+    Context c{cfg, *net, host, client_key(m, net->ignore_client_id), now, leases, req.explain};
     none.network = net->name;
     auto with_note = [&](Decision&& d) -> Decision {
-        if (!note.empty()) d.log += "; " + note;
+        if (!note.empty() && (!d.log.empty() || c.explain)) d.log += "; " + note;
         d.network = net->name;
         return std::move(d);
     };
@@ -399,7 +400,7 @@ Decision decide(const Request& req, std::uint64_t now, const LeaseView& leases, 
                 d.changes.clear();
             d.reply = std::move(r);
             d.max_reply_size = max_reply(m);
-            d.log = "OFFER " + a->to_string() + " to " + who(c, m);
+            if (c.explain) d.log = "OFFER " + a->to_string() + " to " + who(c, m);
             return with_note(std::move(d));
         }
         case MessageType::request: {

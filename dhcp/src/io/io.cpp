@@ -15,12 +15,14 @@
 
 #include <net/if_arp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
 namespace fleetconf::dhcp {
 
@@ -87,56 +89,93 @@ void Service::Impl::exhausted(const Decision& d) {
     e.unreported = 0;
 }
 
+// One packet: decode, decide, apply; its reply goes to `now_batch` or, when it promises a binding that is
+// not on disk yet, to `waiting` (the next group commit).
+void Service::Impl::handle(Socket& s, std::span<const std::uint8_t> packet, const udp::endpoint& from, std::uint64_t now,
+                           Batch& now_batch) {
+    std::error_code dec;
+    ++stats.received;
+    auto msg = decode(packet, dec);
+    if (!msg) {
+        ++stats.parse_failed;
+        log->debug("{}: malformed packet from {}: {}", s.ifname, from.address().to_string(), dec.message());
+        return;
+    }
+    if (auto t = msg->type()) ++stats.received_by_type[static_cast<std::size_t>(*t)];
+    if (msg->type() == MessageType::decline) ++stats.declines;
+    const bool trace = log->should_log(spdlog::level::debug);
+    if (trace) log->debug("{}", trace_request(*msg, s.ifname, from));
+    // The decision's log line is built only when it will be written (info, or a warning it always carries).
+    auto d = decide(Request{std::move(*msg), s.ifname, log->should_log(spdlog::level::info)}, now, *store, cfg);
+    if (!d.reply) ++stats.receive_drop;
+    if (d.unknown_client) ++stats.unknown_clients;
+    if (d.exhausted) exhausted(d);
+    else if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
+    if (trace && d.reply)
+        log->debug("{}: decided: {}; sending {} yiaddr {} options {}", s.ifname, d.log.empty() ? "-" : d.log,
+                   d.reply->type() ? to_string(*d.reply->type()) : "?", d.reply->yiaddr.to_string(), codes(*d.reply));
+    else if (trace) log->debug("{}: decided: {}; no reply", s.ifname, d.log.empty() ? "-" : d.log);
+    // Offers need no durability (a lost offer means a new DISCOVER): their records ride along with the next
+    // commit. Anything that promises a binding waits for its commit.
+    Batch& dest = (opts.durable && d.durable_before_reply) ? waiting : now_batch;
+    if (!d.changes.empty()) {
+        store->apply(d.changes);
+        if (lease_hook)
+            for (auto& e : lease_events(d.changes, d.durable_before_reply))
+                (e.kind == LeaseEvent::Kind::bound ? dest : now_batch).events.push_back(std::move(e));
+    }
+    if (d.reply) dest.replies.push_back({&s, std::move(*d.reply), d.max_reply_size});
+}
+
 asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
-    std::vector<std::uint8_t> buf(65536);
+    // recvmmsg: up to kSlots datagrams per system call, each slot as large as the largest UDP payload. The
+    // slots are not initialised: only the pages a datagram is written to become resident.
+    constexpr unsigned kSlots = 32;
+    constexpr std::size_t kSlotSize = 65536;
+    auto slots = std::make_unique_for_overwrite<std::uint8_t[]>(kSlots * kSlotSize);
+    std::array<mmsghdr, kSlots> msgs{};
+    std::array<iovec, kSlots> iov{};
+    std::array<sockaddr_in, kSlots> peers{};
+    for (unsigned i = 0; i < kSlots; ++i) {
+        iov[i] = {slots.get() + i * kSlotSize, kSlotSize};
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &peers[i];
+    }
     Batch now_batch;  // replies that promise nothing durable: offers, NAKs, INFORM answers (and all, unsynced)
     while (!stopped && !s.closed) {
-        udp::endpoint from;
-        auto [ec, n] = co_await s.sock.async_receive_from(asio::buffer(buf), from, use_tuple);
+        auto [ec] = co_await s.sock.async_wait(udp::socket::wait_read, use_tuple);
         if (ec) {
             if (ec == asio::error::operation_aborted || stopped || s.closed) co_return;
             log->warn("{}: receive: {}", s.ifname, ec.message());
             continue;
         }
-        // Drain what else is already queued and decide on all of it. Replies that promise nothing leave at
-        // once; an ACK waits in `waiting` for the commit that makes its lease durable (group commit: one
-        // fdatasync for everything that queued up meanwhile), so no ACK leaves before its lease is on disk.
+        if (stopped || s.closed) co_return;
+        // Drain what is queued (at most 256 datagrams, then the other sockets get their turn) and decide on
+        // all of it. Replies that promise nothing leave at once; an ACK waits in `waiting` for the commit that
+        // makes its lease durable (group commit: one fdatasync for everything that queued up meanwhile), so no
+        // ACK leaves before its lease is on disk.
         const std::uint64_t now = unix_now();
-        std::size_t len = n;
-        for (int batch = 0; batch < 256; ++batch) {
-            std::error_code dec;
-            ++stats.received;
-            auto msg = decode(std::span<const std::uint8_t>(buf.data(), len), dec);
-            if (!msg) {
-                ++stats.parse_failed;
-                log->debug("{}: malformed packet from {}: {}", s.ifname, from.address().to_string(), dec.message());
-            } else {
-                if (auto t = msg->type()) ++stats.received_by_type[static_cast<std::size_t>(*t)];
-                if (msg->type() == MessageType::decline) ++stats.declines;
-                const bool trace = log->should_log(spdlog::level::debug);
-                if (trace) log->debug("{}", trace_request(*msg, s.ifname, from));
-                auto d = decide(Request{std::move(*msg), s.ifname}, now, *store, cfg);
-                if (!d.reply) ++stats.receive_drop;
-                if (d.unknown_client) ++stats.unknown_clients;
-                if (d.exhausted) exhausted(d);
-                else if (!d.log.empty()) log->info("{}: {}", s.ifname, d.log);
-                if (trace && d.reply)
-                    log->debug("{}: decided: {}; sending {} yiaddr {} options {}", s.ifname, d.log.empty() ? "-" : d.log,
-                               d.reply->type() ? to_string(*d.reply->type()) : "?", d.reply->yiaddr.to_string(), codes(*d.reply));
-                else if (trace) log->debug("{}: decided: {}; no reply", s.ifname, d.log.empty() ? "-" : d.log);
-                // Offers need no durability (a lost offer means a new DISCOVER): their records ride along
-                // with the next commit. Anything that promises a binding waits for its commit.
-                Batch& dest = (opts.durable && d.durable_before_reply) ? waiting : now_batch;
-                if (!d.changes.empty()) {
-                    store->apply(d.changes);
-                    for (auto& e : lease_events(d.changes, d.durable_before_reply))
-                        (e.kind == LeaseEvent::Kind::bound ? dest : now_batch).events.push_back(std::move(e));
-                }
-                if (d.reply) dest.replies.push_back({&s, std::move(*d.reply), d.max_reply_size});
+        for (unsigned round = 0; round < 256 / kSlots; ++round) {
+            for (auto& m : msgs) m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+            const int n = ::recvmmsg(s.sock.native_handle(), msgs.data(), kSlots, MSG_DONTWAIT, nullptr);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) log->warn("{}: receive: {}", s.ifname, std::strerror(errno));
+                break;
             }
-            std::error_code aec;
-            len = s.sock.receive_from(asio::buffer(buf), from, 0, aec);
-            if (aec) break;  // would_block: the queue is empty
+            for (int i = 0; i < n; ++i) {
+                const auto& peer = peers[static_cast<std::size_t>(i)];
+                const udp::endpoint from(asio::ip::address_v4(ntohl(peer.sin_addr.s_addr)), ntohs(peer.sin_port));
+                const auto& h = msgs[static_cast<std::size_t>(i)];
+                if (h.msg_hdr.msg_flags & MSG_TRUNC) {  // cannot happen for UDP over IPv4 (65,507 bytes at most)
+                    ++stats.received;
+                    ++stats.parse_failed;
+                    continue;
+                }
+                handle(s, {static_cast<const std::uint8_t*>(h.msg_hdr.msg_iov->iov_base), h.msg_len}, from, now, now_batch);
+            }
+            if (static_cast<unsigned>(n) < kSlots) break;  // the queue is empty
         }
         if (opts.durable) {
             send_all(now_batch);
@@ -144,13 +183,14 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         } else if (journal_write(false, "replies withheld")) {  // --no-sync: written, not synced
             send_all(now_batch);
         } else {
-            now_batch = {};  // the journal failed: nothing is promised from a store that cannot be written
+            now_batch.replies.clear();  // the journal failed: nothing is promised from a store that cannot be written
+            now_batch.events.clear();
         }
     }
 }
 
 void Service::Impl::send_all(Batch& b) {
-    for (const auto& r : b.replies) send_reply(*r.sock, r.reply, r.max_size);
+    send_replies(b.replies);
     for (const auto& e : b.events) report(e);
     b.replies.clear();
     b.events.clear();
@@ -214,11 +254,13 @@ void Service::Impl::pump() {
         return;
     }
     last_commit = t;
-    Batch committing = std::move(waiting);
-    waiting = {};
     // Never promise a lease that is not on disk: on a failure the ACKs are dropped and the clients ask again.
-    if (!journal_write(true, std::to_string(committing.replies.size()) + " replies withheld")) return;
-    send_all(committing);
+    if (!journal_write(true, std::to_string(waiting.replies.size()) + " replies withheld")) {
+        waiting.replies.clear();
+        waiting.events.clear();
+        return;
+    }
+    send_all(waiting);  // keeps the batch's capacity: no reallocation per commit
     maybe_compact();
 }
 
@@ -235,30 +277,75 @@ void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m
         throw std::system_error(errno, std::generic_category(), "SIOCSARP");
 }
 
-void Service::Impl::send_reply(Socket& s, const Message& reply, std::size_t max_size) {
-    std::vector<std::uint8_t> dropped;
-    const auto bytes = encode(reply, max_size, &dropped);
-    if (!dropped.empty())
-        log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size, dropped.size());
-    const auto dest = reply_destination(reply, opts.server_port, opts.client_port);
-    udp::endpoint to(asio::ip::address_v4(dest.address.value()), dest.port);
-    if (dest.unicast_to_new_address) {
-        // The client does not answer ARP for its new address yet: put its MAC in the ARP table.
-        try {
-            add_arp(s.ifname, reply.yiaddr, reply);
-        } catch (const std::exception& e) {
-            log->debug("{}: no ARP entry for {} ({}); broadcasting", s.ifname, reply.yiaddr.to_string(), e.what());
-            to = udp::endpoint(asio::ip::address_v4::broadcast(), opts.client_port);
+// Encodes each reply, finds its destination (RFC 2131 4.1) and sends the replies of one socket with one
+// sendmmsg per run of up to 64.
+void Service::Impl::send_replies(std::vector<Outgoing>& replies) {
+    constexpr std::size_t kMax = 64;
+    std::array<mmsghdr, kMax> msgs{};
+    std::array<iovec, kMax> iov{};
+    std::array<sockaddr_in, kMax> to{};
+    std::array<const Outgoing*, kMax> which{};
+    encoded.resize(kMax);
+    std::size_t i = 0;
+    while (i < replies.size()) {
+        Socket* sock = replies[i].sock;
+        std::size_t k = 0;
+        for (; i < replies.size() && k < kMax && replies[i].sock == sock; ++i) {
+            const Outgoing& r = replies[i];
+            dropped_options.clear();
+            encoded[k] = encode(r.reply, r.max_size, &dropped_options);
+            if (!dropped_options.empty())
+                log->warn("{}: reply to {} over {} bytes: {} option(s) left out", sock->ifname, r.reply.mac().to_string(), r.max_size,
+                          dropped_options.size());
+            const auto dest = reply_destination(r.reply, opts.server_port, opts.client_port);
+            std::uint32_t address = dest.address.value();
+            std::uint16_t port = dest.port;
+            if (dest.unicast_to_new_address) {
+                // The client does not answer ARP for its new address yet: put its MAC in the ARP table.
+                try {
+                    add_arp(sock->ifname, r.reply.yiaddr, r.reply);
+                } catch (const std::exception& e) {
+                    log->debug("{}: no ARP entry for {} ({}); broadcasting", sock->ifname, r.reply.yiaddr.to_string(), e.what());
+                    address = 0xFFFFFFFFu;
+                    port = opts.client_port;
+                }
+            }
+            to[k] = {};
+            to[k].sin_family = AF_INET;
+            to[k].sin_addr.s_addr = htonl(address);
+            to[k].sin_port = htons(port);
+            iov[k] = {encoded[k].data(), encoded[k].size()};
+            msgs[k] = {};
+            msgs[k].msg_hdr.msg_name = &to[k];
+            msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+            msgs[k].msg_hdr.msg_iov = &iov[k];
+            msgs[k].msg_hdr.msg_iovlen = 1;
+            which[k] = &r;
+            ++k;
+        }
+        if (sock->closed) continue;  // its network left the site: the replies are not sent
+        const int fd = sock->sock.native_handle();
+        for (std::size_t done = 0; done < k;) {
+            const int n = ::sendmmsg(fd, msgs.data() + done, static_cast<unsigned>(k - done), MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                // The send buffer is full: wait for room (at most 100 ms), else the reply is lost as on a busy wire.
+                pollfd p{fd, POLLOUT, 0};
+                if (::poll(&p, 1, 100) > 0) continue;
+            }
+            if (n < 0) {  // this datagram could not be sent: say so and go on with the next
+                const auto& t = to[done];
+                log->warn("{}: send to {}: {}", sock->ifname, common::Ipv4(ntohl(t.sin_addr.s_addr)).to_string(), std::strerror(errno));
+                ++done;
+                continue;
+            }
+            for (std::size_t j = done; j < done + static_cast<std::size_t>(n); ++j) {
+                ++stats.sent;
+                if (auto t = which[j]->reply.type()) ++stats.sent_by_type[static_cast<std::size_t>(*t)];
+            }
+            done += static_cast<std::size_t>(n);
         }
     }
-    std::error_code ec;
-    s.sock.send_to(asio::buffer(bytes), to, 0, ec);
-    if (ec) {
-        log->warn("{}: send to {}: {}", s.ifname, to.address().to_string(), ec.message());
-        return;
-    }
-    ++stats.sent;
-    if (auto t = reply.type()) ++stats.sent_by_type[static_cast<std::size_t>(*t)];
 }
 
 }  // namespace fleetconf::dhcp

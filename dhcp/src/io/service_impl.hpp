@@ -94,7 +94,6 @@ struct Service::Impl {
     Impl(asio::io_context& i, ServiceOptions o, std::shared_ptr<spdlog::logger> l) : io(i), opts(std::move(o)), log(std::move(l)) {}
 
     asio::awaitable<void> receive_loop(Socket& s);
-    void send_reply(Socket& s, const Message& reply, std::size_t max_size);
     void add_arp(const std::string& ifname, common::Ipv4 ip, const Message& m);
 
     // Durable mode: an ACK leaves only after its lease is on disk; offers and NAKs do not wait.
@@ -109,6 +108,10 @@ struct Service::Impl {
         [[nodiscard]] bool empty() const { return replies.empty() && events.empty(); }
     };
     Batch waiting;  // ACKs (and their bound events) for the next commit
+    void handle(Socket& s, std::span<const std::uint8_t> packet, const udp::endpoint& from, std::uint64_t now, Batch& now_batch);
+    void send_replies(std::vector<Outgoing>& replies);
+    std::vector<Bytes> encoded;                 // send_replies' datagrams, reused
+    std::vector<std::uint8_t> dropped_options;  // options left out of one reply (too large)
     std::chrono::steady_clock::time_point last_commit{};
     asio::steady_timer commit_timer{io};
     bool commit_timer_armed = false;

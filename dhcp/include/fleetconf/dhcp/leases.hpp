@@ -73,9 +73,13 @@ public:
 
 protected:
     void apply_one(const LeaseChange& c);
-    static std::string key(const Bytes& client) { return {client.begin(), client.end()}; }
+    static std::string_view key(const Bytes& client) { return {reinterpret_cast<const char*>(client.data()), client.size()}; }
+    struct KeyHash {
+        using is_transparent = void;  // lookups by string_view: no string built per packet
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
     std::map<common::Ipv4, Lease> by_addr_;
-    std::unordered_map<std::string, common::Ipv4> by_client_;  // client identity bytes -> address
+    std::unordered_map<std::string, common::Ipv4, KeyHash, std::equal_to<>> by_client_;  // client identity bytes -> address
 };
 
 // A byte range of the journal file.

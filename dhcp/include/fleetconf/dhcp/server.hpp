@@ -55,6 +55,9 @@ Config make_config(const common::Site& site, const std::function<std::optional<c
 struct Request {
     Message message;
     std::string interface;  // the interface it arrived on
+    // false: the routine outcomes (OFFER, ACK) leave Decision::log empty, so that a server not logging at info
+    // formats nothing per packet; refusals, NAKs and warnings are always explained.
+    bool explain = true;
 };
 
 struct Decision {
