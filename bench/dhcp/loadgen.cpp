@@ -265,7 +265,9 @@ int main(int argc, char** argv) {
         ::poll(&pfd, 1, next < total ? 1 : 10);
     }
     const double secs = std::chrono::duration<double>(end - start).count();
-    auto drop = [](const Phase& p) { return p.sent ? 100.0 * static_cast<double>(p.sent - p.received) / static_cast<double>(p.sent) : 100.0; };
+    auto drop = [](const Phase& p) {
+        return p.sent ? 100.0 * static_cast<double>(p.sent - p.received) / static_cast<double>(p.sent) : 100.0;
+    };
     auto avg = [](const Phase& p) { return p.received ? p.delay_sum_ms / static_cast<double>(p.received) : 0.0; };
     std::printf(
         "{\"seconds\": %.3f, \"do_sent\": %llu, \"do_recv\": %llu, \"do_late\": %llu, \"do_drop\": %.3f, \"do_delay\": %.3f, "

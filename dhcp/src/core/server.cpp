@@ -4,6 +4,7 @@
 #include "fleetconf/common/text.hpp"
 
 #include <algorithm>
+#include <bitset>
 #include <stdexcept>
 
 namespace fleetconf::dhcp {
@@ -197,16 +198,17 @@ std::string fqdn_to_update(const Message& m, const NetworkConfig& net) {
 void add_options(Message& r, const Message& req, const Context& c, bool with_lease_options) {
     const std::vector<Option>& base = c.host ? c.host->options : c.net.options;
     const std::set<std::uint8_t>& always = c.host ? c.host->always_send : c.net.always_send;
-    std::set<std::uint8_t> done = {opt::message_type, opt::server_id};
+    std::bitset<256> done;
+    done.set(opt::message_type).set(opt::server_id);
     auto emit = [&](std::uint8_t code) {
-        if (done.contains(code)) return;
+        if (done.test(code)) return;
         if (const Option* o = find_in(base, code)) {
             r.options.push_back(*o);
-            done.insert(code);
+            done.set(code);
         }
     };
     if (with_lease_options) {
-        for (std::uint8_t code : {opt::lease_time, opt::renewal_t1, opt::rebinding_t2}) done.insert(code);
+        for (std::uint8_t code : {opt::lease_time, opt::renewal_t1, opt::rebinding_t2}) done.set(code);
     }
     // The mask and router first when asked: they are what a client cannot work without.
     if (const Option* prl = req.find(opt::parameter_list)) {

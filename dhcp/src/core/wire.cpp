@@ -154,10 +154,9 @@ std::optional<Message> decode(std::span<const std::uint8_t> d, std::error_code& 
     return m;
 }
 
-Bytes encode(const Message& m, std::size_t max_size, std::vector<std::uint8_t>* dropped) {
+void encode_append(const Message& m, Bytes& b, std::size_t max_size, std::vector<std::uint8_t>* dropped) {
     max_size = std::max(max_size, kMinMessageSize);
-    Bytes b;
-    b.reserve(std::max<std::size_t>(kBootpMinSize, 512));
+    const std::size_t start = b.size();
     b.push_back(m.op);
     b.push_back(m.htype);
     b.push_back(m.hlen);
@@ -177,7 +176,7 @@ Bytes encode(const Message& m, std::size_t max_size, std::vector<std::uint8_t>* 
         // Each 255-byte chunk costs 2 bytes of header; an empty option is one header (RFC 3396).
         const std::size_t chunks = o.data.empty() ? 1 : (o.data.size() + 254) / 255;
         const std::size_t need = o.data.size() + 2 * chunks;
-        if (b.size() + need + 1 > max_size) {
+        if (b.size() - start + need + 1 > max_size) {
             if (dropped) dropped->push_back(o.code);
             continue;
         }
@@ -191,18 +190,24 @@ Bytes encode(const Message& m, std::size_t max_size, std::vector<std::uint8_t>* 
         } while (off < o.data.size());
     }
     b.push_back(opt::end);
-    if (b.size() < kBootpMinSize) b.resize(kBootpMinSize, opt::pad);
+    if (b.size() - start < kBootpMinSize) b.resize(start + kBootpMinSize, opt::pad);
+}
+
+Bytes encode(const Message& m, std::size_t max_size, std::vector<std::uint8_t>* dropped) {
+    Bytes b;
+    b.reserve(512);
+    encode_append(m, b, max_size, dropped);
     return b;
 }
 
 Bytes u32_bytes(std::uint32_t v) {
-    Bytes b;
-    put32(b, v);
-    return b;
+    return {static_cast<std::uint8_t>(v >> 24), static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 8),
+            static_cast<std::uint8_t>(v)};
 }
 Bytes addr_bytes(Ipv4 a) { return u32_bytes(a.value()); }
 Bytes addrs_bytes(const std::vector<Ipv4>& v) {
     Bytes b;
+    b.reserve(4 * v.size());
     for (auto a : v) put32(b, a.value());
     return b;
 }

@@ -124,7 +124,7 @@ void Service::Impl::handle(Socket& s, std::span<const std::uint8_t> packet, cons
             for (auto& e : lease_events(d.changes, d.durable_before_reply))
                 (e.kind == LeaseEvent::Kind::bound ? dest : now_batch).events.push_back(std::move(e));
     }
-    if (d.reply) dest.replies.push_back({&s, std::move(*d.reply), d.max_reply_size});
+    if (d.reply) queue_reply(s, *d.reply, d.max_reply_size, dest);
 }
 
 asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
@@ -183,17 +183,15 @@ asio::awaitable<void> Service::Impl::receive_loop(Socket& s) {
         } else if (journal_write(false, "replies withheld")) {  // --no-sync: written, not synced
             send_all(now_batch);
         } else {
-            now_batch.replies.clear();  // the journal failed: nothing is promised from a store that cannot be written
-            now_batch.events.clear();
+            now_batch.clear();  // the journal failed: nothing is promised from a store that cannot be written
         }
     }
 }
 
 void Service::Impl::send_all(Batch& b) {
-    send_replies(b.replies);
+    send_replies(b);
     for (const auto& e : b.events) report(e);
-    b.replies.clear();
-    b.events.clear();
+    b.clear();
 }
 
 // Writes what was applied (and with `sync`, makes it durable); a failure is recorded for the health check
@@ -256,8 +254,7 @@ void Service::Impl::pump() {
     last_commit = t;
     // Never promise a lease that is not on disk: on a failure the ACKs are dropped and the clients ask again.
     if (!journal_write(true, std::to_string(waiting.replies.size()) + " replies withheld")) {
-        waiting.replies.clear();
-        waiting.events.clear();
+        waiting.clear();
         return;
     }
     send_all(waiting);  // keeps the batch's capacity: no reallocation per commit
@@ -277,51 +274,51 @@ void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m
         throw std::system_error(errno, std::generic_category(), "SIOCSARP");
 }
 
-// Encodes each reply, finds its destination (RFC 2131 4.1) and sends the replies of one socket with one
-// sendmmsg per run of up to 64.
-void Service::Impl::send_replies(std::vector<Outgoing>& replies) {
+void Service::Impl::queue_reply(Socket& s, const Message& reply, std::size_t max_size, Batch& b) {
+    dropped_options.clear();
+    const std::size_t offset = b.bytes.size();
+    encode_append(reply, b.bytes, max_size, &dropped_options);
+    if (!dropped_options.empty())
+        log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size,
+                  dropped_options.size());
+    const auto dest = reply_destination(reply, opts.server_port, opts.client_port);
+    Outgoing o{&s, offset, b.bytes.size() - offset, dest.address.value(), dest.port, reply.type().value_or(MessageType::ack)};
+    if (dest.unicast_to_new_address) {
+        // The client does not answer ARP for its new address yet: put its MAC in the ARP table.
+        try {
+            add_arp(s.ifname, reply.yiaddr, reply);
+        } catch (const std::exception& e) {
+            log->debug("{}: no ARP entry for {} ({}); broadcasting", s.ifname, reply.yiaddr.to_string(), e.what());
+            o.address = 0xFFFFFFFFu;
+            o.port = opts.client_port;
+        }
+    }
+    b.replies.push_back(o);
+}
+
+// Sends a batch's replies with one sendmmsg per run of up to 64 that leave by the same socket.
+void Service::Impl::send_replies(Batch& b) {
     constexpr std::size_t kMax = 64;
     std::array<mmsghdr, kMax> msgs{};
     std::array<iovec, kMax> iov{};
     std::array<sockaddr_in, kMax> to{};
-    std::array<const Outgoing*, kMax> which{};
-    encoded.resize(kMax);
     std::size_t i = 0;
-    while (i < replies.size()) {
-        Socket* sock = replies[i].sock;
+    while (i < b.replies.size()) {
+        Socket* sock = b.replies[i].sock;
+        const std::size_t first = i;
         std::size_t k = 0;
-        for (; i < replies.size() && k < kMax && replies[i].sock == sock; ++i) {
-            const Outgoing& r = replies[i];
-            dropped_options.clear();
-            encoded[k] = encode(r.reply, r.max_size, &dropped_options);
-            if (!dropped_options.empty())
-                log->warn("{}: reply to {} over {} bytes: {} option(s) left out", sock->ifname, r.reply.mac().to_string(), r.max_size,
-                          dropped_options.size());
-            const auto dest = reply_destination(r.reply, opts.server_port, opts.client_port);
-            std::uint32_t address = dest.address.value();
-            std::uint16_t port = dest.port;
-            if (dest.unicast_to_new_address) {
-                // The client does not answer ARP for its new address yet: put its MAC in the ARP table.
-                try {
-                    add_arp(sock->ifname, r.reply.yiaddr, r.reply);
-                } catch (const std::exception& e) {
-                    log->debug("{}: no ARP entry for {} ({}); broadcasting", sock->ifname, r.reply.yiaddr.to_string(), e.what());
-                    address = 0xFFFFFFFFu;
-                    port = opts.client_port;
-                }
-            }
+        for (; i < b.replies.size() && k < kMax && b.replies[i].sock == sock; ++i, ++k) {
+            const Outgoing& r = b.replies[i];
             to[k] = {};
             to[k].sin_family = AF_INET;
-            to[k].sin_addr.s_addr = htonl(address);
-            to[k].sin_port = htons(port);
-            iov[k] = {encoded[k].data(), encoded[k].size()};
+            to[k].sin_addr.s_addr = htonl(r.address);
+            to[k].sin_port = htons(r.port);
+            iov[k] = {b.bytes.data() + r.offset, r.length};
             msgs[k] = {};
             msgs[k].msg_hdr.msg_name = &to[k];
             msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in);
             msgs[k].msg_hdr.msg_iov = &iov[k];
             msgs[k].msg_hdr.msg_iovlen = 1;
-            which[k] = &r;
-            ++k;
         }
         if (sock->closed) continue;  // its network left the site: the replies are not sent
         const int fd = sock->sock.native_handle();
@@ -334,14 +331,14 @@ void Service::Impl::send_replies(std::vector<Outgoing>& replies) {
                 if (::poll(&p, 1, 100) > 0) continue;
             }
             if (n < 0) {  // this datagram could not be sent: say so and go on with the next
-                const auto& t = to[done];
-                log->warn("{}: send to {}: {}", sock->ifname, common::Ipv4(ntohl(t.sin_addr.s_addr)).to_string(), std::strerror(errno));
+                log->warn("{}: send to {}: {}", sock->ifname, common::Ipv4(b.replies[first + done].address).to_string(),
+                          std::strerror(errno));
                 ++done;
                 continue;
             }
             for (std::size_t j = done; j < done + static_cast<std::size_t>(n); ++j) {
                 ++stats.sent;
-                if (auto t = which[j]->reply.type()) ++stats.sent_by_type[static_cast<std::size_t>(*t)];
+                ++stats.sent_by_type[static_cast<std::size_t>(b.replies[first + j].type)];
             }
             done += static_cast<std::size_t>(n);
         }

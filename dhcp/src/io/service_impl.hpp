@@ -97,20 +97,30 @@ struct Service::Impl {
     void add_arp(const std::string& ifname, common::Ipv4 ip, const Message& m);
 
     // Durable mode: an ACK leaves only after its lease is on disk; offers and NAKs do not wait.
+    // A reply encoded into its batch's buffer, with where it goes (RFC 2131 4.1).
     struct Outgoing {
         Socket* sock;
-        Message reply;
-        std::size_t max_size;
+        std::size_t offset, length;  // in Batch::bytes
+        std::uint32_t address;       // host byte order
+        std::uint16_t port;
+        MessageType type;
     };
     struct Batch {
         std::vector<Outgoing> replies;
         std::vector<LeaseEvent> events;
+        Bytes bytes;  // every reply's datagram, back to back; cleared (not freed) when sent
         [[nodiscard]] bool empty() const { return replies.empty() && events.empty(); }
+        void clear() {
+            replies.clear();
+            events.clear();
+            bytes.clear();
+        }
     };
+    // Encodes `reply` into `b`, finds its destination (an ARP entry first when it goes to a new address).
+    void queue_reply(Socket& s, const Message& reply, std::size_t max_size, Batch& b);
     Batch waiting;  // ACKs (and their bound events) for the next commit
     void handle(Socket& s, std::span<const std::uint8_t> packet, const udp::endpoint& from, std::uint64_t now, Batch& now_batch);
-    void send_replies(std::vector<Outgoing>& replies);
-    std::vector<Bytes> encoded;                 // send_replies' datagrams, reused
+    void send_replies(Batch& b);
     std::vector<std::uint8_t> dropped_options;  // options left out of one reply (too large)
     std::chrono::steady_clock::time_point last_commit{};
     asio::steady_timer commit_timer{io};

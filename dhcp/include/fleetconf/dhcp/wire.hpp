@@ -86,6 +86,8 @@ std::optional<Message> decode(std::span<const std::uint8_t> data, std::error_cod
 // Encodes in the order of `m.options`; options longer than 255 bytes are split (RFC 3396). Options that
 // do not fit in `max_size` are left out (the required ones must come first); returns the codes left out.
 Bytes encode(const Message& m, std::size_t max_size = 1500, std::vector<std::uint8_t>* dropped = nullptr);
+// The same bytes, appended to `out` (the packet path encodes a batch of replies into one buffer).
+void encode_append(const Message& m, Bytes& out, std::size_t max_size = 1500, std::vector<std::uint8_t>* dropped = nullptr);
 
 // ---- option value helpers ----
 Bytes u32_bytes(std::uint32_t v);
