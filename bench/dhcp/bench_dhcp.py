@@ -327,7 +327,7 @@ def bound(name):
 
 
 print(f"{'server':42} {'max rate':>9} {'exch/s':>9} {'ceiling':>8} {'D-O ms':>7} {'R-A ms':>7} {'storm s':>8} {'acked':>9} "
-      f"{'CPU us/exch':>11} {'at max':>7} {'perfdhcp CPU':>12}")
+      f"{'CPU us/exch':>11} {'at max':>7} {'gen. CPU':>12}")
 for name in SERVERS:
     x = results.get(name)
     if not x:
@@ -353,8 +353,8 @@ fc = results.get("fleetconf", {}).get("cpu_us")
 for name in [n for n in SERVERS if not n.startswith("fleetconf") and n != "responder"]:
     ref = results.get(name, {}).get("cpu_us")
     print(f"  vs {LABEL[name]:40} {ref / fc:5.2f}x" if ref and fc else f"  vs {LABEL[name]:40}     -")
-print("(perfdhcp CPU: the generator's share of one core at the max rate; near 100% the rate is the generator's limit)")
-print("\npackets lost to a full socket receive buffer at the max rate (server's socket / perfdhcp's socket):")
+print(f"(gen. CPU: {GEN}'s share of one core at the max rate; near 100% the rate is the generator's limit)")
+print(f"\npackets lost to a full socket receive buffer at the max rate (server's socket / {GEN}'s socket):")
 for name in SERVERS:
     if name in results:
         print(f"  {LABEL[name]:42} {results[name]['srv_overflow']:7d} / {results[name]['gen_overflow']:7d}")

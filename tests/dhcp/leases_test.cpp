@@ -470,3 +470,33 @@ TEST_CASE("journal: the option-81 name travels in \"f\" only when set", "[dhcp][
     REQUIRE(back);
     CHECK(back->lease == l);
 }
+
+TEST_CASE(
+    "memory store: a renewal updates in place; a new client of an address, a client's new address and a removal keep both indexes true",
+    "[dhcp][leases]") {
+    MemoryLeaseStore s;
+    auto lease = [](Ipv4 a, std::uint8_t who, LeaseState st, std::uint64_t exp) {
+        Lease l;
+        l.address = a;
+        l.client = Bytes{1, 2, who};
+        l.state = st;
+        l.expires = exp;
+        l.network = "lan";
+        return l;
+    };
+    const Ipv4 a1(10, 0, 0, 5), a2(10, 0, 0, 6);
+    s.apply({{lease(a1, 1, LeaseState::offered, 10)}});
+    s.apply({{lease(a1, 1, LeaseState::bound, 100)}});  // the same client: in place
+    REQUIRE(s.by_address(a1));
+    CHECK(s.by_address(a1)->state == LeaseState::bound);
+    CHECK(s.by_client(Bytes{1, 2, 1}) == s.by_address(a1));
+    s.apply({{lease(a1, 2, LeaseState::bound, 200)}});  // another client takes the address
+    CHECK(s.by_client(Bytes{1, 2, 1}) == nullptr);
+    CHECK(s.by_client(Bytes{1, 2, 2})->address == a1);
+    s.apply({{lease(a2, 2, LeaseState::bound, 300)}});  // that client moves: one address per client
+    CHECK(s.by_address(a1) == nullptr);
+    CHECK(s.by_client(Bytes{1, 2, 2})->address == a2);
+    s.apply({{lease(a2, 2, LeaseState::bound, 300), true}});
+    CHECK(s.by_client(Bytes{1, 2, 2}) == nullptr);
+    CHECK(s.size() == 0);
+}

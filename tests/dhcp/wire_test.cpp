@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "fleetconf/dhcp/wire.hpp"
 
 #include "fleetconf/common/crypto.hpp"
@@ -178,6 +179,22 @@ TEST_CASE("encode respects the maximum message size and pads to 300", "[dhcp][wi
     const auto large = encode(m, 1400, &dropped);
     CHECK(dropped.empty());
     CHECK(large.size() == 240 + 3 + 6 + (400 + 2 * 2) + 1);  // 400 bytes = chunks of 255 and 145
+}
+
+TEST_CASE("encode_append: the same bytes after what the buffer holds, the size limit counted from there", "[dhcp][wire]") {
+    Message m;
+    m.op = 2;
+    m.options.push_back({opt::message_type, {2}});
+    m.options.push_back({224, Bytes(400, 1)});
+    Bytes batch(1000, 0xAB);  // a previous reply in the same buffer
+    std::vector<std::uint8_t> dropped;
+    encode_append(m, batch, 548, &dropped);
+    CHECK(dropped == std::vector<std::uint8_t>{224});
+    REQUIRE(batch.size() == 1000 + 300);
+    CHECK(Bytes(batch.begin() + 1000, batch.end()) == encode(m, 548));
+    CHECK(std::all_of(batch.begin(), batch.begin() + 1000, [](auto b) { return b == 0xAB; }));
+    encode_append(m, batch, 1400);
+    CHECK(Bytes(batch.begin() + 1300, batch.end()) == encode(m, 1400));
 }
 
 TEST_CASE("vivso (RFC 3925) and classless routes (RFC 3442)", "[dhcp][wire]") {
