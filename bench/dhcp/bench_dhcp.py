@@ -1,31 +1,34 @@
 #!/usr/bin/env python3
 """DHCP benchmark: fleetconf against Kea 2.2 (memfile, persistence on; single- and multi-threaded) and
-dnsmasq 2.90 (--no-ping), all in one run, each serving the same /16 pool, driven by perfdhcp (kea-admin)
-from another network namespace across a veth pair that this script creates and deletes.
+dnsmasq 2.90 (--no-ping), all in one run, each serving the same /16 pool, driven from another network
+namespace across a veth pair that this script creates and deletes.
 
 First the harness's own ceiling: a stateless responder (bench/dhcp/responder.cpp: answers every DISCOVER
-and REQUEST from a template, keeps nothing) measured with the same search, so that every server's figure
-can be read as a share of what this generator can drive at all. A server within 10% of the ceiling, or a
-run where perfdhcp used 95% or more of a core, is reported as generator-bound instead of with a ratio.
+and REQUEST from a template, keeps nothing, batched system calls) measured with the same search, so that every
+server's figure can be read as a share of what the generator can drive at all. A server within 10% of the
+ceiling, or a run where the generator used 95% or more of a core, is reported as generator-bound instead of
+with a ratio.
 
 For each server: the highest request rate with at most 2.5% drops in both DISCOVER-OFFER and
-REQUEST-ACK (ISC's method: step the rate up, then bisect), the exchanges/s actually achieved there, and
-the average latencies; then a boot storm (perfdhcp --scenario avalanche, 1,000 clients at once) timed to
-the last ACK; and the server's CPU time per exchange at one common rate that every server sustains
-(user + system time of the server process from /proc, so it does not depend on how fast the load
-generator is), and again at its own maximum rate. Prints a table with fleetconf's figures as ratios to
+REQUEST-ACK (ISC's method: step the rate up, then bisect; after each run the server is left to work off its
+backlog), the exchanges/s actually achieved there, the average latencies, and the server's CPU time per
+exchange there (user + system time of the server process from /proc); then, with perfdhcp, a boot storm
+(perfdhcp --scenario avalanche, 1,000 clients at once) timed to the last ACK and the server's CPU time per
+exchange at one common rate that every server sustains. Prints a table with fleetconf's figures as ratios to
 each reference.
+
+The rate search's generator (--generator): bench/dhcp/loadgen.cpp (default; perfdhcp's exchanges with
+sendmmsg/recvmmsg, about ten times perfdhcp's ceiling on the 2-core machine), or perfdhcp -g single / multi.
+By default the generator runs on CPU 1 and the single-threaded servers on CPU 0 (taskset; multi-threaded Kea
+may use every CPU); --no-pin lets the scheduler place every process. docs/benchmarks.md has the ceilings of
+each set-up.
 
 Every server gets the same 4 MiB socket receive buffer: fleetconf and the responder ask for it
 (SO_RCVBUFFORCE); Kea and dnsmasq have no setting for it, so net.core.rmem_default is raised to 4 MiB for
 the run and restored afterwards (it is not per network namespace).
 
---generator picks perfdhcp's threading mode (-g single or multi). The default, -g single with perfdhcp on
-CPU 1 and the single-threaded servers on CPU 0 (taskset; multi-threaded Kea may use every CPU), gave the
-highest ceiling on the 2-core machine (docs/benchmarks.md); --no-pin lets the scheduler place every process.
-
-usage: bench_dhcp.py FLEETCONF_BINARY [--responder PATH] [--smoke] [--seconds S] [--generator single|multi] [--no-pin]
-                     [--only NAME,...]
+usage: bench_dhcp.py FLEETCONF_BINARY [--responder PATH] [--loadgen PATH] [--smoke] [--seconds S]
+                     [--generator loadgen|single|multi] [--no-pin] [--only NAME,...]
 """
 import argparse, json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
@@ -36,13 +39,13 @@ _ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0], form
                               epilog="\n\n".join(__doc__.strip().split("\n\n")[1:-1]))
 _ap.add_argument("fleetconf", help="the fleetconf binary")
 _ap.add_argument("--smoke", action="store_true", help="one short pass per server (what ctest runs)")
-_ap.add_argument("--seconds", type=int, default=5, help="seconds per perfdhcp run (default 5)")
+_ap.add_argument("--seconds", type=int, default=5, help="seconds per generator run (default 5)")
 _ap.add_argument("--responder", help="the stateless responder (default: bench/dhcp_responder next to the fleetconf binary's build)")
 _ap.add_argument("--loadgen", help="the load generator (default: bench/dhcp_loadgen next to the fleetconf binary's build)")
 _ap.add_argument("--generator", choices=("loadgen", "single", "multi"), default="loadgen",
                  help="the rate search's load generator: bench/dhcp/loadgen.cpp (default: the highest ceiling on the 2-core "
                  "machine, docs/benchmarks.md), or perfdhcp -g single / -g multi")
-_ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process (default: perfdhcp on CPU 1, "
+_ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process (default: the generator on CPU 1, "
                  "single-threaded servers on CPU 0)")
 _ap.add_argument("--only", help="comma-separated servers to run (for profiling one server)")
 ARGS = _ap.parse_args()
@@ -310,7 +313,7 @@ finally:
 GEN_LABEL = "dhcp_loadgen (rate search), perfdhcp -g single (CPU at a fixed rate, boot storm)" if ARGS.generator == "loadgen" else f"perfdhcp -g {ARGS.generator}"
 GEN = "dhcp_loadgen" if ARGS.generator == "loadgen" else "perfdhcp"
 print(f"\nDHCP benchmark ({'smoke, ' if SMOKE else ''}{SECONDS} s per rate step; {GEN_LABEL} as relay across a veth pair; "
-      f"/16 pool; {'perfdhcp on CPU 1, servers on CPU 0 (multi-threaded Kea on all)' if PIN else 'not pinned'}; 4 MiB receive buffers)")
+      f"/16 pool; {'generators on CPU 1, servers on CPU 0 (multi-threaded Kea on all)' if PIN else 'not pinned'}; 4 MiB receive buffers)")
 ceiling = results.get("responder", {}).get("achieved", 0)
 
 
