@@ -12,6 +12,8 @@
 // object: sent, received, drops (%) and average delays (ms) for each phase, and the exchanges/s completed.
 //
 // usage: dhcp_loadgen --local ADDR --server ADDR --rate R --seconds S [--clients N] [--port P]
+#include "options.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -31,8 +33,8 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::size_t kFixed = 236;
-constexpr std::uint8_t kCookie[4] = {99, 130, 83, 99};
+using bench_dhcp::kCookie;
+using bench_dhcp::kFixed;
 constexpr int kBatch = 64;
 constexpr std::size_t kPacket = 300;  // BOOTP's minimum size, as perfdhcp sends
 
@@ -83,20 +85,11 @@ std::size_t build(std::uint8_t* out, int type, std::uint32_t xid, std::uint32_t 
 
 // The message type (option 53) and server identifier (54) of a BOOTREPLY; type 0 when it is none.
 int reply_type(const std::uint8_t* p, std::size_t n, std::uint32_t& server_id) {
-    if (n < kFixed + 4 || p[0] != 2 || std::memcmp(p + kFixed, kCookie, 4) != 0) return 0;
     int type = 0;
-    for (std::size_t i = kFixed + 4; i < n;) {
-        const std::uint8_t code = p[i];
-        if (code == 255) break;
-        if (code == 0) {
-            ++i;
-            continue;
-        }
-        if (i + 1 >= n || i + 2 + p[i + 1] > n) break;
-        if (code == 53 && p[i + 1] == 1) type = p[i + 2];
-        if (code == 54 && p[i + 1] == 4) server_id = get32(p + i + 2);
-        i += 2 + p[i + 1];
-    }
+    bench_dhcp::for_each_option(p, n, 2, [&](std::uint8_t code, const std::uint8_t* v, std::size_t len) {
+        if (code == 53 && len == 1) type = v[0];
+        if (code == 54 && len == 4) server_id = get32(v);
+    });
     return type;
 }
 

@@ -5,6 +5,8 @@
 // server's. No lease store, no decision, no durability: never a DHCP server.
 //
 // usage: dhcp_responder INTERFACE [PORT]
+#include "options.hpp"
+
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -21,24 +23,15 @@
 
 namespace {
 
-constexpr std::size_t kFixed = 236;  // op .. file, then the magic cookie
-constexpr std::uint8_t kCookie[4] = {99, 130, 83, 99};
+using bench_dhcp::kFixed;
 
 // The message type (option 53) of a BOOTREQUEST, or 0.
 int message_type(const std::uint8_t* p, std::size_t n) {
-    if (n < kFixed + 4 || p[0] != 1 || std::memcmp(p + kFixed, kCookie, 4) != 0) return 0;
-    for (std::size_t i = kFixed + 4; i < n;) {
-        const std::uint8_t code = p[i];
-        if (code == 255) break;
-        if (code == 0) {
-            ++i;
-            continue;
-        }
-        if (i + 1 >= n || i + 2 + p[i + 1] > n) break;
-        if (code == 53 && p[i + 1] == 1) return p[i + 2];
-        i += 2 + p[i + 1];
-    }
-    return 0;
+    int type = 0;
+    bench_dhcp::for_each_option(p, n, 1, [&](std::uint8_t code, const std::uint8_t* v, std::size_t len) {
+        if (code == 53 && len == 1 && type == 0) type = v[0];
+    });
+    return type;
 }
 
 }  // namespace
@@ -112,14 +105,9 @@ int main(int argc, char** argv) {
                 yiaddr[2] = static_cast<std::uint8_t>(a >> 8), yiaddr[3] = static_cast<std::uint8_t>(a);
             } else {  // the address the REQUEST asks for (option 50), else ciaddr
                 std::memcpy(yiaddr, req + 12, 4);
-                for (std::size_t i = kFixed + 4; i + 1 < n && req[i] != 255;) {
-                    if (req[i] == 0) {
-                        ++i;
-                        continue;
-                    }
-                    if (req[i] == 50 && req[i + 1] == 4 && i + 6 <= n) std::memcpy(yiaddr, req + i + 2, 4);
-                    i += 2 + req[i + 1];
-                }
+                bench_dhcp::for_each_option(req, n, 1, [&](std::uint8_t code, const std::uint8_t* v, std::size_t len) {
+                    if (code == 50 && len == 4) std::memcpy(yiaddr, v, 4);
+                });
             }
             std::memcpy(rep + 16, yiaddr, 4);
             std::size_t o = kFixed + 4;
