@@ -395,6 +395,20 @@ void JournalLeaseStore::sync() {
     ++syncs_;
 }
 
+std::function<void()> JournalLeaseStore::begin_sync() {
+    if (pending_.empty() && !unsynced_) return {};
+    flush();
+    unsynced_ = false;  // until end_sync(false) says the sync failed, or apply() writes more
+    return [fd = fd_, file = file_.string()] {
+        if (::fdatasync(fd) != 0) throw std::system_error(errno, std::generic_category(), file + ": fdatasync failed");
+    };
+}
+
+void JournalLeaseStore::end_sync(bool ok) {
+    if (ok) ++syncs_;
+    else unsynced_ = true;
+}
+
 void JournalLeaseStore::compact() {
     sync();
     std::string text(kHeader);

@@ -11,6 +11,7 @@
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/udp.hpp>
+#include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <net/if_arp.h>
@@ -221,7 +222,7 @@ bool Service::Impl::journal_write(bool sync, const std::string& consequence) {
 }
 
 void Service::Impl::maybe_compact() {
-    if (!journal || !journal->needs_compaction()) return;
+    if (sync_in_flight || !journal || !journal->needs_compaction()) return;  // never under a sync in flight
     try {
         journal->compact();
         log->info("lease journal compacted to {} records", journal->records());
@@ -230,11 +231,12 @@ void Service::Impl::maybe_compact() {
     }
 }
 
-// Durable mode: commits (one fdatasync for every ACK that waits) start at most once per commit_interval.
-// A lone request is committed at once; under load the ACKs that arrive within the interval share one
-// sync, which caps the syncs per second instead of paying one per batch.
+// Durable mode: commits start at most once per commit_interval, one at a time. A commit writes what was
+// applied, then the sync thread makes it durable while this thread goes on deciding; the ACKs of the commit
+// leave when it is done (synced()), and what queued up meanwhile forms the next commit. A lone request is
+// committed at once; under load each sync covers every ACK that arrived during the previous one.
 void Service::Impl::pump() {
-    if (stopped) return;
+    if (stopped || sync_in_flight) return;  // synced() calls pump() again
     if (waiting.empty()) {
         // Only offers and releases since the last commit: written now, durable with the next sync.
         journal_write(false, "offers are still sent");
@@ -255,13 +257,57 @@ void Service::Impl::pump() {
         return;
     }
     last_commit = t;
-    // Never promise a lease that is not on disk: on a failure the ACKs are dropped and the clients ask again.
-    if (!journal_write(true, std::to_string(waiting.replies.size()) + " replies withheld")) {
+    std::function<void()> job;
+    try {
+        job = store->begin_sync();
+    } catch (const std::exception& e) {
+        // Never promise a lease that is not on disk: on a failure the ACKs are dropped and the clients ask again.
+        ++stats.journal_failures;
+        journal_error = e.what();
+        log->error("lease journal: {}; {} replies withheld", e.what(), waiting.replies.size());
         waiting.clear();
         return;
     }
-    send_all(waiting);  // keeps the batch's capacity: no reallocation per commit
+    std::swap(committing, waiting);  // `waiting` takes the emptied batch (and keeps its capacity)
+    if (!job) {                      // durable already (a store that syncs in begin_sync)
+        synced("");
+        return;
+    }
+    sync_in_flight = true;
+    asio::post(sync_pool, [this, job = std::move(job), alive = alive] {
+        std::string error;
+        try {
+            job();
+        } catch (const std::exception& e) {
+            error = *e.what() ? e.what() : "sync failed";
+        } catch (...) {
+            error = "sync failed";
+        }
+        asio::post(io, [this, alive, error = std::move(error)] {
+            if (*alive) synced(error);
+        });
+    });
+}
+
+void Service::Impl::synced(const std::string& error) {
+    sync_in_flight = false;
+    store->end_sync(error.empty());
+    if (!error.empty()) {
+        ++stats.journal_failures;
+        journal_error = error;
+        log->error("lease journal: {}; {} replies withheld", error, committing.replies.size());
+        committing.clear();
+    } else {
+        ++stats.journal_syncs;
+        if (!journal_error.empty()) {
+            log->info("lease journal writable again");
+            journal_error.clear();
+        }
+        if (!stopped) send_all(committing);
+        committing.clear();
+    }
     maybe_compact();
+    pump();
 }
 
 void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m) {

@@ -10,6 +10,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
 #include <asio/local/stream_protocol.hpp>
 
 #include <array>
@@ -42,6 +43,9 @@ struct Service::Impl {
     Config cfg;
     std::unique_ptr<LeaseStore> store;
     JournalLeaseStore* journal = nullptr;
+    // The lease journal's fdatasync runs here, so that the io thread decides the next packets meanwhile.
+    // Declared after `store`: destroyed (joined) before it.
+    asio::thread_pool sync_pool{1};
     struct Socket {
         std::string ifname;
         udp::socket sock;
@@ -125,6 +129,13 @@ struct Service::Impl {
     std::chrono::steady_clock::time_point last_commit{};
     asio::steady_timer commit_timer{io};
     bool commit_timer_armed = false;
+    // The commit in flight: its ACKs, released when the sync thread has made their leases durable.
+    Batch committing;
+    bool sync_in_flight = false;
+    void synced(const std::string& error);  // on the io thread, when the sync thread is done ("" = success)
+    // Set false when the service is destroyed: a sync's completion posted to the io_context touches nothing then.
+    std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+    ~Impl() { *alive = false; }
     void pump();  // commits what waits (at most once per commit_interval); else writes offers' records
     void send_all(Batch& b);
     bool journal_write(bool sync, const std::string& consequence);  // false (failure recorded) when it failed

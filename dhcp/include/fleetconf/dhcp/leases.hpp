@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -58,6 +59,16 @@ public:
     // Hands what was applied to the operating system without waiting for the disk: visible to readers of
     // the journal, durable with the next sync.
     virtual void flush() {}
+    // A commit split for a service that waits for the disk on another thread: begin_sync() (on the thread that
+    // applies changes) hands what was applied to the operating system and returns the blocking part, to run
+    // once on any thread (it throws when the sync fails), or nothing when all is durable already; end_sync(ok)
+    // then runs on the applying thread. What was applied before begin_sync() is durable once the blocking
+    // part returned. The default syncs at once.
+    virtual std::function<void()> begin_sync() {
+        sync();
+        return {};
+    }
+    virtual void end_sync(bool /*ok*/) {}
     [[nodiscard]] virtual std::vector<Lease> all() const = 0;
 };
 
@@ -120,8 +131,10 @@ public:
                                std::uint64_t prealloc_bytes = kPreallocate);
     ~JournalLeaseStore() override;
     void apply(const std::vector<LeaseChange>& changes) override;
-    void sync() override;   // write + fdatasync of everything appended since the last sync
-    void flush() override;  // write only
+    void sync() override;                         // write + fdatasync of everything appended since the last sync
+    void flush() override;                        // write only
+    std::function<void()> begin_sync() override;  // write; the fdatasync is returned
+    void end_sync(bool ok) override;
     // Rewrites the journal with only the live leases (temporary file, fsync, rename, fsync of the directory).
     void compact();
     // The service compacts once the journal holds more than twice its live leases plus kCompactSlack
