@@ -7,6 +7,7 @@
 #include "fleetconf/common/log.hpp"
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/status.hpp"
+#include "fleetconf/dhcp/pg_store.hpp"
 #include "fleetconf/dhcp/service.hpp"
 
 #include <asio/connect.hpp>
@@ -93,17 +94,32 @@ std::string utf8_prefix(const std::string& s, std::size_t n) {
     return s.substr(0, n);
 }
 
+int print_leases(const dhcp::MemoryLeaseStore& mem, bool json);
+
 int leases(const DhcpArgs& a) {
     auto loaded = inspect(a);
     if (!loaded) return kExitInvalid;
     common::Site& site = *loaded;
+    dhcp::MemoryLeaseStore mem;
+    if (site.services.dhcp.leases.type == common::LeaseDatabase::Type::postgresql && a.lease_file.empty()) {
+        try {  // the shared lease table, as every server of the site sees it
+            dhcp::pg::Connection c(site.services.dhcp.leases);
+            dhcp::pg::require_schema(c);
+            std::vector<dhcp::LeaseChange> changes;
+            for (auto& l : dhcp::pg::load(c)) changes.push_back({std::move(l)});
+            mem.apply(changes);
+        } catch (const std::exception& e) {
+            print_error(e.what());
+            return kExitFailure;
+        }
+        return print_leases(mem, a.json);
+    }
     const auto file = a.lease_file.empty() ? dhcp::lease_file(site) : std::filesystem::path(a.lease_file);
     if (!std::filesystem::exists(file)) {
         print_error(file.string() + ": no lease journal (has the DHCP service run with this data directory?)");
         return kExitFailure;
     }
     // Read-only use: replay into memory without touching the file (copy it first).
-    dhcp::MemoryLeaseStore mem;
     {
         std::string text;
         if (auto err = common::read_file_limited(file, std::size_t{1} << 30, text)) {
@@ -117,9 +133,13 @@ int leases(const DhcpArgs& a) {
             std::cerr << "fleetconf: " << file.string() << ": damaged region at offset " << r.offset << ", " << r.length
                       << " bytes (skipped; the server copies it aside and rewrites the journal at its next start)\n";
     }
+    return print_leases(mem, a.json);
+}
+
+int print_leases(const dhcp::MemoryLeaseStore& mem, bool json) {
     const auto now = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-    if (a.json) {
+    if (json) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& l : mem.all())
             arr.push_back({{"address", l.address.to_string()},
@@ -278,7 +298,7 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
         ->check(CLI::Range(0u, 1000000u))
         ->capture_default_str();
     s->callback([&action, a] { action = [a] { return serve(*a); }; });
-    auto* l = d->add_subcommand("leases", "List the leases in the journal");
+    auto* l = d->add_subcommand("leases", "List the leases (the journal's, or the PostgreSQL database's when the site uses one)");
     auto la = std::make_shared<DhcpArgs>(*a);
     l->add_option("SITE", la->site, "Site file (or --site; default site.json)");
     l->add_option("--site", la->site, "Site file (default site.json)");
@@ -304,6 +324,7 @@ void add_dhcp_commands(CLI::App& app, Action& action) {
         if (a->site.empty() && a->socket.empty() && a->connect.empty()) a->site = "site.json";
         action = [a] { return ctl(*a); };
     });
+    add_dhcp_db_commands(d, action);
 }
 
 }  // namespace fleetconf::cli

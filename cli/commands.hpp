@@ -26,6 +26,7 @@ void add_bootargs_command(CLI::App& app, Action& action);
 void add_serve_command(CLI::App& app, Action& action);
 void add_block_commands(CLI::App& app, Action& action);
 void add_dhcp_commands(CLI::App& app, Action& action);
+void add_dhcp_db_commands(CLI::App* dhcp, Action& action);  // db init|upgrade|status, migrate, import
 void add_git_commands(CLI::App& app, Action& action);
 
 // <data_dir>/fleetconf.pid: held (flock) by the running `serve` or `dhcp serve` of that data directory.

@@ -71,6 +71,7 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
         // The route target (its kind, device, endpoint and key) is opened at start; port, fqdn and
         // remove_on_release are read for each lease and apply.
         check(same_routes(rd.routes, fd.routes), "/services/dhcp/routes");
+        check(rd.leases == fd.leases, "/services/dhcp/leases");
     }
 
     const auto &rg = r.git, &fg = f.git;

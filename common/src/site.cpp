@@ -464,6 +464,7 @@ public:
 private:
     void dhcp_service(const json& j);
     std::optional<LeaseRoutes> lease_routes(const json& r);
+    void lease_database(const json& j);
     void git_service(const json& j);
     void git_operators(const json& ops);
     void block_service(const json& j);
@@ -522,9 +523,10 @@ void SiteParser::dhcp_service(const json& j) {
         c_.error(join(p, "metrics"), "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
     if (!c_.object(j, p,
                    {"enabled", "server_port", "client_port", "authoritative", "config_uri_option", "metrics", "control_http",
-                    "control_key_file", "routes"}))
+                    "control_key_file", "routes", "leases"}))
         return;
     if (j.contains("routes")) s.routes = lease_routes(j["routes"]);
+    if (j.contains("leases")) lease_database(j["leases"]);
     if (auto m = c_.string(j, p, "control_http"); m && *m != "off") {
         if (auto e = Endpoint::parse_listen(*m)) s.control_http = *e;
         else c_.error(join(p, "control_http"), "\"" + *m + "\" is not an address with :port, or \"off\"");
@@ -543,6 +545,44 @@ void SiteParser::dhcp_service(const json& j) {
     s.client_port = static_cast<std::uint16_t>(c_.integer(j, p, "client_port", 1, 65535).value_or(68));
     s.authoritative = c_.boolean(j, p, "authoritative").value_or(true);
     if (s.server_port == s.client_port) c_.error(join(p, "client_port"), "must differ from server_port");
+}
+
+void SiteParser::lease_database(const json& j) {
+    const std::string p = "/services/dhcp/leases";
+    if (!c_.object(j, p, {"type", "conninfo", "password_file"}, {"type"})) return;
+    auto& db = site_.services.dhcp.leases;
+    const auto type = c_.string(j, p, "type");
+    if (!type) return;
+    if (*type == "journal") {
+        db.type = LeaseDatabase::Type::journal;
+        if (j.contains("conninfo") || j.contains("password_file"))
+            c_.error(p, "\"conninfo\" and \"password_file\" are for \"type\": \"postgresql\"");
+        return;
+    }
+    if (*type != "postgresql") {
+        c_.error(join(p, "type"), "\"" + *type + "\" is not a lease store: \"journal\" (the default) or \"postgresql\"");
+        return;
+    }
+    db.type = LeaseDatabase::Type::postgresql;
+    if (auto ci = c_.string(j, p, "conninfo")) {
+        db.conninfo = *ci;
+        // Secrets never in the site file: a password (key=value or in a URI's user:password@) is refused.
+        std::string lower = *ci;
+        for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const auto at = lower.find('@');
+        const auto scheme = lower.find("://");
+        const bool uri_password = scheme != std::string::npos && at != std::string::npos &&
+                                  lower.substr(scheme + 3, at - scheme - 3).find(':') != std::string::npos;
+        if (lower.find("password") != std::string::npos || uri_password)
+            c_.error(join(p, "conninfo"), "carries a password: put it in \"password_file\" (secrets are never in the site file)");
+        if (ci->size() > 4096) c_.error(join(p, "conninfo"), "longer than 4,096 characters");
+    } else {
+        c_.error(join(p, "conninfo"), "required for \"type\": \"postgresql\" (a libpq connection string)");
+    }
+    if (auto f = c_.string(j, p, "password_file")) {
+        db.password_file = resolve(base_dir_, *f);
+        check_secret_file(c_, join(p, "password_file"), db.password_file);
+    }
 }
 
 std::optional<LeaseRoutes> SiteParser::lease_routes(const json& r) {

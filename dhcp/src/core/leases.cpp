@@ -404,9 +404,10 @@ std::function<void()> JournalLeaseStore::begin_sync() {
     };
 }
 
-void JournalLeaseStore::end_sync(bool ok) {
+std::vector<Ipv4> JournalLeaseStore::end_sync(bool ok) {
     if (ok) ++syncs_;
     else unsynced_ = true;
+    return {};
 }
 
 void JournalLeaseStore::compact() {

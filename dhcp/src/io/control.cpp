@@ -283,9 +283,9 @@ void Service::set_lease_hook(std::function<void(const LeaseEvent&)> hook) { impl
 std::string Service::prometheus() const {
     const auto& im = *impl_;
     std::string out;
-    auto metric = [&](const char* name, const char* help, const char* type, const std::string& labels, std::uint64_t v) {
-        out += "# HELP fleetconf_dhcp_" + std::string(name) + " " + help + "\n# TYPE fleetconf_dhcp_" + name + " " + type + "\n";
-        out += "fleetconf_dhcp_" + std::string(name) + labels + " " + std::to_string(v) + "\n";
+    auto metric = [&](const std::string& name, const std::string& help, const char* type, const std::string& labels, std::uint64_t v) {
+        out += "# HELP fleetconf_dhcp_" + name + " " + help + "\n# TYPE fleetconf_dhcp_" + name + " " + type + "\n";
+        out += "fleetconf_dhcp_" + name + labels + " " + std::to_string(v) + "\n";
     };
     metric("packets_received_total", "DHCP packets received", "counter", "", im.stats.received);
     metric("packets_sent_total", "DHCP packets sent", "counter", "", im.stats.sent);
@@ -304,6 +304,14 @@ std::string Service::prometheus() const {
     }
     metric("journal_failures_total", "Lease journal writes that failed (their replies were withheld)", "counter", "",
            im.stats.journal_failures);
+    metric("store_unavailable_drops_total", "Requests left unanswered while the lease database was unreachable", "counter", "",
+           im.stats.store_unavailable);
+    metric("conflict_withheld_acks_total", "ACKs withheld because another server wrote the lease first", "counter", "",
+           im.stats.withheld_conflicts);
+    metric("lease_store_available", "1 while leases can be offered and promised (the lease database is reachable)", "gauge", "",
+           im.store->unavailable() ? 0 : 1);
+    for (const auto& [name, value] : im.store->counters())
+        metric("lease_" + name + "_total", "Lease database: " + name, "counter", "", value);
     metric("unknown_clients_refused_total", "DISCOVERs and REQUESTs refused by a network's known_only", "counter", "",
            im.stats.unknown_clients);
     out +=
@@ -342,10 +350,12 @@ common::Health Service::health() const {
     const auto& im = *impl_;
     if (im.stopped) return {false, "stopped"};
     if (im.sockets.empty()) return {false, "not listening on any interface"};
+    if (auto why = im.store->unavailable()) return {false, *why + " (no lease offered or acknowledged until it is back)"};
     if (!im.journal_error.empty()) return {false, "lease journal: " + im.journal_error + " (replies withheld)"};
     std::string ifs;
     for (const auto& s : im.sockets) ifs += (ifs.empty() ? "" : ", ") + s->ifname;
-    common::Health h{true, "listening on " + ifs + "; " + std::to_string(im.store->all().size()) + " leases in the journal"};
+    common::Health h{true, "listening on " + ifs + "; " + std::to_string(im.store->all().size()) +
+                               (im.journal ? " leases in the journal" : " leases in the store")};
     // A pool that ran out within the last 5 minutes: serving, but new clients get nothing.
     for (const auto& [name, e] : im.exhaustion)
         if (e.last + 300 > unix_now()) {

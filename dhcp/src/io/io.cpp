@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -104,6 +105,16 @@ void Service::Impl::handle(Socket& s, std::span<const std::uint8_t> packet, cons
     }
     if (auto t = msg->type()) ++stats.received_by_type[static_cast<std::size_t>(*t)];
     if (msg->type() == MessageType::decline) ++stats.declines;
+    // A lease database that cannot be reached: nothing is offered or promised from a copy that cannot be
+    // checked, and nothing released or declined that cannot be written. INFORM needs no lease.
+    if (msg->type() != MessageType::inform)
+        if (auto why = store->unavailable()) {
+            ++stats.store_unavailable;
+            ++stats.receive_drop;
+            log->debug("{}: {} from {} not answered: {}", s.ifname, msg->type() ? to_string(*msg->type()) : "(no type)",
+                       msg->mac().to_string(), *why);
+            return;
+        }
     const bool trace = log->should_log(spdlog::level::debug);
     if (trace) log->debug("{}", trace_request(*msg, s.ifname, from));
     // The decision's log line is built only when it will be written (info, or a warning it always carries).
@@ -291,7 +302,8 @@ void Service::Impl::pump() {
 
 void Service::Impl::synced(const std::string& error) {
     sync_in_flight = false;
-    store->end_sync(error.empty());
+    const auto lost = store->end_sync(error.empty());
+    if (!lost.empty()) withhold(committing, lost);
     if (!error.empty()) {
         ++stats.journal_failures;
         journal_error = error;
@@ -308,6 +320,16 @@ void Service::Impl::synced(const std::string& error) {
     }
     maybe_compact();
     pump();
+}
+
+// Drops the ACKs (and bound events) of leases whose write lost a compare-and-set to another server: the
+// client asks again and is answered from the winner's lease (a NAK, then a new address).
+void Service::Impl::withhold(Batch& b, const std::vector<Ipv4>& lost) {
+    auto is_lost = [&](std::uint32_t a) { return std::find(lost.begin(), lost.end(), Ipv4(a)) != lost.end(); };
+    const auto before = b.replies.size();
+    std::erase_if(b.replies, [&](const Outgoing& o) { return o.type == MessageType::ack && is_lost(o.lease); });
+    std::erase_if(b.events, [&](const LeaseEvent& e) { return e.kind == LeaseEvent::Kind::bound && is_lost(e.lease.address.value()); });
+    stats.withheld_conflicts += before - b.replies.size();
 }
 
 void Service::Impl::add_arp(const std::string& ifname, Ipv4 ip, const Message& m) {
@@ -331,7 +353,13 @@ void Service::Impl::queue_reply(Socket& s, const Message& reply, std::size_t max
         log->warn("{}: reply to {} over {} bytes: {} option(s) left out", s.ifname, reply.mac().to_string(), max_size,
                   dropped_options.size());
     const auto dest = reply_destination(reply, opts.server_port, opts.client_port);
-    Outgoing o{&s, offset, b.bytes.size() - offset, dest.address.value(), dest.port, reply.type().value_or(MessageType::ack)};
+    Outgoing o{&s,
+               offset,
+               b.bytes.size() - offset,
+               dest.address.value(),
+               dest.port,
+               reply.type().value_or(MessageType::ack),
+               reply.yiaddr.value()};
     if (dest.unicast_to_new_address) {
         // The client does not answer ARP for its new address yet: put its MAC in the ARP table.
         try {

@@ -4,9 +4,11 @@
 #include "service_impl.hpp"
 
 #include "fleetconf/common/runtime.hpp"
+#include "fleetconf/dhcp/pg_store.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/ip/udp.hpp>
+#include <asio/post.hpp>
 
 #include <algorithm>
 #include <set>
@@ -14,6 +16,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace fleetconf::dhcp {
 
@@ -81,6 +84,15 @@ Service::Service(asio::io_context& io, const common::Site& site, ServiceOptions 
         impl_->store = impl_->opts.lease_store();
         if (!impl_->store) throw std::runtime_error("the lease store factory returned no store");
         impl_->log->info("leases: {} in the embedder's store", impl_->store->all().size());
+        return;
+    }
+    if (site.services.dhcp.leases.type == common::LeaseDatabase::Type::postgresql) {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        auto* im = impl_.get();
+        impl_->store = std::make_unique<pg::PgLeaseStore>(
+            site.services.dhcp.leases, std::string(host) + ":" + std::to_string(::getpid()),
+            [im](std::function<void()> f) { asio::post(im->io, std::move(f)); }, impl_->log);
         return;
     }
     std::vector<std::string> warnings;

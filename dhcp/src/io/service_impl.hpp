@@ -34,6 +34,8 @@ struct Stats {
     std::uint64_t journal_failures = 0;
     std::uint64_t allocation_failures = 0;  // Kea's v4-allocation-fail: DISCOVERs that found no free address
     std::uint64_t unknown_clients = 0;      // refused by a network's known_only
+    std::uint64_t store_unavailable = 0;    // requests left unanswered while the lease database was unreachable
+    std::uint64_t withheld_conflicts = 0;   // ACKs withheld: another server wrote the lease first
 };
 
 struct Service::Impl {
@@ -108,6 +110,7 @@ struct Service::Impl {
         std::uint32_t address;       // host byte order
         std::uint16_t port;
         MessageType type;
+        std::uint32_t lease;  // yiaddr (host byte order): an ACK is withheld when its lease's write lost a race
     };
     struct Batch {
         std::vector<Outgoing> replies;
@@ -132,7 +135,8 @@ struct Service::Impl {
     // The commit in flight: its ACKs, released when the sync thread has made their leases durable.
     Batch committing;
     bool sync_in_flight = false;
-    void synced(const std::string& error);  // on the io thread, when the sync thread is done ("" = success)
+    void synced(const std::string& error);
+    void withhold(Batch& b, const std::vector<common::Ipv4>& lost);  // on the io thread, when the sync thread is done ("" = success)
     // Set false when the service is destroyed: a sync's completion posted to the io_context touches nothing then.
     std::shared_ptr<bool> alive = std::make_shared<bool>(true);
     ~Impl() { *alive = false; }

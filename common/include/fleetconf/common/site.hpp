@@ -142,6 +142,15 @@ struct LeaseRoutes {
     bool remove_on_release = true;
 };
 
+// Where the DHCP service keeps its leases (services.dhcp.leases; docs/scale-out.md).
+struct LeaseDatabase {
+    enum class Type { journal, postgresql };
+    Type type = Type::journal;            // journal: <data_dir>/dhcp/leases.journal, one server
+    std::string conninfo;                 // postgresql: a libpq connection string (key=value or URI), never a password
+    std::filesystem::path password_file;  // postgresql: the password ("" = none, or ~/.pgpass / PGPASSWORD)
+    bool operator==(const LeaseDatabase&) const = default;
+};
+
 struct DhcpService {
     bool enabled = true;
     std::uint16_t server_port = 67;
@@ -153,6 +162,7 @@ struct DhcpService {
     std::optional<Endpoint> control_http;
     std::filesystem::path control_key_file;
     std::optional<LeaseRoutes> routes;
+    LeaseDatabase leases;
 };
 
 struct GitService {

@@ -63,12 +63,18 @@ public:
     // applies changes) hands what was applied to the operating system and returns the blocking part, to run
     // once on any thread (it throws when the sync fails), or nothing when all is durable already; end_sync(ok)
     // then runs on the applying thread. What was applied before begin_sync() is durable once the blocking
-    // part returned. The default syncs at once.
+    // part returned, except the addresses end_sync returns: changes that lost a compare-and-set to another
+    // server sharing the store (their replies must not leave; the store holds the winner's lease now). The
+    // default syncs at once.
     virtual std::function<void()> begin_sync() {
         sync();
         return {};
     }
-    virtual void end_sync(bool /*ok*/) {}
+    virtual std::vector<common::Ipv4> end_sync(bool /*ok*/) { return {}; }
+    // Why no lease can be promised or offered now (a lease database that cannot be reached), or nullopt.
+    [[nodiscard]] virtual std::optional<std::string> unavailable() const { return std::nullopt; }
+    // The store's own counters for /metrics (name, value), e.g. database conflicts and reconnects.
+    [[nodiscard]] virtual std::vector<std::pair<std::string, std::uint64_t>> counters() const { return {}; }
     [[nodiscard]] virtual std::vector<Lease> all() const = 0;
 };
 
@@ -134,7 +140,7 @@ public:
     void sync() override;                         // write + fdatasync of everything appended since the last sync
     void flush() override;                        // write only
     std::function<void()> begin_sync() override;  // write; the fdatasync is returned
-    void end_sync(bool ok) override;
+    std::vector<common::Ipv4> end_sync(bool ok) override;
     // Rewrites the journal with only the live leases (temporary file, fsync, rename, fsync of the directory).
     void compact();
     // The service compacts once the journal holds more than twice its live leases plus kCompactSlack
