@@ -214,7 +214,11 @@ void Service::stop() {
     }
     if (impl_->control_http) impl_->control_http->stop();
     impl_->commit_timer.cancel();
-    impl_->store->sync();
+    try {
+        impl_->store->sync();  // what was offered or released since the last commit
+    } catch (const std::exception& e) {
+        impl_->log->error("leases at stop: {}", e.what());
+    }
 }
 
 }  // namespace fleetconf::dhcp
