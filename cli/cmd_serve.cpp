@@ -187,6 +187,8 @@ int run(const ServeArgs& a) {
     std::unique_ptr<blockcfg::LeaseRouter> router;
     std::optional<asio::steady_timer> sweep_timer;  // the router lives on the DHCP thread, with the leases
     std::function<void()> sweep;
+    bool shared_leases = false;  // leases in PostgreSQL: routes follow the duty (the advisory lock)
+    bool had_duty = false;
     blockcfg::ConfigService* observed = nullptr;  // the proxy device whose rollbacks the router watches
     if (dhcp_service && site.services.dhcp.routes) {
         try {
@@ -201,7 +203,9 @@ int run(const ServeArgs& a) {
         }
         // Bindings made while the process was down are routed now (setting an existing route changes nothing),
         // and routes owned before whose lease or reason went meanwhile are removed.
-        router->start(active_leases(*dhcp_service), unix_now());
+        shared_leases = site.services.dhcp.leases.type == common::LeaseDatabase::Type::postgresql;
+        had_duty = dhcp_service->has_duty();
+        if (had_duty) router->start(active_leases(*dhcp_service), unix_now());
         // A rollback on this process's proxy device that takes lease-owned routes away: the operator is
         // told (the reply's warnings, the log) and the routes are set again, since they follow the leases.
         if (site.services.dhcp.routes->kind == common::LeaseRoutes::Kind::local && block)
@@ -219,16 +223,24 @@ int run(const ServeArgs& a) {
                     return {why + " (now generation " + std::to_string(generation) + ") changed lease-owned route(s) " + hosts +
                             ": the lease router sets them again (they follow the DHCP leases, not the rollback)"};
                 });
+        // With leases shared in PostgreSQL, one server of the site holds the duty (the database's advisory
+        // lock): it alone changes routes, for its own bindings at once and for the others' at the next sweep.
+        // The duty taken over: everything reconciled, as at start.
         dhcp_service->set_lease_hook([&](const dhcp::LeaseEvent& e) {
+            if (!dhcp_service->has_duty()) return;
             if (e.kind == dhcp::LeaseEvent::Kind::bound) router->bound(facts(e.lease));
             else router->released(facts(e.lease), dhcp::why_released(e));
         });
         sweep_timer.emplace(dhcp_thread->io());
         sweep = [&] {
-            sweep_timer->expires_after(std::chrono::seconds(5));
+            sweep_timer->expires_after(std::chrono::seconds(shared_leases ? 1 : 5));
             sweep_timer->async_wait([&](std::error_code ec) {
                 if (ec) return;
-                router->sweep(active_leases(*dhcp_service), unix_now());
+                const bool duty = dhcp_service->has_duty();
+                if (duty && !had_duty) router->start(active_leases(*dhcp_service), unix_now());
+                else if (duty && shared_leases) router->follow(active_leases(*dhcp_service), unix_now());
+                else if (duty) router->sweep(active_leases(*dhcp_service), unix_now());
+                had_duty = duty;
                 sweep();
             });
         };

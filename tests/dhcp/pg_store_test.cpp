@@ -221,3 +221,20 @@ TEST_CASE("postgresql: migration journal -> database -> journal, lease by lease 
     pg::replace_all(c, {leases[0]});
     CHECK(pg::load(c).size() == 1);
 }
+
+TEST_CASE("postgresql: one server holds the site-wide duty; it moves when the holder goes", "[.pg]") {
+    fresh_schema();
+    auto log = fleetconf::common::log::get("test");
+    Loop la, lb;
+    auto a = std::make_unique<pg::PgLeaseStore>(database(), "a", la.post(), log);
+    REQUIRE(la.until([&] { return a->has_duty(); }));
+    pg::PgLeaseStore b(database(), "b", lb.post(), log);
+    // B tries every second and is refused while A's session holds the lock.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    la.run();
+    lb.run();
+    CHECK(a->has_duty());
+    CHECK_FALSE(b.has_duty());
+    a.reset();  // its session ends: the lock is free
+    CHECK(lb.until([&] { return b.has_duty(); }));
+}

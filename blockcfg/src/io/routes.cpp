@@ -497,6 +497,13 @@ void LeaseRouter::sweep(const std::vector<LeaseFacts>& active, std::uint64_t now
     for (const auto& l : gone) released(l, "expiry of");
 }
 
+void LeaseRouter::follow(const std::vector<LeaseFacts>& active, std::uint64_t now) {
+    sweep(active, now);
+    for (const auto& l : active)
+        if (l.expires > now)
+            if (auto it = routed_.find(l.address); it == routed_.end() || it->second.lease.client != l.client) route(l, false);
+}
+
 void LeaseRouter::restore(const std::string& why) {
     for (const auto& [a, e] : routed_)
         for (const auto& h : e.hosts) sync_.set(h, Backend{a, e.port}, why);

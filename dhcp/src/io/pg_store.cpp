@@ -602,6 +602,8 @@ void PgLeaseStore::listen_loop() {
     auto backoff = milliseconds(250);
     std::unique_ptr<Connection> c;
     auto last_ping = steady_clock::now();
+    auto last_try = steady_clock::time_point{};
+    bool holding = false;
     bool first = true;
     auto post = [this](std::function<void(PgLeaseStore&)> f) {
         post_([this, alive = alive_, f = std::move(f)] {
@@ -633,6 +635,17 @@ void PgLeaseStore::listen_loop() {
                     s.replace(std::move(leases), std::move(tokens));
                 });
             }
+            // The duties (routes, expiry) go to whoever holds the lock; it is held by this session, so a server
+            // that dies or loses its connection frees it, and another takes it within a second.
+            if (!holding && steady_clock::now() - last_try > seconds(1)) {
+                last_try = steady_clock::now();
+                holding = c->exec("SELECT pg_try_advisory_lock(" + std::to_string(kDutyLock) + ")").at(0).at(0) ==
+                          std::optional<std::string>("t");
+                if (holding) post([](PgLeaseStore& s) {
+                    s.duty_ = true;
+                    s.log_->info("lease database: this server now holds the site-wide duties (lease-driven routes, expiry)");
+                });
+            }
             pollfd p{PQsocket(c->native()), POLLIN, 0};
             if (::poll(&p, 1, 250) < 0 && errno != EINTR) throw std::runtime_error("lease database: poll failed");
             if (!PQconsumeInput(c->native())) throw std::runtime_error("lease database: " + trimmed_error(PQerrorMessage(c->native())));
@@ -655,8 +668,14 @@ void PgLeaseStore::listen_loop() {
             first = false;
             std::string why = e.what();
             if (had) log_->error("{}: lost the lease database; no lease is offered or promised until it is back", why);
-            post([why](PgLeaseStore& s) {
+            const bool dropped_duty = holding;
+            holding = false;
+            post([why, dropped_duty](PgLeaseStore& s) {
                 if (!s.down_) s.down_ = why;
+                if (dropped_duty) {
+                    s.duty_ = false;
+                    s.log_->warn("lease database: the site-wide duties are no longer this server's (its session is gone)");
+                }
             });
             std::unique_lock lock(wake_mutex_);
             wake_.wait_for(lock, backoff, [this] { return stop_.load(); });

@@ -150,6 +150,9 @@ public:
     // Removes the routes of routed leases that are no longer active (expired, or gone). `active`: the
     // bound, unexpired leases now.
     void sweep(const std::vector<LeaseFacts>& active, std::uint64_t now);
+    // sweep(), then routes the active leases it does not route yet (bindings another server made, when
+    // several share one lease database and this one holds the duty).
+    void follow(const std::vector<LeaseFacts>& active, std::uint64_t now);
     // Sets every owned route again (after a rollback on the target): missing or changed ones are restored.
     void restore(const std::string& why);
     [[nodiscard]] std::vector<std::string> hosts_of(const LeaseFacts& l, std::uint16_t& port) const;

@@ -73,6 +73,10 @@ public:
     virtual std::vector<common::Ipv4> end_sync(bool /*ok*/) { return {}; }
     // Why no lease can be promised or offered now (a lease database that cannot be reached), or nullopt.
     [[nodiscard]] virtual std::optional<std::string> unavailable() const { return std::nullopt; }
+    // Whether this server holds the site-wide duties (lease-driven routes, their expiry) that must run once
+    // for every server sharing the store: always with a store of its own; with a shared database, the one
+    // server holding its advisory lock.
+    [[nodiscard]] virtual bool has_duty() const { return true; }
     // The store's own counters for /metrics (name, value), e.g. database conflicts and reconnects.
     [[nodiscard]] virtual std::vector<std::pair<std::string, std::uint64_t>> counters() const { return {}; }
     [[nodiscard]] virtual std::vector<Lease> all() const = 0;

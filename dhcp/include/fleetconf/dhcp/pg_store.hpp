@@ -30,6 +30,8 @@ namespace fleetconf::dhcp::pg {
 inline constexpr int kSchemaVersion = 1;
 // The NOTIFY channel of lease changes (docs/scale-out.md, "Schema").
 inline constexpr const char* kChannel = "fleetconf_lease4";
+// The session advisory lock whose holder has the site-wide duties (routes, expiry): "fleetconf" in ASCII.
+inline constexpr std::int64_t kDutyLock = 0x666c656574636f6e;
 
 // One blocking libpq connection. The password comes from the database's password_file (never from the
 // connection string). Throws std::runtime_error with libpq's message.
@@ -84,6 +86,7 @@ public:
     std::function<void()> begin_sync() override;
     std::vector<common::Ipv4> end_sync(bool ok) override;
     [[nodiscard]] std::optional<std::string> unavailable() const override;
+    [[nodiscard]] bool has_duty() const override { return duty_; }
     [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> counters() const override;
 
     // For tests: the version token this server believes address `a` holds (0: no row).
@@ -121,6 +124,7 @@ private:
     std::shared_ptr<Outcome> in_flight_;                      // the outcome begin_sync's job fills
     std::optional<std::string> down_;                         // why the store is unavailable (io thread)
     bool loaded_at_start_ = false;                            // set before the listener starts, read by it
+    bool duty_ = false;                                       // io thread: this server holds kDutyLock
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
     std::mutex write_mutex_;  // the sync connection: one write at a time
