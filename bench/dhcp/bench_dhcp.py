@@ -23,12 +23,18 @@ By default the generator runs on CPU 1 and the single-threaded servers on CPU 0 
 may use every CPU); --no-pin lets the scheduler place every process. docs/benchmarks.md has the ceilings of
 each set-up.
 
+--postgresql: the lease database instead (issue 19): fleetconf with `services.dhcp.leases` in PostgreSQL
+against Kea 2.2 with `"lease-database": {"type": "postgresql"}` (schema by `kea-admin db-init pgsql`),
+single- and multi-threaded, all on the same throwaway PostgreSQL (tests/support/throwaway_pg.sh: initdb in
+/tmp, unix socket only, synchronous_commit on), the tables emptied between servers; plus the journal-backed
+fleetconf for reference.
+
 Every server gets the same 4 MiB socket receive buffer: fleetconf and the responder ask for it
 (SO_RCVBUFFORCE); Kea and dnsmasq have no setting for it, so net.core.rmem_default is raised to 4 MiB for
 the run and restored afterwards (it is not per network namespace).
 
 usage: bench_dhcp.py FLEETCONF_BINARY [--responder PATH] [--loadgen PATH] [--smoke] [--seconds S]
-                     [--generator loadgen|single|multi] [--no-pin] [--only NAME,...]
+                     [--generator loadgen|single|multi] [--no-pin] [--only NAME,...] [--postgresql]
 """
 import argparse, json, os, re, resource, shutil, signal, subprocess, sys, tempfile, time
 
@@ -47,6 +53,7 @@ _ap.add_argument("--generator", choices=("loadgen", "single", "multi"), default=
                  "machine, docs/benchmarks.md), or perfdhcp -g single / -g multi")
 _ap.add_argument("--no-pin", action="store_true", help="let the scheduler place every process (default: the generator on CPU 1, "
                  "single-threaded servers on CPU 0)")
+_ap.add_argument("--postgresql", action="store_true", help="leases in PostgreSQL: fleetconf against Kea's postgresql backend")
 _ap.add_argument("--only", help="comma-separated servers to run (for profiling one server)")
 ARGS = _ap.parse_args()
 FC = os.path.abspath(ARGS.fleetconf)
@@ -95,7 +102,34 @@ def setup():
     open(RMEM, "w").write(str(4 << 20))  # Kea and dnsmasq cannot ask for a buffer: give them the same 4 MiB
 
 
+PG_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "support", "throwaway_pg.sh")
+PG = {}
+
+
+def pg_setup():
+    """A throwaway PostgreSQL: fleetconf's schema in database postgres, Kea's (kea-admin) in database kea."""
+    state = f"{tmp}/pg.state"
+    r = subprocess.run(["bash", PG_SCRIPT, "start", state], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("throwaway PostgreSQL: " + r.stderr)
+    PG["state"] = state
+    for line in open(state):
+        k, _, v = line.strip().partition("=")
+        PG[k] = v
+    PG["password"] = open(PG["PASSWORD_FILE"]).read().strip()
+    env = {**os.environ, "PGPASSWORD": PG["password"]}
+    sh(os.path.join(PG["PGBIN"], "psql"), "-q", "-h", PG["PGDIR"], "-U", "fleetconf", "-d", "postgres", "-c", "CREATE DATABASE kea", env=env)
+    sh("kea-admin", "db-init", "pgsql", "-u", "fleetconf", "-p", PG["password"], "-n", "kea", "-h", PG["PGDIR"], env=env)
+
+
+def pg_sql(db, statement):
+    sh(os.path.join(PG["PGBIN"], "psql"), "-q", "-h", PG["PGDIR"], "-U", "fleetconf", "-d", db, "-c", statement,
+       env={**os.environ, "PGPASSWORD": PG["password"]})
+
+
 def teardown():
+    if PG.get("state"):
+        subprocess.run(["bash", PG_SCRIPT, "stop", PG["state"]], capture_output=True)
     if rmem_before is not None:
         open(RMEM, "w").write(rmem_before)
     delete_namespaces(SRV, CLI)
@@ -115,17 +149,28 @@ def start(name):
         site = {"networks": [{"name": IF_S, "subnet": "10.99.0.0/16", "gateway": "10.99.0.1", "dns": ["10.99.0.1"],
                               "pools": [f"{POOL[0]}-{POOL[1]}"], "lease_time": 3600}],
                 "services": {"data_dir": d, "status": "off"}}
+        if name == "fleetconf-pg":
+            site["services"]["dhcp"] = {"leases": {"type": "postgresql", "conninfo": f"host={PG['PGDIR']} dbname=postgres user=fleetconf",
+                                                   "password_file": PG["PASSWORD_FILE"]}}
         json.dump(site, open(f"{d}/site.json", "w"))
+        if name == "fleetconf-pg":
+            if sh(FC, "dhcp", "db", "status", "--site", f"{d}/site.json", check=False).returncode != 0:
+                sh(FC, "dhcp", "db", "init", "--site", f"{d}/site.json")
+            pg_sql("postgres", "DELETE FROM fleetconf_lease4")
         cmd = [FC, "--log-level", "warn", "dhcp", "serve", f"{d}/site.json"] + (["--no-sync"] if name.endswith("nosync") else [])
     elif name.startswith("kea"):
         cfg = {"Dhcp4": {
             "interfaces-config": {"interfaces": [IF_S], "dhcp-socket-type": "udp"},
-            "lease-database": {"type": "memfile", "persist": True, "name": f"{d}/leases4.csv", "lfc-interval": 0},
+            "lease-database": {"type": "postgresql", "name": "kea", "host": PG.get("PGDIR", ""), "user": "fleetconf",
+                               "password": PG.get("password", "")} if "-pg-" in name else
+                              {"type": "memfile", "persist": True, "name": f"{d}/leases4.csv", "lfc-interval": 0},
             "valid-lifetime": 3600, "option-data": [{"name": "routers", "data": "10.99.0.1"}, {"name": "domain-name-servers", "data": "10.99.0.1"}],
             "subnet4": [{"id": 1, "subnet": "10.99.0.0/16", "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}]}],
             "multi-threading": {"enable-multi-threading": name.endswith("mt"), "thread-pool-size": 2, "packet-queue-size": 64},
             "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": f"{d}/kea.log"}]}]}}
         json.dump(cfg, open(f"{d}/kea.json", "w"))
+        if "-pg-" in name:
+            pg_sql("kea", "DELETE FROM lease4")
         env.update(KEA_PIDFILE_DIR=d, KEA_LOCKFILE_DIR=d)
         cmd = ["kea-dhcp4", "-c", f"{d}/kea.json"]
     else:
@@ -133,7 +178,7 @@ def start(name):
                f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h", f"--dhcp-leasefile={d}/dnsmasq.leases", "--no-ping",
                "--dhcp-authoritative", "--dhcp-lease-max=200000", f"--pid-file={d}/pid", "--user=root",
                "--dhcp-option=3,10.99.0.1", "--dhcp-option=6,10.99.0.1", "--quiet-dhcp"]
-    p = subprocess.Popen(["ip", "netns", "exec", SRV] + (SERVER_CPU if name != "kea-mt" else []) + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
+    p = subprocess.Popen(["ip", "netns", "exec", SRV] + (SERVER_CPU if not name.endswith("-mt") else []) + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
     time.sleep(1.0)
     if p.poll() is not None:
         raise RuntimeError(f"{name} did not start: " + open(f"{d}/out").read()[-800:])
@@ -282,14 +327,19 @@ def avalanche(clients):
 
 
 SERVERS = ["responder", "fleetconf", "fleetconf-nosync", "kea-st", "kea-mt", "dnsmasq"]
+if ARGS.postgresql:
+    SERVERS = ["responder", "fleetconf-pg", "fleetconf", "kea-pg-st", "kea-pg-mt"]
 if ARGS.only:  # for profiling one server; the full table needs all of them
     SERVERS = ARGS.only.split(",")
 LABEL = {"responder": "stateless responder (the ceiling)", "fleetconf": "fleetconf (durable: synced before ACK)", "fleetconf-nosync": "fleetconf --no-sync",
          "kea-st": "Kea 2.2 memfile, single-threaded", "kea-mt": "Kea 2.2 memfile, multi-threaded (2)",
-         "dnsmasq": "dnsmasq 2.90 --no-ping"}
+         "dnsmasq": "dnsmasq 2.90 --no-ping", "fleetconf-pg": "fleetconf, leases in PostgreSQL (durable)",
+         "kea-pg-st": "Kea 2.2 postgresql, single-threaded", "kea-pg-mt": "Kea 2.2 postgresql, multi-threaded (2)"}
 results = {}
 try:
     setup()
+    if ARGS.postgresql:
+        pg_setup()
     for name in SERVERS:
         p = start(name)
         SERVER = p
@@ -342,17 +392,18 @@ for name in SERVERS:
           f"{(x['cpu_us'] or 0):11.1f} {(x['cpu_us_max'] or 0):7.1f} {x['gen_cpu'] * 100:11.0f}%")
 print(f"(ceiling: exchanges/s as a share of the stateless responder's maximum in this run; CPU us/exch at {EFFICIENCY_RATE}/s "
       "and at each server's own maximum)")
-print("\nfleetconf durable, as a ratio of each reference (exchanges/s at <= 2.5% drops):")
-f = results.get("fleetconf", {}).get("achieved", 0)
+MAIN = "fleetconf-pg" if ARGS.postgresql else "fleetconf"
+print(f"\n{LABEL[MAIN]}, as a ratio of each reference (exchanges/s at <= 2.5% drops):")
+f = results.get(MAIN, {}).get("achieved", 0)
 for name in [n for n in SERVERS if not n.startswith("fleetconf") and n != "responder"]:
     ref = results.get(name, {}).get("achieved", 0)
-    why = bound("fleetconf") or bound(name)
+    why = bound(MAIN) or bound(name)
     if why:
-        print(f"  vs {LABEL[name]:40}     generator-bound, no ratio ({'fleetconf' if bound('fleetconf') else name}: {why})")
+        print(f"  vs {LABEL[name]:40}     generator-bound, no ratio ({MAIN if bound(MAIN) else name}: {why})")
     else:
         print(f"  vs {LABEL[name]:40} {f / ref:5.2f}x" if ref else f"  vs {LABEL[name]:40}     -")
-print(f"\nfleetconf durable, server CPU per exchange at {EFFICIENCY_RATE}/s, as a ratio (reference CPU / fleetconf CPU):")
-fc = results.get("fleetconf", {}).get("cpu_us")
+print(f"\n{LABEL[MAIN]}, server CPU per exchange at {EFFICIENCY_RATE}/s, as a ratio (reference CPU / fleetconf CPU):")
+fc = results.get(MAIN, {}).get("cpu_us")
 for name in [n for n in SERVERS if not n.startswith("fleetconf") and n != "responder"]:
     ref = results.get(name, {}).get("cpu_us")
     print(f"  vs {LABEL[name]:40} {ref / fc:5.2f}x" if ref and fc else f"  vs {LABEL[name]:40}     -")
