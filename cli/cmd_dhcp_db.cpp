@@ -198,7 +198,8 @@ void add_dhcp_db_commands(CLI::App* d, Action& action) {
     for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
              {"init", "Create fleetconf's lease schema in the site's database (refused when one exists)"},
              {"upgrade", "Move the schema to this build's version (servers refuse to start on another version)"},
-             {"status", "The database's server, schema version, lease count and synchronous_commit; exit 1 unless the schema is this build's"}}) {
+             {"status",
+              "The database's server, schema version, lease count and synchronous_commit; exit 1 unless the schema is this build's"}}) {
         auto a = std::make_shared<DbArgs>();
         auto* s = db->add_subcommand(name, help);
         s->add_option("--site", a->site, "Site file (default site.json)");
@@ -218,8 +219,8 @@ void add_dhcp_db_commands(CLI::App* d, Action& action) {
     add_data_dir_option(mg, m->data_dir);
     mg->callback([&action, m] { action = [m] { return migrate(*m); }; });
     auto i = std::make_shared<DbArgs>();
-    auto* im = d->add_subcommand("import",
-                                 "Import another server's leases into the site's lease store (journal or PostgreSQL); stop the servers first");
+    auto* im = d->add_subcommand(
+        "import", "Import another server's leases into the site's lease store (journal or PostgreSQL); stop the servers first");
     im->add_option("--from", i->from, "The file's format: kea-memfile (Kea 2.2's kea-leases4.csv)")
         ->required()
         ->check(CLI::IsMember({"kea-memfile"}));

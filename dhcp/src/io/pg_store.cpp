@@ -66,7 +66,8 @@ std::pair<Lease, std::int64_t> row_lease(const Connection::Row& r) {
     l.address = Ipv4(static_cast<std::uint32_t>(addr));
     auto client = common::from_hex(r[1].value_or(""));
     auto mac = common::from_hex(r[2].value_or(""));
-    if (!client || !mac || mac->size() != 6) throw std::runtime_error("lease database: malformed client or MAC of " + l.address.to_string());
+    if (!client || !mac || mac->size() != 6)
+        throw std::runtime_error("lease database: malformed client or MAC of " + l.address.to_string());
     l.client = std::move(*client);
     std::array<std::uint8_t, 6> m{};
     std::copy(mac->begin(), mac->end(), m.begin());
@@ -164,7 +165,8 @@ Connection::Connection(const common::LeaseDatabase& db, int connect_timeout_s) {
     const std::string timeout = std::to_string(connect_timeout_s);
     // Ours first, then the site's connection string (expanded from dbname), which may override them; the
     // password last, from its file.
-    std::vector<const char*> keys{"application_name", "connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count", "dbname"};
+    std::vector<const char*> keys{"application_name",    "connect_timeout",  "keepalives_idle",
+                                  "keepalives_interval", "keepalives_count", "dbname"};
     std::vector<const char*> values{"fleetconf", timeout.c_str(), "10", "5", "3", db.conninfo.c_str()};
     if (!password.empty()) {
         keys.push_back("password");
@@ -200,8 +202,9 @@ std::vector<Connection::Row> Connection::exec(const std::string& sql, const std:
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    PGresult* r = params.empty() ? PQexec(conn_, sql.c_str())
-                                 : PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr, nullptr, 0);
+    PGresult* r = params.empty()
+                      ? PQexec(conn_, sql.c_str())
+                      : PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr, nullptr, 0);
     if (!r) throw std::runtime_error("lease database: " + trimmed_error(PQerrorMessage(conn_)));
     const auto st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -217,7 +220,8 @@ std::vector<Connection::Row> Connection::exec(const std::string& sql, const std:
         row.reserve(static_cast<std::size_t>(f));
         for (int j = 0; j < f; ++j)
             row.push_back(PQgetisnull(r, i, j) ? std::nullopt
-                                               : std::optional<std::string>(std::string(PQgetvalue(r, i, j), static_cast<std::size_t>(PQgetlength(r, i, j)))));
+                                               : std::optional<std::string>(
+                                                     std::string(PQgetvalue(r, i, j), static_cast<std::size_t>(PQgetlength(r, i, j)))));
         rows.push_back(std::move(row));
     }
     PQclear(r);
@@ -269,7 +273,8 @@ void require_schema(Connection& c) {
     if (v == kSchemaVersion) return;
     if (v == 0) throw std::runtime_error("lease database: no fleetconf schema: run `fleetconf dhcp db init --site SITE` once");
     if (v < kSchemaVersion)
-        throw std::runtime_error("lease database: schema version " + std::to_string(v) + ", this build needs " + std::to_string(kSchemaVersion) +
+        throw std::runtime_error("lease database: schema version " + std::to_string(v) + ", this build needs " +
+                                 std::to_string(kSchemaVersion) +
                                  ": run `fleetconf dhcp db upgrade --site SITE` (the server never changes the schema itself)");
     throw std::runtime_error("lease database: schema version " + std::to_string(v) + " is newer than this build's (" +
                              std::to_string(kSchemaVersion) + ")");
@@ -408,7 +413,7 @@ void PgLeaseStore::write(const std::map<Ipv4, Pending>& batch, Outcome& out) {
     if (sent.empty()) return;
     std::lock_guard lock(write_mutex_);
     const std::vector<std::optional<std::string>> params{close(a), close(cl), close(m), close(h), close(n),  close(st), close(ex),
-                                                         close(f), close(v),  close(e),  writer_,  close(da), close(de)};
+                                                         close(f), close(v),  close(e), writer_,  close(da), close(de)};
     std::vector<Connection::Row> rows;
     // A connection the database closed (a restart, a failover) is only found out by using it: then one new
     // connection and one more try. Should the first try have committed after all, its rows hold this
@@ -531,7 +536,7 @@ std::vector<Ipv4> PgLeaseStore::end_sync(bool ok) {
 std::optional<std::string> PgLeaseStore::unavailable() const { return down_; }
 
 std::vector<std::pair<std::string, std::uint64_t>> PgLeaseStore::counters() const {
-    return {{"db_writes", writes_},       {"db_conflicts", conflicts_},         {"db_failures", failures_},
+    return {{"db_writes", writes_},         {"db_conflicts", conflicts_},           {"db_failures", failures_},
             {"db_reconnects", reconnects_}, {"db_remote_updates", remote_updates_}, {"db_reloads", reloads_}};
 }
 
@@ -641,10 +646,11 @@ void PgLeaseStore::listen_loop() {
                 last_try = steady_clock::now();
                 holding = c->exec("SELECT pg_try_advisory_lock(" + std::to_string(kDutyLock) + ")").at(0).at(0) ==
                           std::optional<std::string>("t");
-                if (holding) post([](PgLeaseStore& s) {
-                    s.duty_ = true;
-                    s.log_->info("lease database: this server now holds the site-wide duties (lease-driven routes, expiry)");
-                });
+                if (holding)
+                    post([](PgLeaseStore& s) {
+                        s.duty_ = true;
+                        s.log_->info("lease database: this server now holds the site-wide duties (lease-driven routes, expiry)");
+                    });
             }
             pollfd p{PQsocket(c->native()), POLLIN, 0};
             if (::poll(&p, 1, 250) < 0 && errno != EINTR) throw std::runtime_error("lease database: poll failed");

@@ -99,9 +99,9 @@ private:
         std::int64_t token = 0;      // the token written with it
     };
     struct Outcome {
-        std::vector<common::Ipv4> conflicts;        // changes another writer got to first
+        std::vector<common::Ipv4> conflicts;                              // changes another writer got to first
         std::vector<std::pair<common::Ipv4, std::optional<Lease>>> rows;  // their rows now (nullopt: none)
-        std::vector<std::int64_t> tokens;           // each row's token
+        std::vector<std::int64_t> tokens;                                 // each row's token
     };
     std::int64_t next_token();
     void queue(common::Ipv4 a, std::optional<Lease> l);
@@ -109,7 +109,7 @@ private:
     void write(const std::map<common::Ipv4, Pending>& batch, Outcome& out);
     std::vector<common::Ipv4> settle(const Outcome& out);
     void replace(std::vector<Lease> rows, std::vector<std::int64_t> tokens);  // io thread: a fresh copy of the table
-    void remote(const std::string& payload);                                 // io thread: one NOTIFY
+    void remote(const std::string& payload);                                  // io thread: one NOTIFY
     void listen_loop();
 
     common::LeaseDatabase db_;
