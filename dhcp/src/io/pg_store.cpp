@@ -49,6 +49,39 @@ void add_number(std::string& a, std::int64_t v) {
 }
 std::string close(std::string a) { return a.empty() ? "{}" : a + "}"; }
 
+// The upsert columns of kWrite ($1-$10), one array literal each, filled a lease at a time.
+struct Columns {
+    std::string address, client, mac, hostname, network, state, expires, fqdn, version, expected;
+    void add(const Lease& l, std::int64_t token, std::int64_t expect) {
+        add_number(address, l.address.value());
+        add_bytes(client, l.client);
+        add_bytes(mac, l.mac.bytes());
+        add_text(hostname, l.hostname);
+        add_text(network, l.network);
+        add_number(state, static_cast<int>(l.state));
+        add_number(expires, static_cast<std::int64_t>(l.expires));
+        add_text(fqdn, l.fqdn);
+        add_number(version, token);
+        add_number(expected, expect);
+    }
+    // kWrite's parameters: these columns, the writer ($11) and the deletions ($12, $13).
+    std::vector<std::optional<std::string>> params(const std::string& writer, std::string del_address, std::string del_expected) {
+        return {close(address),
+                close(client),
+                close(mac),
+                close(hostname),
+                close(network),
+                close(state),
+                close(expires),
+                close(fqdn),
+                close(version),
+                close(expected),
+                writer,
+                close(std::move(del_address)),
+                close(std::move(del_expected))};
+    }
+};
+
 std::int64_t to_i64(const std::optional<std::string>& s) {
     if (!s) throw std::runtime_error("lease database: unexpected NULL");
     return std::stoll(*s);
@@ -294,22 +327,10 @@ void replace_all(Connection& c, const std::vector<Lease>& leases) {
         std::mt19937_64 rng{std::random_device{}()};
         constexpr std::size_t kChunk = 5000;
         for (std::size_t i = 0; i < leases.size(); i += kChunk) {
-            std::string a, cl, m, h, n, st, ex, f, v, e;
-            for (std::size_t k = i; k < std::min(leases.size(), i + kChunk); ++k) {
-                const auto& l = leases[k];
-                add_number(a, l.address.value());
-                add_bytes(cl, l.client);
-                add_bytes(m, l.mac.bytes());
-                add_text(h, l.hostname);
-                add_text(n, l.network);
-                add_number(st, static_cast<int>(l.state));
-                add_number(ex, static_cast<std::int64_t>(l.expires));
-                add_text(f, l.fqdn);
-                add_number(v, static_cast<std::int64_t>(rng() >> 1) | 1);
-                add_number(e, 0);
-            }
-            c.exec(kWrite, {close(a), close(cl), close(m), close(h), close(n), close(st), close(ex), close(f), close(v), close(e),
-                            std::string("migration"), std::string("{}"), std::string("{}")});
+            Columns cols;
+            for (std::size_t k = i; k < std::min(leases.size(), i + kChunk); ++k)
+                cols.add(leases[k], static_cast<std::int64_t>(rng() >> 1) | 1, 0);
+            c.exec(kWrite, cols.params("migration", "", ""));
         }
         c.exec("COMMIT");
     } catch (...) {
@@ -387,33 +408,22 @@ void PgLeaseStore::apply(const std::vector<LeaseChange>& changes) {
 }
 
 void PgLeaseStore::write(const std::map<Ipv4, Pending>& batch, Outcome& out) {
-    std::string a, cl, m, h, n, st, ex, f, v, e, da, de;
+    Columns cols;
+    std::string da, de;
     std::vector<std::int64_t> sent;
     for (const auto& [addr, p] : batch) {
         if (!p.lease) {
             if (p.expected == 0) continue;  // never written: nothing to delete
             add_number(da, addr.value());
             add_number(de, p.expected);
-            sent.push_back(addr.value());
-            continue;
+        } else {
+            cols.add(*p.lease, p.token, p.expected);
         }
-        const auto& l = *p.lease;
-        add_number(a, addr.value());
-        add_bytes(cl, l.client);
-        add_bytes(m, l.mac.bytes());
-        add_text(h, l.hostname);
-        add_text(n, l.network);
-        add_number(st, static_cast<int>(l.state));
-        add_number(ex, static_cast<std::int64_t>(l.expires));
-        add_text(f, l.fqdn);
-        add_number(v, p.token);
-        add_number(e, p.expected);
         sent.push_back(addr.value());
     }
     if (sent.empty()) return;
     std::lock_guard lock(write_mutex_);
-    const std::vector<std::optional<std::string>> params{close(a), close(cl), close(m), close(h), close(n),  close(st), close(ex),
-                                                         close(f), close(v),  close(e), writer_,  close(da), close(de)};
+    const auto params = cols.params(writer_, std::move(da), std::move(de));
     std::vector<Connection::Row> rows;
     // A connection the database closed (a restart, a failover) is only found out by using it: then one new
     // connection and one more try. Should the first try have committed after all, its rows hold this
@@ -467,6 +477,13 @@ void PgLeaseStore::write(const std::map<Ipv4, Pending>& batch, Outcome& out) {
     }
 }
 
+void PgLeaseStore::forget(Ipv4 a) {
+    Lease gone;
+    gone.address = a;
+    apply_one({gone, true});
+    tokens_.erase(a.value());
+}
+
 std::vector<Ipv4> PgLeaseStore::settle(const Outcome& out) {
     for (std::size_t i = 0; i < out.rows.size(); ++i) {
         const auto& [a, row] = out.rows[i];
@@ -475,10 +492,7 @@ std::vector<Ipv4> PgLeaseStore::settle(const Outcome& out) {
             apply_one({*row});
             tokens_[a.value()] = out.tokens[i];
         } else {
-            Lease gone;
-            gone.address = a;
-            apply_one({gone, true});
-            tokens_.erase(a.value());
+            forget(a);
         }
         log_->info("{}: changed by another server first: this server's reply is withheld and the lease reloaded", a.to_string());
     }
@@ -554,10 +568,7 @@ void PgLeaseStore::replace(std::vector<Lease> rows, std::vector<std::int64_t> to
             apply_one({*p.lease});
             tokens_[a.value()] = p.token;
         } else {
-            Lease gone;
-            gone.address = a;
-            apply_one({gone, true});
-            tokens_.erase(a.value());
+            forget(a);
         }
     }
     ++reloads_;
@@ -573,10 +584,7 @@ void PgLeaseStore::remote(const std::string& payload) {
     const Ipv4 a(static_cast<std::uint32_t>(addr));
     ++remote_updates_;
     if (j.value("op", std::string()) == "delete") {
-        Lease gone;
-        gone.address = a;
-        apply_one({gone, true});
-        tokens_.erase(a.value());
+        forget(a);
         return;
     }
     Lease l;

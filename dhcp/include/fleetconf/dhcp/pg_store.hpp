@@ -105,6 +105,7 @@ private:
     };
     std::int64_t next_token();
     void queue(common::Ipv4 a, std::optional<Lease> l);
+    void forget(common::Ipv4 a);  // no row for `a` any more (memory and token)
     // Runs `batch` in one statement on the sync connection (any thread); fills `out`.
     void write(const std::map<common::Ipv4, Pending>& batch, Outcome& out);
     std::vector<common::Ipv4> settle(const Outcome& out);
