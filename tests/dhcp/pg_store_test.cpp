@@ -91,6 +91,13 @@ Lease lease(std::uint8_t last, std::uint8_t client, const std::string& host = "h
     return l;
 }
 
+// Whether the store's listener has LISTENed and loaded the table (its first reload after LISTEN).
+bool listening(const pg::PgLeaseStore& s) {
+    for (const auto& [name, value] : s.counters())
+        if (name == "db_reloads") return value >= 1;
+    return false;
+}
+
 // begin_sync, the blocking part (as the sync thread runs it), end_sync: the addresses that lost.
 std::vector<Ipv4> commit(pg::PgLeaseStore& s) {
     auto job = s.begin_sync();
@@ -122,8 +129,8 @@ TEST_CASE("postgresql: two servers share leases; a compare-and-set race has one 
     Loop la, lb;
     pg::PgLeaseStore a(database(), "a", la.post(), log);
     pg::PgLeaseStore b(database(), "b", lb.post(), log);
-    REQUIRE(la.until([&] { return !a.unavailable(); }));
-    REQUIRE(lb.until([&] { return !b.unavailable(); }));
+    REQUIRE(la.until([&] { return listening(a) && !a.unavailable(); }));
+    REQUIRE(lb.until([&] { return listening(b) && !b.unavailable(); }));
 
     // A writes; B learns of it by NOTIFY.
     a.apply({{lease(1, 1, "one")}});
@@ -182,6 +189,7 @@ TEST_CASE("postgresql: the database restarted: unavailable, then back with every
     auto log = fleetconf::common::log::get("test");
     Loop loop;
     pg::PgLeaseStore s(database(), "a", loop.post(), log);
+    REQUIRE(loop.until([&] { return listening(s); }));
     s.apply({{lease(1, 1)}, {lease(2, 2)}});
     CHECK(commit(s).empty());
     const std::string script = std::string(FLEETCONF_SOURCE_DIR) + "/tests/support/throwaway_pg.sh";

@@ -355,7 +355,6 @@ PgLeaseStore::PgLeaseStore(common::LeaseDatabase db, std::string name, Post post
             apply_one({std::move(l)});
         }
         log_->info("lease database: {} ({} leases loaded)", c.server(), size());
-        loaded_at_start_ = true;
     } catch (const std::exception& e) {
         // A schema that does not match is the operator's to fix: refuse to start. A database that cannot be
         // reached is expected during a failover: start unavailable and keep trying.
@@ -631,8 +630,9 @@ void PgLeaseStore::listen_loop() {
                 fresh->exec(std::string("LISTEN ") + kChannel);
                 c = std::move(fresh);
                 if (!first) post([](PgLeaseStore& s) { ++s.reconnects_; });
-                // At start the constructor loaded the table; a reload is needed only if it could not.
-                if (!first || !loaded_at_start_) reload_ = true;
+                // Loaded again after every LISTEN, the first included: a change committed between the
+                // constructor's load and this LISTEN would otherwise never reach this server's copy.
+                reload_ = true;
                 first = false;
                 backoff = milliseconds(250);
             }

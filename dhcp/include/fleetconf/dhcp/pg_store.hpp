@@ -124,7 +124,6 @@ private:
     std::map<common::Ipv4, Pending> pending_;                 // changes not yet handed to a write
     std::shared_ptr<Outcome> in_flight_;                      // the outcome begin_sync's job fills
     std::optional<std::string> down_;                         // why the store is unavailable (io thread)
-    bool loaded_at_start_ = false;                            // set before the listener starts, read by it
     bool duty_ = false;                                       // io thread: this server holds kDutyLock
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
