@@ -1,5 +1,6 @@
 // fleetconf serve SITE: every service present in this build, on one site file, in one process.
 #include "commands.hpp"
+#include "console_backend.hpp"
 #include "fleetconf/common/clock.hpp"
 
 #include "fleetconf/blockcfg/routes.hpp"
@@ -11,6 +12,7 @@
 #include "fleetconf/common/runtime.hpp"
 #include "fleetconf/common/site.hpp"
 #include "fleetconf/common/status.hpp"
+#include "fleetconf/console/console.hpp"
 #include "fleetconf/dhcp/service.hpp"
 #include "fleetconf/dhcp/wire.hpp"
 #include "fleetconf/gitconf/service.hpp"
@@ -119,6 +121,7 @@ int run(const ServeArgs& a) {
     blockcfg::SiteService* block = nullptr;
     gitconf::Service* git_service = nullptr;
     common::ServiceThread* dhcp_thread = nullptr;
+    common::ServiceThread* block_thread = nullptr;
     // Constructs and starts one service on a thread of its own; false (after a one-line error) if it fails.
     auto launch = [&](std::string_view name, const std::function<std::unique_ptr<common::Service>(asio::io_context&)>& make) {
         auto slot = std::make_unique<Slot>(std::string(name));
@@ -179,8 +182,10 @@ int run(const ServeArgs& a) {
         else if (!launch(s.info.name, s.make)) return kExitFailure;
         else ++running;
     }
-    for (const auto& slot : slots)
+    for (const auto& slot : slots) {
         if (slot->service.get() == dhcp_service) dhcp_thread = &slot->thread;
+        if (slot->service.get() == block) block_thread = &slot->thread;
+    }
 
     // Lease-driven routes: DHCP bindings become proxy routes (services.dhcp.routes).
     std::unique_ptr<blockcfg::RouteSync> route_sync;
@@ -262,6 +267,34 @@ int run(const ServeArgs& a) {
             return kExitFailure;
         }
     }
+    // The operator console (services.console): on the main thread, with the status endpoint and reloads; it
+    // reaches each service through its thread (cli/console_backend.cpp).
+    auto console_parts = std::make_shared<ConsoleParts>();
+    std::unique_ptr<console::ConsoleServer> console_server;
+    if (site.services.console.enabled) {
+        const auto& c = site.services.console;
+        *console_parts = {std::make_shared<const common::Site>(site), dhcp_service, dhcp_thread, git_service, block, block_thread};
+        console::Options o;
+        o.listen = c.listen;
+        o.tls_cert = c.tls_cert;
+        o.tls_key = c.tls_key;
+        o.password_file = c.password_file;
+        o.audit_file = site.services.data_dir / "console" / "audit.jsonl";
+        o.limits = site.services.limits_for("console");
+        try {
+            common::ensure_directory(o.audit_file.parent_path(), 0750);
+            console_server =
+                std::make_unique<console::ConsoleServer>(rt.io(), o, make_console_backend(console_parts), common::log::get("console"));
+            console_server->start();
+        } catch (const std::exception& e) {
+            print_error("console: " + std::string(e.what()));
+            return kExitFailure;
+        }
+        status.add({"console", [&console_server] { return console_server->metrics(); },
+                    [&console_server] {
+                        return common::Health{true, "listening on port " + std::to_string(console_server->port())};
+                    }});
+    }
     // What runs, as a reload compares it: a listener configured with port 0 runs on the port the system
     // chose, and a site file that names that port changes nothing.
     common::Site running_site = site;
@@ -277,6 +310,8 @@ int run(const ServeArgs& a) {
     }
     if (block && running_site.services.block.listen.port == 0) running_site.services.block.listen.port = block->port();
     if (status_server) pin(running_site.services.status, common::Endpoint{site.services.status->host, status_server->port()});
+    if (console_server && running_site.services.console.listen.port == 0)
+        running_site.services.console.listen.port = console_server->port();
     if (dhcp_service && running_site.services.dhcp.server_port == 0) running_site.services.dhcp.server_port = dhcp_service->local_port();
     for (const auto& slot : slots) slot->thread.start();
     log->info("{} service(s) running, each on its own thread; SIGHUP reloads {}, SIGINT/SIGTERM stops", running, a.site);
@@ -300,6 +335,7 @@ int run(const ServeArgs& a) {
             [&](const common::Site& s) { dhcp_thread->call([&] { router->set_site(s, active_leases(*dhcp_service), unix_now()); }); });
     reloader->on_applied([&](const common::Site& s) {
         if (auto w = common::loopback_uri_warning(s); !w.empty()) log->warn("{}", w);
+        if (console_server) console_parts->site = std::make_shared<const common::Site>(s);
     });
     status.add(reloader->status_source());
     rt.on_reload([&] {
@@ -311,6 +347,7 @@ int run(const ServeArgs& a) {
         common::notify_systemd("STOPPING=1");
         log->info("stopping");
         if (status_server) status_server->stop();
+        if (console_server) console_server->stop();
         if (dhcp_service)
             dhcp_thread->call([&] {
                 if (sweep_timer) sweep_timer->cancel();

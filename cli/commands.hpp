@@ -28,6 +28,7 @@ void add_block_commands(CLI::App& app, Action& action);
 void add_dhcp_commands(CLI::App& app, Action& action);
 void add_dhcp_db_commands(CLI::App* dhcp, Action& action);  // db init|upgrade|status, migrate, import
 void add_git_commands(CLI::App& app, Action& action);
+void add_console_commands(CLI::App& app, Action& action);  // console passwd
 
 // <data_dir>/fleetconf.pid: held (flock) by the running `serve` or `dhcp serve` of that data directory.
 std::filesystem::path pid_file(const common::Site& site);

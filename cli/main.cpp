@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
     cli::add_block_commands(app, action);
     cli::add_dhcp_commands(app, action);
     cli::add_git_commands(app, action);
+    cli::add_console_commands(app, action);
 
     for (int i = 0; i < argc; ++i) {
         if (i) cli::g_command_line += ' ';

@@ -22,6 +22,8 @@ ListenerLimits default_limits(std::string_view listener) {
         return {.max_connections = 1024, .max_per_address = 64, .max_unauthenticated = 0};
     if (listener == "ssh") return {.max_connections = 64, .max_per_address = 8, .max_unauthenticated = 16, .login_grace = 10s};
     if (listener == "block") return {.max_connections = 256, .max_per_address = 32, .max_unauthenticated = 64, .login_grace = 10s};
+    // console: a page holds its live stream and a few requests; 32 live streams at most (ConsoleServer).
+    if (listener == "console") return {.max_connections = 128, .max_per_address = 48, .max_unauthenticated = 0};
     return {.max_connections = 64, .max_per_address = 16, .max_unauthenticated = 0};  // dhcp-control, status
 }
 

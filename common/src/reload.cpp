@@ -60,6 +60,7 @@ std::vector<std::string> restart_keys(const Site& running, const Site& fresh, co
     check(r.data_dir == f.data_dir, "/services/data_dir");
     check(same_listen(r.status, f.status), "/services/status");
     check(r.limits == f.limits, "/services/limits");
+    check(r.console == f.console, "/services/console");
 
     const auto &rd = r.dhcp, &fd = f.dhcp;
     if (services.dhcp || (services.whole_site && rd.enabled != fd.enabled)) check(rd.enabled == fd.enabled, "/services/dhcp/enabled");

@@ -468,6 +468,7 @@ private:
     void git_service(const json& j);
     void git_operators(const json& ops);
     void block_service(const json& j);
+    void console_service(const json& j);
     void limits(const json& j);
     void network(const json& j, const std::string& p);
     void pools(Network& n, const json& list, const std::string& pp, const std::optional<Prefix>& subnet);
@@ -493,7 +494,7 @@ private:
 
 void SiteParser::services(const json& doc) {
     json services = doc.value("services", json::object());
-    if (c_.object(services, "/services", {"data_dir", "status", "log_level", "dhcp", "git", "block", "limits"})) {
+    if (c_.object(services, "/services", {"data_dir", "status", "log_level", "dhcp", "git", "block", "console", "limits"})) {
         if (auto l = c_.string(services, "/services", "log_level")) {
             log::Options probe;
             if (auto err = log::parse_levels(*l, probe)) c_.error("/services/log_level", *err);
@@ -511,6 +512,7 @@ void SiteParser::services(const json& doc) {
         if (services.contains("dhcp")) dhcp_service(services["dhcp"]);
         if (services.contains("git")) git_service(services["git"]);
         if (services.contains("block")) block_service(services["block"]);
+        if (services.contains("console")) console_service(services["console"]);
         if (services.contains("limits")) limits(services["limits"]);
     }
     if (auto& g = site_.services.git; !g.http && !g.https && !g.git && !g.ssh) g.http = Endpoint{Ipv4{127, 0, 0, 1}, 8080};
@@ -702,9 +704,35 @@ void SiteParser::block_service(const json& j) {
     }
 }
 
+void SiteParser::console_service(const json& j) {
+    const std::string p = "/services/console";
+    auto& s = site_.services.console;
+    if (j.is_string() && j.get<std::string>() == "off") return;
+    if (!c_.object(j, p, {"enabled", "listen", "tls_cert", "tls_key", "password_file"})) return;
+    s.enabled = c_.boolean(j, p, "enabled").value_or(true);
+    if (auto e = c_.parsed(j, p, "listen", parse_listen_endpoint, "an address with :port")) s.listen = *e;
+    const auto cert = c_.string(j, p, "tls_cert");
+    const auto key = c_.string(j, p, "tls_key");
+    if (cert.has_value() != key.has_value()) c_.error(join(p, cert ? "tls_key" : "tls_cert"), "tls_cert and tls_key go together");
+    if (cert && key) {
+        s.tls_cert = resolve(base_dir_, *cert);
+        s.tls_key = resolve(base_dir_, *key);
+        check_file_exists(c_, join(p, "tls_cert"), s.tls_cert, false);
+        check_secret_file(c_, join(p, "tls_key"), s.tls_key);
+    }
+    if (auto f = c_.string(j, p, "password_file")) {
+        s.password_file = resolve(base_dir_, *f);
+        check_secret_file(c_, join(p, "password_file"), s.password_file);
+    }
+    // Off loopback the console is reachable by others: it needs a login and HTTPS (docs/console.md).
+    if (s.enabled && !is_loopback(s.listen.host) && (s.tls_cert.empty() || s.password_file.empty()))
+        c_.error(join(p, "listen"), s.listen.to_string() + " is not a loopback address: the console there needs tls_cert, tls_key and " +
+                                        "password_file (HTTPS and a login)");
+}
+
 void SiteParser::limits(const json& j) {
     const std::string p = "/services/limits";
-    if (!c_.object(j, p, {"git", "http", "https", "ssh", "block", "dhcp-control", "status"})) return;  // kListenerNames
+    if (!c_.object(j, p, {"git", "http", "https", "ssh", "block", "dhcp-control", "status", "console"})) return;  // kListenerNames
     for (const auto name : kListenerNames) {
         auto it = j.find(name);
         if (it == j.end()) continue;

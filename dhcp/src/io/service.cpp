@@ -119,6 +119,8 @@ const LeaseStore& Service::leases() const { return *impl_->store; }
 
 bool Service::has_duty() const { return impl_->store->has_duty(); }
 
+std::uint64_t Service::acks_sent() const { return impl_->stats.sent_by_type[5]; }
+
 std::uint16_t Service::local_port() const { return impl_->sockets.empty() ? 0 : impl_->opts.server_port; }
 
 // A reload is all or nothing: the new configuration is built and every new interface's socket opened

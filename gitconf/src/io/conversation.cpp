@@ -86,6 +86,7 @@ asio::awaitable<Ending> upload_pack(Service::Impl& h, Channel& ch, const Convers
     };
     auto fetched = [&](const PackJob& job, const PackResult& p, bool hit) {
         h.count_fetch(c.transport);
+        h.record_fetch(c.repo, c.transport, c.peer, c.who.label());
         h.log->info("fetch {} {} credential {} repo {} v{} wants {} pack {} objects {} bytes ({}) in {} ms", c.transport, c.peer,
                     c.who.label(), c.repo, c.version, wants_text(job.wants), p.objects, p.data.size(), hit ? "cached" : "built",
                     ms_since(t0));

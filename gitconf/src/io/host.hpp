@@ -103,6 +103,9 @@ struct Service::Impl : std::enable_shared_from_this<Service::Impl> {
     using Counter = std::atomic<std::uint64_t>;
     Counter fetches_http{0}, fetches_https{0}, fetches_git{0}, fetches_ssh{0}, ls_refs{0}, advertisements{0};
     Counter unauthorized{0}, not_found{0}, forbidden{0}, protocol_errors{0}, timeouts{0}, bytes_sent{0};
+    mutable std::mutex activity_mutex;
+    std::map<std::string, RepoActivity> activity;  // under activity_mutex (SSH sessions fetch on their own threads)
+    void record_fetch(const std::string& repo, const char* transport, const std::string& peer, const std::string& who);
 
     RepoAccess access(std::string_view name) const;
 

@@ -170,6 +170,10 @@ void Service::Impl::announce_push(const std::string& repo, const std::string& tr
     for (const auto& c : r.commands) ok += c.error.empty();
     const char* result = r.all_ok() ? "accepted" : ok ? "partial" : "rejected";
     (r.all_ok() ? pushes_accepted : pushes_rejected)++;
+    {
+        const std::lock_guard lock(activity_mutex);
+        ++activity[repo].pushes;
+    }
     std::string summary;
     for (const auto& c : r.commands)
         summary += " " + c.name + " " + c.old_id.hex().substr(0, 12) + ".." + c.new_id.hex().substr(0, 12) +

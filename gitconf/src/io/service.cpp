@@ -86,6 +86,16 @@ asio::awaitable<std::shared_ptr<const PackResult>> Service::Impl::pack(const std
     });
 }
 
+void Service::Impl::record_fetch(const std::string& repo, const char* transport, const std::string& peer, const std::string& who) {
+    const std::lock_guard lock(activity_mutex);
+    auto& a = activity[repo];
+    a.last_fetch = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    a.transport = transport;
+    a.peer = peer;
+    a.credential = who;
+    ++a.fetches;
+}
+
 void Service::Impl::count_fetch(std::string_view transport) {
     if (transport == "git") ++fetches_git;
     else if (transport == "http") ++fetches_http;
@@ -242,6 +252,11 @@ std::optional<common::Endpoint> Service::http_endpoint() const { return bound(im
 std::optional<common::Endpoint> Service::https_endpoint() const { return bound(impl_->https_listener, impl_->site.services.git.https); }
 std::optional<common::Endpoint> Service::git_endpoint() const { return bound(impl_->git_listener, impl_->site.services.git.git); }
 std::optional<common::Endpoint> Service::ssh_endpoint() const { return bound(impl_->ssh_listener, impl_->site.services.git.ssh); }
+
+std::map<std::string, RepoActivity> Service::activity() const {
+    const std::lock_guard lock(impl_->activity_mutex);
+    return impl_->activity;
+}
 
 std::string Service::prometheus() const {
     const auto& i = *impl_;

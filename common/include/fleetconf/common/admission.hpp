@@ -40,7 +40,7 @@ struct ListenerLimits {
 
 // Every TCP listener by name (the site file's services.limits keys and the metrics label), and its
 // defaults (docs/limits.md).
-inline constexpr std::string_view kListenerNames[] = {"git", "http", "https", "ssh", "block", "dhcp-control", "status"};
+inline constexpr std::string_view kListenerNames[] = {"git", "http", "https", "ssh", "block", "dhcp-control", "status", "console"};
 ListenerLimits default_limits(std::string_view listener);
 
 enum class Refusal {

@@ -197,6 +197,15 @@ struct BlockService {
     bool checksummed_commits = false;  // "commit_mode": "ordered" (default, 2 syncs) or "checksummed" (1 sync)
 };
 
+// The operator console (docs/console.md): off unless the site file has services.console.
+struct ConsoleService {
+    bool enabled = false;
+    Endpoint listen{Ipv4{127, 0, 0, 1}, 9468};
+    std::filesystem::path tls_cert, tls_key;  // both or neither: HTTPS
+    std::filesystem::path password_file;      // login required when set (always off loopback)
+    bool operator==(const ConsoleService&) const = default;
+};
+
 struct Services {
     std::filesystem::path data_dir;  // absolute
     // GET /health and GET /metrics for every service of the process (docs/status.md); "off" disables.
@@ -207,6 +216,7 @@ struct Services {
     DhcpService dhcp;
     GitService git;
     BlockService block;
+    ConsoleService console;
     // Connection budgets and deadlines of each TCP listener (services.limits.NAME; docs/limits.md).
     std::map<std::string, ListenerLimits, std::less<>> limits;
     [[nodiscard]] ListenerLimits limits_for(std::string_view listener) const;

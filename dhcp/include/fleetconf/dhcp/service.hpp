@@ -68,6 +68,8 @@ public:
     // Whether this server runs the site-wide lease duties (routes, expiry): true with the local journal; with
     // leases in PostgreSQL, only on the one server holding the database's advisory lock.
     [[nodiscard]] bool has_duty() const;
+    // DHCPACKs sent since start (the console's exchanges/s chart); on the service's thread.
+    [[nodiscard]] std::uint64_t acks_sent() const;
 
     // A Kea-style control command: {"command": NAME, "arguments": {...}} -> {"result": 0|1|2|3, "text", "arguments"}.
     // result: 0 success, 1 error, 2 unsupported command, 3 empty (nothing found). config-reload waits for the

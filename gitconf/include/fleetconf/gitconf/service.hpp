@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -82,6 +83,17 @@ struct ServiceOptions {
     std::function<void(const std::string& repo)> before_pack_build;
 };
 
+// A repository's fetches and pushes since the process started (the console's fleet view; the pushes'
+// details are in the audit log).
+struct RepoActivity {
+    std::int64_t last_fetch = 0;  // Unix seconds; 0: none since start
+    std::string transport;        // of the last fetch: "git", "http", "https" or "ssh"
+    std::string peer;             // "ADDR:PORT"
+    std::string credential;       // "-", "NAME" or "operator:NAME"
+    std::uint64_t fetches = 0;
+    std::uint64_t pushes = 0;  // accepted or not
+};
+
 class Service final : public common::Service {
 public:
     Service(asio::io_context& io, const common::Site& site, ServiceOptions opts, std::shared_ptr<spdlog::logger> log);
@@ -101,6 +113,8 @@ public:
     [[nodiscard]] std::optional<common::Endpoint> https_endpoint() const;
     [[nodiscard]] std::optional<common::Endpoint> git_endpoint() const;
     [[nodiscard]] std::optional<common::Endpoint> ssh_endpoint() const;
+    // Fetches by repository since start; safe from any thread.
+    [[nodiscard]] std::map<std::string, RepoActivity> activity() const;
 
     struct Impl;
 
