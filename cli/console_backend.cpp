@@ -32,8 +32,8 @@ namespace {
 using json = nlohmann::json;
 using console::ActionError;
 constexpr std::chrono::seconds kWait{2};
-constexpr std::size_t kAuditShown = 10;            // audit entries per repository in the views
-constexpr std::size_t kHistoryShown = 20;          // generations per device
+constexpr std::size_t kAuditShown = 10;          // audit entries per repository in the views
+constexpr std::size_t kHistoryShown = 20;        // generations per device
 constexpr std::uintmax_t kTailBytes = 64 << 10;  // the part of an audit log read for its last entries
 
 std::int64_t now_s() {
@@ -141,9 +141,8 @@ std::string client_id(const dhcp::Lease& l) {
 }
 
 json lease_json(const dhcp::Lease& l, std::int64_t now) {
-    return {{"address", l.address.to_string()}, {"mac", l.mac.to_string()},   {"client_id", client_id(l)},
-            {"hostname", l.hostname},           {"state", lease_state(l, now)}, {"expires", l.expires},
-            {"network", l.network}};
+    return {{"address", l.address.to_string()}, {"mac", l.mac.to_string()}, {"client_id", client_id(l)}, {"hostname", l.hostname},
+            {"state", lease_state(l, now)},     {"expires", l.expires},     {"network", l.network}};
 }
 
 std::uint16_t route_port(const common::Site& site, const common::Unikernel& u) {
@@ -176,8 +175,12 @@ json last_notification(const std::vector<json>& state) {
         if (!v.is_object()) continue;
         if (!best.is_null() && best.value("time", std::int64_t{0}) > v.value("time", std::int64_t{0})) continue;
         const auto st = v.value("state", std::string());
-        best = {{"kind", kind}, {"ok", st == "delivered"}, {"result", st}, {"time", v.value("time", std::int64_t{0})},
-                {"detail", v.value("detail", std::string())}, {"attempts", v.value("attempts", 0)}};
+        best = {{"kind", kind},
+                {"ok", st == "delivered"},
+                {"result", st},
+                {"time", v.value("time", std::int64_t{0})},
+                {"detail", v.value("detail", std::string())},
+                {"attempts", v.value("attempts", 0)}};
     }
     return best;
 }
@@ -216,8 +219,8 @@ json fleet(State& s) {
         if (!l)
             if (auto it = by_mac.find(u.mac); it != by_mac.end()) l = it->second;
         const auto* net = site.network(u.network);
-        json j{{"name", u.name}, {"network", u.network}, {"mac", u.mac.to_string()}, {"mac_derived", u.mac_derived}, {"dhcp", u.dhcp},
-               {"git", u.git.enabled}, {"block", u.block.has_value()}};
+        json j{{"name", u.name}, {"network", u.network}, {"mac", u.mac.to_string()},    {"mac_derived", u.mac_derived},
+               {"dhcp", u.dhcp}, {"git", u.git.enabled}, {"block", u.block.has_value()}};
         const bool live = l && rank(*l, now) == 3;
         j["address"] = live ? l->address.to_string() : u.address ? u.address->to_string() : "";
         if (l) {
@@ -243,9 +246,11 @@ json fleet(State& s) {
                               {"count", a->second.fetches}};
             j["push"] = last_push(s.read(s.audit_file(u.name), false));
             j["notification"] = last_notification(s.read(gitconf::notify_state_file(site, u.name), true));
-            if (j["push"].is_object() && j["push"]["result"] != "accepted") warn.push_back("last push " + j["push"]["result"].get<std::string>());
+            if (j["push"].is_object() && j["push"]["result"] != "accepted")
+                warn.push_back("last push " + j["push"]["result"].get<std::string>());
             if (j["notification"].is_object() && !j["notification"]["ok"].get<bool>())
-                (j["notification"]["result"] == "failed" ? bad : warn).push_back("notification " + j["notification"]["result"].get<std::string>());
+                (j["notification"]["result"] == "failed" ? bad : warn)
+                    .push_back("notification " + j["notification"]["result"].get<std::string>());
         }
         // Routes: each public host name should lead to the leased address while the lease is bound.
         json routes = json::array();
@@ -276,7 +281,9 @@ json fleet(State& s) {
         j["health_detail"] = detail.empty() ? std::string(seen ? "all well" : "no service of this process knows it") : detail;
         out.push_back(std::move(j));
     }
-    return {{"now", now}, {"site", site.source}, {"services", {{"dhcp", s.p->dhcp != nullptr}, {"git", s.p->git != nullptr}, {"block", s.p->block != nullptr}}},
+    return {{"now", now},
+            {"site", site.source},
+            {"services", {{"dhcp", s.p->dhcp != nullptr}, {"git", s.p->git != nullptr}, {"block", s.p->block != nullptr}}},
             {"unikernels", std::move(out)}};
 }
 
@@ -296,8 +303,13 @@ json networks(State& s) {
                 declined += l.state == dhcp::LeaseState::declined;
             }
             const auto used = bound + offered + declined;
-            pools.push_back({{"first", r.first().to_string()}, {"last", r.last().to_string()}, {"size", r.size()}, {"bound", bound},
-                             {"offered", offered}, {"declined", declined}, {"free", r.size() > used ? r.size() - used : 0}});
+            pools.push_back({{"first", r.first().to_string()},
+                             {"last", r.last().to_string()},
+                             {"size", r.size()},
+                             {"bound", bound},
+                             {"offered", offered},
+                             {"declined", declined},
+                             {"free", r.size() > used ? r.size() - used : 0}});
         }
         out.push_back({{"name", n.name}, {"subnet", n.subnet.to_string()}, {"lease_time", n.lease_time}, {"pools", std::move(pools)}});
     }
@@ -316,8 +328,8 @@ json leases(State& s, const std::string& query, std::size_t limit) {
     std::vector<const dhcp::Lease*> hits;
     for (const auto& l : s.all_leases()) {
         if (!q.empty()) {
-            const std::string text =
-                l.address.to_string() + " " + l.mac.to_string() + " " + client_id(l) + " " + lower(l.hostname) + " " + lease_state(l, now) + " " + l.network;
+            const std::string text = l.address.to_string() + " " + l.mac.to_string() + " " + client_id(l) + " " + lower(l.hostname) + " " +
+                                     lease_state(l, now) + " " + l.network;
             if (text.find(q) == std::string::npos) continue;
         }
         hits.push_back(&l);
@@ -458,7 +470,10 @@ void add_actions(console::Backend& b, const std::shared_ptr<State>& st) {
             if (auto* f = std::get_if<blockcfg::Failure>(&host)) throw ActionError(400, f->message);
             const auto addr = common::parse_ip(text_arg(a, "address", 45));
             if (!addr) throw ActionError(400, "\"address\": not an IPv4 or IPv6 address");
-            blockcfg::Op op{blockcfg::Op::Kind::upsert, std::get<std::string>(host), {*addr, static_cast<std::uint16_t>(number_arg(a, "port", 1, 65535))}, {}};
+            blockcfg::Op op{blockcfg::Op::Kind::upsert,
+                            std::get<std::string>(host),
+                            {*addr, static_cast<std::uint16_t>(number_arg(a, "port", 1, 65535))},
+                            {}};
             return change(d, {"set", {std::move(op)}, std::nullopt, std::nullopt}, who);
         };
         b.actions["route-remove"] = [st](const json& a, const std::string& who) {
@@ -479,7 +494,8 @@ void add_actions(console::Backend& b, const std::shared_ptr<State>& st) {
             const auto& site = st->site();
             const auto name = text_arg(a, "unikernel", 63);
             const auto* u = site.unikernel(name);
-            if (!u || !u->git.enabled) throw ActionError(404, "no unikernel " + common::printable(name) + " with a git repository in the site file");
+            if (!u || !u->git.enabled)
+                throw ActionError(404, "no unikernel " + common::printable(name) + " with a git repository in the site file");
             constexpr std::int64_t kOverlap = 3600;
             auto tokens = gitconf::TokenStore::load(gitconf::token_file(site));
             const bool rotated = tokens.has(name);

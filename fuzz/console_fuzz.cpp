@@ -80,8 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     try {
         (void)console::PasswordFile::parse(in);
-    } catch (const std::runtime_error&) {
-    }
+    } catch (const std::runtime_error&) {}
     (void)console::cookie_value(in, "fleetconf_console");
     return 0;
 }

@@ -40,6 +40,14 @@ std::string peer_of(const asio::ip::tcp::socket& s) {
     return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
 }
 
+std::function<void()> socket_closer(std::shared_ptr<asio::ip::tcp::socket> sock) {
+    return [sock = std::move(sock)] {
+        std::error_code ec;
+        sock->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+        sock->close(ec);
+    };
+}
+
 void refuse_with(asio::ip::tcp::socket& s, std::string_view bytes) {
     std::error_code ec;
     s.non_blocking(true, ec);

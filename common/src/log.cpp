@@ -114,7 +114,7 @@ std::optional<Format> parse_format(std::string_view s) {
 
 namespace {
 // The loggers a per-service level may name ("dhcp=debug"); any other name is refused.
-constexpr std::array<std::string_view, 6> kLoggers{"serve", "dhcp", "git", "block", "routes", "status"};
+constexpr std::array<std::string_view, 7> kLoggers{"serve", "dhcp", "git", "block", "routes", "status", "console"};
 
 std::string logger_list() {
     std::string s;

@@ -469,6 +469,9 @@ private:
     void git_operators(const json& ops);
     void block_service(const json& j);
     void console_service(const json& j);
+    // "tls_cert" and "tls_key" of the object at `p`: both or neither, resolved and checked to exist (the
+    // key also as a secret file when `secret_key`).
+    void tls_pair(const json& j, const std::string& p, std::filesystem::path& cert_out, std::filesystem::path& key_out, bool secret_key);
     void limits(const json& j);
     void network(const json& j, const std::string& p);
     void pools(Network& n, const json& list, const std::string& pp, const std::optional<Prefix>& subnet);
@@ -645,15 +648,7 @@ void SiteParser::git_service(const json& j) {
     s.max_pack_mb = static_cast<std::uint32_t>(c_.integer(j, p, "max_pack_mb", 1, 4096).value_or(16));
     s.max_object_mb = static_cast<std::uint32_t>(c_.integer(j, p, "max_object_mb", 1, 4096).value_or(8));
     s.max_repo_mb = static_cast<std::uint32_t>(c_.integer(j, p, "max_repo_mb", 1, 65536).value_or(64));
-    const auto cert = c_.string(j, p, "tls_cert");
-    const auto key = c_.string(j, p, "tls_key");
-    if (cert.has_value() != key.has_value()) c_.error(join(p, cert ? "tls_key" : "tls_cert"), "tls_cert and tls_key go together");
-    if (cert && key) {
-        s.tls_cert = resolve(base_dir_, *cert);
-        s.tls_key = resolve(base_dir_, *key);
-        check_file_exists(c_, join(p, "tls_cert"), s.tls_cert, false);
-        check_file_exists(c_, join(p, "tls_key"), s.tls_key, false);
-    }
+    tls_pair(j, p, s.tls_cert, s.tls_key, false);
     if (auto t = c_.string(j, p, "template")) {
         s.template_dir = resolve(base_dir_, *t);
         std::error_code ec;
@@ -704,6 +699,19 @@ void SiteParser::block_service(const json& j) {
     }
 }
 
+void SiteParser::tls_pair(const json& j, const std::string& p, std::filesystem::path& cert_out, std::filesystem::path& key_out,
+                          bool secret_key) {
+    const auto cert = c_.string(j, p, "tls_cert");
+    const auto key = c_.string(j, p, "tls_key");
+    if (cert.has_value() != key.has_value()) c_.error(join(p, cert ? "tls_key" : "tls_cert"), "tls_cert and tls_key go together");
+    if (!cert || !key) return;
+    cert_out = resolve(base_dir_, *cert);
+    key_out = resolve(base_dir_, *key);
+    check_file_exists(c_, join(p, "tls_cert"), cert_out, false);
+    if (secret_key) check_secret_file(c_, join(p, "tls_key"), key_out);
+    else check_file_exists(c_, join(p, "tls_key"), key_out, false);
+}
+
 void SiteParser::console_service(const json& j) {
     const std::string p = "/services/console";
     auto& s = site_.services.console;
@@ -711,15 +719,7 @@ void SiteParser::console_service(const json& j) {
     if (!c_.object(j, p, {"enabled", "listen", "tls_cert", "tls_key", "password_file"})) return;
     s.enabled = c_.boolean(j, p, "enabled").value_or(true);
     if (auto e = c_.parsed(j, p, "listen", parse_listen_endpoint, "an address with :port")) s.listen = *e;
-    const auto cert = c_.string(j, p, "tls_cert");
-    const auto key = c_.string(j, p, "tls_key");
-    if (cert.has_value() != key.has_value()) c_.error(join(p, cert ? "tls_key" : "tls_cert"), "tls_cert and tls_key go together");
-    if (cert && key) {
-        s.tls_cert = resolve(base_dir_, *cert);
-        s.tls_key = resolve(base_dir_, *key);
-        check_file_exists(c_, join(p, "tls_cert"), s.tls_cert, false);
-        check_secret_file(c_, join(p, "tls_key"), s.tls_key);
-    }
+    tls_pair(j, p, s.tls_cert, s.tls_key, true);
     if (auto f = c_.string(j, p, "password_file")) {
         s.password_file = resolve(base_dir_, *f);
         check_secret_file(c_, join(p, "password_file"), s.password_file);

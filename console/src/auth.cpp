@@ -41,8 +41,9 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 }
 
 bool valid_user(std::string_view u) {
-    return !u.empty() && u.size() <= kMaxUser &&
-           std::all_of(u.begin(), u.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; });
+    return !u.empty() && u.size() <= kMaxUser && std::all_of(u.begin(), u.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
 }
 
 }  // namespace
@@ -172,9 +173,7 @@ std::string random_token(std::size_t bytes) {
     return s;
 }
 
-bool same_secret(std::string_view a, std::string_view b) {
-    return common::constant_time_equal(common::as_bytes(a), common::as_bytes(b));
-}
+bool same_secret(std::string_view a, std::string_view b) { return common::constant_time_equal(common::as_bytes(a), common::as_bytes(b)); }
 
 std::string Sessions::open(std::string user, Clock::time_point now) {
     for (auto it = sessions_.begin(); it != sessions_.end();)

@@ -135,7 +135,8 @@ Reply Console::api(const common::HttpRequest& req, std::string_view path, std::s
     // A state-changing request: JSON (a cross-site form cannot send it), from this origin when the browser
     // says where it comes from, with the session's CSRF token.
     auto refused_post = [&](bool need_csrf) -> std::optional<Reply> {
-        if (!req.header("content-type").starts_with("application/json")) return error(415, "POST a JSON body (Content-Type: application/json)");
+        if (!req.header("content-type").starts_with("application/json"))
+            return error(415, "POST a JSON body (Content-Type: application/json)");
         const auto origin = req.header("origin");
         if (!origin.empty() && origin != (tls ? "https://" : "http://") + req.header("host")) {
             ++counters_.csrf_refused;

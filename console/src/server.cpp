@@ -129,7 +129,8 @@ struct ConsoleServer::Impl : std::enable_shared_from_this<Impl> {
         auto st = std::make_shared<Stream>(io.get_executor());
         st->session = cookie_value(req.header("cookie"), "fleetconf_console");
         streams.push_back(st);
-        std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n" + reply.headers + "\r\nretry: 2000\n\n";
+        std::string out =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n" + reply.headers + "\r\nretry: 2000\n\n";
         for (auto& e : console.initial_events()) out += e;
         while (!stopped && !st->cut) {
             deadline.arm(kTimeout);
@@ -152,11 +153,7 @@ struct ConsoleServer::Impl : std::enable_shared_from_this<Impl> {
     asio::awaitable<void> session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
         (void)ticket;  // holds the connection's slot until the session ends
         auto self = shared_from_this();
-        auto close = [sock] {
-            std::error_code ec;
-            sock->shutdown(tcp::socket::shutdown_both, ec);
-            sock->close(ec);
-        };
+        const auto close = common::socket_closer(sock);
         common::SocketDeadline deadline(io.get_executor(), close);
         deadline.arm(kTimeout);
         deadline.start();
@@ -198,8 +195,8 @@ void ConsoleServer::start() {
                            common::log_exception(self->log, "console session", spdlog::level::warn));
         },
         [](tcp::socket& s, common::Refusal) {
-            common::refuse_with(s, common::http_response(503, "application/json", "{\"error\":\"busy: too many connections\"}\n",
-                                                         "Retry-After: 5\r\n"));
+            common::refuse_with(
+                s, common::http_response(503, "application/json", "{\"error\":\"busy: too many connections\"}\n", "Retry-After: 5\r\n"));
         });
     asio::co_spawn(i.io, i.tick_loop(), common::log_exception(i.log, "console tick"));
 }
@@ -225,7 +222,8 @@ std::string ConsoleServer::metrics() const {
     std::string o;
     auto line = [&](const char* name, const char* type, const char* help, std::initializer_list<std::pair<std::string, double>> v) {
         o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-        for (const auto& [labels, value] : v) o += std::string(name) + labels + " " + std::to_string(static_cast<std::uint64_t>(value)) + "\n";
+        for (const auto& [labels, value] : v)
+            o += std::string(name) + labels + " " + std::to_string(static_cast<std::uint64_t>(value)) + "\n";
     };
     line("fleetconf_console_requests_total", "counter", "Console HTTP requests", {{"", static_cast<double>(c.requests)}});
     line("fleetconf_console_logins_total", "counter", "Console logins by result",

@@ -18,7 +18,7 @@ TEST_CASE("log level specs", "[log]") {
     CHECK(*log::parse_levels("loud", bad) == "unknown log level in \"loud\" (use trace, debug, info, warn, error, critical, off)");
     CHECK(*log::parse_levels("=debug", bad) == "missing service name in \"=debug\"");
     CHECK(*log::parse_levels("info,dhpc=debug", bad) ==
-          "unknown logger \"dhpc\" in \"dhpc=debug\" (use serve, dhcp, git, block, routes, status)");  // issue 23.10
+          "unknown logger \"dhpc\" in \"dhpc=debug\" (use serve, dhcp, git, block, routes, status, console)");  // issue 23.10
     CHECK(log::parse_format("json") == log::Format::json);
     CHECK_FALSE(log::parse_format("xml"));
 }

@@ -379,6 +379,32 @@ TEST_CASE("services.status: one endpoint for every service; the old dhcp.metrics
     CHECK(moved[0].message == "moved to \"services.status\": one endpoint serves /health and /metrics for every service");
 }
 
+TEST_CASE("services.console: off by default, loopback without a login, elsewhere only with HTTPS and a password file", "[site][console]") {
+    const std::string net = R"("networks":[{"name":"a","subnet":"10.0.0.0/24"}])";
+    CHECK_FALSE(parse("{" + net + "}").services.console.enabled);
+    CHECK_FALSE(parse("{" + net + R"(,"services":{"console":"off"}})").services.console.enabled);
+    CHECK_FALSE(parse("{" + net + R"(,"services":{"console":{"enabled":false}}})").services.console.enabled);
+    const auto on = parse("{" + net + R"(,"services":{"console":{}}})").services.console;
+    CHECK(on.enabled);
+    CHECK(on.listen == Endpoint{Ipv4{127, 0, 0, 1}, 9468});
+    CHECK(on.password_file.empty());
+    CHECK(parse("{" + net + R"(,"services":{"console":{"listen":"[::1]:0"}}})").services.console.listen.port == 0);
+    auto bad = errors_of("{" + net + R"(,"services":{"console":{"listen":"10.0.0.1:9468"}}})");
+    REQUIRE(bad.size() == 1);
+    CHECK(bad[0].pointer == "/services/console/listen");
+    CHECK(bad[0].message ==
+          "10.0.0.1:9468 is not a loopback address: the console there needs tls_cert, tls_key and password_file (HTTPS and a login)");
+    bad = errors_of("{" + net + R"(,"services":{"console":{"tls_cert":"/nonexistent/c.pem"}}})");
+    REQUIRE_FALSE(bad.empty());
+    CHECK(bad[0] == SiteError{"/services/console/tls_key", "tls_cert and tls_key go together"});
+    bad = errors_of("{" + net + R"(,"services":{"console":{"password_file":"/nonexistent/passwords"}}})");
+    REQUIRE(bad.size() == 1);
+    CHECK(bad[0].pointer == "/services/console/password_file");
+    bad = errors_of("{" + net + R"(,"services":{"console":{"listen":"127.0.0.1:1","login":true}}})");
+    REQUIRE(bad.size() == 1);
+    CHECK(bad[0].pointer == "/services/console/login");  // an unknown key
+}
+
 // ---- every documented range and count of docs/site-file.md: exactly at each bound, and just past it ----
 namespace {
 
@@ -528,7 +554,8 @@ TEST_CASE("services.limits: per listener, defaults from the kit, one address nev
         const auto e = errors_of(std::string(base) + limits + "}}");
         return e.empty() ? SiteError{} : e[0];
     };
-    CHECK(err(R"({"smtp":{}})").message == "unknown key \"smtp\" (expected one of: git, http, https, ssh, block, dhcp-control, status)");
+    CHECK(err(R"({"smtp":{}})").message ==
+          "unknown key \"smtp\" (expected one of: git, http, https, ssh, block, dhcp-control, status, console)");
     CHECK(err(R"({"git":{"max_connections":4,"max_per_address":4}})") ==
           SiteError{"/services/limits/git/max_per_address", "equals max_connections: one address could take every slot"});
     CHECK(err(R"({"git":{"max_connections":4,"max_per_address":5}})") ==

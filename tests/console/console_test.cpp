@@ -121,8 +121,8 @@ TEST_CASE("console: a password file readable by others is refused", "[console]")
     TempDir d;
     const auto p = d.path / "passwords";
     std::ofstream(p) << kVector << "\n";
-    std::filesystem::permissions(p, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
-                                        std::filesystem::perms::others_read);
+    std::filesystem::permissions(
+        p, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write | std::filesystem::perms::others_read);
     CHECK_THROWS(PasswordFile::load(p));
     std::filesystem::permissions(p, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     CHECK(PasswordFile::load(p).size() == 1);
@@ -259,8 +259,8 @@ TEST_CASE("console: an action needs the session's CSRF token, JSON, the same ori
     CHECK(ok.status == 200);
     REQUIRE(f.calls.size() == 1);
     CHECK(f.calls[0]["who"] == "console@127.0.0.1");
-    const auto refused = c.handle(post("/api/v1/actions/route-add", R"({"confirm": true, "host": "bad"})", cookie, csrf), "127.0.0.1:5000",
-                                  false, now);
+    const auto refused =
+        c.handle(post("/api/v1/actions/route-add", R"({"confirm": true, "host": "bad"})", cookie, csrf), "127.0.0.1:5000", false, now);
     CHECK(refused.status == 400);
     CHECK(json::parse(refused.body)["error"] == "invalid host");
     // Both are in the audit log (file and API), the refused one with its reason, without "confirm".

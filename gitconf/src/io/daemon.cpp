@@ -65,11 +65,7 @@ private:
 asio::awaitable<void> Service::Impl::git_session(std::shared_ptr<tcp::socket> sock, common::AdmissionTicket ticket, std::string peer) {
     (void)ticket;  // holds the connection's slot until the session ends
     auto self = shared_from_this();
-    auto close = [sock] {
-        std::error_code ec;
-        sock->shutdown(tcp::socket::shutdown_both, ec);
-        sock->close(ec);
-    };
+    const auto close = common::socket_closer(sock);
     Deadline deadline(io.get_executor(), close);
     deadline.arm(opts.read_timeout);
     deadline.start();

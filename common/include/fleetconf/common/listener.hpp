@@ -32,6 +32,9 @@ std::string peer_of(const asio::ip::tcp::socket& s);
 // Writes `bytes` to a freshly accepted socket without waiting (a new socket's send buffer takes a short
 // refusal at once; otherwise it is dropped), then closes it.
 void refuse_with(asio::ip::tcp::socket& s, std::string_view bytes);
+// A session's way out: shuts the socket down both ways and closes it, errors ignored (the peer may be gone);
+// what a SocketDeadline calls when a phase's time is up, and a session at its end.
+std::function<void()> socket_closer(std::shared_ptr<asio::ip::tcp::socket> sock);
 
 // Closes a socket when a deadline passes. arm() sets the deadline of a whole phase (request headers, a
 // body, a negotiation, sending a reply): it is moved when the conversation moves to its next phase, never

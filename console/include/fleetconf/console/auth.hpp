@@ -22,8 +22,7 @@ struct ScryptParams {
 
 // One line of the password file: "USER:scrypt:LOG2N:R:P:SALT:HASH" (salt 16 bytes, hash 32 bytes, both
 // padded base64). `salt` empty: 16 random bytes.
-std::string hash_password_line(std::string_view user, std::string_view password, ScryptParams params = {},
-                               std::string_view salt = {});
+std::string hash_password_line(std::string_view user, std::string_view password, ScryptParams params = {}, std::string_view salt = {});
 
 class PasswordFile {
 public:

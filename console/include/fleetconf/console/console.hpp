@@ -79,13 +79,13 @@ public:
     // Whether a live stream opened with this session cookie may go on (the session did not end).
     [[nodiscard]] bool session_alive(std::string_view token, Clock::time_point now) const;
     struct Counters {
-        std::uint64_t requests = 0, logins = 0, login_failures = 0, login_throttled = 0, unauthorized = 0, csrf_refused = 0,
-                      actions = 0, actions_failed = 0;
+        std::uint64_t requests = 0, logins = 0, login_failures = 0, login_throttled = 0, unauthorized = 0, csrf_refused = 0, actions = 0,
+                      actions_failed = 0;
     };
     [[nodiscard]] const Counters& counters() const { return counters_; }
     [[nodiscard]] std::size_t sessions() const { return sessions_.size(); }
 
-    static constexpr std::size_t kHistory = 3600;  // seconds of activity kept
+    static constexpr std::size_t kHistory = 3600;   // seconds of activity kept
     static constexpr std::size_t kAuditKept = 200;  // recent console audit entries in memory
 
 private:
@@ -123,8 +123,8 @@ public:
     [[nodiscard]] std::string metrics() const;
 
     static constexpr std::chrono::seconds kTimeout{10};  // a request must arrive whole (and a reply leave) within this
-    static constexpr std::size_t kMaxStreams = 32;      // live views open at once
-    static constexpr std::size_t kMaxQueued = 64;       // events waiting for a slow stream before it is cut
+    static constexpr std::size_t kMaxStreams = 32;       // live views open at once
+    static constexpr std::size_t kMaxQueued = 64;        // events waiting for a slow stream before it is cut
 
 private:
     struct Impl;
