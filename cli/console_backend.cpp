@@ -149,19 +149,31 @@ std::uint16_t route_port(const common::Site& site, const common::Unikernel& u) {
     return u.backend_port.value_or(site.services.dhcp.routes ? site.services.dhcp.routes->port : 80);
 }
 
+// A field of a line read back from a file: its value when it has the expected type, else the default (a damaged
+// or hand-edited line must not take a view down).
+std::string text_of(const json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+std::int64_t number_of(const json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+}
+
 // The last push of a repository (its audit log's last entry with a result) and why it was refused.
 json last_push(const std::vector<json>& audit) {
     for (auto it = audit.rbegin(); it != audit.rend(); ++it) {
-        if (!it->contains("result")) continue;
+        if (text_of(*it, "result").empty()) continue;
         std::string reason;
-        if (it->value("unpack", std::string("ok")) != "ok") reason = "unpack: " + it->value("unpack", std::string());
-        for (const auto& r : it->value("refs", json::array()))
-            if (r.is_object() && !r.value("reason", std::string()).empty() && reason.empty())
-                reason = r.value("ref", std::string()) + ": " + r.value("reason", std::string());
-        return {{"time", it->value("time", std::int64_t{0})},
-                {"credential", it->value("credential", std::string())},
-                {"transport", it->value("transport", std::string())},
-                {"result", it->value("result", std::string())},
+        if (const auto unpack = text_of(*it, "unpack"); !unpack.empty() && unpack != "ok") reason = "unpack: " + unpack;
+        if (const auto refs = it->find("refs"); refs != it->end() && refs->is_array())
+            for (const auto& r : *refs)
+                if (reason.empty() && r.is_object() && !text_of(r, "reason").empty())
+                    reason = text_of(r, "ref") + ": " + text_of(r, "reason");
+        return {{"time", number_of(*it, "time")},
+                {"credential", text_of(*it, "credential")},
+                {"transport", text_of(*it, "transport")},
+                {"result", text_of(*it, "result")},
                 {"reason", reason}};
     }
     return nullptr;
@@ -173,14 +185,14 @@ json last_notification(const std::vector<json>& state) {
     json best = nullptr;
     for (const auto& [kind, v] : state.front().items()) {
         if (!v.is_object()) continue;
-        if (!best.is_null() && best.value("time", std::int64_t{0}) > v.value("time", std::int64_t{0})) continue;
-        const auto st = v.value("state", std::string());
+        if (!best.is_null() && number_of(best, "time") > number_of(v, "time")) continue;
+        const auto st = text_of(v, "state");
         best = {{"kind", kind},
                 {"ok", st == "delivered"},
                 {"result", st},
-                {"time", v.value("time", std::int64_t{0})},
-                {"detail", v.value("detail", std::string())},
-                {"attempts", v.value("attempts", 0)}};
+                {"time", number_of(v, "time")},
+                {"detail", text_of(v, "detail")},
+                {"attempts", number_of(v, "attempts")}};
     }
     return best;
 }

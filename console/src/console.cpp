@@ -184,8 +184,13 @@ Reply Console::api(const common::HttpRequest& req, std::string_view path, std::s
             return r;
         }
         const auto j = body_json();
-        const auto user = j && (*j)["user"].is_string() ? (*j)["user"].get<std::string>() : std::string();
-        const auto password = j && (*j)["password"].is_string() ? (*j)["password"].get<std::string>() : std::string();
+        // (no operator[] on the const object: a missing key there is undefined, found by fuzz_console)
+        auto text = [&](const char* key) {
+            const auto it = j ? j->find(key) : json::const_iterator();
+            return j && it != j->end() && it->is_string() ? it->get<std::string>() : std::string();
+        };
+        const auto user = text("user");
+        const auto password = text("password");
         if (user.empty() || password.empty() || user.size() > 64 || password.size() > 1024)
             return error(400, "expected {\"user\": NAME, \"password\": PASSWORD}");
         if (!passwords_->verify(user, password)) {
