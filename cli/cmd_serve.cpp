@@ -192,7 +192,8 @@ int run(const ServeArgs& a) {
     std::unique_ptr<blockcfg::LeaseRouter> router;
     std::optional<asio::steady_timer> sweep_timer;  // the router lives on the DHCP thread, with the leases
     std::function<void()> sweep;
-    bool shared_leases = false;  // leases in PostgreSQL: routes follow the duty (the advisory lock)
+    std::function<void()> take_duty;  // the duty taken (at start or later): everything reconciled
+    bool shared_leases = false;       // leases in PostgreSQL: routes follow the duty (the advisory lock)
     bool had_duty = false;
     blockcfg::ConfigService* observed = nullptr;  // the proxy device whose rollbacks the router watches
     if (dhcp_service && site.services.dhcp.routes) {
@@ -210,7 +211,11 @@ int run(const ServeArgs& a) {
         // and routes owned before whose lease or reason went meanwhile are removed.
         shared_leases = site.services.dhcp.leases.type == common::LeaseDatabase::Type::postgresql;
         had_duty = dhcp_service->has_duty();
-        if (had_duty) router->start(active_leases(*dhcp_service), unix_now());
+        take_duty = [&] {
+            if (shared_leases) router->take_over(active_leases(*dhcp_service), unix_now());
+            else router->start(active_leases(*dhcp_service), unix_now());
+        };
+        if (had_duty) take_duty();
         // A rollback on this process's proxy device that takes lease-owned routes away: the operator is
         // told (the reply's warnings, the log) and the routes are set again, since they follow the leases.
         if (site.services.dhcp.routes->kind == common::LeaseRoutes::Kind::local && block)
@@ -230,7 +235,7 @@ int run(const ServeArgs& a) {
                 });
         // With leases shared in PostgreSQL, one server of the site holds the duty (the database's advisory
         // lock): it alone changes routes, for its own bindings at once and for the others' at the next sweep.
-        // The duty taken over: everything reconciled, as at start.
+        // The duty taken over: everything reconciled, as at start, and stale routes of site hosts removed.
         dhcp_service->set_lease_hook([&](const dhcp::LeaseEvent& e) {
             if (!dhcp_service->has_duty()) return;
             if (e.kind == dhcp::LeaseEvent::Kind::bound) router->bound(facts(e.lease));
@@ -242,7 +247,7 @@ int run(const ServeArgs& a) {
             sweep_timer->async_wait([&](std::error_code ec) {
                 if (ec) return;
                 const bool duty = dhcp_service->has_duty();
-                if (duty && !had_duty) router->start(active_leases(*dhcp_service), unix_now());
+                if (duty && !had_duty) take_duty();
                 else if (duty && shared_leases) router->follow(active_leases(*dhcp_service), unix_now());
                 else if (duty) router->sweep(active_leases(*dhcp_service), unix_now());
                 had_duty = duty;

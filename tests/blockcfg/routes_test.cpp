@@ -387,6 +387,38 @@ TEST_CASE("LeaseRouter: at start every live binding is routed; routes already ri
     CHECK(h.fake.changes.size() == 1);
 }
 
+TEST_CASE("LeaseRouter: taking the duty over removes stale routes of site hosts another holder set", "[routes]") {
+    Harness h;
+    auto s = site_with_routes();
+    common::Unikernel proxy;  // no DHCP: its public host is routed by the operator, never touched
+    proxy.name = "proxy";
+    proxy.dhcp = false;
+    proxy.mac = *common::Mac::parse("02:00:00:00:00:03");
+    proxy.public_hosts = {"admin.example.org"};
+    s.unikernels.push_back(proxy);
+    // What the previous holder left: web's hosts at a lease that ended while it held the duty, api's at
+    // its live lease, the operator's own routes.
+    h.fake.routes["www.example.org"] = be("10.0.0.9", 8080);
+    h.fake.routes["web.example.org"] = be("10.0.0.9", 8080);
+    h.fake.routes["api.example.org"] = be("10.0.0.6", 80);
+    h.fake.routes["admin.example.org"] = be("10.0.0.3", 443);
+    h.fake.routes["static.example.org"] = be("10.0.0.4", 443);
+    LeaseRouter router(s, h.sync, {}, h.log);  // a fresh record: this process never routed web
+    router.take_over({lease("10.0.0.6", "02:00:00:00:00:02", 5000)}, 1000);
+    h.idle();
+    CHECK_FALSE(h.fake.route("www.example.org"));
+    CHECK_FALSE(h.fake.route("web.example.org"));
+    CHECK(h.fake.route("api.example.org") == be("10.0.0.6", 80));
+    CHECK(h.fake.route("admin.example.org") == be("10.0.0.3", 443));
+    CHECK(h.fake.route("static.example.org") == be("10.0.0.4", 443));
+    CHECK(h.fake.changes.size() == 2);  // the two removals; api's route was already right
+    CHECK(h.logs.str().find("duty taken") != std::string::npos);
+    // Taken again with nothing stale: nothing is written.
+    router.take_over({lease("10.0.0.6", "02:00:00:00:00:02", 5000)}, 1001);
+    h.idle();
+    CHECK(h.fake.changes.size() == 2);
+}
+
 TEST_CASE("LeaseRouter: without services.dhcp.routes nothing is routed", "[routes]") {
     Harness h;
     auto s = site_with_routes();

@@ -229,6 +229,16 @@ void RouteSync::clear(const std::string& host, const common::IpAddress& address,
     cv_.notify_all();
 }
 
+void RouteSync::clear_any(const std::string& host, std::string why) {
+    {
+        std::lock_guard lk(mu_);
+        Wish w{std::nullopt, {}, std::move(why)};
+        w.anywhere = true;
+        wishes_[host] = std::move(w);
+    }
+    cv_.notify_all();
+}
+
 bool RouteSync::wait_idle(std::chrono::milliseconds timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;
     std::unique_lock lk(mu_);
@@ -326,8 +336,8 @@ void RouteSync::run() {
 
 bool RouteSync::apply(const std::string& host, const Wish& w) {
     const auto now = driver_->current(host);
-    // Nothing to do: the route is already there, or (removal) no longer points at the lease's address.
-    if (w.backend ? (now && *now == *w.backend) : (!now || now->address != w.if_at)) {
+    // Nothing to do: the route is already there, or (removal) gone or no longer points at the lease's address.
+    if (w.backend ? (now && *now == *w.backend) : (!now || (!w.anywhere && now->address != w.if_at))) {
         std::lock_guard lk(mu_);
         ++counters_.unchanged;
         return true;
@@ -502,6 +512,22 @@ void LeaseRouter::follow(const std::vector<LeaseFacts>& active, std::uint64_t no
     for (const auto& l : active)
         if (l.expires > now)
             if (auto it = routed_.find(l.address); it == routed_.end() || it->second.lease.client != l.client) route(l, false);
+}
+
+void LeaseRouter::take_over(const std::vector<LeaseFacts>& active, std::uint64_t now) {
+    reconcile(active, now, "duty taken");
+    if (!site_.services.dhcp.routes) return;
+    const auto owned = this->owned();
+    std::size_t checked = 0;
+    for (const auto& u : site_.unikernels) {
+        if (!u.dhcp) continue;  // its routes are the operator's, not a lease's
+        for (const auto& h : u.public_hosts)
+            if (!owned->contains(h)) {
+                sync_.clear_any(h, "no active lease of " + u.name + " owns it (duty taken over)");
+                ++checked;
+            }
+    }
+    if (checked) log_->info("routes: duty taken: {} public host(s) without an active lease are checked for a stale route", checked);
 }
 
 void LeaseRouter::restore(const std::string& why) {

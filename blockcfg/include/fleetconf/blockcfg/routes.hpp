@@ -80,6 +80,8 @@ public:
     void set(const std::string& host, const Backend& backend, std::string why);
     // Removes host's route if it still points at `address` (a newer lease elsewhere keeps it).
     void clear(const std::string& host, const common::IpAddress& address, std::string why);
+    // Removes host's route wherever it points (a route no active lease owns, found when taking the duty over).
+    void clear_any(const std::string& host, std::string why);
     // Waits (at most `timeout`) until nothing is queued or being applied; true when idle. For tests and stop.
     bool wait_idle(std::chrono::milliseconds timeout);
     void stop();
@@ -100,6 +102,7 @@ private:
         std::string why;
         int attempts = 0;
         std::chrono::steady_clock::time_point not_before{};
+        bool anywhere = false;  // remove: wherever the route points (if_at unused)
     };
     void run();
     // Applies one wish; returns false (after logging) when it should be retried.
@@ -153,6 +156,11 @@ public:
     // sweep(), then routes the active leases it does not route yet (bindings another server made, when
     // several share one lease database and this one holds the duty).
     void follow(const std::vector<LeaseFacts>& active, std::uint64_t now);
+    // The duty taken (several servers share one lease database; at start too): start(), then the route of
+    // every public host of a DHCP unikernel that no active lease owns is removed wherever it points: another
+    // holder may have set it for a lease that ended while that holder had the duty, and this process's
+    // record (routes.json) cannot know it. Option-81 names are not in the site file and are not covered.
+    void take_over(const std::vector<LeaseFacts>& active, std::uint64_t now);
     // Sets every owned route again (after a rollback on the target): missing or changed ones are restored.
     void restore(const std::string& why);
     [[nodiscard]] std::vector<std::string> hosts_of(const LeaseFacts& l, std::uint16_t& port) const;
