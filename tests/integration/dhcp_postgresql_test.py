@@ -14,57 +14,31 @@ usage: dhcp_postgresql_test.py FLEETCONF_BINARY
 """
 import argparse, json, os, subprocess, sys, tempfile, time, urllib.request
 
-from nstest import Harness, require_root_and_netns, wait_for
+from nstest import Harness, ThrowawayPg, require_root_and_netns, wait_for
 
 _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
 FC = os.path.abspath(_ap.parse_args().fleetconf)
 require_root_and_netns()
 HERE = os.path.dirname(os.path.abspath(__file__))
-PG = os.path.join(HERE, "..", "support", "throwaway_pg.sh")
 
 P = f"fpg{os.getpid() % 100000}"
 S1, S2, C = f"{P}1", f"{P}2", f"{P}c"
 BR = f"{P}br"
 tmp = tempfile.mkdtemp(prefix="fleetconf-pg-")
-state = f"{tmp}/pg.state"
+pg = ThrowawayPg(f"{tmp}/pg.state")
 H = Harness(P)
 sh, ns, check, failures = H.sh, H.ns, H.check, H.failures
 servers = {}
 
 
-def pg(cmd):
-    r = subprocess.run(["bash", PG, cmd, state], capture_output=True, text=True)
-    if r.returncode == 77:
-        print(r.stderr.strip())
-        sys.exit(77)
-    if r.returncode != 0:
-        raise RuntimeError(f"throwaway_pg.sh {cmd}: {r.stderr}")
-
-
-def pg_value(key):
-    for line in open(state):
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1].strip()
-
-
 def setup():
     H.add_namespaces(S1, S2, C)
-    sh("ip", "-n", C, "link", "add", BR, "type", "bridge")
-    for i, s in enumerate((S1, S2)):
-        sh("ip", "link", "add", f"{P}p{i}", "netns", C, "type", "veth", "peer", "name", "eth0", "netns", s)
-        sh("ip", "-n", C, "link", "set", f"{P}p{i}", "master", BR, "up")
-        sh("ip", "-n", s, "addr", "add", f"10.77.0.{i + 1}/24", "dev", "eth0")
-        sh("ip", "-n", s, "link", "set", "eth0", "up")
-        sh("ip", "-n", s, "link", "set", "lo", "up")
-    for a in ("10.77.0.250/24", "10.77.0.251/24"):
-        sh("ip", "-n", C, "addr", "add", a, "dev", BR)
-    sh("ip", "-n", C, "link", "set", BR, "up")
-    sh("ip", "-n", C, "link", "set", "lo", "up")
+    H.bridge(C, BR, {S1: "10.77.0.1/24", S2: "10.77.0.2/24"}, ["10.77.0.250/24", "10.77.0.251/24"])
 
 
 def site(i):
-    pgdir = pg_value("PGDIR")
+    pgdir = pg.value("PGDIR")
     return {
         "site": "pg", "networks": [{"name": "eth0", "subnet": "10.77.0.0/24", "gateway": "10.77.0.254", "server_address": f"10.77.0.{i}",
                                     "pools": ["10.77.0.10-10.77.0.240"], "lease_time": 600}],
@@ -138,9 +112,9 @@ try:
     db = db_leases()
     both = {**acked_a, **acked_b}
     consistent("two servers", both, db)
-    sql = subprocess.run([os.path.join(pg_value("PGBIN"), "psql"), "-At", "-h", pg_value("PGDIR"), "-U", "fleetconf", "-d", "postgres", "-c",
+    sql = subprocess.run([os.path.join(pg.value("PGBIN"), "psql"), "-At", "-h", pg.value("PGDIR"), "-U", "fleetconf", "-d", "postgres", "-c",
                           "SELECT count(*), count(DISTINCT address), count(DISTINCT client) FROM fleetconf_lease4 WHERE state = 1"],
-                         capture_output=True, text=True, env={**os.environ, "PGPASSWORD": open(pg_value("PASSWORD_FILE")).read().strip()})
+                         capture_output=True, text=True, env={**os.environ, "PGPASSWORD": open(pg.value("PASSWORD_FILE")).read().strip()})
     counts = sql.stdout.strip().split("|")
     check("SQL: bound rows have distinct addresses and distinct clients", len(counts) == 3 and counts[0] == counts[1] == counts[2]
           and int(counts[0]) >= len(both), (sql.stdout, sql.stderr))

@@ -106,6 +106,22 @@ class Harness:
     def veth(self, a, a_if, b, b_if):
         self.sh("ip", "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b)
 
+    def bridge(self, hub, name, members, hub_addresses):
+        """A bridge `name` in namespace `hub`, with a veth to each member namespace (there `eth0`, with the
+        member's address, e.g. {ns: "10.77.0.1/24"}), and `hub_addresses` on the bridge."""
+        self.sh("ip", "-n", hub, "link", "add", name, "type", "bridge")
+        for i, (member, address) in enumerate(members.items()):
+            port = f"{name[:-2]}p{i}"
+            self.sh("ip", "link", "add", port, "netns", hub, "type", "veth", "peer", "name", "eth0", "netns", member)
+            self.sh("ip", "-n", hub, "link", "set", port, "master", name, "up")
+            self.sh("ip", "-n", member, "addr", "add", address, "dev", "eth0")
+            self.sh("ip", "-n", member, "link", "set", "eth0", "up")
+            self.sh("ip", "-n", member, "link", "set", "lo", "up")
+        for a in hub_addresses:
+            self.sh("ip", "-n", hub, "addr", "add", a, "dev", name)
+        self.sh("ip", "-n", hub, "link", "set", name, "up")
+        self.sh("ip", "-n", hub, "link", "set", "lo", "up")
+
     def teardown(self):
         for p in self.procs:
             if p.poll() is None:
@@ -127,3 +143,27 @@ class Harness:
             sys.exit(1)
         print(f"{self.passed} passed, {len(self.failures)} failed")
         sys.exit(1 if self.failures else 0)
+
+
+class ThrowawayPg:
+    """tests/support/throwaway_pg.sh: a PostgreSQL on a unix socket in /tmp (initdb as an unprivileged user),
+    its state in the file `state`. Where PostgreSQL cannot run the test is skipped (exit 77, said so)."""
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "throwaway_pg.sh")
+
+    def __init__(self, state):
+        self.state = state
+
+    def __call__(self, cmd):
+        """start, restart or stop."""
+        r = subprocess.run(["bash", self.SCRIPT, cmd, self.state], capture_output=True, text=True)
+        if r.returncode == 77:
+            print(r.stderr.strip())
+            sys.exit(77)
+        if r.returncode != 0:
+            raise RuntimeError(f"throwaway_pg.sh {cmd}: {r.stderr}")
+
+    def value(self, key):
+        """PGDIR, CONNINFO, PASSWORD_FILE or PGBIN of the running instance."""
+        for line in open(self.state):
+            if line.startswith(key + "="):
+                return line.split("=", 1)[1].strip()

@@ -14,59 +14,33 @@ usage: route_duty_test.py FLEETCONF_BINARY
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 
-from nstest import Harness, require_root_and_netns, wait_for
+from nstest import Harness, ThrowawayPg, require_root_and_netns, wait_for
 
 _ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
 _ap.add_argument("fleetconf", help="the fleetconf binary to test")
 FC = os.path.abspath(_ap.parse_args().fleetconf)
 require_root_and_netns()
-HERE = os.path.dirname(os.path.abspath(__file__))
-PG = os.path.join(HERE, "..", "support", "throwaway_pg.sh")
 
 P = f"fdu{os.getpid() % 100000}"
 S1, S2, C = f"{P}1", f"{P}2", f"{P}c"
 BR = f"{P}br"
 EDITOR = "10.77.0.250:7399"
 tmp = tempfile.mkdtemp(prefix="fleetconf-duty-")
-state = f"{tmp}/pg.state"
+pg = ThrowawayPg(f"{tmp}/pg.state")
 H = Harness(P)
 sh, ns, check, procs = H.sh, H.ns, H.check, H.procs
 servers = {}
 DUTY = "now holds the site-wide duties"
 
 
-def pg(cmd):
-    r = subprocess.run(["bash", PG, cmd, state], capture_output=True, text=True)
-    if r.returncode == 77:
-        print(r.stderr.strip())
-        sys.exit(77)
-    if r.returncode != 0:
-        raise RuntimeError(f"throwaway_pg.sh {cmd}: {r.stderr}")
-
-
-def pg_value(key):
-    for line in open(state):
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1].strip()
-
-
 def setup():
     """S1 and S2 (the servers) and C (the proxy's editor) on one bridge in C."""
     H.add_namespaces(S1, S2, C)
-    sh("ip", "-n", C, "link", "add", BR, "type", "bridge")
-    for i, s in enumerate((S1, S2)):
-        sh("ip", "link", "add", f"{P}p{i}", "netns", C, "type", "veth", "peer", "name", "eth0", "netns", s)
-        sh("ip", "-n", C, "link", "set", f"{P}p{i}", "master", BR, "up")
-        sh("ip", "-n", s, "addr", "add", f"10.77.0.{i + 1}/24", "dev", "eth0")
-        sh("ip", "-n", s, "link", "set", "eth0", "up")
-        sh("ip", "-n", s, "link", "set", "lo", "up")
-    sh("ip", "-n", C, "addr", "add", "10.77.0.250/24", "dev", BR)
-    sh("ip", "-n", C, "link", "set", BR, "up")
-    sh("ip", "-n", C, "link", "set", "lo", "up")
+    H.bridge(C, BR, {S1: "10.77.0.1/24", S2: "10.77.0.2/24"}, ["10.77.0.250/24"])
 
 
 def site(i):
-    pgdir = pg_value("PGDIR")
+    pgdir = pg.value("PGDIR")
     uk = lambda name, n, hosts, **kw: {"name": name, "network": "eth0", "mac": f"02:00:00:00:00:0{n}", "public_hosts": hosts, **kw}
     return {
         "site": "duty", "networks": [{"name": "eth0", "subnet": "10.77.0.0/24", "gateway": "10.77.0.254", "server_address": f"10.77.0.{i}",
