@@ -31,6 +31,8 @@ namespace {
 
 using json = nlohmann::json;
 using console::ActionError;
+using console::number_field;
+using console::text_field;
 constexpr std::chrono::seconds kWait{2};
 constexpr std::size_t kAuditShown = 10;          // audit entries per repository in the views
 constexpr std::size_t kHistoryShown = 20;        // generations per device
@@ -149,31 +151,20 @@ std::uint16_t route_port(const common::Site& site, const common::Unikernel& u) {
     return u.backend_port.value_or(site.services.dhcp.routes ? site.services.dhcp.routes->port : 80);
 }
 
-// A field of a line read back from a file: its value when it has the expected type, else the default (a damaged
-// or hand-edited line must not take a view down).
-std::string text_of(const json& j, const char* key) {
-    const auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-std::int64_t number_of(const json& j, const char* key) {
-    const auto it = j.find(key);
-    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
-}
-
 // The last push of a repository (its audit log's last entry with a result) and why it was refused.
 json last_push(const std::vector<json>& audit) {
     for (auto it = audit.rbegin(); it != audit.rend(); ++it) {
-        if (text_of(*it, "result").empty()) continue;
+        if (text_field(*it, "result").empty()) continue;
         std::string reason;
-        if (const auto unpack = text_of(*it, "unpack"); !unpack.empty() && unpack != "ok") reason = "unpack: " + unpack;
+        if (const auto unpack = text_field(*it, "unpack"); !unpack.empty() && unpack != "ok") reason = "unpack: " + unpack;
         if (const auto refs = it->find("refs"); refs != it->end() && refs->is_array())
             for (const auto& r : *refs)
-                if (reason.empty() && r.is_object() && !text_of(r, "reason").empty())
-                    reason = text_of(r, "ref") + ": " + text_of(r, "reason");
-        return {{"time", number_of(*it, "time")},
-                {"credential", text_of(*it, "credential")},
-                {"transport", text_of(*it, "transport")},
-                {"result", text_of(*it, "result")},
+                if (reason.empty() && r.is_object() && !text_field(r, "reason").empty())
+                    reason = text_field(r, "ref") + ": " + text_field(r, "reason");
+        return {{"time", number_field(*it, "time")},
+                {"credential", text_field(*it, "credential")},
+                {"transport", text_field(*it, "transport")},
+                {"result", text_field(*it, "result")},
                 {"reason", reason}};
     }
     return nullptr;
@@ -185,14 +176,14 @@ json last_notification(const std::vector<json>& state) {
     json best = nullptr;
     for (const auto& [kind, v] : state.front().items()) {
         if (!v.is_object()) continue;
-        if (!best.is_null() && number_of(best, "time") > number_of(v, "time")) continue;
-        const auto st = text_of(v, "state");
+        if (!best.is_null() && number_field(best, "time") > number_field(v, "time")) continue;
+        const auto st = text_field(v, "state");
         best = {{"kind", kind},
                 {"ok", st == "delivered"},
                 {"result", st},
-                {"time", number_of(v, "time")},
-                {"detail", text_of(v, "detail")},
-                {"attempts", number_of(v, "attempts")}};
+                {"time", number_field(v, "time")},
+                {"detail", text_field(v, "detail")},
+                {"attempts", number_field(v, "attempts")}};
     }
     return best;
 }

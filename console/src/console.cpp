@@ -184,13 +184,8 @@ Reply Console::api(const common::HttpRequest& req, std::string_view path, std::s
             return r;
         }
         const auto j = body_json();
-        // (no operator[] on the const object: a missing key there is undefined, found by fuzz_console)
-        auto text = [&](const char* key) {
-            const auto it = j ? j->find(key) : json::const_iterator();
-            return j && it != j->end() && it->is_string() ? it->get<std::string>() : std::string();
-        };
-        const auto user = text("user");
-        const auto password = text("password");
+        const auto user = j ? text_field(*j, "user") : std::string();  // (fuzz_console: no const operator[])
+        const auto password = j ? text_field(*j, "password") : std::string();
         if (user.empty() || password.empty() || user.size() > 64 || password.size() > 1024)
             return error(400, "expected {\"user\": NAME, \"password\": PASSWORD}");
         if (!passwords_->verify(user, password)) {
@@ -377,6 +372,16 @@ std::vector<std::string> Console::initial_events() const {
 
 bool Console::session_alive(std::string_view token, Clock::time_point now) const {
     return !login_required() || sessions_.valid(token, now);
+}
+
+std::string text_field(const json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::int64_t number_field(const json& j, const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
 }
 
 }  // namespace fleetconf::console

@@ -53,6 +53,7 @@ def start(i):
     log = open(f"{tmp}/server{i}.log", "a")
     mark = os.path.getsize(f"{tmp}/server{i}.log")
     servers[i] = subprocess.Popen(["ip", "netns", "exec", nsname, FC, "dhcp", "serve", f"{tmp}/site{i}.json"], stderr=log)
+    H.procs.append(servers[i])  # killed at teardown
     for _ in range(100):
         if b"listening on" in open(f"{tmp}/server{i}.log", "rb").read()[mark:]:
             return
@@ -152,10 +153,6 @@ try:
           log[-2000:])
     check("server 2 never exited", servers[2].poll() is None)
 finally:
-    for p in servers.values():
-        if p.poll() is None:
-            p.kill()
-            p.wait()
     H.teardown()
     pg("stop")
 H.finish(tmp)

@@ -157,10 +157,6 @@ try:
           len(changes(1, "cache.example.org")) == 1, log_of(1)[mark:][-1500:])
     check("server 1 never wrote a lease's route twice", len(changes(1, "www.example.org")) == 1, changes(1, "www.example.org"))
 finally:
-    for p in servers.values():
-        if p.poll() is None:
-            p.kill()
-            p.wait()
     H.teardown()
     pg("stop")
 H.finish(tmp)

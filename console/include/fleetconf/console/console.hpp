@@ -34,6 +34,11 @@ struct Options {
     common::ListenerLimits limits = common::default_limits("console");
 };
 
+// A field of JSON that came from outside (a request body, a line read back from a file): its value when it has
+// the expected type, else "" or 0. Never operator[] on a const object: a missing key there is undefined.
+std::string text_field(const nlohmann::json& j, const char* key);
+std::int64_t number_field(const nlohmann::json& j, const char* key);
+
 // An action refused for a reason the operator can act on: the HTTP status (400, 404, 409) and one line.
 struct ActionError : std::runtime_error {
     ActionError(int s, const std::string& what) : std::runtime_error(what), status(s) {}
