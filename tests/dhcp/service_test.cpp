@@ -39,7 +39,8 @@ struct FlakyStore final : MemoryLeaseStore {
     void sync() override {
         if (failing) throw std::system_error(ENOSPC, std::generic_category(), "leases.journal: write failed");
         ++syncs;
-        durable = by_addr_;
+        durable.clear();
+        for (auto& l : all()) durable.emplace(l.address, l);
     }
     void flush() override {
         if (failing) throw std::system_error(ENOSPC, std::generic_category(), "leases.journal: write failed");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <stdexcept>
@@ -37,7 +38,7 @@ std::optional<LeaseState> lease_state_from(std::string_view s) {
 }
 
 const Lease* MemoryLeaseStore::by_address(Ipv4 a) const {
-    auto it = by_addr_.find(a);
+    auto it = by_addr_.find(a.value());
     return it == by_addr_.end() ? nullptr : &it->second;
 }
 
@@ -48,29 +49,42 @@ const Lease* MemoryLeaseStore::by_client(const Bytes& client) const {
 }
 
 std::optional<Ipv4> MemoryLeaseStore::highest_in(Ipv4 first, Ipv4 last) const {
-    auto it = by_addr_.upper_bound(last);
-    if (it == by_addr_.begin()) return std::nullopt;
+    auto it = order_.upper_bound(last.value());
+    if (it == order_.begin()) return std::nullopt;
     --it;
-    if (it->first < first) return std::nullopt;
-    return it->first;
+    if (*it < first.value()) return std::nullopt;
+    return Ipv4(*it);
 }
 
 void MemoryLeaseStore::apply_one(const LeaseChange& c) {
-    const Ipv4 a = c.lease.address;
+    const std::uint32_t a = c.lease.address.value();
     if (auto it = by_addr_.find(a); it != by_addr_.end() && !c.remove && it->second.client == c.lease.client) {
         it->second = c.lease;  // the same client's record again (an offer taken, a renewal): both indexes stay
         return;
     } else if (it != by_addr_.end()) {
-        if (auto ci = by_client_.find(key(it->second.client)); ci != by_client_.end() && ci->second == a) by_client_.erase(ci);
+        if (auto ci = by_client_.find(key(it->second.client)); ci != by_client_.end() && ci->second.value() == a) by_client_.erase(ci);
         by_addr_.erase(it);
+        order_.erase(a);
     }
     if (c.remove) return;
     if (!c.lease.client.empty()) {
         // One address per client: a new binding replaces the client's previous record.
-        if (auto ci = by_client_.find(key(c.lease.client)); ci != by_client_.end() && ci->second != a) by_addr_.erase(ci->second);
-        by_client_.insert_or_assign(std::string(key(c.lease.client)), a);
+        if (auto ci = by_client_.find(key(c.lease.client)); ci != by_client_.end() && ci->second.value() != a) {
+            by_addr_.erase(ci->second.value());
+            order_.erase(ci->second.value());
+            ci->second = c.lease.address;
+        } else if (ci == by_client_.end()) {
+            by_client_.emplace(std::string(key(c.lease.client)), c.lease.address);
+        }
     }
-    by_addr_[a] = c.lease;
+    by_addr_.insert_or_assign(a, c.lease);
+    order_.insert(a);
+}
+
+void MemoryLeaseStore::clear() {
+    by_addr_.clear();
+    order_.clear();
+    by_client_.clear();
 }
 
 void MemoryLeaseStore::apply(const std::vector<LeaseChange>& changes) {
@@ -80,7 +94,7 @@ void MemoryLeaseStore::apply(const std::vector<LeaseChange>& changes) {
 std::vector<Lease> MemoryLeaseStore::all() const {
     std::vector<Lease> v;
     v.reserve(by_addr_.size());
-    for (const auto& [a, l] : by_addr_) v.push_back(l);
+    for_each([&](const Lease& l) { v.push_back(l); });
     return v;
 }
 
@@ -107,49 +121,79 @@ void append_json_string(std::string& out, const std::string& s) {
 
 }  // namespace
 
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void append_number(std::string& out, std::uint64_t v) {
+    char buf[20];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, r.ptr);
+}
+
+void append_address(std::string& out, Ipv4 a) {
+    const std::uint32_t v = a.value();
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        append_number(out, (v >> shift) & 0xFF);
+        if (shift) out += '.';
+    }
+}
+
+void append_hex(std::string& out, std::span<const std::uint8_t> bytes, char separator) {
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        if (separator && i) out += separator;
+        out += kHex[bytes[i] >> 4];
+        out += kHex[bytes[i] & 0xF];
+    }
+}
+
+}  // namespace
+
 // The same bytes nlohmann::ordered_json would write for these keys in this order, without building a
-// document per record (this runs once per lease change on the packet path).
-std::string JournalLeaseStore::encode_record(const LeaseChange& c, std::uint64_t seq) {
-    std::string body;
-    body.reserve(176);
-    body += '{';
+// document or a temporary string per record (this runs once per lease change on the packet path).
+void JournalLeaseStore::append_record(std::string& out, const LeaseChange& c, std::uint64_t seq) {
+    const std::size_t head = out.size();
+    out.append("00000000 ");
+    const std::size_t body = out.size();
+    out += '{';
     if (seq != 0) {
-        body += "\"q\":";
-        body += std::to_string(seq);
-        body += ',';
+        out += "\"q\":";
+        append_number(out, seq);
+        out += ',';
     }
-    body += "\"a\":\"";
-    body += c.lease.address.to_string();
-    body += '"';
+    out += "\"a\":\"";
+    append_address(out, c.lease.address);
+    out += '"';
     if (c.remove) {
-        body += ",\"remove\":true}";
+        out += ",\"remove\":true}";
     } else {
-        body += ",\"c\":\"";
-        body += common::to_hex(c.lease.client);
-        body += "\",\"m\":\"";
-        body += c.lease.mac.to_string();
-        body += "\",\"h\":";
-        append_json_string(body, c.lease.hostname);
-        body += ",\"n\":";
-        append_json_string(body, c.lease.network);
-        body += ",\"s\":\"";
-        body += to_string(c.lease.state);
-        body += "\",\"e\":";
-        body += std::to_string(c.lease.expires);
+        out += ",\"c\":\"";
+        append_hex(out, c.lease.client, 0);
+        out += "\",\"m\":\"";
+        append_hex(out, c.lease.mac.bytes(), ':');
+        out += "\",\"h\":";
+        append_json_string(out, c.lease.hostname);
+        out += ",\"n\":";
+        append_json_string(out, c.lease.network);
+        out += ",\"s\":\"";
+        out += to_string(c.lease.state);
+        out += "\",\"e\":";
+        append_number(out, c.lease.expires);
         if (!c.lease.fqdn.empty()) {
-            body += ",\"f\":";
-            append_json_string(body, c.lease.fqdn);
+            out += ",\"f\":";
+            append_json_string(out, c.lease.fqdn);
         }
-        body += '}';
+        out += '}';
     }
-    const auto crc = crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
-    char head[10];
-    std::snprintf(head, sizeof head, "%08lx ", static_cast<unsigned long>(crc));
+    const auto crc = crc32(0L, reinterpret_cast<const Bytef*>(out.data() + body), static_cast<uInt>(out.size() - body));
+    for (int i = 0; i < 8; ++i) out[head + static_cast<std::size_t>(i)] = kHex[(crc >> (28 - 4 * i)) & 0xF];
+    out += '\n';
+}
+
+std::string JournalLeaseStore::encode_record(const LeaseChange& c, std::uint64_t seq) {
     std::string line;
-    line.reserve(body.size() + 10);
-    line.append(head, 9);
-    line += body;
-    line += '\n';
+    line.reserve(192);
+    append_record(line, c, seq);
     return line;
 }
 
@@ -373,7 +417,7 @@ void JournalLeaseStore::preallocate(std::uint64_t size) {
 void JournalLeaseStore::apply(const std::vector<LeaseChange>& changes) {
     for (const auto& c : changes) {
         apply_one(c);
-        pending_ += encode_record(c, next_seq_++);
+        append_record(pending_, c, next_seq_++);
         ++records_;
     }
     unsynced_ = unsynced_ || !changes.empty();
@@ -414,7 +458,7 @@ void JournalLeaseStore::compact() {
     sync();
     std::string text(kHeader);
     next_seq_ = 1;
-    for (const auto& [a, l] : by_addr_) text += encode_record({l, false}, next_seq_++);
+    for_each([&](const Lease& l) { append_record(text, {l, false}, next_seq_++); });
     common::write_file_atomic(file_, common::as_bytes(text), 0640);
     ::close(fd_);
     fd_ = ::open(file_.c_str(), O_WRONLY | O_CLOEXEC);

@@ -554,8 +554,7 @@ std::vector<std::pair<std::string, std::uint64_t>> PgLeaseStore::counters() cons
 }
 
 void PgLeaseStore::replace(std::vector<Lease> rows, std::vector<std::int64_t> tokens) {
-    by_addr_.clear();
-    by_client_.clear();
+    clear();
     tokens_.clear();
     for (std::size_t i = 0; i < rows.size(); ++i) {
         tokens_[rows[i].address.value()] = tokens[i];
