@@ -283,6 +283,75 @@ TEST_CASE("pool exhaustion: no offer, and the log says why", "[dhcp][decide]") {
     CHECK(d.network == "br0");
 }
 
+namespace {
+// The view of a lease database that other servers share.
+struct SharedView final : LeaseView {
+    const LeaseView& inner;
+    explicit SharedView(const LeaseView& v) : inner(v) {}
+    const Lease* by_address(Ipv4 a) const override { return inner.by_address(a); }
+    const Lease* by_client(const Bytes& c) const override { return inner.by_client(c); }
+    std::optional<Ipv4> highest_in(Ipv4 f, Ipv4 l) const override { return inner.highest_in(f, l); }
+    bool shared() const override { return true; }
+};
+}  // namespace
+
+TEST_CASE("shared lease database: new clients spread over the pool, two servers seldom pick one address", "[dhcp][decide]") {
+    auto text = R"({"networks": [{"name": "br0", "subnet": "10.0.0.0/16", "gateway": "10.0.0.1",
+                    "pools": ["10.0.1.0-10.0.255.254"], "lease_time": 600}]})";
+    const Config c = make_config(fleetconf::common::parse_site(text, "/tmp", "t.json"), [](const std::string&) { return std::nullopt; });
+    // Two servers, each with its own view of the same (empty) table, offer to two different new clients at
+    // the same moment: in-order allocation gives both the first address; spread allocation gives different ones.
+    MemoryLeaseStore a_store, b_store;
+    const SharedView a(a_store), b(b_store);
+    const auto mac = [](int i) { return Mac(std::array<std::uint8_t, 6>{2, 0, 0, 0, 1, static_cast<std::uint8_t>(i)}); };
+    int same = 0;
+    for (int i = 0; i < 100; i += 2) {
+        auto da = decide(Request{request(MessageType::discover, mac(i)), "br0"}, kNow, a, c);
+        auto db = decide(Request{request(MessageType::discover, mac(i + 1)), "br0"}, kNow, b, c);
+        REQUIRE(da.reply);
+        REQUIRE(db.reply);
+        same += da.reply->yiaddr == db.reply->yiaddr;
+        CHECK(da.reply->yiaddr.value() >= Ipv4(10, 0, 1, 0).value());
+        CHECK(db.reply->yiaddr.value() <= Ipv4(10, 0, 255, 254).value());
+    }
+    CHECK(same == 0);
+    // Alone (not shared) the same two decisions collide: the reason for spreading.
+    MemoryLeaseStore lone_a, lone_b;
+    auto la = decide(Request{request(MessageType::discover, mac(0)), "br0"}, kNow, lone_a, c);
+    auto lb = decide(Request{request(MessageType::discover, mac(1)), "br0"}, kNow, lone_b, c);
+    REQUIRE(la.reply);
+    REQUIRE(lb.reply);
+    CHECK(la.reply->yiaddr == Ipv4(10, 0, 1, 0));
+    CHECK(lb.reply->yiaddr == la.reply->yiaddr);
+    // A client that already holds a lease keeps it; a used address is skipped; the same client is sent to
+    // the same place by any server.
+    MemoryLeaseStore store;
+    const SharedView view(store);
+    auto first = decide(Request{request(MessageType::discover, kA), "br0"}, kNow, view, c);
+    REQUIRE(first.reply);
+    auto again = decide(Request{request(MessageType::discover, kA), "br0"}, kNow, SharedView(b_store), c);
+    REQUIRE(again.reply);
+    CHECK(again.reply->yiaddr == first.reply->yiaddr);
+    store.apply(first.changes);
+    auto other = decide(Request{request(MessageType::discover, kA), "br0"}, kNow, view, c);
+    REQUIRE(other.reply);
+    CHECK(other.reply->yiaddr == first.reply->yiaddr);  // its own offer again
+}
+
+TEST_CASE("shared lease database: a full pool is still found by the in-order paths", "[dhcp][decide]") {
+    World w;  // pool 10.0.0.100-102
+    const SharedView view(w.leases);
+    for (int i = 0; i < 3; ++i) {
+        auto mac = *Mac::parse(std::string("02:00:00:00:01:0").append(std::to_string(i)));
+        auto d = decide(Request{request(MessageType::discover, mac), "br0"}, w.now, view, w.c);
+        REQUIRE(d.reply);
+        w.leases.apply(d.changes);
+    }
+    auto d = decide(Request{request(MessageType::discover, kB), "br0"}, w.now, view, w.c);
+    CHECK_FALSE(d.reply);
+    CHECK(d.exhausted);
+}
+
 TEST_CASE("known_only: the site's unikernels are served, other clients get nothing (issue 23)", "[dhcp][decide]") {
     World w;
     w.c.networks[0].known_only = true;

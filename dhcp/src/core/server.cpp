@@ -107,6 +107,34 @@ bool available(const Context& c, Ipv4 a) {
     return l->state == LeaseState::released;  // released addresses are free (their owner is preferred elsewhere)
 }
 
+// With a shared lease database: the first never-used address at or after a place in the pools that depends
+// on the client only (FNV-1a of its identity), looking at most kSpreadSteps addresses; nullopt sends the
+// search on to the in-order paths. Two servers allocating for two new clients at once then start at
+// unrelated places instead of both at the same "next free" address.
+std::optional<Ipv4> spread_choice(const Context& c) {
+    constexpr std::uint64_t kSpreadSteps = 4096;
+    std::uint64_t total = 0;
+    for (const auto& r : c.net.pools) total += std::uint64_t{r.last().value()} - r.first().value() + 1;
+    if (total == 0) return std::nullopt;
+    std::uint64_t h = 14695981039346656037ull;
+    for (auto b : c.key) h = (h ^ b) * 1099511628211ull;
+    const std::uint64_t start = h % total;
+    for (std::uint64_t step = 0; step < std::min(total, kSpreadSteps); ++step) {
+        std::uint64_t i = (start + step) % total;
+        for (const auto& r : c.net.pools) {
+            const std::uint64_t size = std::uint64_t{r.last().value()} - r.first().value() + 1;
+            if (i >= size) {
+                i -= size;
+                continue;
+            }
+            const Ipv4 a{static_cast<std::uint32_t>(r.first().value() + i)};
+            if (!c.leases.by_address(a) && available(c, a)) return a;
+            break;
+        }
+    }
+    return std::nullopt;
+}
+
 // RFC 2131 4.3.1: the address to offer, in order of preference.
 std::optional<Ipv4> choose(const Context& c, std::optional<Ipv4> requested) {
     if (c.host && c.host->fixed) return c.host->fixed;
@@ -117,6 +145,8 @@ std::optional<Ipv4> choose(const Context& c, std::optional<Ipv4> requested) {
         return l->address;
     // ... else the requested address if valid and free, else a new one.
     if (requested && in_pools(c.net, *requested) && available(c, *requested) && !c.leases.by_address(*requested)) return requested;
+    if (c.leases.shared())
+        if (auto a = spread_choice(c)) return a;
     // Fast path: the part of each pool after its highest leased address has never been used.
     for (const auto& r : c.net.pools) {
         const auto h = c.leases.highest_in(r.first(), r.last());

@@ -43,6 +43,10 @@ public:
     // The highest address in [first, last] that has a lease record, if any. Lets allocation start after
     // the used part of a pool in O(log n) instead of walking it.
     [[nodiscard]] virtual std::optional<common::Ipv4> highest_in(common::Ipv4 first, common::Ipv4 last) const = 0;
+    // Whether other servers allocate from the same leases at the same time (a shared lease database): then
+    // new clients are spread over the pool instead of filled in order, so that two servers seldom pick the
+    // same address at once (the loser of that compare-and-set costs its client a NAK and a new DISCOVER).
+    [[nodiscard]] virtual bool shared() const { return false; }
 };
 
 // A change the decision function asks for: upsert a lease record, or forget an address.

@@ -87,6 +87,7 @@ public:
     std::vector<common::Ipv4> end_sync(bool ok) override;
     [[nodiscard]] std::optional<std::string> unavailable() const override;
     [[nodiscard]] bool has_duty() const override { return duty_; }
+    [[nodiscard]] bool shared() const override { return true; }
     [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> counters() const override;
 
     // For tests: the version token this server believes address `a` holds (0: no row).
