@@ -27,7 +27,10 @@ each set-up.
 against Kea 2.2 with `"lease-database": {"type": "postgresql"}` (schema by `kea-admin db-init pgsql`),
 single- and multi-threaded, all on the same throwaway PostgreSQL (tests/support/throwaway_pg.sh: initdb in
 /tmp, unix socket only, synchronous_commit on), the tables emptied between servers; plus the journal-backed
-fleetconf for reference.
+fleetconf for reference; and two fleetconf servers on that one database (fleetconf-pg-x2), each on its own
+segment (a second pair of namespaces addressed like the first) with its own generator at half the rate and its
+own clients, the way two sites or two hosts share one lease table: the rate search gives their sum, reported
+as a ratio to one server. Pinned, the second server runs on CPU 1 beside the generators.
 
 Every server gets the same 4 MiB socket receive buffer: fleetconf and the responder ask for it
 (SO_RCVBUFFORCE); Kea and dnsmasq have no setting for it, so net.core.rmem_default is raised to 4 MiB for
@@ -80,6 +83,7 @@ SERVER_CPU = ["taskset", "-c", "0"] if PIN else []
 GENERATOR_CPU = ["taskset", "-c", "1"] if PIN else []
 P = f"fb{os.getpid() % 100000}"
 SRV, CLI = f"{P}s", f"{P}c"
+SRV2, CLI2 = f"{P}t", f"{P}d"  # the second segment (--postgresql: two servers on one database)
 IF_S, IF_C = f"{P}a", f"{P}b"
 tmp = tempfile.mkdtemp(prefix="fleetconf-bench-dhcp-")
 
@@ -98,6 +102,8 @@ rmem_before = None
 def setup():
     global rmem_before
     veth_pair(SRV, CLI, IF_S, IF_C, "10.99.0.1/16", "10.99.0.2/16")
+    if ARGS.postgresql:  # interface names and addresses are per namespace: the second segment looks like the first
+        veth_pair(SRV2, CLI2, IF_S, IF_C, "10.99.0.1/16", "10.99.0.2/16")
     rmem_before = open(RMEM).read().strip()
     open(RMEM, "w").write(str(4 << 20))  # Kea and dnsmasq cannot ask for a buffer: give them the same 4 MiB
 
@@ -132,7 +138,7 @@ def teardown():
         subprocess.run(["bash", PG_SCRIPT, "stop", PG["state"]], capture_output=True)
     if rmem_before is not None:
         open(RMEM, "w").write(rmem_before)
-    delete_namespaces(SRV, CLI)
+    delete_namespaces(SRV, CLI, SRV2, CLI2)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -149,11 +155,11 @@ def start(name):
         site = {"networks": [{"name": IF_S, "subnet": "10.99.0.0/16", "gateway": "10.99.0.1", "dns": ["10.99.0.1"],
                               "pools": [f"{POOL[0]}-{POOL[1]}"], "lease_time": 3600}],
                 "services": {"data_dir": d, "status": "off"}}
-        if name == "fleetconf-pg":
+        if name.startswith("fleetconf-pg"):
             site["services"]["dhcp"] = {"leases": {"type": "postgresql", "conninfo": f"host={PG['PGDIR']} dbname=postgres user=fleetconf",
                                                    "password_file": PG["PASSWORD_FILE"]}}
         json.dump(site, open(f"{d}/site.json", "w"))
-        if name == "fleetconf-pg":
+        if name.startswith("fleetconf-pg"):
             if sh(FC, "dhcp", "db", "status", "--site", f"{d}/site.json", check=False).returncode != 0:
                 sh(FC, "dhcp", "db", "init", "--site", f"{d}/site.json")
             pg_sql("postgres", "DELETE FROM fleetconf_lease4")
@@ -179,10 +185,23 @@ def start(name):
                "--dhcp-authoritative", "--dhcp-lease-max=200000", f"--pid-file={d}/pid", "--user=root",
                "--dhcp-option=3,10.99.0.1", "--dhcp-option=6,10.99.0.1", "--quiet-dhcp"]
     p = subprocess.Popen(["ip", "netns", "exec", SRV] + (SERVER_CPU if not name.endswith("-mt") else []) + cmd, stdout=open(f"{d}/out", "w"), stderr=subprocess.STDOUT, env=env)
+    if name == "fleetconf-pg-x2":  # the second server: the same site on the second segment, its own data directory
+        d2 = f"{d}-b"
+        os.makedirs(d2, exist_ok=True)
+        site["services"]["data_dir"] = d2
+        json.dump(site, open(f"{d2}/site.json", "w"))
+        cmd2 = [FC, "--log-level", "warn", "dhcp", "serve", f"{d2}/site.json"]
+        PAIR["proc"] = subprocess.Popen(["ip", "netns", "exec", SRV2] + (["taskset", "-c", "1"] if PIN else []) + cmd2,
+                                        stdout=open(f"{d2}/out", "w"), stderr=subprocess.STDOUT, env=env)
     time.sleep(1.0)
     if p.poll() is not None:
         raise RuntimeError(f"{name} did not start: " + open(f"{d}/out").read()[-800:])
+    if PAIR.get("proc") and PAIR["proc"].poll() is not None:
+        raise RuntimeError(f"{name} (second server) did not start: " + open(f"{d}-b/out").read()[-800:])
     return p
+
+
+PAIR = {}  # the second server of fleetconf-pg-x2 while it runs
 
 
 def rcvbuf_errors(netns):
@@ -218,20 +237,44 @@ def perfdhcp(*args, timeout=120):
     return res
 
 
+def machine_busy():
+    """(busy, total) CPU time of the whole machine from /proc/stat, in ticks."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
 def loadgen(rate, seconds, clients):
-    """One fixed-rate run of bench/dhcp/loadgen.cpp; the same fields as perfdhcp()."""
-    overflow0 = (rcvbuf_errors(SRV), rcvbuf_errors(CLI))
-    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-    r = sh("ip", "netns", "exec", CLI, *GENERATOR_CPU, LOADGEN, "--local", "10.99.0.2", "--server", "10.99.0.1", "--rate", str(rate),
-           "--seconds", str(seconds), "--clients", str(clients), check=False, timeout=seconds + 60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        res = json.loads(r.stdout)
-    except ValueError:
-        res = {}
-    res.update(rc=r.returncode, out=r.stdout + r.stderr,
+    """One fixed-rate run of bench/dhcp/loadgen.cpp; the same fields as perfdhcp(). With two servers
+    (fleetconf-pg-x2) one generator per segment at half the rate, each with its own half of the clients
+    (MACs 02:00:... and 02:01:...), run at once; the figures are their sums."""
+    segments = [(SRV, CLI, 0)] + ([(SRV2, CLI2, 1)] if PAIR.get("proc") else [])
+    overflow0 = [(rcvbuf_errors(s), rcvbuf_errors(c)) for s, c, _ in segments]
+    before, t0, m0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic(), machine_busy()
+    procs = [subprocess.Popen(["ip", "netns", "exec", c, *GENERATOR_CPU, LOADGEN, "--local", "10.99.0.2", "--server", "10.99.0.1",
+                               "--rate", str(rate / len(segments)), "--seconds", str(seconds), "--clients", str(clients // len(segments)),
+                               "--mac-byte", str(b)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _, c, b in segments]
+    outs = [p.communicate(timeout=seconds + 60) for p in procs]
+    after, m1 = resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy()
+    parts = []
+    for o, _ in outs:
+        try:
+            parts.append(json.loads(o))
+        except ValueError:
+            pass
+    res = {}
+    if len(parts) == len(segments):
+        for k in ("do_sent", "do_recv", "do_late", "ra_sent", "ra_recv", "ra_late", "send_errors", "rate"):
+            res[k] = sum(x.get(k, 0) for x in parts)
+        for ph in ("do", "ra"):
+            sent, recv = res[ph + "_sent"], res[ph + "_recv"]
+            res[ph + "_drop"] = 100.0 * (sent - recv) / sent if sent else 100.0
+            res[ph + "_delay"] = sum(x[ph + "_delay"] * x[ph + "_recv"] for x in parts if x.get(ph + "_delay") is not None) / recv if recv else None
+    res.update(rc=max(p.returncode for p in procs), out="".join(o + e for o, e in outs),
                gen_cpu=((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.monotonic() - t0),
-               srv_overflow=rcvbuf_errors(SRV) - overflow0[0], gen_overflow=rcvbuf_errors(CLI) - overflow0[1])
+               machine_cpu=(m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
+               srv_overflow=sum(rcvbuf_errors(s) - o[0] for (s, _, _), o in zip(segments, overflow0)),
+               gen_overflow=sum(rcvbuf_errors(c) - o[1] for (_, c, _), o in zip(segments, overflow0)))
     return res
 
 
@@ -242,12 +285,12 @@ def run_at(rate, clients=50000):
     """One run at `rate`; a failed run is repeated once, so that one stall of this shared machine (a slow
     disk sync, a noisy neighbour) does not end the search: a rate fails when two runs in a row fail."""
     for attempt in (1, 2):
-        c0 = cpu_seconds(SERVER.pid) if SERVER else 0.0
+        c0 = server_cpu()
         if ARGS.generator == "loadgen":
             r = loadgen(rate, SECONDS, clients)
         else:
             r = perfdhcp("-r", str(rate), "-p", str(SECONDS), "-R", str(clients))
-        used = (cpu_seconds(SERVER.pid) - c0) if SERVER else 0.0
+        used = server_cpu() - c0
         r["cpu_us_max"] = used * 1e6 / r["ra_recv"] if r.get("ra_recv") else None
         settle()
         ok = r.get("do_sent", 0) > 0 and r.get("do_drop", 100) <= 2.5 and r.get("ra_drop", 100) <= 2.5
@@ -261,10 +304,10 @@ def settle():
     leave a backlog that the next, lower rate inherits."""
     if not SERVER:
         return
-    last, quiet_since, t_end = cpu_seconds(SERVER.pid), time.monotonic(), time.monotonic() + 5
+    last, quiet_since, t_end = server_cpu(), time.monotonic(), time.monotonic() + 5
     while time.monotonic() < t_end:
         time.sleep(0.1)
-        now = cpu_seconds(SERVER.pid)
+        now = server_cpu()
         if now > last + 0.02:
             last, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since >= 0.3:
@@ -308,14 +351,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu():
+    """CPU seconds of the server under test (both servers of fleetconf-pg-x2)."""
+    return sum(cpu_seconds(p.pid) for p in [SERVER, PAIR.get("proc")] if p)
+
+
 EFFICIENCY_RATE = 200 if SMOKE else 2000
 
 
 def efficiency(p):
     """Server CPU microseconds per 4-way exchange at EFFICIENCY_RATE (a rate every server sustains)."""
-    c0 = cpu_seconds(p.pid)
+    c0 = server_cpu()
     r = perfdhcp("-r", str(EFFICIENCY_RATE), "-p", str(max(SECONDS, 2)), "-R", "50000")
-    used = cpu_seconds(p.pid) - c0
+    used = server_cpu() - c0
     exchanges = r.get("ra_recv", 0)
     return (used * 1e6 / exchanges if exchanges else None), exchanges
 
@@ -328,12 +376,13 @@ def avalanche(clients):
 
 SERVERS = ["responder", "fleetconf", "fleetconf-nosync", "kea-st", "kea-mt", "dnsmasq"]
 if ARGS.postgresql:
-    SERVERS = ["responder", "fleetconf-pg", "fleetconf", "kea-pg-st", "kea-pg-mt"]
+    SERVERS = ["responder", "fleetconf-pg", "fleetconf-pg-x2", "fleetconf", "kea-pg-st", "kea-pg-mt"]
 if ARGS.only:  # for profiling one server; the full table needs all of them
     SERVERS = ARGS.only.split(",")
 LABEL = {"responder": "stateless responder (the ceiling)", "fleetconf": "fleetconf (durable: synced before ACK)", "fleetconf-nosync": "fleetconf --no-sync",
          "kea-st": "Kea 2.2 memfile, single-threaded", "kea-mt": "Kea 2.2 memfile, multi-threaded (2)",
          "dnsmasq": "dnsmasq 2.90 --no-ping", "fleetconf-pg": "fleetconf, leases in PostgreSQL (durable)",
+         "fleetconf-pg-x2": "two fleetconf servers, one PostgreSQL",
          "kea-pg-st": "Kea 2.2 postgresql, single-threaded", "kea-pg-mt": "Kea 2.2 postgresql, multi-threaded (2)"}
 results = {}
 try:
@@ -352,10 +401,12 @@ try:
             results[name] = {"rate": best, "achieved": (r or {}).get("rate", 0.0), "do_delay": (r or {}).get("do_delay"),
                              "ra_delay": (r or {}).get("ra_delay"), "storm_s": storm_time, "storm_acked": acked,
                              "storm_clients": storm_clients, "cpu_us": cpu_us, "cpu_us_max": (r or {}).get("cpu_us_max"),
-                             "gen_cpu": (r or {}).get("gen_cpu", 0.0),
+                             "gen_cpu": (r or {}).get("gen_cpu", 0.0), "machine_cpu": (r or {}).get("machine_cpu"),
                              "srv_overflow": (r or {}).get("srv_overflow", 0), "gen_overflow": (r or {}).get("gen_overflow", 0)}
         finally:
             stop(p)
+            if PAIR.get("proc"):
+                stop(PAIR.pop("proc"))
         print(f"  measured {name}: {results[name]}", file=sys.stderr)
 finally:
     teardown()
@@ -407,6 +458,12 @@ fc = results.get(MAIN, {}).get("cpu_us")
 for name in [n for n in SERVERS if not n.startswith("fleetconf") and n != "responder"]:
     ref = results.get(name, {}).get("cpu_us")
     print(f"  vs {LABEL[name]:40} {ref / fc:5.2f}x" if ref and fc else f"  vs {LABEL[name]:40}     -")
+if results.get("fleetconf-pg", {}).get("achieved") and "fleetconf-pg-x2" in results:
+    one, two = results["fleetconf-pg"], results["fleetconf-pg-x2"]
+    busy = lambda x: f"{x['machine_cpu'] * 100:.0f}%" if x.get("machine_cpu") is not None else "-"
+    print(f"\ntwo fleetconf servers on one PostgreSQL against one (exchanges/s at <= 2.5% drops): {two['achieved'] / one['achieved']:.2f}x "
+          f"({two['achieved']:.0f} / {one['achieved']:.0f}); the whole machine's CPU busy during the run at the max rate: "
+          f"one server {busy(one)}, two {busy(two)} (near 100% the figure is the machine's: servers, PostgreSQL and generators share 2 cores)")
 print(f"(gen. CPU: {GEN}'s share of one core at the max rate; near 100% the rate is the generator's limit)")
 print(f"\npackets lost to a full socket receive buffer at the max rate (server's socket / {GEN}'s socket):")
 for name in SERVERS:

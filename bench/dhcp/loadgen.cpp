@@ -11,7 +11,7 @@
 // reply that has not come 1 s after its request (perfdhcp's default drop time) is a drop. Prints one JSON
 // object: sent, received, drops (%) and average delays (ms) for each phase, and the exchanges/s completed.
 //
-// usage: dhcp_loadgen --local ADDR --server ADDR --rate R --seconds S [--clients N] [--port P]
+// usage: dhcp_loadgen --local ADDR --server ADDR --rate R --seconds S [--clients N] [--port P] [--mac-byte B]
 #include "options.hpp"
 
 #include <arpa/inet.h>
@@ -57,6 +57,10 @@ std::uint32_t get32(const std::uint8_t* p) {
     return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
 }
 
+// The MAC's second byte: generators that share a lease database (two servers on one PostgreSQL) use different
+// ones, so that their clients are different clients.
+std::uint8_t g_mac_byte = 0x00;
+
 // A BOOTREQUEST with option 53 = `type`; for a REQUEST also options 50 and 54.
 std::size_t build(std::uint8_t* out, int type, std::uint32_t xid, std::uint32_t client, std::uint32_t giaddr, std::uint32_t requested,
                   std::uint32_t server_id) {
@@ -65,7 +69,7 @@ std::size_t build(std::uint8_t* out, int type, std::uint32_t xid, std::uint32_t 
     put32(out + 4, xid);
     put32(out + 24, giaddr);
     out[28] = 0x02;  // a locally administered MAC from the client number
-    out[29] = 0x00;
+    out[29] = g_mac_byte;
     put32(out + 30, client);
     std::memcpy(out + kFixed, kCookie, 4);
     std::size_t o = kFixed + 4;
@@ -94,10 +98,11 @@ int reply_type(const std::uint8_t* p, std::size_t n, std::uint32_t& server_id) {
 }
 
 [[noreturn]] void usage(int rc) {
-    std::fprintf(rc ? stderr : stdout,
-                 "usage: dhcp_loadgen --local ADDR --server ADDR --rate R --seconds S [--clients N] [--port P]\n"
-                 "  DISCOVER-OFFER-REQUEST-ACK exchanges at R DISCOVERs/s as a relay at ADDR (binds ADDR:P, default 67),\n"
-                 "  N distinct clients (default 50000); prints JSON with sent/received/drops/delays per phase\n");
+    std::fprintf(
+        rc ? stderr : stdout,
+        "usage: dhcp_loadgen --local ADDR --server ADDR --rate R --seconds S [--clients N] [--port P] [--mac-byte B]\n"
+        "  DISCOVER-OFFER-REQUEST-ACK exchanges at R DISCOVERs/s as a relay at ADDR (binds ADDR:P, default 67),\n"
+        "  N distinct clients (default 50000, MACs 02:BB:xx:xx:xx:xx with BB = B, default 0); prints JSON with sent/received/drops/delays per phase\n");
     std::exit(rc);
 }
 
@@ -119,7 +124,11 @@ int main(int argc, char** argv) {
         else if (a == "--seconds") seconds = std::atof(v);
         else if (a == "--clients") clients = static_cast<std::uint32_t>(std::atol(v));
         else if (a == "--port") port = std::atoi(v);
-        else usage(2);
+        else if (a == "--mac-byte") {
+            const int b = std::atoi(v);
+            if (b < 0 || b > 255) usage(2);
+            g_mac_byte = static_cast<std::uint8_t>(b);
+        } else usage(2);
     }
     in_addr la{}, sa{};
     if (::inet_pton(AF_INET, local.c_str(), &la) != 1 || ::inet_pton(AF_INET, server.c_str(), &sa) != 1 || rate <= 0 || seconds <= 0 ||
@@ -220,7 +229,7 @@ int main(int argc, char** argv) {
                 const int type = reply_type(p, len, sid);
                 if (type == 0 || len < kFixed) continue;
                 const std::uint32_t c = get32(p + 30);
-                if (p[28] != 0x02 || c >= clients) continue;
+                if (p[28] != 0x02 || p[29] != g_mac_byte || c >= clients) continue;
                 auto& st = state[c];
                 if (get32(p + 4) != st.xid) continue;  // an old exchange's reply
                 if (type == 2 && !st.offered) {
