@@ -186,24 +186,39 @@ function renderRepositories() {
   $('#repo-table tbody').replaceChildren(...rows);
 }
 
+// One route form per device, made once and kept across re-renders: a change on the device (every route, every
+// generation) redraws its view, and must not wipe what the operator is typing or take the focus away.
+const routeForms = new Map();
+
+function routeForm(device) {
+  let form = routeForms.get(device);
+  if (form) return form;
+  const host = el('input', { placeholder: 'host name', required: true, maxlength: 253, class: 'route-host' });
+  const addr = el('input', { placeholder: 'address', required: true, maxlength: 45, class: 'route-address' });
+  const port = el('input', { placeholder: 'port', required: true, type: 'number', min: 1, max: 65535, class: 'route-port' });
+  form = el('form', { class: 'route-add', onsubmit: async (e) => {
+    e.preventDefault();
+    const r = await act('route-add', { device, host: host.value, address: addr.value, port: Number(port.value) },
+      'Route ' + host.value + ' to ' + addr.value + ':' + port.value + ' on ' + device + '?');
+    if (r) form.reset();  // added: the form is ready for the next route (refused: kept, to correct)
+  } }, host, addr, port, el('button', { type: 'submit' }, 'Add route'));
+  routeForms.set(device, form);
+  return form;
+}
+
 function renderDevices() {
   const d = state.views.devices;
   if (!d) return;
   const now = nowS();
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('#devices form.route-add')
+    ? document.activeElement : null;
   const blocks = d.devices.map((dev) => {
     const routes = el('table', { class: 'routes' },
       el('thead', {}, el('tr', {}, el('th', {}, 'Host'), el('th', {}, 'Backend'), el('th', {}))),
       el('tbody', {}, dev.routes.map((r) => el('tr', { 'data-host': r.host }, el('td', {}, r.host), el('td', {}, r.address + ':' + r.port),
         el('td', {}, el('button', { class: 'small', onclick: () => act('route-remove', { device: dev.name, host: r.host },
           'Remove the route ' + r.host + ' from ' + dev.name + '?') }, 'Remove'))))));
-    const host = el('input', { placeholder: 'host name', required: true, maxlength: 253, class: 'route-host' });
-    const addr = el('input', { placeholder: 'address', required: true, maxlength: 45, class: 'route-address' });
-    const port = el('input', { placeholder: 'port', required: true, type: 'number', min: 1, max: 65535, class: 'route-port' });
-    const form = el('form', { class: 'route-add', onsubmit: (e) => {
-      e.preventDefault();
-      act('route-add', { device: dev.name, host: host.value, address: addr.value, port: Number(port.value) },
-        'Route ' + host.value + ' to ' + addr.value + ':' + port.value + ' on ' + dev.name + '?');
-    } }, host, addr, port, el('button', { type: 'submit' }, 'Add route'));
+    const form = routeForm(dev.name);
     const history = el('table', { class: 'history' },
       el('thead', {}, el('tr', {}, el('th', {}, 'Generation'), el('th', {}, 'When'), el('th', {}, 'Who'), el('th', {}, 'Change'), el('th', {}))),
       el('tbody', {}, dev.history.map((h) => el('tr', {},
@@ -215,6 +230,7 @@ function renderDevices() {
       routes, form, el('h4', {}, 'History'), history);
   });
   $('#devices').replaceChildren(...blocks);
+  if (focused && focused.isConnected) focused.focus();
 }
 
 const CHARTS = [['dhcp_acks', 'DHCP exchanges/s'], ['git_fetches', 'git fetches/s'], ['git_pushes', 'git pushes'], ['route_changes', 'route changes']];

@@ -522,7 +522,15 @@ def browser_test(shots):
         # Add a route on the page: it shows in `fleetconf block list`.
         tab("devices")
         form = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '.device[data-device="proxy"] form.route-add')))
-        form.find_element(By.CSS_SELECTOR, ".route-host").send_keys("shop.example.org")
+        # What the operator is typing survives a change to the device made elsewhere (the view is redrawn).
+        form.find_element(By.CSS_SELECTOR, ".route-host").send_keys("shop.exa")
+        sh(FC, "block", "add", "--connect", f"127.0.0.1:{ports['control socket']}", "--key-file", f"{tmp}/data/block/keys",
+           "elsewhere.example.org", "10.79.0.51", "443")
+        ok, _ = wait_for(lambda: texts('.device[data-device="proxy"] tr[data-host="elsewhere.example.org"]'), lambda x: bool(x), 10)
+        typed = form.find_element(By.CSS_SELECTOR, ".route-host")
+        check("a route added elsewhere is redrawn without wiping the half-typed form (and its focus)",
+              ok and typed.get_attribute("value") == "shop.exa" and drv.switch_to.active_element == typed, typed.get_attribute("value"))
+        form.find_element(By.CSS_SELECTOR, ".route-host").send_keys("mple.org")
         form.find_element(By.CSS_SELECTOR, ".route-address").send_keys("10.79.0.50")
         form.find_element(By.CSS_SELECTOR, ".route-port").send_keys("443")
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
