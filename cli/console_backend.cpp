@@ -193,13 +193,16 @@ json fleet(State& s) {
     const auto now = now_s();
     // Each unikernel's most current lease, by MAC address or client identifier.
     std::map<common::Mac, const dhcp::Lease*> by_mac;
-    std::map<std::vector<std::uint8_t>, const dhcp::Lease*> by_client;
+    // Client identities as strings of bytes: a map keyed by std::vector<std::uint8_t> trips GCC 12's
+    // -Wstringop-overread false positive at -O2 (its inlined memcmp in operator<=>).
+    const auto bytes_key = [](std::span<const std::uint8_t> b) { return std::string(b.begin(), b.end()); };
+    std::map<std::string, const dhcp::Lease*> by_client;
     auto better = [now](const dhcp::Lease* a, const dhcp::Lease& b) {
         return !a || rank(b, now) > rank(*a, now) || (rank(b, now) == rank(*a, now) && b.expires > a->expires);
     };
     for (const auto& l : s.all_leases()) {
         if (better(by_mac[l.mac], l)) by_mac[l.mac] = &l;
-        if (better(by_client[l.client], l)) by_client[l.client] = &l;
+        if (auto& slot = by_client[bytes_key(l.client)]; better(slot, l)) slot = &l;
     }
     std::map<std::string, gitconf::RepoActivity> activity;
     if (s.p->git) activity = s.p->git->activity();
@@ -214,8 +217,8 @@ json fleet(State& s) {
         std::vector<std::string> bad, warn;
         const dhcp::Lease* l = nullptr;
         if (!u.client_id.empty()) {
-            std::vector<std::uint8_t> key{0xFF};
-            key.insert(key.end(), u.client_id.begin(), u.client_id.end());
+            std::string key(1, '\xFF');
+            key.append(u.client_id.begin(), u.client_id.end());
             auto it = by_client.find(key);
             if (it != by_client.end()) l = it->second;
         }

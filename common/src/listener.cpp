@@ -37,7 +37,14 @@ std::string peer_of(const asio::ip::tcp::socket& s) {
     const auto ep = s.remote_endpoint(ec);
     if (ec) return "?";
     const auto a = ep.address();
-    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
+    // Appended piece by piece: "[" + string + "]" trips GCC 12's -Wrestrict false positive at -O2.
+    std::string out;
+    if (a.is_v6()) out += '[';
+    out += a.to_string();
+    if (a.is_v6()) out += ']';
+    out += ':';
+    out += std::to_string(ep.port());
+    return out;
 }
 
 std::function<void()> socket_closer(std::shared_ptr<asio::ip::tcp::socket> sock) {
