@@ -16,8 +16,11 @@ std::string remote_uri(const Site& site, const Unikernel& u, const std::string& 
     if (!g.enabled || !u.git.enabled) return {};
     auto host_of = [&](const Endpoint& e, std::uint16_t default_port) {
         std::string h = g.public_host.empty() ? e.host_string() : g.public_host;
-        if (h.find(':') != std::string::npos) h = "[" + h + "]";
-        if (e.port != default_port) h += ":" + std::to_string(e.port);
+        if (h.find(':') != std::string::npos) {  // (not "[" + h + "]": GCC 12 -O2 -Wrestrict false positive)
+            h.insert(h.begin(), '[');
+            h += ']';
+        }
+        if (e.port != default_port) h.append(":").append(std::to_string(e.port));
         return h;
     };
     const std::string cred = userinfo.empty() ? "" : userinfo + "@";

@@ -217,7 +217,7 @@ std::optional<HttpUrl> parse_http_url(std::string_view text) {
     out.host = field(UF_HOST);
     if (!field(UF_PORT).empty()) out.port = field(UF_PORT);
     if (!field(UF_PATH).empty()) out.target = field(UF_PATH);
-    if (!field(UF_QUERY).empty()) out.target += "?" + field(UF_QUERY);
+    if (!field(UF_QUERY).empty()) out.target.append("?").append(field(UF_QUERY));
     return out;
 }
 
