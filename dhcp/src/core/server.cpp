@@ -116,9 +116,7 @@ std::optional<Ipv4> spread_choice(const Context& c) {
     std::uint64_t total = 0;
     for (const auto& r : c.net.pools) total += std::uint64_t{r.last().value()} - r.first().value() + 1;
     if (total == 0) return std::nullopt;
-    std::uint64_t h = 14695981039346656037ull;
-    for (auto b : c.key) h = (h ^ b) * 1099511628211ull;
-    const std::uint64_t start = h % total;
+    const std::uint64_t start = client_hash({reinterpret_cast<const char*>(c.key.data()), c.key.size()}) % total;
     for (std::uint64_t step = 0; step < std::min(total, kSpreadSteps); ++step) {
         std::uint64_t i = (start + step) % total;
         for (const auto& r : c.net.pools) {

@@ -35,6 +35,14 @@ struct Lease {
     bool operator==(const Lease&) const = default;
 };
 
+// FNV-1a of a client identity (64 bits): cheap for the short keys of the packet path (7 bytes for htype + MAC).
+// Not a defence against chosen keys; used where a client can add at most one key per request.
+inline std::uint64_t client_hash(std::string_view key) noexcept {
+    std::uint64_t h = 14695981039346656037ull;
+    for (unsigned char ch : key) h = (h ^ ch) * 1099511628211ull;
+    return h;
+}
+
 class LeaseView {
 public:
     virtual ~LeaseView() = default;
@@ -108,12 +116,9 @@ protected:
     static std::string_view key(const Bytes& client) { return {reinterpret_cast<const char*>(client.data()), client.size()}; }
     struct KeyHash {
         using is_transparent = void;  // lookups by string_view: no string built per packet
-        // FNV-1a: client keys are short (7 bytes for htype + MAC), and the table re-hashes keys while it
-        // walks a bucket, so a cheap function matters more than a strong one (the keys are not secret, and a
-        // client can only add one key per request).
+        // The table re-hashes keys while it walks a bucket, so a cheap function matters more than a strong one.
         std::size_t operator()(std::string_view s) const noexcept {
-            std::uint64_t h = 14695981039346656037ull;
-            for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+            const auto h = client_hash(s);
             return static_cast<std::size_t>(h ^ (h >> 32));
         }
     };
